@@ -1,0 +1,153 @@
+"""Chain totals: inflow, outflow, backlog and its age, lead-time distributions, closures.
+
+    totals = ChainTotals(chain)
+    applied = apply_event(chain, state, event)
+    totals.apply(applied.added, applied.removed)
+    totals.backlog()                      -> {(stage, case_type, district): open cases}
+    totals.backlog_by_age(reference_time) -> {(stage, case_type, district, band): open cases}
+
+Totals are a pure fold over facts: adding a fact and withdrawing it again leaves them as they were,
+so the totals of a set of cases can always be rebuilt from their states (`rebuild`), which is what
+makes them survive restarts and rebalances. One `ChainTotals` per partition of case state; sums over
+partitions are plain additions.
+
+The age of an open case in a stage is measured from the start of the hour in which it entered the
+stage: that keeps the memory per stage bounded by hours, not by cases.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ketenmonitor.domain.case import (
+    Applied,
+    CaseClosed,
+    CaseState,
+    Fact,
+    SegmentCompleted,
+    StageEntered,
+    StageLeft,
+    facts_of,
+)
+from ketenmonitor.domain.chain import Chain
+
+HOUR = 3600
+
+StageKey = tuple[str, str, str]  # stage, case_type, district
+SegmentKey = tuple[str, str, str]  # segment, case_type, district
+ClosureKey = tuple[str, str, str]  # outcome, case_type, district
+
+
+@dataclass
+class LeadTimeHistogram:
+    """Counts per bucket (not cumulative; the last one is +Inf), sum and count, in seconds."""
+
+    counts: list[int]
+    total_seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[int]:
+        out, running = [], 0
+        for c in self.counts:
+            running += c
+            out.append(running)
+        return out
+
+
+@dataclass
+class ChainTotals:
+    chain: Chain
+    inflow: Counter[StageKey] = field(default_factory=Counter)
+    outflow: Counter[StageKey] = field(default_factory=Counter)
+    open_entries_by_hour: dict[StageKey, Counter[int]] = field(default_factory=dict)
+    lead_times: dict[SegmentKey, LeadTimeHistogram] = field(default_factory=dict)
+    closed: Counter[ClosureKey] = field(default_factory=Counter)
+    cases: int = 0
+    duplicates: int = 0
+
+    def __post_init__(self) -> None:
+        self._bounds = self.chain.lead_time_buckets_seconds
+
+    # -- folding facts ------------------------------------------------------------------------
+    def record(self, applied: Applied, new_case: bool) -> None:
+        """Fold the outcome of one `apply_event` into the totals."""
+        self.cases += new_case
+        self.duplicates += applied.duplicate
+        self.apply(applied.added, applied.removed)
+
+    def apply(self, added: Iterable[Fact], removed: Iterable[Fact]) -> None:
+        for fact in removed:
+            self._fold(fact, -1)
+        for fact in added:
+            self._fold(fact, +1)
+
+    def add_case(self, state: CaseState) -> None:
+        self.cases += 1
+        self.duplicates += state.duplicates
+        for fact in facts_of(self.chain, state):
+            self._fold(fact, +1)
+
+    def _fold(self, fact: Fact, sign: int) -> None:
+        if isinstance(fact, StageEntered):
+            key = (fact.stage, fact.case_type, fact.district)
+            self.inflow[key] += sign
+            self._open(key, fact.at, sign)
+        elif isinstance(fact, StageLeft):
+            key = (fact.stage, fact.case_type, fact.district)
+            self.outflow[key] += sign
+            self._open(key, fact.entered_at, -sign)
+        elif isinstance(fact, SegmentCompleted):
+            skey = (fact.segment, fact.case_type, fact.district)
+            hist = self.lead_times.get(skey)
+            if hist is None:
+                hist = self.lead_times[skey] = LeadTimeHistogram([0] * (len(self._bounds) + 1))
+            lead = fact.lead_time_seconds
+            # Prometheus buckets are upper-inclusive (le): a lead time equal to a norm is within it.
+            hist.counts[bisect.bisect_left(self._bounds, lead)] += sign
+            hist.total_seconds += sign * lead
+        elif isinstance(fact, CaseClosed):
+            self.closed[(fact.outcome, fact.case_type, fact.district)] += sign
+
+    def _open(self, key: StageKey, entered_at: float, sign: int) -> None:
+        hours = self.open_entries_by_hour.setdefault(key, Counter())
+        hour = int(entered_at // HOUR) * HOUR
+        hours[hour] += sign
+        if hours[hour] == 0:
+            del hours[hour]
+
+    # -- reading ------------------------------------------------------------------------------
+    def backlog(self) -> dict[StageKey, int]:
+        return {k: n - self.outflow.get(k, 0) for k, n in self.inflow.items()}
+
+    def backlog_by_age(self, reference_time: float) -> dict[tuple[str, str, str, str], int]:
+        bands = self.chain.backlog_age_bands
+        limits = [upper for _, upper in bands]
+        out: Counter[tuple[str, str, str, str]] = Counter()
+        for (stage, case_type, district), hours in self.open_entries_by_hour.items():
+            for hour, n in hours.items():
+                band = bands[bisect.bisect_left(limits, reference_time - hour)][0]
+                out[(stage, case_type, district, band)] += n
+        return dict(out)
+
+    def oldest_open_entry(self) -> dict[str, int]:
+        """Per stage, the start of the hour in which its oldest open case entered it."""
+        oldest: dict[str, int] = {}
+        for (stage, _, _), hours in self.open_entries_by_hour.items():
+            if hours:
+                first = min(hours)
+                oldest[stage] = min(first, oldest.get(stage, first))
+        return oldest
+
+
+def rebuild(chain: Chain, states: Iterable[CaseState]) -> ChainTotals:
+    """Totals of a set of cases, from their states alone."""
+    totals = ChainTotals(chain)
+    for state in states:
+        totals.add_case(state)
+    return totals

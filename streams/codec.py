@@ -1,0 +1,36 @@
+"""Compact bytes for case state, as kept in the changelogged case table.
+
+A case state is encoded as JSON: {"r": {milestone: [event_id, t, case_type, district, outcome,
+revision, retracted]}, "x": [superseded event ids], "d": duplicates}. Record event ids are not
+repeated in "x": together they are the ids already applied.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import orjson
+
+from ketenmonitor.domain.case import CaseState, MilestoneRecord
+
+
+def encode_state(state: CaseState) -> bytes:
+    records = {
+        m: [r.event_id, r.occurred_at, r.case_type, r.district, r.outcome, r.revision, r.retracted]
+        for m, r in state.records.items()
+    }
+    held = {r.event_id for r in state.records.values()}
+    doc: dict[str, object] = {"r": records}
+    extra = state.seen_event_ids - held
+    if extra:
+        doc["x"] = sorted(extra)
+    if state.duplicates:
+        doc["d"] = state.duplicates
+    return orjson.dumps(doc)
+
+
+def decode_state(raw: bytes) -> CaseState:
+    doc = orjson.loads(raw)
+    records = {m: MilestoneRecord(*fields) for m, fields in doc["r"].items()}
+    seen = frozenset(r.event_id for r in records.values()) | frozenset(doc.get("x", ()))
+    return CaseState(MappingProxyType(records), seen, doc.get("d", 0))

@@ -1,0 +1,122 @@
+"""The two steps of a worker, as plain Python that the Faust agents call.
+
+1. `Ingestor.route(raw, organisation)`: a partner's raw message becomes either a pseudonymised case
+   event bound for the case topic (keyed and partitioned by pseudonym) or a rejection with a reason.
+2. `CaseProcessor.process(partition, pseudonym, payload, state)`: a case event is applied to the
+   case's state by the domain core; the per-partition totals follow; the new state is returned for
+   the changelogged table.
+
+No Kafka or Faust here: the agents in streams/app.py move bytes, this module decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from ketenmonitor.domain.case import CaseEvent, CaseState, apply_event
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.pseudonym import partition_of, pseudonymise
+from ketenmonitor.domain.totals import ChainTotals
+from schemas.events import EventRejected, parse_event
+from streams.codec import decode_state, encode_state
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    pseudonym: str
+    partition: int
+    payload: bytes  # the case event without the raw case key
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+class Ingestor:
+    def __init__(self, chain: Chain, secret: bytes, partitions: int) -> None:
+        self.chain = chain
+        self._secret = secret
+        self.partitions = partitions
+
+    def route(self, raw: bytes, organisation: str) -> Routed | Rejected:
+        try:
+            event = parse_event(raw, self.chain, topic_organisation=organisation)
+        except EventRejected as exc:
+            return Rejected(exc.reason, exc.detail)
+        pseudonym = pseudonymise(self._secret, event.case_key)
+        payload = orjson.dumps(
+            [
+                event.event_id,
+                event.milestone,
+                event.occurred_at.timestamp(),
+                event.case_type,
+                event.district,
+                event.outcome,
+                event.revision,
+                event.retracted,
+            ]
+        )
+        return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload)
+
+
+def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
+    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = (
+        orjson.loads(payload)
+    )
+    return CaseEvent(
+        event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision, retracted
+    )
+
+
+class CaseProcessor:
+    """Applies case events and keeps the totals of each case-state partition it owns."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.totals: dict[int, ChainTotals] = {}
+
+    def process(self, partition: int, pseudonym: str, payload: bytes, state: bytes | None) -> bytes:
+        event = decode_case_event(pseudonym, payload)
+        current = decode_state(state) if state is not None else None
+        applied = apply_event(self.chain, current, event)
+        totals = self.totals.get(partition)
+        if totals is None:
+            totals = self.totals[partition] = ChainTotals(self.chain)
+        totals.record(applied, new_case=current is None)
+        return encode_state(applied.state)
+
+    def rebuild(self, partitions: Iterable[int], states: Iterable[tuple[int, bytes]]) -> None:
+        """Recompute the totals of `partitions` from (partition, state) pairs; forget the rest."""
+        fresh = {p: ChainTotals(self.chain) for p in partitions}
+        for partition, raw in states:
+            totals = fresh.get(partition)
+            if totals is not None:
+                totals.add_case(decode_state(raw))
+        self.totals = fresh
+
+    def owned_totals(self, partitions: Iterable[int]) -> list[ChainTotals]:
+        return [self.totals[p] for p in partitions if p in self.totals]
+
+
+def case_states_by_partition(
+    items: Iterable[tuple[bytes, bytes]], partitions: int
+) -> Iterable[tuple[int, bytes]]:
+    for key, value in items:
+        if value:
+            yield partition_of(key.decode(), partitions), value
+
+
+__all__ = [
+    "CaseProcessor",
+    "CaseState",
+    "Ingestor",
+    "Rejected",
+    "Routed",
+    "case_states_by_partition",
+    "decode_case_event",
+]
