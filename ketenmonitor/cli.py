@@ -11,6 +11,7 @@ Settings come from the environment (KETENMONITOR_*, see ketenmonitor/settings.py
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -95,6 +96,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(cases=args.cases, rate=args.rate, seed=args.seed)
 
 
+# Modules that add their own subcommands: each defines register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ketenmonitor", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=float, default=None, help="end of the period (POSIX seconds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenario", type=Path, default=None)
-    p.add_argument("--output", type=Path, default=None, help="write JSON Lines instead of Kafka")
+    p.add_argument("--output", type=Path, default=None, help="write JSON Lines instead of publishing to Kafka")
     p.add_argument("--rate", type=float, default=0.0, help="events per second (0: fast as possible)")
     p.set_defaults(func=cmd_simulate)
 
@@ -121,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=800.0, help="events per second")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_demo)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

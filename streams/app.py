@@ -67,10 +67,10 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         partitions=1,
     )
     ingest_table = app.Table(
-        "ingest-stats", partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
+        "ingest-stats", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
     case_table = app.Table(
-        "cases", partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
+        "cases", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
     ingestor = Ingestor(chain, settings.pseudonym_secret(), settings.partitions)
     processor = CaseProcessor(chain)

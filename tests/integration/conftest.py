@@ -1,26 +1,33 @@
-"""Fixtures for tests that need a real Kafka broker (started from deploy/kafka)."""
+"""Fixtures for tests against real servers that the suite starts itself.
+
+A server that cannot start makes the tests that need it fail (errors propagate): never a skip.
+Ports can be moved with KETENMONITOR_TEST_KAFKA_PORT so that two suites can run side by side.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.worker_process import WorkerProcess
 
 # Not 9092/9093: a developer's own broker may be running there.
-KAFKA_TEST_PORT = 19092
-KAFKA_TEST_CONTROLLER_PORT = 19093
+KAFKA_TEST_PORT = int(os.environ.get("KETENMONITOR_TEST_KAFKA_PORT", "19092"))
+KAFKA_TEST_CONTROLLER_PORT = KAFKA_TEST_PORT + 1
+TEST_PSEUDONYM_KEY = "integration-test-key-0123456789"
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[LocalKafkaBroker]:
-    """A fresh single-node broker for the whole session, on 127.0.0.1:19092.
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaBroker]:
+    """A fresh single-node broker for the whole session.
 
-    If it cannot start, BrokerStartError propagates and the tests using it error
-    out with the script's output: a missing broker must never look like a pass.
+    If it cannot start, BrokerStartError propagates and the tests using it error out with the
+    script's output: a missing broker must never look like a pass.
     """
     broker = LocalKafkaBroker(
         port=KAFKA_TEST_PORT,
@@ -32,3 +39,38 @@ def kafka_broker(
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def monitor_env(kafka_broker: LocalKafkaBroker, tmp_path: Path) -> dict[str, str]:
+    """Worker settings isolated per test: own topics, consumer group and state directory."""
+    run = uuid.uuid4().hex[:8]
+    return {
+        "KETENMONITOR_KAFKA_BOOTSTRAP": kafka_broker.bootstrap_servers,
+        "KETENMONITOR_TOPIC_PREFIX": f"t{run}",
+        "KETENMONITOR_APP_ID": f"ketenmonitor-{run}",
+        "KETENMONITOR_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
+        "KETENMONITOR_DATA_DIR": str(tmp_path / "worker-state"),
+        "KETENMONITOR_PARTITIONS": "6",
+    }
+
+
+@pytest.fixture
+def start_worker(
+    monitor_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real `ketenmonitor worker` processes; all are stopped at the end of the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> WorkerProcess:
+        n = len(workers)
+        env = {**monitor_env, "KETENMONITOR_DATA_DIR": str(tmp_path / f"worker-state-{n}")}
+        worker = WorkerProcess({**env, **(extra_env or {})}, log_path=tmp_path / f"worker-{n}.log")
+        workers.append(worker)
+        worker.start()
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

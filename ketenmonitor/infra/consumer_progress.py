@@ -1,0 +1,55 @@
+"""How far a consumer group is behind, read from the broker (committed offsets vs log ends).
+
+    consumer_lag("127.0.0.1:9092", "ketenmonitor", ["ketenmonitor.events.police", ...]) -> 0
+    wait_until_caught_up(bootstrap, group, topics, timeout=120)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+
+def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ketenmonitor-progress")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ketenmonitor-progress")
+    try:
+        committed = admin.list_consumer_group_offsets(group)
+        partitions = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+        lag = 0
+        for tp in partitions:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(0, ends[tp] - done)
+        return lag
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_until_caught_up(
+    bootstrap: str, group: str, topics: list[str], timeout: float = 180.0, settle: float = 0.0
+) -> None:
+    """Wait until the group has committed every message of `topics` (twice in a row)."""
+    deadline = time.monotonic() + timeout
+    zero_seen = False
+    last = None
+    while time.monotonic() < deadline:
+        last = consumer_lag(bootstrap, group, topics)
+        if last == 0:
+            if zero_seen:
+                time.sleep(settle)
+                return
+            zero_seen = True
+        else:
+            zero_seen = False
+        time.sleep(1.0)
+    raise TimeoutError(f"consumer group {group} still {last} messages behind after {timeout}s")

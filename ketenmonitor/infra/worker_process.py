@@ -1,0 +1,127 @@
+"""Run `ketenmonitor worker` as a real child process and read its /metrics.
+
+    with WorkerProcess(env={"KETENMONITOR_KAFKA_BOOTSTRAP": "127.0.0.1:19092", ...}) as worker:
+        worker.wait_ready()
+        samples = worker.scrape()          # {(name, frozenset(labels.items())): value}
+
+Used by the demo, the integration tests and the benchmarks: the same command a user runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Self
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        metrics_port: int | None = None,
+        log_path: Path | None = None,
+        loglevel: str = "info",
+    ) -> None:
+        self.metrics_port = metrics_port or free_port()
+        self.env = {**os.environ, **env, "KETENMONITOR_METRICS_PORT": str(self.metrics_port)}
+        self.log_path = log_path
+        self.loglevel = loglevel
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self) -> Self:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._log = out if self.log_path else None
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ketenmonitor.cli", "worker", "--loglevel", self.loglevel],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until /metrics answers (the worker's web server is up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}: {self._tail()}")
+            try:
+                self.scrape_text()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"worker not ready after {timeout}s: {self._tail()}")
+
+    def scrape_text(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def scrape(self) -> Samples:
+        return parse_samples(self.scrape_text())
+
+    def kill(self) -> None:
+        """kill -9: no clean shutdown, no final commit."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def _tail(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")[-3000:]
+        return "(no log)"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def parse_samples(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def sum_samples(all_samples: list[Samples]) -> Samples:
+    total: Samples = {}
+    for samples in all_samples:
+        for key, value in samples.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
