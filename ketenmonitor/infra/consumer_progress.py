@@ -17,7 +17,7 @@ def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ketenmonitor-progress")
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ketenmonitor-progress")
     try:
-        committed = admin.list_consumer_group_offsets(group)
+        committed = admin.list_group_offsets(group).get(group, {})
         partitions = [
             TopicPartition(t, p)
             for t in topics
