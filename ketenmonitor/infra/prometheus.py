@@ -1,0 +1,118 @@
+"""A local Prometheus (Debian package) started by deploy/prometheus/prometheus.sh, from Python.
+
+    config = tmp / "prometheus.yml"
+    config.write_text(render_prometheus_config(["127.0.0.1:9464"], [rules], "1s", "1s", None))
+    with LocalPrometheus(port=free_port(), config_file=config, data_dir=tmp / "prom") as prom:
+        prom.query('sum(ketenmonitor_backlog_cases)')   # -> [{"metric": {...}, "value": [t, "v"]}]
+        prom.alerts()                                    # active alerts (pending and firing)
+
+Stdlib only for HTTP (urllib); the configuration is rendered with PyYAML, which the project
+already needs for the chain definition.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ketenmonitor.infra.script_server import DEPLOY_DIR, ScriptServer, ServerError
+
+__all__ = [
+    "ALERTMANAGER_JOB",
+    "DEFAULT_PORT",
+    "PROMETHEUS_SCRIPT",
+    "WORKER_JOB",
+    "LocalPrometheus",
+    "QueryError",
+    "render_prometheus_config",
+]
+
+PROMETHEUS_SCRIPT = DEPLOY_DIR / "prometheus" / "prometheus.sh"
+DEFAULT_PORT = 9090
+# The scrape job of the stream workers: the alert rules (worker down) select on it.
+WORKER_JOB = "ketenmonitor_worker"
+ALERTMANAGER_JOB = "alertmanager"
+
+
+class QueryError(ServerError):
+    """Prometheus rejected a query (bad PromQL) or answered with status "error"."""
+
+
+class LocalPrometheus(ScriptServer):
+    script = PROMETHEUS_SCRIPT
+    env_prefix = "PROMETHEUS"
+
+    def query(self, promql: str, time: float | None = None) -> list[dict[str, Any]]:
+        """Instant query (GET /api/v1/query): the `result` list of the answer."""
+        params = {"query": promql}
+        if time is not None:
+            params["time"] = repr(time)
+        try:
+            answer = self._request("GET", "/api/v1/query?" + urllib.parse.urlencode(params))
+        except ServerError as exc:
+            raise QueryError(f"query {promql!r} failed: {exc}") from exc
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            raise QueryError(f"query {promql!r} failed: {answer!r}")
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active alerts, pending and firing (GET /api/v1/alerts)."""
+        answer = self._request("GET", "/api/v1/alerts")
+        alerts: list[dict[str, Any]] = answer["data"]["alerts"]
+        return alerts
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        """Loaded rule groups with their health and last error (GET /api/v1/rules)."""
+        answer = self._request("GET", "/api/v1/rules")
+        groups: list[dict[str, Any]] = answer["data"]["groups"]
+        return groups
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Active scrape targets with health and last error (GET /api/v1/targets)."""
+        answer = self._request("GET", "/api/v1/targets")
+        targets: list[dict[str, Any]] = answer["data"]["activeTargets"]
+        return targets
+
+
+def render_prometheus_config(
+    scrape_targets: Sequence[str],
+    rule_files: Sequence[Path],
+    scrape_interval: str = "15s",
+    evaluation_interval: str = "15s",
+    alertmanager_url: str | None = None,
+) -> str:
+    """A prometheus.yml scraping the workers at `scrape_targets` ("host:port") as job
+    ketenmonitor_worker, loading `rule_files` (made absolute) and, if given, sending alerts to
+    the Alertmanager at `alertmanager_url` ("http://127.0.0.1:9094")."""
+    if not scrape_targets:
+        raise ValueError("render_prometheus_config needs at least one scrape target")
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": scrape_interval,
+            "evaluation_interval": evaluation_interval,
+            "external_labels": {"monitor": "ketenmonitor"},
+        },
+        "rule_files": [str(Path(f).resolve()) for f in rule_files],
+        "scrape_configs": [
+            {"job_name": WORKER_JOB, "static_configs": [{"targets": list(scrape_targets)}]},
+        ],
+    }
+    if alertmanager_url is not None:
+        parsed = urllib.parse.urlsplit(alertmanager_url)
+        if not parsed.scheme or not parsed.netloc:
+            raise ValueError(
+                f"alertmanager_url must look like http://host:port, not {alertmanager_url!r}"
+            )
+        alertmanager: dict[str, Any] = {
+            "scheme": parsed.scheme,
+            "static_configs": [{"targets": [parsed.netloc]}],
+        }
+        if parsed.path.strip("/"):
+            alertmanager["path_prefix"] = parsed.path
+        config["alerting"] = {"alertmanagers": [alertmanager]}
+    return yaml.safe_dump(config, sort_keys=False)
