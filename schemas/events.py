@@ -122,22 +122,20 @@ _PYDANTIC_REASONS = {
     "timezone_aware": "naive_timestamp",
     "literal_error": "unsupported_schema_version",
 }
-_TYPE_ERRORS = ("_type", "_parsing", "bool_", "int_", "string_type", "datetime_")
 
 
 def _reason_for(exc: ValidationError) -> tuple[str, str]:
+    """The rejection reason of the first validation error, and a detail naming the field."""
     err = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in err["loc"]) or "<event>"
+    detail = f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}"
     kind = err["type"]
     if kind in _PYDANTIC_REASONS:
-        return _PYDANTIC_REASONS[kind], f"{where}: {err['msg']}"
+        return _PYDANTIC_REASONS[kind], detail
     if kind == "value_error" and "future" in err["msg"]:
-        return "future_timestamp", f"{where}: {err['msg']}"
-    if kind.endswith(_TYPE_ERRORS) or kind.startswith(("int_", "bool_", "string_", "datetime_")):
-        if kind in ("string_too_long", "string_too_short", "string_pattern_mismatch"):
-            return "invalid_value", f"{where}: {err['msg']}"
-        return "wrong_type", f"{where}: {err['msg']}"
-    return "invalid_value", f"{where}: {err['msg']}"
+        return "future_timestamp", detail
+    if kind.endswith(("_type", "_parsing")):
+        return "wrong_type", detail
+    return "invalid_value", detail
 
 
 def parse_event(raw: bytes, chain: Chain, topic_organisation: str | None = None) -> ChainEventV1:
