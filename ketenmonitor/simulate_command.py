@@ -1,0 +1,218 @@
+"""`ketenmonitor simulate`: simulated chain partners, to a JSON Lines file or to Kafka.
+
+    ketenmonitor simulate --cases 1000 --output events.jsonl  # + events.truth.jsonl, .stats.json
+    ketenmonitor simulate --national --days 365 --output year.jsonl  # a year of national volume
+    ketenmonitor simulate --cases 5000 --speed 86400               # to Kafka, one day per second
+    ketenmonitor simulate --live --days 1 --cases 200               # to Kafka, at wall-clock time
+    ketenmonitor simulate --cases 1000 --duplicates 0.02 --late 0.01 --malformed 0.005 \\
+        --silence courts:100:14 --output faulty.jsonl
+
+Without --live the simulated period ends at --end (default: now), so no event time lies in the
+future; messages go out in order of their publish time (event time plus the partner's publishing
+delay and faults). As fast as possible by default; --speed K replays K simulated seconds per wall
+second; --live simulates the coming --days and publishes each message when its time has come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ketenmonitor.delivery import Delivery, DeliveryPlanner, DeliveryStats, deliveries_in_order
+from ketenmonitor.simulator import DAY, Faults, Silence, load_scenario, stream_cases, truth_record
+
+
+class SimulateUsageError(ValueError):
+    """Flags that contradict each other or name unknown things."""
+
+
+def truth_path(output: Path) -> Path:
+    """Where the ground truth of `output` goes: events.jsonl -> events.truth.jsonl."""
+    return output.with_name(output.name.removesuffix(".jsonl") + ".truth.jsonl")
+
+
+def stats_path(output: Path) -> Path:
+    return output.with_name(output.name.removesuffix(".jsonl") + ".stats.json")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate chain partners (file or Kafka), with delays and faults",
+        description=__doc__.split("\n\n")[-1] if __doc__ else None,
+    )
+    volume = p.add_mutually_exclusive_group()
+    volume.add_argument("--cases", type=int, default=None, help="number of cases (default 1000)")
+    volume.add_argument(
+        "--national", action="store_true",
+        help="the scenario's national volume (cases_per_year) for the period, times --scale",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies the national volume")
+    p.add_argument("--days", type=float, default=365.0, help="length of the simulated period")
+    p.add_argument("--end", type=float, default=None, help="end of the period, POSIX seconds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenario", type=Path, default=None, help="scenario YAML")
+    p.add_argument("--output", type=Path, default=None, help="JSON Lines file instead of Kafka")
+    p.add_argument("--truth", type=Path, default=None, help="ground-truth file (Kafka runs)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--live", action="store_true", help="simulate the coming --days in real time")
+    pace.add_argument("--speed", type=float, default=0.0, help="simulated seconds per wall second")
+    pace.add_argument("--rate", type=float, default=0.0, help="messages per second")
+    p.add_argument("--no-delays", action="store_true", help="publish at the event time")
+    for flag, what in (
+        ("duplicates", "share of events delivered twice"),
+        ("out-of-order", "share of events delivered after the case's next event"),
+        ("late", "share of events delivered days late"),
+        ("malformed", "extra malformed messages per event"),
+        ("corrections", "share of events first sent with a wrong time, then corrected"),
+    ):
+        p.add_argument(f"--{flag}", type=float, default=None, help=what)
+    p.add_argument(
+        "--silence", action="append", default=[], metavar="ORG:FROM_DAY:DAYS",
+        help="a partner publishes nothing from day FROM_DAY of the period for DAYS days",
+    )
+    p.set_defaults(func=cmd_simulate)
+
+
+def _faults(base: Faults, args: argparse.Namespace) -> Faults:
+    changes: dict[str, Any] = {}
+    for attr, field in (
+        ("duplicates", "duplicate_rate"),
+        ("out_of_order", "out_of_order_rate"),
+        ("late", "late_rate"),
+        ("malformed", "malformed_rate"),
+        ("corrections", "correction_rate"),
+    ):
+        value = getattr(args, attr)
+        if value is not None:
+            if not 0 <= value <= 1:
+                raise SimulateUsageError(f"--{attr.replace('_', '-')} must be between 0 and 1")
+            changes[field] = value
+    silences = list(base.silences)
+    for spec in args.silence:
+        try:
+            org, from_day, days = spec.split(":")
+            silences.append(Silence(organisation=org, from_day=float(from_day), days=float(days)))
+        except ValueError as exc:
+            raise SimulateUsageError(f"--silence {spec!r}: expected ORG:FROM_DAY:DAYS") from exc
+    changes["silences"] = tuple(silences)
+    return Faults.model_validate({**base.model_dump(), **changes})
+
+
+def _period(args: argparse.Namespace, now: float) -> tuple[float, float]:
+    if args.days <= 0:
+        raise SimulateUsageError("--days must be positive")
+    if args.live:
+        if args.end is not None:
+            raise SimulateUsageError("--live simulates from now on: leave out --end")
+        return now, now + args.days * DAY
+    end = now if args.end is None else args.end
+    if end > now:
+        raise SimulateUsageError("--end lies in the future: event times must not (use --live)")
+    return end - args.days * DAY, end
+
+
+def pacer(args: argparse.Namespace, start: float, now: float) -> Callable[[float], None]:
+    """Returns wait(publish_at) that sleeps until a message is due."""
+    if args.live:
+        return lambda at: time.sleep(max(0.0, at - time.time()))
+    if args.speed:
+        wall0 = time.monotonic()
+        return lambda at: time.sleep(max(0.0, wall0 + (at - start) / args.speed - time.monotonic()))
+    if args.rate:
+        interval = 1.0 / args.rate
+        state = {"next": time.monotonic()}
+
+        def wait(_: float) -> None:
+            state["next"] += interval
+            time.sleep(max(0.0, state["next"] - time.monotonic()))
+
+        return wait
+    return lambda at: None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.settings import Settings
+
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    scenario = load_scenario(args.scenario)
+    scenario.check_against(chain)
+    try:
+        faults = _faults(scenario.faults, args)
+        now = time.time()
+        start, end = _period(args, now)
+    except SimulateUsageError as exc:
+        print(f"ketenmonitor simulate: {exc}")
+        return 2
+    if args.national:
+        count = round(scenario.cases_per_year * args.days / 365.0 * args.scale)
+    else:
+        count = 1000 if args.cases is None else args.cases
+    delays = {} if args.no_delays else scenario.publish_delay
+    planner = DeliveryPlanner(chain, delays, faults, start, end, seed=args.seed)
+    truth_file = truth_path(args.output) if args.output else args.truth
+    wait = pacer(args, start, now)
+
+    truth = open(truth_file, "w", encoding="utf-8") if truth_file else None  # noqa: SIM115
+    cases_seen = 0
+
+    def on_case(case: Any) -> None:
+        nonlocal cases_seen
+        cases_seen += 1
+        if truth is not None:
+            truth.write(json.dumps(truth_record(case), separators=(",", ":")) + "\n")
+
+    deliveries = deliveries_in_order(
+        stream_cases(scenario, count, start, end, seed=args.seed), planner, start, end, on_case
+    )
+    try:
+        if args.output:
+            with open(args.output, "wb") as out:
+                for d in deliveries:
+                    wait(d.publish_at)
+                    out.write(d.value + b"\n")
+            stats_path(args.output).write_text(
+                json.dumps(_stats(planner.stats, args, count, start, end), indent=2) + "\n"
+            )
+            where = str(args.output)
+        else:
+            _publish(settings, chain.partner_ids, deliveries, wait)
+            where = f"Kafka at {settings.kafka_bootstrap}"
+    finally:
+        if truth is not None:
+            truth.close()
+    stats = planner.stats
+    print(
+        f"{stats.messages} messages ({stats.valid_events} valid events of {cases_seen} cases; "
+        f"faults {dict(stats.faults)}, malformed {dict(stats.malformed)}) to {where}"
+        + (f"; ground truth in {truth_file}" if truth_file else "")
+    )
+    return 0
+
+
+def _publish(
+    settings: Any, partners: list[str], deliveries: Any, wait: Callable[[float], None]
+) -> None:
+    from ketenmonitor.kafka_io import PartnerPublisher, ensure_topics
+
+    ensure_topics(
+        settings.kafka_bootstrap, [settings.partner_topic(p) for p in partners], settings.partitions
+    )
+    topics = {p: settings.partner_topic(p) for p in partners}
+    with PartnerPublisher(settings.kafka_bootstrap) as publisher:
+        for d in deliveries:
+            assert isinstance(d, Delivery)
+            wait(d.publish_at)
+            publisher.send_raw(topics[d.organisation], d.value, key=d.key)
+
+
+def _stats(
+    stats: DeliveryStats, args: argparse.Namespace, count: int, start: float, end: float
+) -> dict[str, Any]:
+    return {"seed": args.seed, "cases": count, "start": start, "end": end, **stats.as_dict()}
