@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # history or to make a test deterministic.
     age_reference_time: AwareDatetime | None = None
     processing_timeout_seconds: float = 10.0
+    # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
+    # postgresql://user@host/db; unset: the worker writes no store.
+    store_url: str | None = None
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:

@@ -27,6 +27,7 @@ from ketenmonitor.settings import Settings
 from streams.ingest import IngestStats
 from streams.metrics import ChainCollector, OwnedState
 from streams.processing import CaseProcessor, Ingestor, Rejected, case_states_by_partition
+from streams.store_sink import attach_store
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
     )
     ingestor = Ingestor(chain, settings.pseudonym_secret(), settings.partitions)
     processor = CaseProcessor(chain)
+    sink = attach_store(app, settings, chain)  # case-fact store; None unless configured
 
     @app.agent(partner_topics, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -110,9 +112,12 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
     async def cases(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             key = event.key
-            case_table[key] = processor.process(
+            raw_state, state = processor.process_with_state(
                 event.message.partition, key.decode(), event.value, case_table.get(key)
             )
+            case_table[key] = raw_state
+            if sink is not None:
+                sink.add(key.decode(), state)
 
     @case_table.on_recover
     async def rebuild_totals() -> None:

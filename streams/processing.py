@@ -43,7 +43,8 @@ class Ingestor:
         self._secret = secret
         self.partitions = partitions
 
-    def route(self, raw: bytes, organisation: str) -> Routed | Rejected:
+    def route(self, raw: bytes, organisation: str | None) -> Routed | Rejected:
+        # organisation None: the event does not come from a partner's topic (an event-log file).
         try:
             event = parse_event(raw, self.chain, topic_organisation=organisation)
         except EventRejected as exc:
@@ -81,6 +82,12 @@ class CaseProcessor:
         self.totals: dict[int, ChainTotals] = {}
 
     def process(self, partition: int, pseudonym: str, payload: bytes, state: bytes | None) -> bytes:
+        return self.process_with_state(partition, pseudonym, payload, state)[0]
+
+    def process_with_state(
+        self, partition: int, pseudonym: str, payload: bytes, state: bytes | None
+    ) -> tuple[bytes, CaseState]:
+        """`process`, also returning the decoded new state (for the case-fact store)."""
         event = decode_case_event(pseudonym, payload)
         current = decode_state(state) if state is not None else None
         applied = apply_event(self.chain, current, event)
@@ -88,7 +95,7 @@ class CaseProcessor:
         if totals is None:
             totals = self.totals[partition] = ChainTotals(self.chain)
         totals.record(applied, new_case=current is None)
-        return encode_state(applied.state)
+        return encode_state(applied.state), applied.state
 
     def rebuild(self, partitions: Iterable[int], states: Iterable[tuple[int, bytes]]) -> None:
         """Recompute the totals of `partitions` from (partition, state) pairs; forget the rest."""

@@ -1,0 +1,15 @@
+"""The case-fact store: event-time history of every case, for reports and stuck-case lists.
+
+    sink = CaseFactSink.from_url("sqlite:///ketenmonitor-store.db", chain)
+    sink.start()                      # applies the Alembic migrations
+    sink.add(pseudonym, case_state)   # after each applied event; buffered
+    sink.flush()                      # one transaction: idempotent upserts keyed by case and key
+
+Prometheus answers "what is happening now"; this store answers "what happened in October" and
+"which cases are stuck", in event time. It holds pseudonyms only, never a partner's case key.
+"""
+
+from ketenmonitor.store.engine import StoreError, make_engine, upgrade
+from ketenmonitor.store.sink import CaseFactSink
+
+__all__ = ["CaseFactSink", "StoreError", "make_engine", "upgrade"]
