@@ -54,7 +54,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ketenmonitor.demo import run_demo
 
-    return run_demo(cases=args.cases, rate=args.rate, seed=args.seed)
+    return run_demo(cases=args.cases, rate=args.rate, seed=args.seed, duration=args.duration)
 
 
 # Modules that add their own subcommands: each defines register(subparsers).
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=20_000)
     p.add_argument("--rate", type=float, default=800.0, help="events per second")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_demo)
 
     for module in COMMAND_MODULES:

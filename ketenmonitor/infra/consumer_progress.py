@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 
 def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
@@ -41,9 +42,14 @@ def wait_until_caught_up(
     """Wait until the group has committed every message of `topics` (twice in a row)."""
     deadline = time.monotonic() + timeout
     zero_seen = False
-    last = None
+    last: int | str | None = None
     while time.monotonic() < deadline:
-        last = consumer_lag(bootstrap, group, topics)
+        try:
+            last = consumer_lag(bootstrap, group, topics)
+        except KafkaError as exc:  # e.g. the group coordinator is not there yet on a new broker
+            if not exc.retriable:
+                raise
+            last = repr(exc)
         if last == 0:
             if zero_seen:
                 time.sleep(settle)

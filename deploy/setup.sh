@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything Ketenmonitor needs on a fresh Debian 12 machine, idempotent and quick when done:
+#   1. Debian packages for the real servers the demo and the tests run (Java and Maven for Kafka,
+#      Prometheus + Alertmanager, PostgreSQL, Chromium for the HTML report test, docker-compose
+#      for validating docker-compose.yml);
+#   2. a virtualenv in .venv with the project and its dev tools;
+#   3. the Kafka jars, resolved from Maven Central into .cache/kafka/libs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(openjdk-17-jre-headless maven prometheus prometheus-alertmanager postgresql chromium docker-compose)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's packages may start their own services where an init system runs; the project starts its
+# own instances on other ports and never relies on those.
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+stamp=.venv/.ketenmonitor-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "setup: installing the project into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
+
+bash deploy/kafka/kafka.sh fetch
+echo "setup: ready"

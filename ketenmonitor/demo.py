@@ -1,0 +1,193 @@
+"""`ketenmonitor demo`: a broker, a worker and simulated partners, with a live summary.
+
+Starts a local Kafka broker (unless KETENMONITOR_KAFKA_BOOTSTRAP names one), one worker process,
+and a simulator thread that publishes two years of cases for the four partners at a steady rate.
+The terminal shows backlog, inflow and outflow per stage and p80 lead time against each norm, read
+from the worker's /metrics, until Ctrl-C (or --duration) stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from ketenmonitor.domain.chain import Chain, load_chain
+from ketenmonitor.infra.worker_process import Samples, WorkerProcess
+from ketenmonitor.kafka_io import PartnerPublisher, ensure_topics
+from ketenmonitor.settings import Settings
+from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
+from streams import metrics as m
+
+DAY = 86_400
+
+
+def run_demo(cases: int, rate: float, seed: int, duration: float | None = None) -> int:
+    console = Console() if os.isatty(1) else Console(width=160)
+    env: dict[str, str] = {}
+    broker = None
+    if "KETENMONITOR_KAFKA_BOOTSTRAP" not in os.environ:
+        from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+
+        port = int(os.environ.get("KETENMONITOR_DEMO_KAFKA_PORT", "9092"))
+        console.print(f"starting Kafka on 127.0.0.1:{port} (deploy/kafka/kafka.sh) ...")
+        broker = LocalKafkaBroker(port=port, data_dir=Path(".cache/kafka/demo"))
+        broker.start()
+        env["KETENMONITOR_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
+    if "KETENMONITOR_PSEUDONYM_KEY" not in os.environ and "KETENMONITOR_PSEUDONYM_KEY_FILE" not in os.environ:
+        # A throw-away key: pseudonyms of this demo cannot be linked to anything afterwards.
+        env["KETENMONITOR_PSEUDONYM_KEY"] = secrets.token_hex(32)
+    os.environ.update(env)
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        [settings.partner_topic(p) for p in chain.partner_ids] + [settings.cases_topic],
+        settings.partitions,
+    )
+    log_path = Path(".cache/demo-worker.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(env, metrics_port=settings.metrics_port, log_path=log_path)
+    stop = threading.Event()
+    published = [0]
+    try:
+        worker.start()
+        worker.wait_ready()
+        console.print(f"worker metrics: {worker.metrics_url}   (worker log: {log_path})")
+        publisher = threading.Thread(
+            target=_publish, args=(settings, chain, cases, rate, seed, stop, published), daemon=True
+        )
+        publisher.start()
+        started = time.monotonic()
+        live = console.is_terminal
+        with Live(console=console, refresh_per_second=1, auto_refresh=False) if live else _NoLive() as view:
+            while duration is None or time.monotonic() - started < duration:
+                time.sleep(2.0)
+                try:
+                    samples = worker.scrape()
+                except OSError:
+                    continue
+                summary = render_summary(chain, samples, published[0])
+                if live:
+                    view.update(summary, refresh=True)
+                else:
+                    console.print(summary)
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+    finally:
+        stop.set()
+        worker.stop()
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+class _NoLive:
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _publish(
+    settings: Settings, chain: Chain, cases: int, rate: float, seed: int,
+    stop: threading.Event, published: list[int],
+) -> None:
+    end = time.time() - 60
+    simulated = simulate_cases(load_scenario(), cases, end - 2 * 365 * DAY, end, seed=seed)
+    interval = 1.0 / rate if rate > 0 else 0.0
+    next_send = time.monotonic()
+    with PartnerPublisher(settings.kafka_bootstrap) as publisher:
+        for event in contract_events(simulated, chain, seed=seed):
+            if stop.is_set():
+                return
+            publisher.send(settings.partner_topic(event["organisation"]), event)
+            published[0] += 1
+            if interval:
+                next_send += interval
+                delay = next_send - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+
+
+def _sum_by(samples: Samples, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for (metric, labels), value in samples.items():
+        if metric == name:
+            out[dict(labels).get(label, "")] += value
+    return out
+
+
+def quantile_from_buckets(buckets: dict[float, float], q: float) -> float | None:
+    """histogram_quantile's linear interpolation over cumulative bucket counts."""
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total == 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-9)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def render_summary(chain: Chain, samples: Samples, published: int) -> Group:
+    inflow = _sum_by(samples, f"{m.STAGE_INFLOW}_total", "stage")
+    outflow = _sum_by(samples, f"{m.STAGE_OUTFLOW}_total", "stage")
+    backlog = _sum_by(samples, m.BACKLOG, "stage")
+    oldest = _sum_by(samples, m.BACKLOG_OLDEST_AGE, "stage")
+    accepted = sum(_sum_by(samples, f"{m.EVENTS_ACCEPTED}_total", "organisation").values())
+    rejected = sum(_sum_by(samples, f"{m.EVENTS_REJECTED}_total", "reason").values())
+
+    stages = Table(title="Werkvoorraad per fase (backlog per stage)")
+    for col in ("stage", "owner", "instroom (in)", "uitstroom (out)", "werkvoorraad", "oldest (days)"):
+        stages.add_column(col, justify="right" if col not in ("stage", "owner") else "left")
+    for stage in chain.spec.stages:
+        stages.add_row(
+            stage.label, chain.stage_organisation[stage.id],
+            f"{inflow.get(stage.id, 0):.0f}", f"{outflow.get(stage.id, 0):.0f}",
+            f"{backlog.get(stage.id, 0):.0f}", f"{oldest.get(stage.id, 0) / DAY:.0f}",
+        )
+
+    norms = Table(title="Doorlooptijd p80 tegen de norm (lead time p80 against the norm)")
+    for col in ("norm", "completed", "p80 (days)", "norm (days)", "within norm", "target"):
+        norms.add_column(col, justify="left" if col == "norm" else "right")
+    for norm in chain.spec.norms:
+        case_types = set(norm.case_types or chain.case_types)
+        buckets: dict[float, float] = defaultdict(float)
+        for (metric, labels), value in samples.items():
+            lab = dict(labels)
+            if (
+                metric == f"{m.LEAD_TIME}_bucket"
+                and lab["segment"] == norm.segment
+                and lab["case_type"] in case_types
+            ):
+                buckets[float(lab["le"])] += value
+        total = buckets.get(float("inf"), 0.0)
+        p80 = quantile_from_buckets(buckets, 0.8)
+        within = buckets.get(float(norm.within_seconds), 0.0) / total if total else None
+        norms.add_row(
+            norm.label, f"{total:.0f}",
+            "-" if p80 is None else f"{p80 / DAY:.0f}", f"{norm.within_days}",
+            "-" if within is None else f"{within:.0%}", f"{norm.target:.0%}",
+        )
+    header = Table.grid()
+    header.add_row(
+        f"published {published}   accepted {accepted:.0f}   rejected {rejected:.0f}   (Ctrl-C stops)"
+    )
+    return Group(header, stages, norms)
