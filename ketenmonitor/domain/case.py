@@ -15,9 +15,9 @@ Times are POSIX seconds in event time; nothing here reads the clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
 
 from ketenmonitor.domain.chain import CLOSED, Chain
 
