@@ -58,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own subcommands: each defines register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("ketenmonitor.simulate_command",)
+COMMAND_MODULES: tuple[str, ...] = ("ketenmonitor.simulate_command", "ketenmonitor.store.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,187 @@
+"""Subcommands of the case-fact store.
+
+    ketenmonitor store upgrade                                  # migrations to the newest revision
+    ketenmonitor report --period 2026-10 | 2026Q3 [--format table|csv|html] [--output F]
+                        [--suppress-below K] [--timezone Europe/Amsterdam]
+    ketenmonitor stuck --stage court_trial --top 20 [--at 2026-11-01T00:00:00+00:00] [--format csv]
+    ketenmonitor replay --from-file events.jsonl | --from-topics [--no-progress]
+
+The store is KETENMONITOR_STORE_URL (or --store-url), e.g. sqlite:///var/ketenmonitor/store.db.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.settings import Settings
+from ketenmonitor.store.engine import StoreError, make_engine, upgrade
+from ketenmonitor.store.periods import DEFAULT_TIMEZONE, PeriodError, parse_period
+
+
+class UsageError(ValueError):
+    pass
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("store", help="case-fact store maintenance")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    up = store_sub.add_parser("upgrade", help="apply the store's migrations")
+    _store_url_option(up)
+    up.set_defaults(func=_guarded(cmd_store_upgrade))
+
+    p = subparsers.add_parser("report", help="event-time report of a month or quarter")
+    p.add_argument("--period", required=True, help="YYYY-MM, YYYYQn or YYYY")
+    p.add_argument("--format", choices=("table", "csv", "html"), default="table")
+    p.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
+    p.add_argument("--suppress-below", type=int, default=0, metavar="K",
+                   help='show counts of 1..K-1 cases (and figures from them) as "<K"')
+    p.add_argument("--timezone", default=DEFAULT_TIMEZONE, help="time zone of the period bounds")
+    _store_url_option(p)
+    p.set_defaults(func=_guarded(cmd_report))
+
+    p = subparsers.add_parser("stuck", help="oldest open cases of a stage (pseudonymous)")
+    p.add_argument("--stage", required=True)
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--at", default=None, help="reference moment, ISO 8601 + offset (default: now)")
+    p.add_argument("--format", choices=("table", "csv"), default="table")
+    _store_url_option(p)
+    p.set_defaults(func=_guarded(cmd_stuck))
+
+    p = subparsers.add_parser("replay", help="rebuild the store from the partner topics or a file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-topics", action="store_true", help="partner topics, from the start")
+    source.add_argument("--from-file", type=Path, help="JSON Lines of raw partner messages")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _store_url_option(p)
+    p.set_defaults(func=_guarded(cmd_replay))
+
+
+def _store_url_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store-url", default=None, help="default: $KETENMONITOR_STORE_URL")
+
+
+def _guarded(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args))
+        except (StoreError, PeriodError, UsageError, ValueError, OSError) as exc:
+            print(f"ketenmonitor {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _store_url(args: argparse.Namespace, settings: Settings) -> str:
+    url = args.store_url or settings.store_url
+    if not url:
+        raise UsageError("no store: set KETENMONITOR_STORE_URL or pass --store-url")
+    return str(url)
+
+
+def cmd_store_upgrade(args: argparse.Namespace) -> int:
+    engine = make_engine(_store_url(args, Settings()))
+    upgrade(engine)
+    print(f"store at {engine.url.render_as_string(hide_password=True)} is up to date")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ketenmonitor.store.html_report import render_html
+    from ketenmonitor.store.render import print_table, write_csv
+    from ketenmonitor.store.report import build_report
+
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    period = parse_period(args.period, args.timezone)
+    engine = make_engine(_store_url(args, settings))
+    upgrade(engine)
+    report = build_report(engine, chain, period)
+    k = args.suppress_below
+    out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "csv":
+            write_csv(report, out, k)
+        elif args.format == "html":
+            out.write(render_html(report, chain, k))
+        else:
+            print_table(report, k, file=out)
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"wrote the {args.format} report of {period.label} to {args.output}")
+    return 0
+
+
+def cmd_stuck(args: argparse.Namespace) -> int:
+    from ketenmonitor.store.stuck import stuck_cases
+
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    at = time.time() if args.at is None else _aware(args.at).timestamp()
+    engine = make_engine(_store_url(args, settings))
+    upgrade(engine)
+    cases = stuck_cases(engine, chain, args.stage, args.top, at)
+    header = ["pseudonym", "stage", "entered_at", "age_days", "last_milestone",
+              "last_milestone_at", "case_type", "district"]
+    lines = [
+        [c.pseudonym, c.stage, _iso(c.entered_at), f"{c.age_seconds / 86400:.1f}",
+         c.last_milestone, _iso(c.last_milestone_at), c.case_type, c.district]
+        for c in cases
+    ]
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(lines)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Oldest open cases in {args.stage} at {_iso(at)}")
+    for name in header:
+        table.add_column(name)
+    for line in lines:
+        table.add_row(*line)
+    Console(width=180).print(table)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from ketenmonitor.store.replay import Replayer, replay_file, replay_topics
+    from ketenmonitor.store.sink import CaseFactSink
+
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    sink = CaseFactSink.from_url(_store_url(args, settings), chain)
+    sink.start()
+    replayer = Replayer(chain, settings.pseudonym_secret(), settings.partitions, sink)
+    progress = not args.no_progress
+    try:
+        if args.from_file is not None:
+            replay_file(args.from_file, replayer, progress=progress)
+        else:
+            topics = {settings.partner_topic(p): p for p in chain.partner_ids}
+            replay_topics(settings.kafka_bootstrap, topics, replayer, progress=progress)
+    finally:
+        sink.close()
+    print(json.dumps(replayer.summary()))
+    return 0
+
+
+def _aware(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise UsageError(f"--at {text!r} needs a UTC offset, e.g. 2026-11-01T00:00:00+01:00")
+    return moment
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

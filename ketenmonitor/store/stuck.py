@@ -1,0 +1,60 @@
+"""The oldest open cases of a stage, for the partner that owns the stage to act on.
+
+    for case in stuck_cases(engine, "court_trial", top=20, at=time.time()):
+        case.pseudonym, case.age_seconds, case.last_milestone, case.last_milestone_at
+
+Only pseudonyms leave the store. The partner that holds the HMAC key finds its own case numbers
+by pseudonymising them with the same key and matching (docs/store.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.store.models import Case, CaseStage
+
+
+class UnknownStageError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StuckCase:
+    pseudonym: str
+    stage: str
+    entered_at: float
+    age_seconds: float
+    last_milestone: str
+    last_milestone_at: float
+    case_type: str
+    district: str
+
+
+def stuck_cases(engine: Engine, chain: Chain, stage: str, top: int, at: float) -> list[StuckCase]:
+    """The `top` cases that entered `stage` earliest (before `at`) and have not left it."""
+    if stage not in chain.stage_ids:
+        raise UnknownStageError(f"unknown stage {stage!r}; stages: {', '.join(chain.stage_ids)}")
+    if top < 1:
+        raise ValueError("top must be at least 1")
+    query = (
+        select(
+            CaseStage.pseudonym,
+            CaseStage.entered_at,
+            Case.last_milestone,
+            Case.last_milestone_at,
+            Case.case_type,
+            Case.district,
+        )
+        .join(Case, Case.pseudonym == CaseStage.pseudonym)
+        .where(CaseStage.stage == stage, CaseStage.left_at.is_(None), CaseStage.entered_at <= at)
+        .order_by(CaseStage.entered_at, CaseStage.pseudonym)
+        .limit(top)
+    )
+    with engine.connect() as conn:
+        return [
+            StuckCase(p, stage, entered, at - entered, last, last_at, case_type, district)
+            for p, entered, last, last_at, case_type, district in conn.execute(query)
+        ]
