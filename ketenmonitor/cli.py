@@ -58,7 +58,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own subcommands: each defines register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("ketenmonitor.simulate_command", "ketenmonitor.store.commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "ketenmonitor.simulate_command",
+    "ketenmonitor.store.commands",
+    "ketenmonitor.alerting.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

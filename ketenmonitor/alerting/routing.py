@@ -1,0 +1,142 @@
+"""Alertmanager configuration, generated from the chain's partners and the alerting policy.
+
+    text = render_alertmanager_config(load_chain(), load_policy())
+    text = render_alertmanager_config(chain, policy, webhook_url="http://127.0.0.1:8080/{receiver}",
+                                      scale=TimeScale(4 / 86_400, "1s"))
+
+Receivers (all webhooks; `{receiver}` in the URL template becomes the receiver's name):
+  sg-urgent            critical alerts of the chain, for the SG level at once
+  sg-digest            warnings of the chain, grouped per organisation, sent as a slow digest
+  partner-<id>         one per partner: that organisation's own alerts, every severity
+  monitor-operations   the monitor itself (worker down, lag, commits); not sent to the SG
+Inhibition: a worker that is down silences every alert derived from worker metrics, and a
+critical norm alert silences the warning of the same norm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from ketenmonitor.alerting.durations import TimeScale
+from ketenmonitor.alerting.policy import AlertPolicy
+from ketenmonitor.alerting.rules import DERIVED
+from ketenmonitor.domain.chain import Chain
+
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:9099/alerts/{receiver}"
+SG_URGENT = "sg-urgent"
+SG_DIGEST = "sg-digest"
+MONITOR_OPERATIONS = "monitor-operations"
+
+
+def partner_receiver(partner: str) -> str:
+    return f"partner-{partner.replace('_', '-')}"
+
+
+def generate_alertmanager_config(
+    chain: Chain,
+    policy: AlertPolicy,
+    webhook_url: str = DEFAULT_WEBHOOK_URL,
+    scale: TimeScale | None = None,
+) -> dict[str, Any]:
+    policy.check_against(chain)
+    if "{receiver}" not in webhook_url:
+        raise ValueError(f"webhook_url must contain {{receiver}}: {webhook_url!r}")
+    w = (scale or TimeScale()).duration
+    receivers = [SG_URGENT, SG_DIGEST, MONITOR_OPERATIONS] + [
+        partner_receiver(p) for p in chain.partner_ids
+    ]
+    partner_routes = [
+        {
+            "receiver": partner_receiver(p),
+            "matchers": [f'organisation="{p}"'],
+            "group_by": ["alertname", "stage", "norm"],
+            "routes": [
+                # Critical: sooner and repeated more often than the partner's warnings.
+                {
+                    "receiver": partner_receiver(p),
+                    "matchers": ['severity="critical"'],
+                    "group_wait": w("30s"),
+                    "repeat_interval": w("4h"),
+                }
+            ],
+        }
+        for p in chain.partner_ids
+    ]
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            # Anything no route claims (an unknown organisation) still reaches the SG digest.
+            "receiver": SG_DIGEST,
+            "group_by": ["alertname", "organisation"],
+            "group_wait": w("1m"),
+            "group_interval": w("5m"),
+            "repeat_interval": w("1d"),
+            "routes": [
+                {
+                    "receiver": MONITOR_OPERATIONS,
+                    "matchers": [f'organisation="{policy.owners.monitor}"'],
+                    "group_by": ["alertname", "instance", "topic"],
+                    "group_wait": w("30s"),
+                    "repeat_interval": w("1h"),
+                },
+                {
+                    "receiver": SG_URGENT,
+                    "matchers": ['severity="critical"'],
+                    "group_by": ["alertname", "organisation", "norm"],
+                    "group_wait": w("1m"),
+                    "repeat_interval": w("4h"),
+                    "continue": True,
+                },
+                {
+                    # The SG digest: one message per organisation collecting its warnings.
+                    "receiver": SG_DIGEST,
+                    "matchers": ['severity="warning"'],
+                    "group_by": ["organisation"],
+                    "group_wait": w("10m"),
+                    "group_interval": w("6h"),
+                    "repeat_interval": w("1d"),
+                    "continue": True,
+                },
+                *partner_routes,
+            ],
+        },
+        "inhibit_rules": [
+            {
+                "source_matchers": ['alertname="KetenmonitorWorkerDown"'],
+                "target_matchers": [f'{k}="{v}"' for k, v in DERIVED.items()],
+            },
+            {
+                "source_matchers": ['kind="norm"', 'severity="critical"'],
+                "target_matchers": ['kind="norm"', 'severity="warning"'],
+                "equal": ["norm"],
+            },
+        ],
+        "receivers": [
+            {
+                "name": name,
+                "webhook_configs": [
+                    {"url": webhook_url.replace("{receiver}", name), "send_resolved": True}
+                ],
+            }
+            for name in receivers
+        ],
+    }
+
+
+HEADER = """\
+# GENERATED by `ketenmonitor rules alertmanager` from the chain's partners and the alerting
+# policy (ketenmonitor/alerting/routing.py documents the receivers). Do not edit: regenerate,
+# e.g. with --webhook-url 'https://relay.example/alerts/{receiver}'.
+"""
+
+
+def render_alertmanager_config(
+    chain: Chain,
+    policy: AlertPolicy,
+    webhook_url: str = DEFAULT_WEBHOOK_URL,
+    scale: TimeScale | None = None,
+) -> str:
+    config = generate_alertmanager_config(chain, policy, webhook_url, scale)
+    return HEADER + yaml.safe_dump(config, sort_keys=False, width=1000)

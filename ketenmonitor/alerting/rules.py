@@ -1,0 +1,591 @@
+"""Prometheus recording and alert rules, generated from the chain definition and the policy.
+
+    text = render_rules(load_chain(), load_policy())                    # production windows
+    text = render_rules(chain, policy, TimeScale(4 / 86_400, "3s"))     # a chain day lasts 4 s
+
+Every metric name comes from streams.metrics; every norm limit and target from chain.yaml; every
+other threshold from the alerting policy. The checked-in file
+deploy/prometheus/rules/ketenmonitor.rules.yml is this module's output;
+a unit test keeps them equal.
+
+Counters and gauges are summed across workers FIRST and rates taken of the sums: a worker exports
+only the partitions it owns, so its own series drop when a partition moves away; the sum does not.
+Recorded names follow level:metric:operation; window suffixes are nominal ("rate7d" stays the name
+when a time scale shrinks the window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ketenmonitor.alerting.durations import TimeScale
+from ketenmonitor.alerting.policy import AlertPolicy
+from ketenmonitor.domain.chain import Chain, NormSpec
+from ketenmonitor.infra.prometheus import WORKER_JOB
+from streams import metrics as m
+
+# The lead adds these two to streams/metrics.py; until then they are spelled here (same names).
+CONSUMER_LAG: str = getattr(m, "CONSUMER_LAG", f"{m.PREFIX}_consumer_lag_messages")
+LAST_COMMIT: str = getattr(m, "LAST_COMMIT", f"{m.PREFIX}_last_commit_timestamp_seconds")
+
+# -- recorded series (dashboards may use these names too) ------------------------------------
+INFLOW_SUM = f"stage:{m.STAGE_INFLOW}_total:sum"
+OUTFLOW_SUM = f"stage:{m.STAGE_OUTFLOW}_total:sum"
+INFLOW_BY_TYPE_SUM = f"stage_case_type:{m.STAGE_INFLOW}_total:sum"
+BACKLOG_SUM = f"stage:{m.BACKLOG}:sum"
+BACKLOG_BY_TYPE_SUM = f"stage_case_type:{m.BACKLOG}:sum"
+OLDEST_AGE_MAX = f"stage:{m.BACKLOG_OLDEST_AGE}:max"
+LEAD_BUCKET_SUM = f"segment_case_type:{m.LEAD_TIME}_bucket:sum"
+LEAD_COUNT_SUM = f"segment_case_type:{m.LEAD_TIME}_count:sum"
+ACCEPTED_SUM = f"organisation:{m.EVENTS_ACCEPTED}_total:sum"
+REJECTED_SUM = f"organisation:{m.EVENTS_REJECTED}_total:sum"
+FEED_AGE = f"organisation:{m.PREFIX}_partner_feed_age_seconds"
+LAG_SUM = f"topic:{CONSUMER_LAG}:sum"
+WITHIN_NORM = f"{m.PREFIX}_segment_within_norm"  # ratio: share of completed segments within
+COMPLETED = f"{m.PREFIX}_segment_completed_cases"
+
+DERIVED = {"derived_from": "worker_metrics"}  # WorkerDown inhibits alerts carrying this label
+
+
+def le_label(seconds: float) -> str:
+    """The `le` label value the worker exports for a bucket bound (streams.metrics writes the
+    float's repr); Prometheus 2 compares `le` as a string, so it must match exactly."""
+    return repr(float(seconds))
+
+
+@dataclass
+class _Rules:
+    """Collects rule groups in the order Prometheus must evaluate them."""
+
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+    def group(self, name: str) -> list[dict[str, Any]]:
+        rules: list[dict[str, Any]] = []
+        self.groups.append({"name": name, "rules": rules})
+        return rules
+
+
+class RuleGenerator:
+    def __init__(self, chain: Chain, policy: AlertPolicy, scale: TimeScale | None = None) -> None:
+        policy.check_against(chain)
+        self.chain = chain
+        self.policy = policy
+        self.scale = scale or TimeScale()
+        self.organisation_label = {p.id: p.label for p in chain.spec.partners}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def w(self, duration: str) -> str:
+        """A window or `for` duration, scaled."""
+        return self.scale.duration(duration)
+
+    def norm_owner(self, norm: NormSpec) -> str:
+        """Partner owning a norm: the organisation where its segment starts, for partner and
+        handover segments (the sender answers for a handover); the chain for chain segments."""
+        segment = next(s for s in self.chain.spec.segments if s.id == norm.segment)
+        if segment.kind == "chain":
+            return self.policy.owners.chain
+        return self.chain.milestone(segment.start).organisation
+
+    def case_type_matcher(self, norm: NormSpec) -> str:
+        if norm.case_types is None:
+            return ""
+        return f', case_type=~"{"|".join(norm.case_types)}"'
+
+    def stage_norms(self) -> list[tuple[str, NormSpec]]:
+        """(stage, norm) pairs where the norm's segment is exactly the stage: entry to exit."""
+        pairs = []
+        segments = {s.id: s for s in self.chain.spec.segments}
+        for stage in self.chain.spec.stages:
+            for norm in self.chain.spec.norms:
+                seg = segments[norm.segment]
+                if seg.start in stage.enter and seg.end in stage.exit:
+                    pairs.append((stage.id, norm))
+        return pairs
+
+    def objective(self, norm: NormSpec) -> float:
+        """The target in force: the interim target where the norm has one."""
+        return norm.interim_target if norm.interim_target is not None else norm.target
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(self) -> dict[str, Any]:
+        rules = _Rules()
+        self._sums(rules.group("ketenmonitor.sums"))
+        self._flow(rules.group("ketenmonitor.flow"))
+        self._norm_records(rules.group("ketenmonitor.norms"))
+        self._throughput_alerts(rules.group("ketenmonitor.alerts.throughput"))
+        self._norm_alerts(rules.group("ketenmonitor.alerts.norms"))
+        self._forecast_alerts(rules.group("ketenmonitor.alerts.forecast"))
+        self._feed_alerts(rules.group("ketenmonitor.alerts.feeds"))
+        self._dead_letter_alerts(rules.group("ketenmonitor.alerts.dead_letter"))
+        self._monitor_alerts(rules.group("ketenmonitor.alerts.monitor"))
+        return {"groups": rules.groups}
+
+    def _sums(self, g: list[dict[str, Any]]) -> None:
+        limits = sorted({n.within_seconds for n in self.chain.spec.norms})
+        le = "|".join(le_label(s).replace(".", r"\\.") for s in limits)
+        g += [
+            _record(INFLOW_SUM, f"sum by (stage, organisation) ({m.STAGE_INFLOW}_total)"),
+            # A stage without any outflow yet exports no outflow series: start it at zero.
+            _record(
+                OUTFLOW_SUM,
+                f"sum by (stage, organisation) ({m.STAGE_OUTFLOW}_total) or ({INFLOW_SUM} * 0)",
+            ),
+            _record(
+                INFLOW_BY_TYPE_SUM,
+                f"sum by (stage, organisation, case_type) ({m.STAGE_INFLOW}_total)",
+            ),
+            _record(BACKLOG_SUM, f"sum by (stage, organisation) ({m.BACKLOG})"),
+            _record(BACKLOG_BY_TYPE_SUM, f"sum by (stage, organisation, case_type) ({m.BACKLOG})"),
+            _record(OLDEST_AGE_MAX, f"max by (stage, organisation) ({m.BACKLOG_OLDEST_AGE})"),
+            _record(
+                LEAD_BUCKET_SUM,
+                f'sum by (segment, case_type, le) ({m.LEAD_TIME}_bucket{{le=~"{le}"}})',
+            ),
+            _record(LEAD_COUNT_SUM, f"sum by (segment, case_type) ({m.LEAD_TIME}_count)"),
+            _record(ACCEPTED_SUM, f"sum by (organisation) ({m.EVENTS_ACCEPTED}_total)"),
+            _record(
+                REJECTED_SUM,
+                f"sum by (organisation) ({m.EVENTS_REJECTED}_total) or ({ACCEPTED_SUM} * 0)",
+            ),
+            _record(FEED_AGE, f"time() - max by (organisation) ({m.PARTNER_LAST_EVENT})"),
+            _record(LAG_SUM, f"sum by (topic) ({CONSUMER_LAG})"),
+        ]
+
+    def _flow(self, g: list[dict[str, Any]]) -> None:
+        p = self.policy
+        for window in _unique(["1d", p.throughput.window]):
+            for total, metric in ((INFLOW_SUM, m.STAGE_INFLOW), (OUTFLOW_SUM, m.STAGE_OUTFLOW)):
+                g.append(_record(f"stage:{metric}:rate{window}", _rate(total, self.w(window))))
+        window = p.throughput.window
+        inflow = f"stage:{m.STAGE_INFLOW}:increase{window}"
+        outflow = f"stage:{m.STAGE_OUTFLOW}:increase{window}"
+        g += [
+            _record(inflow, f"increase({INFLOW_SUM}[{self.w(window)}])"),
+            _record(outflow, f"increase({OUTFLOW_SUM}[{self.w(window)}])"),
+            # Backlog growth from the counters (backlog = inflow - outflow), not from the gauge.
+            _record(f"stage:{m.BACKLOG}:growth{window}", f"{inflow} - {outflow}"),
+        ]
+        dl = p.dead_letter.window
+        g += [
+            _record(
+                f"organisation:{m.PREFIX}_events:increase{dl}",
+                f"increase({ACCEPTED_SUM}[{self.w(dl)}]) + increase({REJECTED_SUM}[{self.w(dl)}])",
+            ),
+            _record(
+                f"organisation:{m.EVENTS_REJECTED}:ratio{dl}",
+                f"increase({REJECTED_SUM}[{self.w(dl)}]) / "
+                f"organisation:{m.PREFIX}_events:increase{dl}",
+            ),
+        ]
+
+    def _norm_records(self, g: list[dict[str, Any]]) -> None:
+        p = self.policy
+        burn_windows = [w for t in p.burn_rate.tiers for w in (t.long, t.short)]
+        long_windows = [t.long for t in p.burn_rate.tiers]
+        for norm in self.chain.spec.norms:
+            sel = f'segment="{norm.segment}"{self.case_type_matcher(norm)}'
+            bucket = f'{LEAD_BUCKET_SUM}{{{sel}, le="{le_label(norm.within_seconds)}"}}'
+            count = f"{LEAD_COUNT_SUM}{{{sel}}}"
+            labels = {"norm": norm.id}
+            for window in p.share_windows:
+                w = self.w(window)
+                g.append(_record(
+                    f"norm_case_type:{WITHIN_NORM}:ratio{window}",
+                    f"sum by (segment, case_type) (increase({bucket}[{w}]))\n"
+                    f"  / sum by (segment, case_type) (increase({count}[{w}]))",
+                    labels,
+                ))
+            for window in _unique([*p.share_windows, *burn_windows]):
+                w = self.w(window)
+                g.append(_record(
+                    f"norm:{WITHIN_NORM}:ratio{window}",
+                    f"sum by (segment) (increase({bucket}[{w}]))\n"
+                    f"  / sum by (segment) (increase({count}[{w}]))",
+                    labels,
+                ))
+            for window in _unique(long_windows):
+                g.append(_record(
+                    f"norm:{COMPLETED}:increase{window}",
+                    f"sum by (segment) (increase({count}[{self.w(window)}]))",
+                    labels,
+                ))
+        trend = p.forecast.trend_window
+        for stage, norm in self.stage_norms():
+            if norm.target >= 1:
+                continue  # Little's law gives no useful backlog limit for a 100% norm
+            sel = f'stage="{stage}"{self.case_type_matcher(norm)}'
+            labels = {"norm": norm.id}
+            g.append(_record(
+                f"norm:{m.BACKLOG}:sum",
+                f"sum by (stage, organisation) ({BACKLOG_BY_TYPE_SUM}{{{sel}}})",
+                labels,
+            ))
+            g.append(_record(
+                f"norm:{m.STAGE_INFLOW}:rate{trend}",
+                f"sum by (stage, organisation) "
+                f"(rate({INFLOW_BY_TYPE_SUM}{{{sel}}}[{self.w(trend)}]))",
+                labels,
+            ))
+
+    # -- alerts -------------------------------------------------------------------------------
+    def _throughput_alerts(self, g: list[dict[str, Any]]) -> None:
+        t = self.policy.throughput
+        window = t.window
+        share = 1 - t.max_outflow_ratio
+        growth = f"stage:{m.BACKLOG}:growth{window}"
+        inflow = f"stage:{m.STAGE_INFLOW}:increase{window}"
+        g.append(_alert(
+            "KetenmonitorThroughputBreach",
+            f"{growth} > {_num(share)} * {inflow}\nand {inflow} >= {t.min_inflow_cases}",
+            self.w(t.for_),
+            {"severity": t.severity, "kind": "throughput", **DERIVED},
+            summary=(
+                "Werkvoorraad {{ $labels.stage }} ({{ $labels.organisation }}) groeit: uitstroom "
+                f"blijft onder {_pct(t.max_outflow_ratio)} van de instroom ({window})"
+            ),
+            description=(
+                "Over the last " + window + " the backlog of stage {{ $labels.stage }} grew by "
+                "{{ $value | printf \"%.0f\" }} cases: fewer cases left the stage than "
+                f"{_pct(t.max_outflow_ratio)} of those that entered."
+            ),
+            runbook=(
+                "Compare inflow and outflow of the stage per case type and district on the "
+                "dashboard. A real capacity shortfall is for the owning organisation's management; "
+                "if outflow dropped to zero suddenly, first check that the partner still reports "
+                "the stage's exit milestone (KetenmonitorPartnerFeedStale, dead letters)."
+            ),
+        ))
+
+    def _norm_alerts(self, g: list[dict[str, Any]]) -> None:
+        b = self.policy.burn_rate
+        for tier in b.tiers:
+            for norm in self.chain.spec.norms:
+                objective = self.objective(norm)
+                budget = 1 - objective
+                threshold = tier.factor * budget
+                sel = f'{{norm="{norm.id}"}}'
+                long_ratio = f"norm:{WITHIN_NORM}:ratio{tier.long}{sel}"
+                short_ratio = f"norm:{WITHIN_NORM}:ratio{tier.short}{sel}"
+                completed = f"norm:{COMPLETED}:increase{tier.long}{sel}"
+                # A 100% norm has no error budget (threshold 0): any case beyond the limit
+                # breaches it, and 0 / 0 (no completed case) is NaN, which never fires.
+                expr = (
+                    f"(1 - {long_ratio}) > {_num(threshold)}\n"
+                    f"and (1 - {short_ratio}) > {_num(threshold)}\n"
+                    f"and {completed} >= {b.min_completed_cases}"
+                )
+                target_text = _pct(objective) + (
+                    f" (interim; final {_pct(norm.target)})" if norm.interim_target else ""
+                )
+                g.append(_alert(
+                    f"KetenmonitorNormBurnRate{tier.name.title()}",
+                    expr,
+                    self.w(tier.for_),
+                    {
+                        "severity": tier.severity,
+                        "kind": "norm",
+                        "organisation": self.norm_owner(norm),
+                        "norm": norm.id,
+                        "window": tier.long,
+                        **DERIVED,
+                    },
+                    summary=(
+                        f"Norm '{norm.label}' in gevaar: minder dan {target_text} binnen "
+                        f"{norm.within_days} dagen"
+                    ),
+                    description=(
+                        f"Over the last {tier.long} "
+                        "{{ $value | humanizePercentage }} of the completed segments "
+                        f"{norm.segment} took longer than {norm.within_days} days (also over the "
+                        f"last {tier.short}); the norm wants {target_text} within. The error "
+                        "budget burns faster than "
+                        f"{_num(tier.factor)}x the sustainable rate."
+                    ),
+                    runbook=(
+                        "Open the norm on the dashboard and drill down by case type and district "
+                        "to find where lead times grew; list the oldest open cases of the "
+                        "segment's stages. The owning organisation decides on extra capacity or "
+                        "priority; the SG digest reports it chain-wide."
+                    ),
+                ))
+
+    def _forecast_alerts(self, g: list[dict[str, Any]]) -> None:
+        f = self.policy.forecast
+        trend = self.w(f.trend_window)
+        horizon = _num(self.scale.seconds(f.horizon))
+        labels = {"severity": f.severity, "kind": "forecast", **DERIVED}
+        runbook = (
+            "Look at the trend of the stage's backlog and oldest cases on the dashboard. Act "
+            "before the limit is crossed: prioritise the oldest cases, add capacity, or agree a "
+            "plan with the partners upstream that feed the stage."
+        )
+        for _stage, norm in self.stage_norms():
+            if norm.target >= 1:
+                continue
+            sel = f'{{norm="{norm.id}"}}'
+            # Little's law: with backlog L and inflow rate r, the mean time in the stage is L / r;
+            # above r x limit the average case already waits longer than the norm allows.
+            # Under a time scale a chain second lasts `factor` wall seconds.
+            limit = _num(norm.within_seconds * self.scale.factor)
+            capacity = f"norm:{m.STAGE_INFLOW}:rate{f.trend_window}{sel} * {limit}"
+            g.append(_alert(
+                "KetenmonitorBacklogForecast",
+                f"predict_linear(norm:{m.BACKLOG}:sum{sel}[{trend}], {horizon})\n  > {capacity}",
+                self.w(f.for_),
+                {**labels, "norm": norm.id},
+                summary=(
+                    "Werkvoorraad {{ $labels.stage }} overschrijdt binnen " + f.horizon + " de "
+                    f"grens voor norm '{norm.label}'"
+                ),
+                description=(
+                    "At the trend of the last " + f.trend_window + " the backlog of stage "
+                    "{{ $labels.stage }} will reach {{ $value | printf \"%.0f\" }} cases within "
+                    + f.horizon + ": more than inflow x " + str(norm.within_days) + " days, so "
+                    "the average case would wait longer than the norm allows (Little's law)."
+                ),
+                runbook=runbook,
+            ))
+        for stage, limit in sorted(f.backlog_limits.items()):
+            g.append(_alert(
+                "KetenmonitorBacklogForecast",
+                f'predict_linear({BACKLOG_SUM}{{stage="{stage}"}}[{trend}], {horizon}) > {limit}',
+                self.w(f.for_),
+                {**labels, "norm": "policy"},
+                summary=(
+                    "Werkvoorraad {{ $labels.stage }} overschrijdt binnen " + f.horizon +
+                    f" de grens van {limit} zaken"
+                ),
+                description=(
+                    "At the trend of the last " + f.trend_window + " the backlog of stage "
+                    "{{ $labels.stage }} will reach {{ $value | printf \"%.0f\" }} cases within "
+                    + f.horizon + f" (policy limit {limit})."
+                ),
+                runbook=runbook,
+            ))
+        for stage, norm in self.stage_norms():
+            if norm.case_types is not None:
+                continue  # the oldest-case age is not kept per case type
+            g.append(_alert(
+                "KetenmonitorOldestCaseForecast",
+                f'predict_linear({OLDEST_AGE_MAX}{{stage="{stage}"}}[{trend}], {horizon})\n'
+                f"  > {norm.within_seconds}",
+                self.w(f.for_),
+                {**labels, "norm": norm.id},
+                summary=(
+                    "Oudste zaak in {{ $labels.stage }} passeert binnen " + f.horizon +
+                    f" de grens van {norm.within_days} dagen ('{norm.label}')"
+                ),
+                description=(
+                    "At the trend of the last " + f.trend_window + " the oldest open case of stage "
+                    "{{ $labels.stage }} will be {{ $value | humanizeDuration }} old within "
+                    + f.horizon + f", beyond the {norm.within_days}-day limit of norm {norm.id}."
+                ),
+                runbook=(
+                    "List the oldest open cases of the stage (pseudonymous keys) and hand them to "
+                    "the owning organisation: a case beyond the reasonable time (ECHR art. 6) may "
+                    "lead to a reduced sentence or inadmissibility."
+                ),
+            ))
+
+    def _feed_alerts(self, g: list[dict[str, Any]]) -> None:
+        s = self.policy.stale_feed
+        labels = {"severity": s.severity, "kind": "feed", **DERIVED}
+        runbook = (
+            "Ask the partner's technical contact whether their export runs and can reach Kafka; "
+            "check the partner topic's newest offset. Figures of this partner's stages are stale "
+            "until the feed resumes; silence the alert during an announced outage."
+        )
+        for partner in self.chain.partner_ids:
+            after = s.per_partner.get(partner, s.after)
+            name = self.organisation_label[partner]
+            g.append(_alert(
+                "KetenmonitorPartnerFeedStale",
+                f'{FEED_AGE}{{organisation="{partner}"}} > {_num(self.scale.seconds(after))}',
+                self.w("1m"),
+                {**labels, "organisation": partner},
+                summary=f"Geen gebeurtenissen van {name} sinds "
+                + "{{ $value | humanizeDuration }}",
+                description=(
+                    f"The newest event from {name} ({partner}) arrived "
+                    "{{ $value | humanizeDuration }} ago; the limit is " + after + "."
+                ),
+                runbook=runbook,
+            ))
+            g.append(_alert(
+                "KetenmonitorPartnerFeedAbsent",
+                f'absent({m.PARTNER_LAST_EVENT}{{organisation="{partner}"}})',
+                self.w(after),
+                {**labels, "organisation": partner},
+                summary=f"Nog nooit een gebeurtenis van {name} ontvangen",
+                description=(
+                    f"No worker has reported any event from {name} ({partner}) for " + after +
+                    ": the feed never started, or its series disappeared."
+                ),
+                runbook=runbook,
+            ))
+
+    def _dead_letter_alerts(self, g: list[dict[str, Any]]) -> None:
+        d = self.policy.dead_letter
+        ratio = f"organisation:{m.EVENTS_REJECTED}:ratio{d.window}"
+        events = f"organisation:{m.PREFIX}_events:increase{d.window}"
+        g.append(_alert(
+            "KetenmonitorDeadLetterSurge",
+            f"{ratio} > {_num(d.max_reject_ratio)}\nand {events} >= {d.min_events}",
+            self.w(d.for_),
+            {"severity": d.severity, "kind": "dead_letter", **DERIVED},
+            summary=(
+                "{{ $value | humanizePercentage }} van de gebeurtenissen van "
+                "{{ $labels.organisation }} afgekeurd (dead letter)"
+            ),
+            description=(
+                "Over the last " + d.window + " {{ $value | humanizePercentage }} of the events "
+                "from {{ $labels.organisation }} broke the contract (limit "
+                f"{_pct(d.max_reject_ratio)}); they are on the dead-letter topic with a reason."
+            ),
+            runbook=(
+                "Read ketenmonitor_events_rejected_total by reason to see what breaks; a new "
+                "schema version or code list at the partner is the usual cause. Fix at the "
+                "source, then replay the dead-letter topic."
+            ),
+        ))
+
+    def _monitor_alerts(self, g: list[dict[str, Any]]) -> None:
+        mon = self.policy.monitor
+        owner = self.policy.owners.monitor
+        g.append(_alert(
+            "KetenmonitorWorkerDown",
+            f'up{{job="{WORKER_JOB}"}} == 0',
+            self.w(mon.worker_down_for),
+            {"severity": "critical", "kind": "monitor", "organisation": owner},
+            summary="Ketenmonitor-worker {{ $labels.instance }} is onbereikbaar",
+            description=(
+                "Prometheus cannot scrape worker {{ $labels.instance }}. Its partitions move to "
+                "the other workers after a rebalance; until then every figure misses them, so the "
+                "alerts derived from worker metrics are inhibited."
+            ),
+            runbook=(
+                "Check the worker process and its log; restart it (ketenmonitor worker). If it "
+                "crashes at start, look for a table recovery problem (field notes: faust #432)."
+            ),
+        ))
+        g.append(_alert(
+            "KetenmonitorConsumerLagGrowing",
+            f"{LAG_SUM} > {mon.min_lag_messages}\n"
+            f"and deriv({LAG_SUM}[{self.w(mon.lag_window)}]) > 0",
+            self.w(mon.lag_for),
+            {"severity": "warning", "kind": "monitor", "organisation": owner, **DERIVED},
+            summary="Achterstand op topic {{ $labels.topic }} groeit",
+            description=(
+                "{{ $value | printf \"%.0f\" }} messages on {{ $labels.topic }} wait for the "
+                "workers and the number has been rising for " + mon.lag_for + "."
+            ),
+            runbook=(
+                "Compare the event arrival rate with the processing rate; start another worker "
+                "if the workers are saturated. A lag that grows while processing stopped is a "
+                "stalled consumer (faust #175): restart the worker that owns the topic."
+            ),
+        ))
+        g.append(_alert(
+            "KetenmonitorNoOffsetCommits",
+            f"time() - {LAST_COMMIT} > {_num(self.scale.seconds(mon.no_commit_after))}\n"
+            f"and on (instance) sum by (instance) ({CONSUMER_LAG}) > 0",
+            self.w("1m"),
+            {"severity": "critical", "kind": "monitor", "organisation": owner, **DERIVED},
+            summary="Worker {{ $labels.instance }} legt geen voortgang vast",
+            description=(
+                "Worker {{ $labels.instance }} committed no offset for "
+                "{{ $value | humanizeDuration }} while messages wait: it is stalled."
+            ),
+            runbook=(
+                "A stalled faust consumer only logs (stream_processing_timeout): read the "
+                "worker's log for a hanging agent, then restart the worker; at-least-once "
+                "processing with idempotent updates makes the restart safe."
+            ),
+        ))
+
+
+def generate_rules(
+    chain: Chain, policy: AlertPolicy, scale: TimeScale | None = None
+) -> dict[str, Any]:
+    return RuleGenerator(chain, policy, scale).generate()
+
+
+HEADER = """\
+# GENERATED by `ketenmonitor rules generate`{scale} from the chain definition
+# (ketenmonitor/chain.yaml: norm limits and targets) and the alerting policy
+# (ketenmonitor/alerting/policy.yaml). Do not edit: change those and regenerate.
+"""
+
+
+def render_rules(chain: Chain, policy: AlertPolicy, scale: TimeScale | None = None) -> str:
+    scale = scale or TimeScale()
+    note = (
+        "" if scale.factor == 1 else f" --time-scale {scale.factor!r} --min-window {scale.minimum}"
+    )
+    body = yaml.dump(
+        generate_rules(chain, policy, scale),
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=1000,  # long PromQL on one line; multi-line expressions are literal blocks
+        allow_unicode=True,
+    )
+    return HEADER.format(scale=note) + body
+
+
+# -- small builders ------------------------------------------------------------------------------
+def _record(name: str, expr: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = {"record": name, "expr": expr}
+    if labels:
+        rule["labels"] = dict(labels)
+    return rule
+
+
+def _alert(
+    name: str,
+    expr: str,
+    for_: str,
+    labels: dict[str, str],
+    *,
+    summary: str,
+    description: str,
+    runbook: str,
+) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": dict(labels),
+        "annotations": {"summary": summary, "description": description, "runbook": runbook},
+    }
+
+
+def _rate(series: str, window: str) -> str:
+    return f"rate({series}[{window}])"
+
+
+def _num(x: float) -> str:
+    """A number for PromQL without float noise (0.1 rather than 0.09999999999999998)."""
+    return f"{x:.10g}"
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL expressions) as literal blocks, readable in review."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
