@@ -1,0 +1,254 @@
+"""Dashboard 1, Ketenoverzicht: the Secretary-General's one-screen view of the chain.
+
+    board = build_overview(load_chain())
+
+Per partner and chain-wide: the backlog now and its change over four weeks, inflow against outflow,
+lead times (p50, p80) and the share within every configured norm with traffic-light colours taken
+from the norm's own targets, the freshness of each partner's feed and the alerts that fire. Every
+panel says in its description what it counts, in Dutch, for a reader who is not a specialist.
+"""
+
+from __future__ import annotations
+
+from dashboards import queries as q
+from dashboards.datasources import PROMETHEUS
+from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step
+from dashboards.options import LINES, PER_DAY, bar_options, stat_options, timeseries_options
+from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
+from ketenmonitor.domain.chain import Chain, NormSpec
+from streams import metrics
+
+# When a partner's newest event is this old the feed is suspect (orange), then stale (red). Kept
+# in step with the stale-feed alert's default; an operator may pass other values to the builder.
+FRESHNESS_WARN_SECONDS = 6 * 3600
+FRESHNESS_STALE_SECONDS = 24 * 3600
+CHANGE_WINDOW = "4w"
+
+RED, ORANGE, GREEN = "red", "orange", "green"
+
+
+def norm_thresholds(norm: NormSpec) -> tuple[Step, ...]:
+    """Traffic light of a norm: red below it, orange from interim target, green from target."""
+    steps = [Step(RED)]
+    if norm.interim_target is not None:
+        steps.append(Step(ORANGE, norm.interim_target))
+    steps.append(Step(GREEN, norm.target))
+    return tuple(steps)
+
+
+def build_overview(
+    chain: Chain,
+    freshness_warn_seconds: float = FRESHNESS_WARN_SECONDS,
+    freshness_stale_seconds: float = FRESHNESS_STALE_SECONDS,
+) -> Dashboard:
+    partner_names = tuple(
+        Override(p.id, display_name=p.label) for p in chain.spec.partners
+    )
+    drill = Link(
+        "Details per fase",
+        f"/d/{DRILLDOWN}?${{__url_time_range}}&var-organisation=${{__field.labels.organisation}}",
+    )
+    backlog = q.selector(metrics.BACKLOG)
+    header = (
+        Panel(
+            "stat",
+            "Werkvoorraad keten",
+            "Aantal zaken dat nu in een fase van de keten wacht (werkvoorraad), opgeteld over "
+            "alle fasen en organisaties. Een zaak telt mee in elke fase waarin zij nu open staat.",
+            "short",
+            (PromQuery(f"sum({backlog})", "Werkvoorraad", instant=True),),
+            width=4,
+            height=5,
+        ),
+        Panel(
+            "stat",
+            "Werkvoorraad: verandering 4 weken",
+            "Hoeveel zaken de werkvoorraad van de hele keten in de laatste vier weken is gegroeid "
+            "(positief, rood) of gekrompen (negatief, groen).",
+            "short",
+            (PromQuery(q.backlog_change(), "Verandering", instant=True),),
+            width=4,
+            height=5,
+            thresholds=(Step(GREEN), Step(RED, 1)),
+            color_mode="thresholds",
+        ),
+        Panel(
+            "bargauge",
+            "Werkvoorraad per organisatie",
+            "Zaken die nu wachten in de fasen van elke organisatie. Klik op een balk voor de "
+            "details per fase.",
+            "short",
+            (PromQuery(f"sum by (organisation) ({backlog})", "{{organisation}}", instant=True),),
+            width=6,
+            height=5,
+            overrides=partner_names,
+            data_links=(drill,),
+            options=bar_options(),
+        ),
+        Panel(
+            "bargauge",
+            "Werkvoorraad per organisatie: verandering 4 weken",
+            "Groei (rood) of krimp (groen) van de werkvoorraad van elke organisatie in de laatste "
+            "vier weken, in zaken.",
+            "short",
+            (PromQuery(q.backlog_change("organisation"), "{{organisation}}", instant=True),),
+            width=6,
+            height=5,
+            thresholds=(Step(GREEN), Step(RED, 1)),
+            color_mode="thresholds",
+            overrides=partner_names,
+            data_links=(drill,),
+            options=bar_options(),
+        ),
+        Panel(
+            "stat",
+            "Actieve waarschuwingen",
+            "Aantal waarschuwingen (alerts) dat nu afgaat: normoverschrijding, groeiende "
+            "werkvoorraad, een partner die stil valt of een storing in de monitor.",
+            "short",
+            (PromQuery(f'count({q.selector(q.ALERTS, q.eq("alertstate", "firing"))}) or vector(0)',
+                       "Waarschuwingen", instant=True),),
+            width=4,
+            height=5,
+            thresholds=(Step(GREEN), Step(RED, 1)),
+            color_mode="thresholds",
+        ),
+    )
+    flows = tuple(_flow_panel(chain, partner.id, partner.label) for partner in _stage_owners(chain))
+    norms = [_norm_panel(norm) for norm in chain.spec.norms]
+    norm_rows = tuple(tuple(norms[i : i + 6]) for i in range(0, len(norms), 6))
+    footer = (
+        _lead_time_panel(chain),
+        Panel(
+            "bargauge",
+            "Versheid gegevens per partner",
+            "Tijd sinds het nieuwste bericht dat van een partner binnenkwam (Kafka-tijdstip). "
+            f"Oranje na {freshness_warn_seconds / 3600:g} uur, rood na "
+            f"{freshness_stale_seconds / 3600:g} uur: dan lopen de cijfers van die partner achter.",
+            "s",
+            (
+                PromQuery(
+                    f"time() - max by (organisation) ({q.selector(metrics.PARTNER_LAST_EVENT)})",
+                    "{{organisation}}",
+                    instant=True,
+                ),
+            ),
+            width=6,
+            height=8,
+            thresholds=(
+                Step(GREEN),
+                Step(ORANGE, freshness_warn_seconds),
+                Step(RED, freshness_stale_seconds),
+            ),
+            color_mode="thresholds",
+            overrides=partner_names,
+            options=bar_options(),
+        ),
+    )
+    alerts_table = Panel(
+        "table",
+        "Waarschuwingen per organisatie",
+        "De waarschuwingen die nu afgaan, per soort, eigenaar (organisatie) en ernst.",
+        "short",
+        (
+            PromQuery(
+                "count by (alertname, organisation, severity) "
+                f'({q.selector(q.ALERTS, q.eq("alertstate", "firing"))})',
+                instant=True,
+                format="table",
+            ),
+        ),
+        width=6,
+        height=8,
+        options={"showHeader": True, "cellHeight": "sm"},
+    )
+    return Dashboard(
+        uid=OVERVIEW,
+        title="Ketenoverzicht",
+        description="De strafrechtketen in een oogopslag: werkvoorraad, instroom en uitstroom, "
+        "doorlooptijden tegen de normen, versheid van de gegevens en waarschuwingen.",
+        rows=(header, flows, *norm_rows, (*footer, alerts_table)),
+        datasource=PROMETHEUS,
+        links=(
+            Link("Details per fase", f"/d/{DRILLDOWN}"),
+            Link("Gezondheid monitor", f"/d/{PIPELINE}"),
+            Link("Historie", f"/d/{HISTORY}"),
+        ),
+    )
+
+
+def _stage_owners(chain: Chain) -> list:  # the partners that own at least one stage
+    owners = set(chain.stage_organisation.values())
+    return [p for p in chain.spec.partners if p.id in owners]
+
+
+def _flow_panel(chain: Chain, organisation: str, label: str) -> Panel:
+    org = q.eq("organisation", organisation)
+    return Panel(
+        "timeseries",
+        f"{label}: instroom en uitstroom",
+        f"Zaken per dag die een fase van {label} binnenkomen (instroom) en verlaten (uitstroom). "
+        "Ligt de uitstroom langere tijd onder de instroom, dan groeit de werkvoorraad.",
+        PER_DAY,
+        (
+            PromQuery(q.per_day_rate(q.INFLOW_TOTAL, org), "Instroom"),
+            PromQuery(q.per_day_rate(q.OUTFLOW_TOTAL, org), "Uitstroom"),
+        ),
+        width=24 // max(1, len(_stage_owners(chain))),
+        height=7,
+        min=0,
+        custom=LINES,
+        options=timeseries_options(),
+    )
+
+
+def _norm_panel(norm: NormSpec) -> Panel:
+    interim = ""
+    if norm.interim_target is not None:
+        interim = f" Tussendoel {norm.interim_target:.0%} (oranje)."
+    return Panel(
+        "stat",
+        norm.label,
+        f"Aandeel van de afgeronde trajecten '{norm.segment}'"
+        + (f" ({', '.join(norm.case_types)})" if norm.case_types else "")
+        + f" dat binnen {norm.within_days} dagen klaar was. Norm: {norm.target:.0%} (groen)."
+        + interim
+        + " Rood: onder de norm.",
+        "percentunit",
+        (PromQuery(q.share_within_norm(norm), "Binnen norm", instant=True),),
+        width=4,
+        height=4,
+        thresholds=norm_thresholds(norm),
+        color_mode="thresholds",
+        min=0,
+        max=1,
+        decimals=0,
+        options=stat_options("background"),
+    )
+
+
+def _lead_time_panel(chain: Chain) -> Panel:
+    queries: list[PromQuery] = []
+    overrides: list[Override] = []
+    for norm in chain.spec.norms:
+        for quantile, name in ((0.5, "p50"), (0.8, "p80")):
+            legend = f"{norm.label} ({name})"
+            queries.append(PromQuery(q.lead_time_quantile(quantile, norm), legend, instant=True))
+            overrides.append(
+                Override(legend, thresholds=(Step(GREEN), Step(RED, norm.within_seconds)))
+            )
+    return Panel(
+        "bargauge",
+        "Doorlooptijd tegen de norm (p50 en p80)",
+        "Per norm de doorlooptijd waarbinnen de helft (p50) en 80% (p80) van de afgeronde "
+        "trajecten klaar was. Rood: langer dan de normtermijn.",
+        "s",
+        tuple(queries),
+        width=12,
+        height=8,
+        thresholds=(Step(GREEN),),
+        color_mode="thresholds",
+        overrides=tuple(overrides),
+        options=bar_options(),
+    )
+

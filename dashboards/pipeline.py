@@ -1,0 +1,183 @@
+"""Dashboard 3, Gezondheid monitor: is the monitor itself working, and are its figures current?
+
+    board = build_pipeline(load_chain())
+
+Event rates per partner, rejected events by reason, duplicate deliveries, the freshness of each
+feed, and the workers: scrape health, owned case-state partitions, cases held in state.
+"""
+
+from __future__ import annotations
+
+from dashboards import queries as q
+from dashboards.datasources import PROMETHEUS
+from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step
+from dashboards.options import LINES, bar_options, stat_options, timeseries_options
+from dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.infra.prometheus import WORKER_JOB
+from streams import metrics
+
+RATE = "[$__rate_interval]"
+
+
+def build_pipeline(chain: Chain) -> Dashboard:
+    workers_up = q.selector(q.UP, q.eq("job", WORKER_JOB))
+    accepted = f"sum(rate({q.ACCEPTED_TOTAL}{RATE}))"
+    rejected = f"sum(rate({q.REJECTED_TOTAL}{RATE}))"
+    partner_names = tuple(Override(p.id, display_name=p.label) for p in chain.spec.partners)
+    summary = (
+        _stat(
+            "Workers bereikbaar",
+            "Aantal stream-workers waarvan Prometheus de meetwaarden kon ophalen. Rood: geen "
+            "enkele.",
+            f"sum({workers_up})",
+            thresholds=(Step("red"), Step("green", 1)),
+        ),
+        _stat(
+            "Events per seconde",
+            "Geaccepteerde events per seconde, alle partners samen (verwerkingstijd).",
+            accepted,
+            unit="cps",
+        ),
+        _stat(
+            "Aandeel afgekeurd",
+            "Deel van de binnenkomende events dat het contract schond en naar de "
+            "dead-letter-topic ging.",
+            f"{rejected} / ({accepted} + {rejected})",
+            unit="percentunit",
+        ),
+        _stat(
+            "Dubbele aanleveringen",
+            "Aantal keren dat een event-id opnieuw binnenkwam en genegeerd werd (totaal).",
+            f"sum({q.DUPLICATE_TOTAL})",
+        ),
+        _stat(
+            "Zaken in toestand",
+            "Zaken die de workers in hun toestand bijhouden, opgeteld over alle workers.",
+            f"sum({metrics.CASES_TRACKED})",
+        ),
+        _stat(
+            "Partities in bezit",
+            "Partities van de zaaktoestand die de workers samen nu bezitten; hoort gelijk te zijn "
+            "aan het geconfigureerde aantal partities.",
+            f"sum({metrics.OWNED_PARTITIONS})",
+        ),
+    )
+    rates = (
+        Panel(
+            "timeseries",
+            "Binnenkomende events per partner",
+            "Geaccepteerde events per seconde, per partner (inclusief dubbele aanleveringen).",
+            "cps",
+            (PromQuery(f"sum by (organisation) (rate({q.ACCEPTED_TOTAL}{RATE}))",
+                       "{{organisation}}"),),
+            width=8,
+            height=8,
+            min=0,
+            overrides=partner_names,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Afgekeurde events per reden",
+            "Events per seconde die het contract schonden, per reden (bijvoorbeeld ongeldige "
+            "JSON of een onbekende mijlpaal) en partner.",
+            "cps",
+            (PromQuery(f"sum by (organisation, reason) (rate({q.REJECTED_TOTAL}{RATE}))",
+                       "{{organisation}}: {{reason}}"),),
+            width=8,
+            height=8,
+            min=0,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Dubbele aanleveringen",
+            "Events per seconde met een event-id dat al verwerkt was; die tellen niet dubbel mee.",
+            "cps",
+            (PromQuery(f"sum(rate({q.DUPLICATE_TOTAL}{RATE}))", "Dubbel"),),
+            width=8,
+            height=8,
+            min=0,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+    )
+    workers = (
+        Panel(
+            "timeseries",
+            "Versheid per partner",
+            "Tijd sinds het nieuwste bericht van elke partner (Kafka-tijdstip), over de tijd.",
+            "s",
+            (PromQuery(f"time() - max by (organisation) ({metrics.PARTNER_LAST_EVENT})",
+                       "{{organisation}}"),),
+            width=8,
+            height=8,
+            min=0,
+            overrides=partner_names,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+        Panel(
+            "bargauge",
+            "Partities per worker",
+            "Partities van de zaaktoestand die elke worker nu bezit. Een worker zonder partities "
+            "doet niets; na een herstart verdelen de workers de partities opnieuw.",
+            "short",
+            (PromQuery(f"sum by (instance) ({metrics.OWNED_PARTITIONS})", "{{instance}}",
+                       instant=True),),
+            width=8,
+            height=8,
+            options=bar_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Bereikbaarheid workers",
+            "1 als Prometheus de worker kon uitlezen, 0 als niet.",
+            "short",
+            (PromQuery(f"sum by (instance) ({workers_up})", "{{instance}}"),),
+            width=8,
+            height=8,
+            min=0,
+            max=1,
+            custom={**LINES, "lineInterpolation": "stepAfter"},
+            options=timeseries_options(),
+        ),
+    )
+    return Dashboard(
+        uid=PIPELINE,
+        title="Gezondheid monitor",
+        description="Werkt de monitor zelf, en zijn de cijfers actueel? Eventstromen, afkeur, "
+        "dubbele aanleveringen, versheid en workers.",
+        rows=(summary, rates, workers),
+        datasource=PROMETHEUS,
+        time_from="now-6h",
+        refresh="30s",
+        links=(
+            Link("Ketenoverzicht", f"/d/{OVERVIEW}"),
+            Link("Details per fase", f"/d/{DRILLDOWN}"),
+        ),
+    )
+
+
+def _stat(
+    title: str,
+    description: str,
+    expr: str,
+    unit: str = "short",
+    thresholds: tuple[Step, ...] = (Step("blue"),),
+) -> Panel:
+    return Panel(
+        "stat",
+        title,
+        description,
+        unit,
+        (PromQuery(expr, title, instant=True),),
+        width=4,
+        height=4,
+        thresholds=thresholds,
+        color_mode="thresholds",
+        options=stat_options(),
+    )
