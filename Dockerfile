@@ -1,0 +1,26 @@
+# Ketenmonitor: one image for the stream worker, the simulator and every other subcommand.
+#   docker build -t ketenmonitor .
+#   docker run --rm ketenmonitor ketenmonitor --help
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY ketenmonitor ketenmonitor
+COPY streams streams
+COPY schemas schemas
+COPY dashboards dashboards
+RUN pip install .
+
+# Workers keep their changelog-backed state here; it can be rebuilt from Kafka at any time.
+RUN useradd --system --home-dir /var/lib/ketenmonitor --create-home ketenmonitor
+USER ketenmonitor
+ENV KETENMONITOR_DATA_DIR=/var/lib/ketenmonitor/worker \
+    KETENMONITOR_METRICS_HOST=0.0.0.0
+
+EXPOSE 9464
+CMD ["ketenmonitor", "worker", "--loglevel", "info"]
