@@ -60,6 +60,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # Modules that add their own subcommands: each defines register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "ketenmonitor.simulate_command",
+    "ketenmonitor.publish",
+    "ketenmonitor.eventlog_import",
     "ketenmonitor.store.commands",
     "ketenmonitor.alerting.commands",
 )

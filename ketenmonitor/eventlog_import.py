@@ -1,0 +1,343 @@
+"""Import an existing case event log (CSV or XES) as chain events, with their original times.
+
+    ketenmonitor import-log examples/eventlog/sample_log.csv \\
+        --mapping examples/eventlog/mapping.yaml
+    ketenmonitor import-log log.csv --mapping mapping.yaml --output events.jsonl   # file, not Kafka
+
+    mapping = load_mapping(Path("mapping.yaml"))
+    rows = import_rows(Path("log.csv"), mapping, chain)   # publish.Row objects, in replay order
+
+The mapping file (see examples/eventlog/mapping.yaml, documented in docs/partners.md) says which
+column is the case key, the activity and the timestamp (its format and the timezone of timestamps
+without an offset), which activity is which milestone (with outcome), which activities to ignore,
+how ties between events of a case with the same timestamp are ordered, and which of several rows of
+one case with the same milestone counts (`repeated_milestone: first | last`).
+
+Each imported event gets the id `<event_id_prefix><line>` (the row's line in the log, or the event's
+position in an XES file): re-importing the same log is harmless (the monitor ignores ids it has
+seen), and the id carries nothing about the case. Events are replayed in order of event time, each
+checked against the contract like `ketenmonitor publish` does; rows that cannot be mapped are
+reported as `file:line: reason: detail` and not sent. The whole log is held in memory (compactly):
+fine for logs of a few million rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.publish import PublishReport, Row, check_and_send, print_problems
+
+
+class MappingError(ValueError):
+    """The mapping file is invalid or does not fit the chain definition."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimestampSpec(_Model):
+    column: str
+    format: str | None = None  # strptime format; None: ISO 8601
+    timezone: str = "UTC"  # for timestamps without an offset
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+
+class AttributeSpec(_Model):
+    """A case attribute: one fixed `value`, or a `column` whose cells are translated by `values`."""
+
+    column: str | None = None
+    values: dict[str, str] = Field(default_factory=dict)  # log value -> chain id; empty: as is
+    value: str | None = None
+
+    def resolve(self, row: dict[str, str]) -> str | None:
+        if self.column is None:
+            return self.value
+        cell = (row.get(self.column) or "").strip()
+        if not cell:
+            return self.value
+        return self.values.get(cell) if self.values else cell
+
+
+class ActivitySpec(_Model):
+    milestone: str
+    outcome: str | None = None
+
+
+class CsvOptions(_Model):
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+
+class Mapping(_Model):
+    format: Literal["csv", "xes"] = "csv"
+    csv: CsvOptions = CsvOptions()
+    case_key: str
+    activity: str
+    timestamp: TimestampSpec
+    case_type: AttributeSpec
+    district: AttributeSpec
+    activities: dict[str, ActivitySpec | str]
+    ignore: list[str] = Field(default_factory=list)
+    unknown_activities: Literal["reject", "ignore"] = "reject"
+    ties: Literal["file", "chain"] | list[str] = "chain"
+    repeated_milestone: Literal["first", "last"] = "first"
+    event_id_prefix: str = Field(default="imp-", pattern=r"^[A-Za-z0-9._:-]{0,40}$")
+
+    def activity_spec(self, name: str) -> ActivitySpec | None:
+        spec = self.activities.get(name)
+        return ActivitySpec(milestone=spec) if isinstance(spec, str) else spec
+
+    def check_against(self, chain: Chain) -> None:
+        for name in self.activities:
+            spec = self.activity_spec(name)
+            assert spec is not None
+            m = chain.milestones.get(spec.milestone)
+            if m is None:
+                raise MappingError(
+                    f"activity {name!r} maps to unknown milestone {spec.milestone!r}"
+                )
+            if m.outcomes and spec.outcome not in m.outcomes:
+                raise MappingError(
+                    f"activity {name!r}: milestone {spec.milestone!r} needs an outcome of "
+                    f"{sorted(m.outcomes)}"
+                )
+            if not m.outcomes and spec.outcome is not None:
+                raise MappingError(f"activity {name!r}: {spec.milestone!r} has no outcomes")
+        for attr, known in (("case_type", chain.case_types), ("district", chain.districts)):
+            spec = getattr(self, attr)
+            for value in [*spec.values.values(), *([spec.value] if spec.value else [])]:
+                if value not in known:
+                    raise MappingError(f"{attr} maps to unknown {attr} {value!r}")
+        if isinstance(self.ties, list):
+            unknown = set(self.ties) - set(self.activities)
+            if unknown:
+                raise MappingError(f"ties names unmapped activities {sorted(unknown)}")
+
+
+def load_mapping(path: Path, chain: Chain | None = None) -> Mapping:
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        mapping = Mapping.model_validate(raw)
+    except OSError as exc:
+        raise MappingError(f"{path}: cannot read: {exc}") from exc
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise MappingError(f"{path}: invalid mapping: {exc}") from None
+    if chain is not None:
+        try:
+            mapping.check_against(chain)
+        except MappingError as exc:
+            raise MappingError(f"{path}: {exc}") from None
+    return mapping
+
+
+# -- reading logs -----------------------------------------------------------------------------
+def read_csv_log(path: Path, mapping: Mapping) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open("r", encoding=mapping.csv.encoding, newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=mapping.csv.delimiter)
+        before = 1
+        for row in reader:
+            line, before = before + 1, reader.line_num
+            yield line, {k: v for k, v in row.items() if isinstance(k, str)}
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _attributes(element: ET.Element, prefix: str = "") -> dict[str, str]:
+    return {
+        prefix + child.attrib["key"]: child.attrib.get("value", "")
+        for child in element
+        if "key" in child.attrib and _local(child.tag) not in ("trace", "event")
+    }
+
+
+def read_xes_log(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """XES: each event with its trace's attributes prefixed `case:` (as pm4py names them)."""
+    number = 0
+    for _, element in ET.iterparse(path, events=("end",)):
+        if _local(element.tag) != "trace":
+            continue
+        case_attrs = _attributes(element, "case:")
+        for event in element:
+            if _local(event.tag) == "event":
+                number += 1
+                yield number, {**case_attrs, **_attributes(event)}
+        element.clear()
+
+
+# -- mapping rows to events -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Mapped:
+    case_key: str
+    milestone: str
+    outcome: str | None
+    at: datetime
+    tie: int
+    line: int
+    case_type: str
+    district: str
+
+
+def parse_time(value: str, spec: TimestampSpec) -> datetime:
+    text = value.strip()
+    parsed = datetime.strptime(text, spec.format) if spec.format else datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(spec.timezone))
+    return parsed.astimezone(UTC)
+
+
+def _map_row(
+    mapping: Mapping, chain: Chain, line: int, row: dict[str, str], tie_of: dict[str, int]
+) -> _Mapped | tuple[str, str] | None:
+    """A mapped row, a (reason, detail) problem, or None for an ignored activity."""
+    activity = (row.get(mapping.activity) or "").strip()
+    if activity in mapping.ignore:
+        return None
+    spec = mapping.activity_spec(activity)
+    if spec is None:
+        if mapping.unknown_activities == "ignore":
+            return None
+        return ("unknown_activity", f"activity {activity!r} is neither mapped nor ignored")
+    case_key = (row.get(mapping.case_key) or "").strip()
+    if not case_key:
+        return ("missing_value", f"no case key in column {mapping.case_key!r}")
+    cell = row.get(mapping.timestamp.column) or ""
+    try:
+        at = parse_time(cell, mapping.timestamp)
+    except ValueError as exc:
+        return ("bad_timestamp", f"{cell!r}: {exc}")
+    attrs = []
+    for attr in ("case_type", "district"):
+        aspec: AttributeSpec = getattr(mapping, attr)
+        value = aspec.resolve(row)
+        if value is None:
+            cell = row.get(aspec.column or "", "")
+            return ("unknown_value", f"{attr} {cell!r} in column {aspec.column!r} is not mapped")
+        attrs.append(value)
+    if mapping.ties == "file":
+        tie = 0
+    elif mapping.ties == "chain":
+        tie = chain.milestones[spec.milestone].rank
+    else:
+        tie = tie_of.get(activity, len(tie_of))
+    return _Mapped(case_key, spec.milestone, spec.outcome, at, tie, line, attrs[0], attrs[1])
+
+
+def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
+    """The log's events as publish.Row objects: problems first, then events in replay order."""
+    source = str(path)
+    reader = read_xes_log(path) if mapping.format == "xes" else read_csv_log(path, mapping)
+    tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
+    kept: dict[tuple[str, str], _Mapped] = {}
+    for line, row in reader:
+        mapped = _map_row(mapping, chain, line, row, tie_of)
+        if mapped is None:
+            continue
+        if isinstance(mapped, tuple):
+            yield Row(source, line, None, mapped)
+            continue
+        key = (mapped.case_key, mapped.milestone)
+        current = kept.get(key)
+        order = (mapped.at, mapped.tie, mapped.line)
+        if current is None:
+            kept[key] = mapped
+            continue
+        earlier = order < (current.at, current.tie, current.line)
+        if earlier == (mapping.repeated_milestone == "first"):
+            kept[key] = mapped
+    for m in sorted(kept.values(), key=lambda m: (m.at, m.tie, m.line)):
+        event: dict[str, Any] = {
+            "schema_version": 1,
+            "event_id": f"{mapping.event_id_prefix}{m.line}",
+            "case_key": m.case_key,
+            "organisation": chain.milestones[m.milestone].organisation,
+            "milestone": m.milestone,
+            "occurred_at": m.at.isoformat(),
+            "case_type": m.case_type,
+            "district": m.district,
+        }
+        if m.outcome:
+            event["outcome"] = m.outcome
+        yield Row(source, m.line, json.dumps(event, separators=(",", ":")).encode())
+
+
+# -- command ----------------------------------------------------------------------------------
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "import-log", help="import a case event log (CSV/XES) with a mapping file, to Kafka"
+    )
+    p.add_argument("log", type=Path)
+    p.add_argument("--mapping", type=Path, required=True)
+    p.add_argument("--output", type=Path, default=None, help="write JSON Lines instead of Kafka")
+    p.add_argument("--dry-run", action="store_true", help="map and validate only")
+    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
+    p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.kafka_io import PartnerPublisher, PublishError
+    from ketenmonitor.settings import Settings
+
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    try:
+        mapping = load_mapping(args.mapping, chain)
+        if not args.log.is_file():
+            raise MappingError(f"{args.log}: no such file")
+    except MappingError as exc:
+        print(f"ketenmonitor import-log: {exc}", file=sys.stderr)
+        return 2
+    rows = import_rows(args.log, mapping, chain)
+    report = PublishReport()
+    try:
+        if args.dry_run:
+            check_and_send(rows, chain, lambda event, raw: None, report=report)
+            where = "checked (dry run)"
+        elif args.output:
+            with args.output.open("wb") as out:
+                check_and_send(rows, chain, lambda e, raw: out.write(raw + b"\n"), report=report)
+            where = f"to {args.output}"
+        else:
+            with PartnerPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+                check_and_send(
+                    rows, chain,
+                    lambda e, raw: publisher.send_raw(
+                        settings.partner_topic(e.organisation), raw, key=e.event_id.encode()
+                    ),
+                    report=report,
+                )
+            where = f"to the partner topics {settings.partner_topic('<organisation>')}"
+    except (PublishError, KafkaError) as exc:
+        print(f"ketenmonitor import-log: sending failed: {exc}", file=sys.stderr)
+        return 3
+    print_problems(report, args.max_report)
+    print(f"{args.log}: {report.summary()} {where}")
+    return 1 if report.rejected else 0

@@ -1,0 +1,266 @@
+"""Publish a partner's chain events from a JSON Lines or CSV file, checked against the contract.
+
+    ketenmonitor publish events.jsonl --organisation police
+    ketenmonitor publish events.csv --organisation om --dry-run      # validate only
+
+    report = publish_file(Path("events.jsonl"), "police", chain, send)   # send(value, key)
+    print(report.summary())
+
+Every row is validated with schemas.events.parse_event (as the monitor will) before anything is
+sent: an invalid row is reported as `file:line: reason: detail` and never sent, the valid rows go to
+the organisation's topic through kafka_io.PartnerPublisher (idempotent, acks=all, retries). A row
+whose event_id already occurred earlier in the same file is refused too (`duplicate_in_file`):
+the monitor would ignore it, so it is almost always a mistake in the export.
+
+JSON Lines: one event object per line, sent byte for byte. CSV: a header with the contract's field
+names; empty cells are left out, `schema_version` and `revision` are read as integers and
+`retracted` as a boolean (true/false); the row is sent as compact JSON.
+Exit status: 0 all rows sent, 1 some rows rejected, 2 usage error, 3 sending failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ketenmonitor.domain.chain import Chain
+from schemas.events import ChainEventV1, EventRejected, parse_event
+
+Send = Callable[[bytes, bytes], None]  # (value, key)
+PROGRESS_MIN_BYTES = 1 << 20
+INT_FIELDS = ("schema_version", "revision")
+_INT = re.compile(r"^-?\d+$")
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+class PublishUsageError(ValueError):
+    """The file cannot be read as events at all (missing, unknown format, no CSV header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row of an input file: the raw event bytes, or why it could not even become them."""
+
+    source: str
+    line: int
+    raw: bytes | None
+    problem: tuple[str, str] | None = None  # (reason, detail)
+    size: int = 0  # bytes of input consumed, for the progress bar
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    source: str
+    line: int
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.reason}: {self.detail}"
+
+
+@dataclass
+class PublishReport:
+    rows: int = 0
+    sent: int = 0
+    sent_by_organisation: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items()))
+        where = ", ".join(f"{o} {n}" for o, n in sorted(self.sent_by_organisation.items()))
+        return (
+            f"{self.rows} rows: {self.sent} sent" + (f" ({where})" if where else "")
+            + f", {sum(self.rejected.values())} rejected" + (f" ({reasons})" if reasons else "")
+        )
+
+
+# -- reading ----------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> Iterator[Row]:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            raw = line.rstrip(b"\r\n")
+            if raw.strip():
+                yield Row(str(path), number, raw, size=len(line))
+
+
+def csv_row_to_event(row: dict[str, str]) -> dict[str, Any]:
+    """A CSV row as an event object: empty cells left out, numbers and booleans converted."""
+    event: dict[str, Any] = {}
+    for name, value in row.items():
+        if value is None or value == "":
+            continue
+        if name in INT_FIELDS and _INT.match(value.strip()):
+            event[name] = int(value)
+        elif name == "retracted" and value.strip().lower() in _BOOLS:
+            event[name] = _BOOLS[value.strip().lower()]
+        else:
+            event[name] = value  # anything else stays text: the contract says what is wrong
+    return event
+
+
+def read_csv(path: Path) -> Iterator[Row]:
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames:
+            raise PublishUsageError(f"{path}: no CSV header")
+        before = 1
+        for row in reader:
+            line = before + 1
+            before = reader.line_num
+            if None in row:
+                yield Row(str(path), line, None, ("wrong_type", "more cells than header columns"))
+                continue
+            raw = json.dumps(csv_row_to_event(row), separators=(",", ":")).encode()
+            yield Row(str(path), line, raw, size=sum(len(v or "") + 1 for v in row.values()))
+
+
+def read_file(path: Path, fmt: str | None = None) -> Iterator[Row]:
+    if not path.is_file():
+        raise PublishUsageError(f"{path}: no such file")
+    fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    if fmt == "csv":
+        return read_csv(path)
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    raise PublishUsageError(f"unknown format {fmt!r}: use jsonl or csv")
+
+
+# -- checking and sending ---------------------------------------------------------------------
+def check_and_send(
+    rows: Iterable[Row],
+    chain: Chain,
+    send: Callable[[ChainEventV1, bytes], None],
+    organisation: str | None = None,
+    report: PublishReport | None = None,
+    progress: Any = None,
+) -> PublishReport:
+    """Validate each row; send the valid ones with `send(event, raw)`; report the others.
+
+    `organisation`: the partner whose topic the rows go to (its events only); None lets every
+    event go to its own organisation's topic (the event-log import does that).
+    """
+    report = report or PublishReport()
+    first_line: dict[str, int] = {}
+    for row in rows:
+        report.rows += 1
+        if progress is not None:
+            progress.update(row.size)
+        problem = row.problem
+        if problem is None and row.raw is not None:
+            try:
+                event = parse_event(row.raw, chain, topic_organisation=organisation)
+            except EventRejected as exc:
+                problem = (exc.reason, exc.detail)
+            else:
+                earlier = first_line.setdefault(event.event_id, row.line)
+                if earlier != row.line:
+                    detail = f"event_id {event.event_id!r} also on line {earlier}"
+                    problem = ("duplicate_in_file", detail)
+        if problem is not None:
+            report.rejected[problem[0]] += 1
+            report.problems.append(Problem(row.source, row.line, *problem))
+            continue
+        send(event, row.raw or b"")
+        report.sent += 1
+        report.sent_by_organisation[event.organisation] += 1
+    return report
+
+
+def publish_file(
+    path: Path,
+    organisation: str,
+    chain: Chain,
+    send: Send,
+    fmt: str | None = None,
+    progress: bool = False,
+) -> PublishReport:
+    """Validate every row of `path` and hand the valid ones to send(value, key=event_id)."""
+    bar = tqdm(
+        total=path.stat().st_size if path.is_file() else None,
+        unit="B", unit_scale=True, desc=path.name, disable=not progress, file=sys.stderr,
+    )
+    with bar:
+        return check_and_send(
+            read_file(path, fmt),
+            chain,
+            lambda event, raw: send(raw, event.event_id.encode()),
+            organisation,
+            progress=bar,
+        )
+
+
+def print_problems(report: PublishReport, limit: int, stream: Any = sys.stderr) -> None:
+    for problem in report.problems[:limit]:
+        print(problem, file=stream)
+    if len(report.problems) > limit:
+        print(f"... and {len(report.problems) - limit} more rejected rows", file=stream)
+
+
+# -- command ----------------------------------------------------------------------------------
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "publish", help="publish a partner's events from JSON Lines or CSV, validated first"
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--organisation", required=True, help="partner id, e.g. police")
+    p.add_argument("--format", choices=("jsonl", "csv"), default=None, help="default: by suffix")
+    p.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
+    p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
+    p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.set_defaults(func=cmd_publish)
+
+
+def show_progress(path: Path, disabled: bool) -> bool:
+    large = path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES
+    return large and not disabled and sys.stderr.isatty()
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.kafka_io import PartnerPublisher, PublishError
+    from ketenmonitor.settings import Settings
+
+    settings = Settings()
+    chain = load_chain(settings.chain_file)
+    if args.organisation not in chain.partner_ids:
+        print(f"ketenmonitor publish: unknown organisation {args.organisation!r}; "
+              f"known: {', '.join(chain.partner_ids)}", file=sys.stderr)
+        return 2
+    topic = settings.partner_topic(args.organisation)
+    progress = show_progress(args.file, args.no_progress)
+    try:
+        if args.dry_run:
+            report = publish_file(args.file, args.organisation, chain, lambda v, k: None,
+                                  args.format, progress)
+        else:
+            with PartnerPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+                report = publish_file(
+                    args.file, args.organisation, chain,
+                    lambda value, key: publisher.send_raw(topic, value, key=key),
+                    args.format, progress,
+                )
+    except PublishUsageError as exc:
+        print(f"ketenmonitor publish: {exc}", file=sys.stderr)
+        return 2
+    except (PublishError, KafkaError) as exc:
+        print(f"ketenmonitor publish: sending to {topic} failed: {exc}", file=sys.stderr)
+        return 3
+    print_problems(report, args.max_report)
+    verb = "checked (dry run)" if args.dry_run else f"to {topic}"
+    print(f"{args.file}: {report.summary()} {verb}")
+    return 1 if report.rejected else 0
