@@ -320,7 +320,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             check_and_send(rows, chain, lambda event, raw: None, report=report)
-            where = "checked (dry run)"
+            where = "(dry run, nothing sent)"
         elif args.output:
             with args.output.open("wb") as out:
                 check_and_send(rows, chain, lambda e, raw: out.write(raw + b"\n"), report=report)
@@ -339,5 +339,5 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"ketenmonitor import-log: sending failed: {exc}", file=sys.stderr)
         return 3
     print_problems(report, args.max_report)
-    print(f"{args.log}: {report.summary()} {where}")
+    print(f"{args.log}: {report.summary('valid' if args.dry_run else 'sent')} {where}")
     return 1 if report.rejected else 0

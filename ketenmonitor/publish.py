@@ -77,11 +77,11 @@ class PublishReport:
     rejected: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
 
-    def summary(self) -> str:
+    def summary(self, sent: str = "sent") -> str:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.rejected.items()))
         where = ", ".join(f"{o} {n}" for o, n in sorted(self.sent_by_organisation.items()))
         return (
-            f"{self.rows} rows: {self.sent} sent" + (f" ({where})" if where else "")
+            f"{self.rows} rows: {self.sent} {sent}" + (f" ({where})" if where else "")
             + f", {sum(self.rejected.values())} rejected" + (f" ({reasons})" if reasons else "")
         )
 
@@ -201,7 +201,8 @@ def publish_file(
         )
 
 
-def print_problems(report: PublishReport, limit: int, stream: Any = sys.stderr) -> None:
+def print_problems(report: PublishReport, limit: int, stream: Any = None) -> None:
+    stream = stream or sys.stderr
     for problem in report.problems[:limit]:
         print(problem, file=stream)
     if len(report.problems) > limit:
@@ -242,6 +243,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
               f"known: {', '.join(chain.partner_ids)}", file=sys.stderr)
         return 2
     topic = settings.partner_topic(args.organisation)
+    if not args.file.is_file():
+        print(f"ketenmonitor publish: {args.file}: no such file", file=sys.stderr)
+        return 2
     progress = show_progress(args.file, args.no_progress)
     try:
         if args.dry_run:
@@ -261,6 +265,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"ketenmonitor publish: sending to {topic} failed: {exc}", file=sys.stderr)
         return 3
     print_problems(report, args.max_report)
-    verb = "checked (dry run)" if args.dry_run else f"to {topic}"
-    print(f"{args.file}: {report.summary()} {verb}")
+    if args.dry_run:
+        print(f"{args.file}: {report.summary('valid')} (dry run, nothing sent)")
+    else:
+        print(f"{args.file}: {report.summary()} to {topic}")
     return 1 if report.rejected else 0
