@@ -15,13 +15,11 @@ from dashboards.datasources import PROMETHEUS
 from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step
 from dashboards.options import LINES, PER_DAY, bar_options, stat_options, timeseries_options
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
-from ketenmonitor.domain.chain import Chain, NormSpec
+from ketenmonitor.alerting.durations import parse_duration
+from ketenmonitor.alerting.policy import AlertPolicy, load_policy
+from ketenmonitor.domain.chain import Chain, NormSpec, PartnerSpec
 from streams import metrics
 
-# When a partner's newest event is this old the feed is suspect (orange), then stale (red). Kept
-# in step with the stale-feed alert's default; an operator may pass other values to the builder.
-FRESHNESS_WARN_SECONDS = 6 * 3600
-FRESHNESS_STALE_SECONDS = 24 * 3600
 CHANGE_WINDOW = "4w"
 
 RED, ORANGE, GREEN = "red", "orange", "green"
@@ -36,11 +34,14 @@ def norm_thresholds(norm: NormSpec) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def build_overview(
-    chain: Chain,
-    freshness_warn_seconds: float = FRESHNESS_WARN_SECONDS,
-    freshness_stale_seconds: float = FRESHNESS_STALE_SECONDS,
-) -> Dashboard:
+def freshness_thresholds(policy: AlertPolicy, partner: str) -> tuple[Step, ...]:
+    """Red where the stale-feed alert fires (alerting policy), orange from halfway there."""
+    stale = parse_duration(policy.stale_after(partner))
+    return (Step(GREEN), Step(ORANGE, stale / 2), Step(RED, stale))
+
+
+def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard:
+    policy = policy or load_policy()
     partner_names = tuple(
         Override(p.id, display_name=p.label) for p in chain.spec.partners
     )
@@ -64,9 +65,10 @@ def build_overview(
             "stat",
             "Werkvoorraad: verandering 4 weken",
             "Hoeveel zaken de werkvoorraad van de hele keten in de laatste vier weken is gegroeid "
-            "(positief, rood) of gekrompen (negatief, groen).",
+            "(positief, rood) of gekrompen (negatief, groen); meet Prometheus nog geen vier "
+            "weken, dan de verandering sinds het begin van de metingen.",
             "short",
-            (PromQuery(q.backlog_change(), "Verandering", instant=True),),
+            (PromQuery(q.backlog_change(window=CHANGE_WINDOW), "Verandering", instant=True),),
             width=4,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
@@ -91,7 +93,12 @@ def build_overview(
             "Groei (rood) of krimp (groen) van de werkvoorraad van elke organisatie in de laatste "
             "vier weken, in zaken.",
             "short",
-            (PromQuery(q.backlog_change("organisation"), "{{organisation}}", instant=True),),
+            (
+                PromQuery(
+                    q.backlog_change("organisation", CHANGE_WINDOW), "{{organisation}}",
+                    instant=True,
+                ),
+            ),
             width=6,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
@@ -115,7 +122,7 @@ def build_overview(
         ),
     )
     flows = tuple(_flow_panel(chain, partner.id, partner.label) for partner in _stage_owners(chain))
-    norms = [_norm_panel(norm) for norm in chain.spec.norms]
+    norms = [_norm_panel(chain, norm) for norm in chain.spec.norms]
     norm_rows = tuple(tuple(norms[i : i + 6]) for i in range(0, len(norms), 6))
     footer = (
         _lead_time_panel(chain),
@@ -123,8 +130,10 @@ def build_overview(
             "bargauge",
             "Versheid gegevens per partner",
             "Tijd sinds het nieuwste bericht dat van een partner binnenkwam (Kafka-tijdstip). "
-            f"Oranje na {freshness_warn_seconds / 3600:g} uur, rood na "
-            f"{freshness_stale_seconds / 3600:g} uur: dan lopen de cijfers van die partner achter.",
+            "Rood zodra de waarschuwing 'partner stil' afgaat (per partner ingesteld, "
+            "standaard na "
+            f"{policy.stale_feed.after}), oranje vanaf de helft daarvan: dan lopen de cijfers "
+            "van die partner achter.",
             "s",
             (
                 PromQuery(
@@ -135,13 +144,11 @@ def build_overview(
             ),
             width=6,
             height=8,
-            thresholds=(
-                Step(GREEN),
-                Step(ORANGE, freshness_warn_seconds),
-                Step(RED, freshness_stale_seconds),
-            ),
             color_mode="thresholds",
-            overrides=partner_names,
+            overrides=tuple(
+                Override(p.id, display_name=p.label, thresholds=freshness_thresholds(policy, p.id))
+                for p in chain.spec.partners
+            ),
             options=bar_options(),
         ),
     )
@@ -177,7 +184,7 @@ def build_overview(
     )
 
 
-def _stage_owners(chain: Chain) -> list:  # the partners that own at least one stage
+def _stage_owners(chain: Chain) -> list[PartnerSpec]:  # partners that own at least one stage
     owners = set(chain.stage_organisation.values())
     return [p for p in chain.spec.partners if p.id in owners]
 
@@ -202,16 +209,19 @@ def _flow_panel(chain: Chain, organisation: str, label: str) -> Panel:
     )
 
 
-def _norm_panel(norm: NormSpec) -> Panel:
+def _norm_panel(chain: Chain, norm: NormSpec) -> Panel:
+    segment = next(s.label for s in chain.spec.segments if s.id == norm.segment)
+    types = ""
+    if norm.case_types:
+        types = " (" + ", ".join(chain.spec.case_types[c] for c in norm.case_types) + ")"
     interim = ""
     if norm.interim_target is not None:
         interim = f" Tussendoel {norm.interim_target:.0%} (oranje)."
     return Panel(
         "stat",
         norm.label,
-        f"Aandeel van de afgeronde trajecten '{norm.segment}'"
-        + (f" ({', '.join(norm.case_types)})" if norm.case_types else "")
-        + f" dat binnen {norm.within_days} dagen klaar was. Norm: {norm.target:.0%} (groen)."
+        f"Van alle afgeronde trajecten '{segment}'{types} die de monitor kent: het deel dat "
+        f"binnen {norm.within_days} dagen klaar was. Norm: {norm.target:.0%} (groen)."
         + interim
         + " Rood: onder de norm.",
         "percentunit",

@@ -5,12 +5,14 @@
     share_within_norm(norm)
         -> bucket{le="<limit>"} / count, over the norm's segment and case types
 
-No metric name is typed here: names come from streams.metrics (the worker's exporter) or are
-Prometheus's own series (ALERTS, up), so a renamed metric breaks the build, not a dashboard.
+No metric name is typed here: names come from streams.metrics (the worker's exporter), from the
+recording rules (ketenmonitor.alerting.rules) or are Prometheus's own series (ALERTS, up), so a
+renamed metric breaks the build, not a dashboard.
 """
 
 from __future__ import annotations
 
+from ketenmonitor.alerting.rules import BACKLOG_SUM
 from ketenmonitor.domain.chain import NormSpec
 from streams import metrics
 
@@ -78,7 +80,11 @@ def per_day_rate(metric: str, *matchers: str, by: str = "") -> str:
 
 
 def backlog_change(by: str = "", window: str = "4w") -> str:
-    """Growth of the backlog over `window`: the backlog now minus the backlog `window` ago."""
+    """Growth of the backlog over `window` (or since recording began, if that is shorter).
+
+    delta() of the recorded per-stage sum: a handful of series, so a four-week window stays
+    cheap, and it has a value as soon as the rule was evaluated twice (where `offset 4w` stays
+    empty until Prometheus holds four weeks of history).
+    """
     grouping = f" by ({by})" if by else ""
-    backlog = selector(metrics.BACKLOG)
-    return f"sum{grouping} ({backlog}) - sum{grouping} ({backlog} offset {window})"
+    return f"sum{grouping} (delta({BACKLOG_SUM}[{window}]))"

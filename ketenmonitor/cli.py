@@ -64,6 +64,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ketenmonitor.eventlog_import",
     "ketenmonitor.store.commands",
     "ketenmonitor.alerting.commands",
+    "dashboards.publish",
 )
 
 
