@@ -1,0 +1,172 @@
+"""Every Prometheus query of the shipped dashboards returns data from a real stack.
+
+simulator -> Kafka -> a real `ketenmonitor worker` -> a real Prometheus (Debian package) that
+scrapes it and evaluates the shipped recording rules. Each panel query of dashboards/json/*.json,
+with its template variables resolved the way Grafana resolves them (the variable's own
+label_values query against the same Prometheus) and Grafana's $__rate_interval substituted, must
+answer with at least one series, and with numbers where numbers are certain.
+
+Run: KETENMONITOR_TEST_KAFKA_PORT=<port> .venv/bin/pytest \
+     tests/integration/test_dashboard_queries.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboards.build import JSON_DIR
+from dashboards.model import ALL
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.infra.consumer_progress import wait_until_caught_up
+from ketenmonitor.infra.prometheus import LocalPrometheus, render_prometheus_config
+from ketenmonitor.infra.worker_process import free_port
+from ketenmonitor.kafka_io import PartnerPublisher
+from ketenmonitor.settings import Settings
+from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_RULES = REPO / "deploy" / "prometheus" / "rules" / "ketenmonitor.rules.yml"
+# Grafana's $__rate_interval is at least four scrape intervals; the test scrapes every second.
+RATE_INTERVAL = "30s"
+# ALERTS only has series while an alert fires: this rule fires from its first evaluation, so the
+# alert panels are tested on the real ALERTS series (with the labels the shipped rules carry).
+ALWAYS_FIRING = """\
+groups:
+  - name: dashboard-test
+    rules:
+      - alert: DashboardTestAlwaysFiring
+        expr: vector(1)
+        labels: {organisation: om, severity: warning}
+        annotations: {summary: fires so that the alert panels have data}
+"""
+PROMETHEUS_DASHBOARDS = ("ketenoverzicht.json", "fase.json", "pijplijn.json")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in JSON_DIR.glob("*.json")}
+
+
+def publish_simulated_partners(settings: Settings, days: float, cases: int) -> int:
+    """A simulated log, duplicates of some events, and malformed messages (rejects)."""
+    chain = load_chain()
+    end = float(int(time.time()) - 3600)
+    simulated = simulate_cases(load_scenario(), cases, end - days * 86_400, end, seed=6)
+    events = list(contract_events(simulated, chain, seed=6))
+    with PartnerPublisher(settings.kafka_bootstrap) as publisher:
+        for event in events:
+            publisher.send(settings.partner_topic(event["organisation"]), event)
+        for event in events[:50]:  # delivered twice: counted as duplicates, not twice
+            publisher.send(settings.partner_topic(event["organisation"]), event)
+        for n in range(20):
+            publisher.send_raw(settings.partner_topic(chain.partner_ids[n % 4]), b"{not json")
+    return len(events)
+
+
+def resolve_variables(board: dict[str, Any], prometheus: LocalPrometheus) -> dict[str, str]:
+    """Pick a value per variable as Grafana offers them: query variables from their own
+    label_values(...) query, preferring the value with the most series behind it."""
+    values: dict[str, str] = {}
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "custom":
+            values[variable["name"]] = variable["current"]["value"]
+            continue
+        match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", variable["definition"])
+        assert match, variable["definition"]
+        selector, label = substitute(match.group(1), values), match.group(2)
+        result = prometheus.query(f"sort_desc(count by ({label}) ({selector}))")
+        assert result, f"variable {variable['name']}: no values from {selector}"
+        values[variable["name"]] = result[0]["metric"][label]
+    return values
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
+        expr = expr.replace(f"${name}", ".*" if value == ALL else re.escape(value))
+    assert "$" not in expr, f"unresolved variable in {expr!r}"
+    return expr
+
+
+def queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (panel["title"], target["expr"])
+        for panel in board["panels"]
+        for target in panel["targets"]
+        if target["datasource"]["type"] == "prometheus"
+    ]
+
+
+def test_every_panel_query_returns_data_from_a_real_prometheus(
+    monitor_env: dict[str, str], start_worker: Any, tmp_path: Path, shipped: dict[str, Any]
+) -> None:
+    chain = load_chain()
+    settings = Settings(
+        kafka_bootstrap=monitor_env["KETENMONITOR_KAFKA_BOOTSTRAP"],
+        topic_prefix=monitor_env["KETENMONITOR_TOPIC_PREFIX"],
+    )
+    worker = start_worker()
+    test_rules = tmp_path / "dashboard-test.rules.yml"
+    test_rules.write_text(ALWAYS_FIRING)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        render_prometheus_config(
+            [f"127.0.0.1:{worker.metrics_port}"], [SHIPPED_RULES, test_rules], "1s", "1s"
+        )
+    )
+    with LocalPrometheus(free_port(), config, tmp_path / "prometheus") as prometheus:
+        published = publish_simulated_partners(settings, days=730, cases=3000)
+        wait_until_caught_up(
+            settings.kafka_bootstrap,
+            monitor_env["KETENMONITOR_APP_ID"],
+            [settings.partner_topic(p) for p in chain.partner_ids] + [settings.cases_topic],
+            timeout=300,
+        )
+        # Prometheus holds the final state once it answers with every event counted.
+        deadline = time.monotonic() + 60
+        counted = 0.0
+        while time.monotonic() < deadline:
+            result = prometheus.query("sum(ketenmonitor_events_accepted_total)")
+            counted = float(result[0]["value"][1]) if result else 0.0
+            if counted >= published:
+                break
+            time.sleep(1)
+        assert counted >= published, f"Prometheus saw {counted} of {published} events"
+        time.sleep(5)  # a few more scrapes and rule evaluations: rates and deltas need two
+
+        empty: list[str] = []
+        checked = 0
+        for name in PROMETHEUS_DASHBOARDS:
+            board = shipped[name]
+            concrete = resolve_variables(board, prometheus)
+            settings_to_try = [concrete]
+            all_values = {
+                **concrete,
+                **{v["name"]: ALL for v in board["templating"]["list"] if v["includeAll"]},
+            }
+            if all_values != concrete:
+                settings_to_try.append(all_values)
+            for values in settings_to_try:
+                for title, expr in queries(board):
+                    promql = substitute(expr, values)
+                    result = prometheus.query(promql)
+                    checked += 1
+                    if not result:
+                        empty.append(f"{name} / {title} / {values}: {promql}")
+        assert checked >= 60
+        assert not empty, "queries without data:\n" + "\n".join(empty)
+
+        # Numbers where they are certain: every configured norm has a share between 0 and 1.
+        overview = shipped["ketenoverzicht.json"]
+        for norm in chain.spec.norms:
+            (panel,) = [p for p in overview["panels"] if p["title"] == norm.label]
+            (sample,) = prometheus.query(panel["targets"][0]["expr"])
+            share = float(sample["value"][1])
+            assert 0.0 <= share <= 1.0 and not math.isnan(share), (norm.id, share)
