@@ -1,0 +1,155 @@
+"""An event log imported with the example mapping and run through a real worker gives the lead-time
+histograms that a batch computation over the original log gives.
+
+The batch computation below reads the CSV itself (csv, strptime, zoneinfo) and the mapping's
+activity table as plain YAML; it shares no code with the importer or the domain core.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.infra.consumer_progress import wait_until_caught_up
+
+ROOT = Path(__file__).resolve().parents[2]
+MAPPING = ROOT / "examples" / "eventlog" / "mapping.yaml"
+LEAD = "ketenmonitor_segment_lead_time_seconds"
+FORMAT = "%d-%m-%Y %H:%M"
+
+PATHS = [
+    ["Aangifte opgenomen", "Verdachte gehoord", "PV ingezonden", "Zaak ingeschreven OM",
+     "ZSM-beoordeling", "Sepot"],
+    ["Aangifte opgenomen", "PV ingezonden", "Zaak ingeschreven OM", "ZSM-beoordeling",
+     "Strafbeschikking uitgevaardigd", "Instroom CJIB", "Brief verstuurd", "Betaald"],
+    ["Aangifte opgenomen", "Verdachte gehoord", "PV ingezonden", "Zaak ingeschreven OM",
+     "Dagvaarding uitgebracht", "Zaak ingeschreven rechtbank", "Eerste zitting",
+     "Zitting aangehouden", "Eerste zitting", "Vonnis: veroordeling",
+     "Onherroepelijk: geldboete", "Instroom CJIB", "Aanmaning verstuurd", "Dwangbevel",
+     "Oninbaar"],
+    ["Aangifte opgenomen", "Verdachte gehoord", "Dossier opgevraagd", "PV ingezonden",
+     "Zaak ingeschreven OM", "Dagvaarding uitgebracht", "Zaak ingeschreven rechtbank",
+     "Eerste zitting", "Vonnis: vrijspraak"],
+    ["Aangifte opgenomen", "Verdachte gehoord", "PV ingezonden", "Zaak ingeschreven OM",
+     "Transactie aangeboden", "Instroom CJIB"],  # still open
+    ["Aangifte opgenomen", "Verdachte gehoord"],  # still open
+]
+TIES = {("Zaak ingeschreven OM", "ZSM-beoordeling"), ("Eerste zitting", "Vonnis: veroordeling")}
+
+
+def write_log(path: Path, mapping: dict, cases: int = 400, seed: int = 31) -> None:
+    """Like an export: local times, Dutch names, ignored activities, repeats, ties; shuffled.
+
+    Cases start in 2021-2022 and no path takes more than 15 x 60 days: all times are past.
+    """
+    rng = random.Random(seed)
+    case_types = list(mapping["case_type"]["values"])
+    districts = list(mapping["district"]["values"])
+    rows = []
+    for n in range(cases):
+        key = f"{rng.randint(1, 20):02d}-{n:06d}-21"
+        ct, d = rng.choice(case_types), rng.choice(districts)
+        t = datetime(2021, 1, 4, 8, 0) + timedelta(minutes=rng.randint(0, 500 * 24 * 60))
+        previous = None
+        for activity in rng.choice(PATHS):
+            if (previous, activity) not in TIES or rng.random() < 0.5:
+                t += timedelta(minutes=rng.randint(1, 60 * 24 * 60))
+            rows.append([key, activity, t.strftime(FORMAT), ct, d])
+            previous = activity
+    rng.shuffle(rows)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(["zaaknummer", "activiteit", "tijdstip", "zaaktype", "arrondissement"])
+        writer.writerows(rows)
+
+
+def batch_lead_times(path: Path, mapping: dict, chain) -> dict:
+    """Histogram samples of the segment lead times, computed from the log in one pass."""
+    spec = chain.spec
+    rank, closures = {}, {c.milestone: set(c.outcomes) for c in spec.closures}
+    for partner in spec.partners:
+        for m in partner.milestones:
+            rank[m.id] = len(rank)
+    days = set(spec.lead_time_buckets_days) | {n.within_days for n in spec.norms}
+    bounds = sorted(d * 86400 for d in days)
+    zone = ZoneInfo(mapping["timestamp"]["timezone"])
+    cases: dict[str, dict] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        for key, activity, stamp, ct, d in list(csv.reader(handle, delimiter=";"))[1:]:
+            target = mapping["activities"].get(activity)
+            if target is None:
+                assert activity in mapping["ignore"]
+                continue
+            if isinstance(target, str):
+                milestone, outcome = target, None
+            else:
+                milestone, outcome = target["milestone"], target["outcome"]
+            at = datetime.strptime(stamp, FORMAT).replace(tzinfo=zone).timestamp()
+            case = cases.setdefault(key, {"ct": ct, "d": d, "m": {}})
+            if milestone not in case["m"] or at < case["m"][milestone][0]:
+                case["m"][milestone] = (at, outcome)
+    samples: Counter = Counter()
+    for case in cases.values():
+        ct = mapping["case_type"]["values"][case["ct"]]
+        d = mapping["district"]["values"][case["d"]]
+        times = {m: at for m, (at, _) in case["m"].items()}
+        furthest = max(case["m"], key=rank.__getitem__)
+        at, outcome = case["m"][furthest]
+        closed = at if outcome in closures.get(furthest, ()) else None
+        for seg in spec.segments:
+            start = times.get(seg.start)
+            end = closed if seg.end == "closed" else times.get(seg.end)
+            if start is None or end is None or end < start:
+                continue
+            labels = {"segment": seg.id, "case_type": ct, "district": d}
+            lead = end - start
+            samples[(f"{LEAD}_count", frozenset(labels.items()))] += 1
+            samples[(f"{LEAD}_sum", frozenset(labels.items()))] += lead
+            samples[(f"{LEAD}_bucket", frozenset({**labels, "le": "+Inf"}.items()))] += 1
+            for b in bounds:
+                if lead <= b:
+                    le = {**labels, "le": str(float(b))}
+                    samples[(f"{LEAD}_bucket", frozenset(le.items()))] += 1
+    return dict(samples)
+
+
+def test_an_imported_log_gives_the_lead_times_of_a_batch_computation(
+    monitor_env, start_worker, tmp_path
+):
+    chain = load_chain()
+    mapping = yaml.safe_load(MAPPING.read_text(encoding="utf-8"))
+    log = tmp_path / "zaken-export.csv"
+    write_log(log, mapping)
+    expected = batch_lead_times(log, mapping, chain)
+    assert len(expected) > 500
+
+    worker = start_worker()
+    result = subprocess.run(
+        [sys.executable, "-m", "ketenmonitor.cli", "import-log", str(log), "--mapping",
+         str(MAPPING)],
+        env={**os.environ, **monitor_env}, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 rejected" in result.stdout
+
+    prefix = monitor_env["KETENMONITOR_TOPIC_PREFIX"]
+    topics = [f"{prefix}.events.{p}" for p in chain.partner_ids] + [f"{prefix}.cases"]
+    wait_until_caught_up(
+        monitor_env["KETENMONITOR_KAFKA_BOOTSTRAP"], monitor_env["KETENMONITOR_APP_ID"], topics,
+        timeout=300,
+    )
+    actual = {k: v for k, v in worker.scrape().items() if k[0].startswith(LEAD) and v != 0}
+    expected = {k: v for k, v in expected.items() if v != 0}
+    missing = {k: v for k, v in expected.items() if actual.get(k) != v}
+    extra = {k: v for k, v in actual.items() if k not in expected}
+    assert not missing and not extra, (list(missing.items())[:5], list(extra.items())[:5])
