@@ -8,6 +8,7 @@ activity table as plain YAML; it shares no code with the importer or the domain 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import subprocess
@@ -153,3 +154,88 @@ def test_an_imported_log_gives_the_lead_times_of_a_batch_computation(
     missing = {k: v for k, v in expected.items() if actual.get(k) != v}
     extra = {k: v for k, v in actual.items() if k not in expected}
     assert not missing and not extra, (list(missing.items())[:5], list(extra.items())[:5])
+
+
+# -- mapping rules, without a broker (the --output file path) ---------------------------------
+def import_to_file(log: Path, mapping: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ketenmonitor.cli", "import-log", str(log), "--mapping",
+         str(mapping), "--output", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_the_example_log_imports_cleanly_with_first_repeats_ignores_and_local_time(tmp_path):
+    out = tmp_path / "events.jsonl"
+    result = import_to_file(MAPPING.parent / "sample_log.csv", MAPPING, out)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    times = [e["occurred_at"] for e in events]
+    assert times == sorted(times, key=datetime.fromisoformat)
+    hearings = [
+        e for e in events if e["case_key"] == "09-000002-24" and e["milestone"] == "first_hearing"
+    ]
+    assert [h["occurred_at"] for h in hearings] == ["2024-12-17T12:30:00+00:00"]  # first, CET
+    report = next(e for e in events if e["event_id"] == "sample-2024-41")
+    assert report["occurred_at"] == "2024-10-27T00:30:00+00:00"  # 02:30 CEST, the first of two
+    assert len(events) == 41
+
+
+def test_unknown_activities_are_reported_with_their_line_and_not_sent(tmp_path):
+    log = tmp_path / "log.csv"
+    lines = (MAPPING.parent / "sample_log.csv").read_text().splitlines()
+    lines.insert(3, "10-000001-24;Koffie gedronken;09-01-2024 10:00;Politierechter;Amsterdam")
+    lines.insert(5, "10-000009-24;Aangifte opgenomen;31-02-2024 10:00;Politierechter;Amsterdam")
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "events.jsonl"
+    result = import_to_file(log, MAPPING, out)
+    assert result.returncode == 1
+    assert f"{log}:4: unknown_activity:" in result.stderr
+    assert f"{log}:6: bad_timestamp:" in result.stderr
+    assert len(out.read_text().splitlines()) == 41
+
+
+def test_an_xes_log_gives_the_same_events_as_the_csv_it_was_made_from(tmp_path):
+    rows = list(csv.reader((MAPPING.parent / "sample_log.csv").open(), delimiter=";"))[1:]
+    traces: dict[str, list] = {}
+    for key, activity, stamp, ct, d in rows:
+        traces.setdefault(key, []).append((activity, stamp, ct, d))
+    zone = ZoneInfo("Europe/Amsterdam")
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>', '<log xmlns="http://www.xes-standard.org/">']
+    for key, events in traces.items():
+        parts.append(f'<trace><string key="concept:name" value="{key}"/>')
+        parts.append(f'<string key="zaaktype" value="{events[0][2]}"/>')
+        parts.append(f'<string key="arrondissement" value="{events[0][3]}"/>')
+        for activity, stamp, _, _ in events:
+            at = datetime.strptime(stamp, FORMAT).replace(tzinfo=zone).isoformat()
+            parts.append(
+                f'<event><string key="concept:name" value="{activity}"/>'
+                f'<date key="time:timestamp" value="{at}"/></event>'
+            )
+        parts.append("</trace>")
+    parts.append("</log>")
+    xes = tmp_path / "log.xes"
+    xes.write_text("\n".join(parts), encoding="utf-8")
+    mapping = yaml.safe_load(MAPPING.read_text())
+    mapping.update(
+        format="xes", case_key="case:concept:name", activity="concept:name",
+        timestamp={"column": "time:timestamp"},
+    )
+    mapping["case_type"]["column"] = "case:zaaktype"
+    mapping["district"]["column"] = "case:arrondissement"
+    xes_mapping = tmp_path / "xes-mapping.yaml"
+    xes_mapping.write_text(yaml.safe_dump(mapping, allow_unicode=True))
+
+    assert import_to_file(xes, xes_mapping, tmp_path / "x.jsonl").returncode == 0
+    sample = MAPPING.parent / "sample_log.csv"
+    assert import_to_file(sample, MAPPING, tmp_path / "c.jsonl").returncode == 0
+
+    def content(path: Path) -> list:
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        return sorted(
+            (e["case_key"], e["milestone"], datetime.fromisoformat(e["occurred_at"]),
+             e.get("outcome"), e["case_type"], e["district"])
+            for e in events
+        )
+
+    assert content(tmp_path / "x.jsonl") == content(tmp_path / "c.jsonl")
