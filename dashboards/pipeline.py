@@ -3,7 +3,8 @@
     board = build_pipeline(load_chain())
 
 Event rates per partner, rejected events by reason, duplicate deliveries, the freshness of each
-feed, and the workers: scrape health, owned case-state partitions, cases held in state.
+feed, and the workers: scrape health, owned case-state partitions, cases held in state, consumer
+lag (through the recorded per-topic sum) and the time since each worker's last offset commit.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dashboards.datasources import PROMETHEUS
 from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step
 from dashboards.options import LINES, bar_options, stat_options, timeseries_options
 from dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
+from ketenmonitor.alerting.rules import LAG_SUM, LAST_COMMIT
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.infra.prometheus import WORKER_JOB
 from streams import metrics
@@ -146,12 +148,40 @@ def build_pipeline(chain: Chain) -> Dashboard:
             options=timeseries_options(),
         ),
     )
+    progress = (
+        Panel(
+            "timeseries",
+            "Achterstand verwerking (consumer lag)",
+            "Berichten per topic die binnengekomen zijn maar nog niet verwerkt en vastgelegd "
+            "(commit). Blijft dit oplopen, dan houden de workers het aanbod niet bij.",
+            "short",
+            (PromQuery(f"sum by (topic) ({LAG_SUM})", "{{topic}}"),),
+            width=12,
+            height=8,
+            min=0,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Tijd sinds laatste commit",
+            "Hoe lang geleden elke worker voor het laatst zijn voortgang (offsets) vastlegde. "
+            "Loopt dit op terwijl er berichten wachten, dan staat de worker stil.",
+            "s",
+            (PromQuery(f"time() - max by (instance) ({LAST_COMMIT})", "{{instance}}"),),
+            width=12,
+            height=8,
+            min=0,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+    )
     return Dashboard(
         uid=PIPELINE,
         title="Gezondheid monitor",
         description="Werkt de monitor zelf, en zijn de cijfers actueel? Eventstromen, afkeur, "
         "dubbele aanleveringen, versheid en workers.",
-        rows=(summary, rates, workers),
+        rows=(summary, rates, workers, progress),
         datasource=PROMETHEUS,
         time_from="now-6h",
         refresh="30s",

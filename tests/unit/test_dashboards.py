@@ -265,3 +265,19 @@ def test_thresholds_follow_a_changed_chain_definition() -> None:
 def test_a_panel_without_description_or_unit_is_refused(description: str, unit: str) -> None:
     with pytest.raises(DashboardModelError):
         Panel("stat", "Titel", description, unit, (PromQuery("up"),))
+
+
+def test_freshness_turns_red_where_the_stale_feed_alert_fires(
+    boards: dict[str, dict[str, Any]], chain: Chain
+) -> None:
+    from ketenmonitor.alerting.durations import parse_duration
+    from ketenmonitor.alerting.policy import load_policy
+
+    policy = load_policy()
+    panel = overview_panel(boards, "Versheid gegevens per partner")
+    overrides = {
+        o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]
+    }
+    for partner in chain.partner_ids:
+        (steps,) = [p["value"]["steps"] for p in overrides[partner] if p["id"] == "thresholds"]
+        assert steps[-1] == {"color": "red", "value": parse_duration(policy.stale_after(partner))}
