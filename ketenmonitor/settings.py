@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # history or to make a test deterministic.
     age_reference_time: AwareDatetime | None = None
     processing_timeout_seconds: float = 10.0
+    # Events are processed in batches of at most batch_size, or what arrived within batch_seconds.
+    batch_size: int = Field(default=1000, ge=1)
+    batch_seconds: float = Field(default=0.05, gt=0)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None

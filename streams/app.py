@@ -20,10 +20,12 @@ import time
 from typing import Any
 
 import faust
+from faust.sensors import Sensor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
+from streams.batch_sender import BatchSender
 from streams.ingest import IngestStats
 from streams.metrics import ChainCollector, OwnedState
 from streams.processing import CaseProcessor, Ingestor, Rejected, case_states_by_partition
@@ -49,7 +51,8 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         web_host=settings.metrics_host,
         web_port=settings.metrics_port,
         web_in_thread=False,
-        stream_buffer_maxsize=4096,
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
+        producer_linger=0.01,
         stream_processing_timeout=settings.processing_timeout_seconds,
     )
     topic_of = {settings.partner_topic(p): p for p in chain.partner_ids}
@@ -73,51 +76,75 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
     case_table = app.Table(
         "cases", partitions=settings.partitions, key_type=bytes, value_type=bytes
     )
+    ingest_changelog = ingest_table.changelog_topic.get_topic_name()
+    case_changelog = case_table.changelog_topic.get_topic_name()
     ingestor = Ingestor(chain, settings.pseudonym_secret(), settings.partitions)
     processor = CaseProcessor(chain)
     sink = attach_store(app, settings, chain)  # case-fact store; None unless configured
 
     @app.agent(partner_topics, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            organisation = topic_of[message.topic]
-            routed = ingestor.route(event.value or b"", organisation)
-            if isinstance(routed, Rejected):
-                log.warning(
-                    "rejected event topic=%s partition=%s offset=%s reason=%s",
-                    message.topic, message.partition, message.offset, routed.reason,
-                )
-                await dead_letter_topic.send(
-                    value=event.value or b"",
-                    headers={
-                        "reason": routed.reason.encode(),
-                        "detail": routed.detail.encode(),
-                        "source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
-                    },
-                )
-                reason: str | None = routed.reason
-            else:
-                await cases_topic.send(
-                    key=routed.pseudonym.encode(), value=routed.payload, partition=routed.partition
-                )
-                reason = None
-            key = f"{message.topic}:{message.partition}".encode()
-            raw = ingest_table.get(key)
-            stats = IngestStats.decode(raw) if raw else IngestStats()
-            if stats.count(message.offset, message.timestamp, reason):
-                ingest_table[key] = stats.encode()
+        # Per batch: forwards and dead letters in one produce call per topic-partition, and one
+        # ingest-stats changelog record per source partition.
+        sender = BatchSender(app)
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            counted: dict[bytes, tuple[int, IngestStats]] = {}
+            for event in events:
+                message = event.message
+                routed = ingestor.route(event.value or b"", topic_of[message.topic])
+                if isinstance(routed, Rejected):
+                    log.warning(
+                        "rejected event topic=%s partition=%s offset=%s reason=%s",
+                        message.topic, message.partition, message.offset, routed.reason,
+                    )
+                    source = f"{message.topic}/{message.partition}/{message.offset}"
+                    sender.add(
+                        settings.dead_letter_topic, 0, None, event.value or b"",
+                        [
+                            ("reason", routed.reason.encode()),
+                            ("detail", routed.detail.encode()),
+                            ("source", source.encode()),
+                        ],
+                    )
+                    reason: str | None = routed.reason
+                else:
+                    sender.add(
+                        settings.cases_topic, routed.partition, routed.pseudonym.encode(),
+                        routed.payload,
+                    )
+                    reason = None
+                key = f"{message.topic}:{message.partition}".encode()
+                entry = counted.get(key)
+                if entry is None:
+                    raw = ingest_table.data.get(key)
+                    entry = counted[key] = (
+                        message.partition, IngestStats.decode(raw) if raw else IngestStats()
+                    )
+                entry[1].count(message.offset, message.timestamp, reason)
+            for key, (partition, stats) in counted.items():
+                value = stats.encode()
+                ingest_table.data[key] = value
+                sender.add(ingest_changelog, partition, key, value)
+            await sender.send()
 
     @app.agent(cases_topic, concurrency=1)
     async def cases(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            key = event.key
-            raw_state, state = processor.process_with_state(
-                event.message.partition, key.decode(), event.value, case_table.get(key)
-            )
-            case_table[key] = raw_state
-            if sink is not None:
-                sink.add(key.decode(), state)
+        sender = BatchSender(app)
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
+            changed: dict[bytes, int] = {}
+            for event in events:
+                key, partition = event.key, event.message.partition
+                raw_state, state = processor.process_with_state(
+                    partition, key.decode(), event.value, case_table.data.get(key)
+                )
+                case_table.data[key] = raw_state
+                changed[key] = partition
+                if sink is not None:
+                    sink.add(key.decode(), state)
+            # One changelog record per case per batch: the last state is what recovery needs.
+            for key, partition in changed.items():
+                sender.add(case_changelog, partition, key, case_table.data[key])
+            await sender.send()
 
     @case_table.on_recover
     async def rebuild_totals() -> None:
@@ -142,7 +169,28 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
             raw = ingest_table.data.get(f"{tp.topic}:{tp.partition}".encode())
             if raw:
                 ingest_stats.append((organisation, IngestStats.decode(raw)))
-        return OwnedState(processor.owned_totals(owned), ingest_stats, len(owned))
+        return OwnedState(
+            processor.owned_totals(owned),
+            ingest_stats,
+            len(owned),
+            lag_by_topic(),
+            commits.last_commit_timestamp,
+        )
+
+    commits = _CommitWatch()
+    app.sensors.add(commits)
+
+    def lag_by_topic() -> dict[str, int]:
+        lag: dict[str, int] = {}
+        consumer = app.consumer
+        for tp in app.assignor.assigned_actives():
+            if tp.topic not in topic_of and tp.topic != settings.cases_topic:
+                continue
+            highwater = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)  # faust keeps no public accessor
+            if highwater is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - (committed or 0))
+        return lag
 
     registry = CollectorRegistry()
     registry.register(
@@ -158,6 +206,15 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         return web.json({"ok": True, "rebalancing": app.rebalancing})
 
     return app
+
+
+class _CommitWatch(Sensor):  # type: ignore[misc]
+    """Remembers when offsets were last committed: a stuck consumer stops moving it."""
+
+    last_commit_timestamp: float | None = None
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        self.last_commit_timestamp = time.time()
 
 
 def _owned_partitions(app: faust.App, topic: str) -> set[int]:

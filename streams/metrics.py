@@ -48,6 +48,9 @@ CASES_TRACKED = f"{PREFIX}_cases_tracked"
 NORM_LIMIT = f"{PREFIX}_norm_limit_seconds"
 NORM_TARGET = f"{PREFIX}_norm_target_ratio"
 OWNED_PARTITIONS = f"{PREFIX}_worker_owned_partitions"
+CORRECTIONS = f"{PREFIX}_corrections"
+CONSUMER_LAG = f"{PREFIX}_consumer_lag_messages"
+LAST_COMMIT = f"{PREFIX}_last_commit_timestamp_seconds"
 
 ALL_METRIC_NAMES = {
     f"{EVENTS_ACCEPTED}_total",
@@ -67,6 +70,9 @@ ALL_METRIC_NAMES = {
     NORM_LIMIT,
     NORM_TARGET,
     OWNED_PARTITIONS,
+    f"{CORRECTIONS}_total",
+    CONSUMER_LAG,
+    LAST_COMMIT,
 }
 
 
@@ -77,6 +83,8 @@ class OwnedState:
     case_totals: list[ChainTotals] = field(default_factory=list)
     ingest: list[tuple[str, IngestStats]] = field(default_factory=list)  # (organisation, stats)
     partitions: int = 0
+    lag_by_topic: dict[str, int] = field(default_factory=dict)
+    last_commit_timestamp: float | None = None
 
 
 class ChainCollector(Collector):
@@ -100,6 +108,25 @@ class ChainCollector(Collector):
         )
         owned_partitions.add_metric([], owned.partitions)
         yield owned_partitions
+        yield from self._health_metrics(owned)
+
+    # -- worker health (live, per process: these describe the process, not the chain) --------
+    def _health_metrics(self, owned: OwnedState) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            CONSUMER_LAG,
+            "Messages in this worker's partitions not yet committed (log end - committed offset).",
+            labels=["topic"],
+        )
+        for topic, n in sorted(owned.lag_by_topic.items()):
+            lag.add_metric([topic], n)
+        yield lag
+        commit = GaugeMetricFamily(
+            LAST_COMMIT,
+            "When this worker last committed consumer offsets (absent before its first commit).",
+        )
+        if owned.last_commit_timestamp is not None:
+            commit.add_metric([], owned.last_commit_timestamp)
+        yield commit
 
     # -- ingest -------------------------------------------------------------------------------
     def _ingest_metrics(self, ingest: Iterable[tuple[str, IngestStats]]) -> Iterator[Metric]:
@@ -151,7 +178,7 @@ class ChainCollector(Collector):
         lead: dict[tuple[str, str, str], list[int]] = {}
         lead_sum: Counter[tuple[str, str, str]] = Counter()
         oldest: dict[str, int] = {}
-        cases = duplicates = 0
+        cases = duplicates = corrections = 0
         reference = self.reference_time()
         for totals in all_totals:
             inflow.update(totals.inflow)
@@ -160,6 +187,7 @@ class ChainCollector(Collector):
             closed.update(totals.closed)
             cases += totals.cases
             duplicates += totals.duplicates
+            corrections += totals.corrections
             for key, hist in totals.lead_times.items():
                 _add_histogram(lead, lead_sum, key, hist)
             for stage, hour in totals.oldest_open_entry().items():
@@ -169,6 +197,14 @@ class ChainCollector(Collector):
             EVENTS_DUPLICATE, "Deliveries of an event id that had already been applied."
         )
         family.add_metric([], duplicates)
+        yield family
+        family = CounterMetricFamily(
+            CORRECTIONS,
+            "Milestones held in corrected form (a re-sent milestone with a higher revision, or a "
+            "retraction). A correction can lower a case counter below its earlier value: "
+            "Prometheus reads that as a counter reset (see README, 'Corrections').",
+        )
+        family.add_metric([], corrections)
         yield family
         gauge = GaugeMetricFamily(CASES_TRACKED, "Cases held in this worker's case state.")
         gauge.add_metric([], cases)

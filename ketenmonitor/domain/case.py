@@ -61,6 +61,11 @@ class CaseState:
     duplicates: int = 0  # deliveries of an event id already applied
 
     @property
+    def corrections(self) -> int:
+        """Milestones whose record is a correction or retraction (revision above 0)."""
+        return sum(1 for r in self.records.values() if r.revision > 0)
+
+    @property
     def present(self) -> dict[str, MilestoneRecord]:
         """The milestones the case has reached (retracted ones left out)."""
         return {m: r for m, r in self.records.items() if not r.retracted}
@@ -115,6 +120,7 @@ class Applied:
     added: frozenset[Fact] = field(default_factory=frozenset)
     removed: frozenset[Fact] = field(default_factory=frozenset)
     duplicate: bool = False
+    corrections_delta: int = 0  # change in the case's number of corrected milestones
 
 
 def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Applied:
@@ -140,7 +146,12 @@ def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Appl
     new_state = CaseState(MappingProxyType(records), seen, state.duplicates)
     before = facts_of(chain, state)
     after = facts_of(chain, new_state)
-    return Applied(new_state, frozenset(after - before), frozenset(before - after))
+    return Applied(
+        new_state,
+        frozenset(after - before),
+        frozenset(before - after),
+        corrections_delta=new_state.corrections - state.corrections,
+    )
 
 
 def case_attributes(chain: Chain, present: Mapping[str, MilestoneRecord]) -> tuple[str, str]:

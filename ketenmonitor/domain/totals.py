@@ -70,6 +70,7 @@ class ChainTotals:
     closed: Counter[ClosureKey] = field(default_factory=Counter)
     cases: int = 0
     duplicates: int = 0
+    corrections: int = 0  # milestones held in a corrected (revision > 0) form
 
     def __post_init__(self) -> None:
         self._bounds = self.chain.lead_time_buckets_seconds
@@ -79,6 +80,7 @@ class ChainTotals:
         """Fold the outcome of one `apply_event` into the totals."""
         self.cases += new_case
         self.duplicates += applied.duplicate
+        self.corrections += applied.corrections_delta
         self.apply(applied.added, applied.removed)
 
     def apply(self, added: Iterable[Fact], removed: Iterable[Fact]) -> None:
@@ -90,6 +92,7 @@ class ChainTotals:
     def add_case(self, state: CaseState) -> None:
         self.cases += 1
         self.duplicates += state.duplicates
+        self.corrections += state.corrections
         for fact in facts_of(self.chain, state):
             self._fold(fact, +1)
 
