@@ -247,6 +247,16 @@ class Variable:
 Row = tuple[Panel, ...]
 
 
+def pack(panels: list[Panel]) -> tuple[Row, ...]:
+    """Rows of panels in order, starting a new row where the next panel would not fit."""
+    rows: list[list[Panel]] = []
+    for panel in panels:
+        if not rows or sum(p.width for p in rows[-1]) + panel.width > GRID_WIDTH:
+            rows.append([])
+        rows[-1].append(panel)
+    return tuple(tuple(row) for row in rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Dashboard:
     uid: str

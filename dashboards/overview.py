@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dashboards import queries as q
 from dashboards.datasources import PROMETHEUS
-from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step
+from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step, pack
 from dashboards.options import LINES, PER_DAY, bar_options, stat_options, timeseries_options
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
 from ketenmonitor.alerting.durations import parse_duration
@@ -123,7 +123,9 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
     )
     flows = tuple(_flow_panel(chain, partner.id, partner.label) for partner in _stage_owners(chain))
     norms = [_norm_panel(chain, norm) for norm in chain.spec.norms]
-    norm_rows = tuple(tuple(norms[i : i + 6]) for i in range(0, len(norms), 6))
+    if chain.spec.stages:
+        norms.append(_chain_flow_panel(chain))
+    norm_rows = pack(norms)  # as many norms as the chain defines, wrapped over rows
     footer = (
         _lead_time_panel(chain),
         Panel(
@@ -206,6 +208,28 @@ def _flow_panel(chain: Chain, organisation: str, label: str) -> Panel:
         min=0,
         custom=LINES,
         options=timeseries_options(),
+    )
+
+
+def _chain_flow_panel(chain: Chain) -> Panel:
+    """Chain-wide: cases entering the first stage against cases leaving the chain (closed)."""
+    first = chain.spec.stages[0]
+    return Panel(
+        "stat",
+        "Keten: instroom en afgesloten",
+        f"Zaken per dag die de keten binnenkomen (instroom in de eerste fase, {first.label}) en "
+        "zaken per dag die de keten verlaten (afgesloten, bijvoorbeeld sepot, vrijspraak of "
+        "inning afgerond). Blijft het tweede getal achter, dan groeit de keten als geheel.",
+        PER_DAY,
+        (
+            PromQuery(q.per_day_rate(q.INFLOW_TOTAL, q.eq("stage", first.id)), "Instroom",
+                      instant=True),
+            PromQuery(q.per_day_rate(q.CLOSED_TOTAL), "Afgesloten", instant=True),
+        ),
+        width=8,
+        height=4,
+        decimals=0,
+        options={**stat_options(), "textMode": "value_and_name"},
     )
 
 

@@ -281,3 +281,16 @@ def test_freshness_turns_red_where_the_stale_feed_alert_fires(
     for partner in chain.partner_ids:
         (steps,) = [p["value"]["steps"] for p in overrides[partner] if p["id"] == "thresholds"]
         assert steps[-1] == {"color": "red", "value": parse_duration(policy.stale_after(partner))}
+
+
+def test_a_chain_with_more_norms_gets_a_panel_for_each_on_the_grid() -> None:
+    from dashboards.overview import build_overview
+
+    raw = yaml.safe_load(DEFAULT_CHAIN_FILE.read_text())
+    extra = [{**norm, "id": f"{norm['id']}_copy"} for norm in raw["norms"][:5]]
+    raw["norms"] = raw["norms"] + extra
+    board = build_overview(chain_from_mapping(raw)).to_json()
+    titles = [p["title"] for p in board["panels"]]
+    for norm in raw["norms"]:
+        assert norm["label"] in titles
+    assert all(p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in board["panels"])
