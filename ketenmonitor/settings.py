@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # history or to make a test deterministic.
     age_reference_time: AwareDatetime | None = None
     processing_timeout_seconds: float = 10.0
+    # How fast the group notices a worker that died (kill -9): Kafka session timeout.
+    session_timeout_seconds: float = Field(default=30.0, ge=6.0)
     # Events are processed in batches of at most batch_size, or what arrived within batch_seconds.
     batch_size: int = Field(default=1000, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)

@@ -53,6 +53,9 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         web_in_thread=False,
         stream_buffer_maxsize=max(4096, 2 * settings.batch_size),
         producer_linger=0.01,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 10,
+        broker_rebalance_timeout=settings.session_timeout_seconds * 2,
         stream_processing_timeout=settings.processing_timeout_seconds,
     )
     topic_of = {settings.partner_topic(p): p for p in chain.partner_ids}
