@@ -12,6 +12,7 @@
 #   PG_DATABASE        database created on first start        (ketenmonitor)
 #   PG_BIN             PostgreSQL binaries                    (/usr/lib/postgresql/15/bin)
 #   PG_START_TIMEOUT   seconds to wait for connections        (60)
+#   PG_FSYNC           on|off; off only for throwaway test clusters (on)
 #
 # initdb and postgres refuse to run as root: as root the cluster runs as the `postgres` OS user
 # (created by the Debian package), which then owns PG_DATA_DIR; every parent directory must be
@@ -35,6 +36,7 @@ die() { printf 'postgres.sh: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $PORT =~ ^[0-9]+$ ]] || die "PG_PORT is not a number: '$PORT'"
 [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || die "PG_START_TIMEOUT is not a number: '$START_TIMEOUT'"
+[[ ${PG_FSYNC:-on} =~ ^(on|off)$ ]] || die "PG_FSYNC must be on or off"
 [[ $DATABASE =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "PG_DATABASE must be a plain identifier"
 [[ -x $BIN/initdb && -x $BIN/pg_ctl ]] \
     || die "no PostgreSQL binaries in $BIN: apt-get install -y --no-install-recommends postgresql-15"

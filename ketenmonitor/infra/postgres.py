@@ -25,10 +25,13 @@ class PostgresError(RuntimeError):
 
 
 class LocalPostgres:
-    def __init__(self, port: int, data_dir: Path, database: str = "ketenmonitor") -> None:
+    def __init__(
+        self, port: int, data_dir: Path, database: str = "ketenmonitor", fsync: bool = True
+    ) -> None:
         self.port = int(port)
         self.data_dir = Path(data_dir).resolve()
         self.database = database
+        self.fsync = fsync  # off only for throwaway test clusters: a crash may corrupt them
 
     @property
     def url(self) -> str:
@@ -68,6 +71,7 @@ class LocalPostgres:
             "PG_PORT": str(self.port),
             "PG_DATA_DIR": str(self.data_dir),
             "PG_DATABASE": self.database,
+            "PG_FSYNC": "on" if self.fsync else "off",
         }
         try:
             result = subprocess.run(

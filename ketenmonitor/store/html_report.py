@@ -79,10 +79,15 @@ def _norm_chart(report: Report, cells: ReportCells) -> str:
     for seg in report.segments:
         for n in seg.norms:
             hidden = cells.small(seg.completed)
-            text = f"<{cells.k}" if hidden else f"{percent(n.share)} van {seg.completed}"
+            if hidden:
+                text = f"<{cells.k}"
+            elif n.share is None:
+                text = "geen voltooide zaken"
+            else:
+                text = f"{percent(n.share)} van {seg.completed}"
             value = None if hidden or n.share is None else 100 * n.share
             rows.append(
-                (f"{n.label} [{seg.case_type}]", [Bar(value, COLOURS["share"], text)],
+                (f"{seg.case_type}: {n.label}", [Bar(value, COLOURS["share"], text)],
                  100 * n.target)
             )
     return _hbar_chart("norm-shares", rows, 100.0, "% binnen de norm; streep: streefwaarde")
@@ -162,7 +167,7 @@ def _hbar_chart(
     return "".join(out)
 
 
-def _shorten(text: str, limit: int = 55) -> str:
+def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
