@@ -1,0 +1,44 @@
+"""`python -m bench run [--events N] [--only replay,latency,memory,recovery,profile]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.runner import BENCHMARKS, DEFAULTS, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run benchmarks against a broker this command starts")
+    p.add_argument("--events", type=int, default=DEFAULTS["events"],
+                   help="events in the replay log (default %(default)s)")
+    p.add_argument("--only", default=",".join(BENCHMARKS),
+                   help="comma-separated subset of " + ",".join(BENCHMARKS))
+    p.add_argument("--rate", type=float, default=DEFAULTS["rate"],
+                   help="live-latency produce rate, events/s (default %(default)s)")
+    p.add_argument("--latency-seconds", type=float, default=DEFAULTS["latency_seconds"])
+    p.add_argument("--open-cases", default=DEFAULTS["open_cases"],
+                   help="comma-separated open-case counts for memory (default %(default)s)")
+    p.add_argument("--recovery-cases", type=int, default=DEFAULTS["recovery_cases"])
+    p.add_argument("--stores", default=DEFAULTS["stores"],
+                   help="stores for recovery: memory://,rocksdb:// (default %(default)s)")
+    p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
+    p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
+    p.add_argument("--naive-timeout", type=float, default=DEFAULTS["naive_timeout"],
+                   help="seconds the naive baseline may run before it is stopped")
+    p.add_argument("--kafka-port", type=int, default=DEFAULTS["kafka_port"])
+    p.add_argument("--name", default=None, help="results file name (default: the benchmarks run)")
+    p.add_argument("--results-dir", default=None, help="default bench/results")
+    p.add_argument("--no-summary", action="store_true", help="do not rewrite bench/RESULTS.md")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args, ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

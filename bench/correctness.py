@@ -1,0 +1,88 @@
+"""Does a worker's /metrics say what an independent batch computation says about the same log?
+
+    expected = expected_metrics(chain, log)          # tests/integration/batch_truth.py
+    report = compare(worker.scrape(), expected)      # Comparison(equal, series, mismatches)
+
+The batch computation is tests/integration/batch_truth.py: written from the chain definition and the
+simulator's ground truth, without ketenmonitor.domain, so it is a second implementation and not
+the same code run twice. It is loaded from its file because tests/ is not a package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from bench.workload import EventLog
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.infra.worker_process import Samples
+
+BATCH_TRUTH_FILE = Path(__file__).resolve().parents[1] / "tests" / "integration" / "batch_truth.py"
+
+CASE_METRICS = frozenset({
+    "ketenmonitor_events_accepted_total",
+    "ketenmonitor_stage_inflow_cases_total",
+    "ketenmonitor_stage_outflow_cases_total",
+    "ketenmonitor_backlog_cases",
+    "ketenmonitor_backlog_age_band_cases",
+    "ketenmonitor_backlog_oldest_age_seconds",
+    "ketenmonitor_segment_lead_time_seconds_bucket",
+    "ketenmonitor_segment_lead_time_seconds_count",
+    "ketenmonitor_segment_lead_time_seconds_sum",
+    "ketenmonitor_cases_closed_total",
+})
+
+
+def _batch_truth() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_batch_truth", BATCH_TRUTH_FILE)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"the independent batch computation is missing: {BATCH_TRUTH_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class BatchResult:
+    samples: dict[Any, float] = field(repr=False)
+    cpu_seconds: float
+    events: int
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
+
+
+def expected_metrics(chain: Chain, log: EventLog) -> BatchResult:
+    truth = _batch_truth()
+    cpu0 = time.process_time()
+    samples = truth.expected_samples(chain, log.cases, log.reference_time)
+    cpu = time.process_time() - cpu0
+    return BatchResult(truth.comparable(samples, CASE_METRICS), cpu, len(log))
+
+
+@dataclass
+class Comparison:
+    equal: bool
+    series: int  # non-zero series compared
+    mismatches: list[dict[str, Any]]  # the first few differences, for the results file
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"equal": self.equal, "series": self.series, "mismatches": self.mismatches}
+
+
+def compare(actual: Samples, expected: dict[Any, float], show: int = 10) -> Comparison:
+    """Exact comparison of every non-zero case series (absent counts as zero)."""
+    actual = {k: v for k, v in actual.items() if k[0] in CASE_METRICS and v != 0}
+    differences = []
+    for key in sorted(set(actual) | set(expected), key=repr):
+        if actual.get(key, 0.0) != expected.get(key, 0.0):
+            differences.append({
+                "metric": key[0], "labels": dict(sorted(key[1])),
+                "worker": actual.get(key, 0.0), "batch": expected.get(key, 0.0),
+            })
+    return Comparison(not differences, len(expected), differences[:show])

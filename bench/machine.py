@@ -1,0 +1,92 @@
+"""Facts about the machine and the moment a figure was measured.
+
+    facts = machine_facts()                 # nproc, memory, CPU model, versions, load average
+    clock = CpuClock(pid); ...; clock.cpu_seconds()   # user+system CPU of a process since start
+
+The machine is shared: every figure carries the load average at the time it was taken, and CPU
+seconds of the measured process next to wall time (CPU time is what other people's load disturbs
+least).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+import psutil
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def kafka_version() -> str | None:
+    """The broker version kafka.sh runs (read from its resolved jar names)."""
+    from ketenmonitor.infra.kafka_broker import KAFKA_SCRIPT
+
+    libs = KAFKA_SCRIPT.parents[2] / ".cache" / "kafka" / "libs"
+    for jar in sorted(libs.glob("kafka_2.13-*.jar")) if libs.exists() else ():
+        return jar.stem.removeprefix("kafka_2.13-")
+    return None
+
+
+def machine_facts() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_total_bytes": psutil.virtual_memory().total,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "kafka_broker": kafka_version(),
+        "packages": {
+            p: _version(p)
+            for p in (
+                "faust-streaming", "aiokafka", "kafka-python", "orjson", "pydantic", "rocksdict"
+            )
+        },
+        "load_average_at_start": load_average(),
+    }
+
+
+class CpuClock:
+    """CPU seconds (user + system) a process used since this clock was made."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self._start = self._now()
+        self._wall = time.monotonic()
+
+    def _now(self) -> float:
+        t = self.process.cpu_times()
+        return float(t.user + t.system)
+
+    def cpu_seconds(self) -> float:
+        return self._now() - self._start
+
+    def wall_seconds(self) -> float:
+        return time.monotonic() - self._wall
+
+    def rss_bytes(self) -> int:
+        return int(self.process.memory_info().rss)

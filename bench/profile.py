@@ -1,0 +1,141 @@
+"""A sampling profile (py-spy) of a worker replaying a preloaded log: where the CPU goes.
+
+    result = run_profile(broker, chain, events=100_000, logs=Path(...))
+
+py-spy samples the worker's Python stacks (100 Hz) from when it answers HTTP until it has committed
+everything; the raw (collapsed) stacks are kept beside the logs and summarised here: the functions
+with the most samples on top of the stack (self), the most samples anywhere on the stack
+(inclusive), and the share of samples by layer (our code, faust/mode, aiokafka, asyncio, ...).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.kafka_env import LagWatch, create_topics, run_env
+from bench.machine import load_average
+from bench.workload import produce, replay_log
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.worker_process import WorkerProcess
+from ketenmonitor.settings import Settings
+
+# Layer of a frame, by the path in its "function (file:line)" label; first match wins.
+LAYERS = (
+    ("ours: domain core", ("ketenmonitor/domain/",)),
+    ("ours: streams", ("streams/",)),
+    ("ours: contract (schemas)", ("schemas/",)),
+    ("pydantic", ("pydantic",)),
+    ("faust", ("faust/",)),
+    ("mode", ("mode/",)),
+    ("aiokafka", ("aiokafka/",)),
+    ("prometheus_client", ("prometheus_client/",)),
+    ("asyncio", ("asyncio/",)),
+    ("json/hmac/stdlib", ("json/", "hmac.py", "hashlib", "datetime", "enum.py", "typing.py")),
+)
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
+    return found
+
+
+def layer_of(frame: str) -> str:
+    for name, needles in LAYERS:
+        if any(n in frame for n in needles):
+            return name
+    return "other"
+
+
+def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
+    """Self, inclusive and per-layer sample shares of py-spy's raw (collapsed) output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        n = int(count_text)
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+        # A sample belongs to the innermost frame of ours/pydantic if there is one (the work),
+        # else to the innermost frame's layer (the machinery).
+        mine = [f for f in frames if layer_of(f).startswith(("ours", "pydantic"))]
+        layers[layer_of(mine[-1] if mine else frames[-1])] += n
+
+    def share(counter: Counter[str]) -> list[dict[str, Any]]:
+        return [
+            {"frame": f, "samples": n, "share": round(n / total, 3)}
+            for f, n in counter.most_common(top)
+        ]
+
+    return {
+        "samples": total,
+        "self": share(own),
+        "inclusive": share(inclusive),
+        "layers": {k: round(v / total, 3) for k, v in layers.most_common()} if total else {},
+    }
+
+
+def run_profile(
+    broker: LocalKafkaBroker, chain: Chain, events: int, logs: Path, timeout: float = 1800
+) -> dict[str, Any]:
+    log = replay_log(chain, events, seed=12)
+    env = run_env(broker, "profile")
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap_servers, topic_prefix=env["KETENMONITOR_TOPIC_PREFIX"]
+    )
+    topics = [settings.partner_topic(p) for p in chain.partner_ids] + [settings.cases_topic]
+    create_topics(broker.bootstrap_servers, topics)
+    produce(broker.bootstrap_servers, log.raw, settings.partner_topic)
+    raw_path = logs / "profile.collapsed.txt"
+    worker = WorkerProcess(env, log_path=logs / "profile-worker.log", loglevel="warning")
+    watch = LagWatch(broker.bootstrap_servers)
+    worker.start()
+    spy = None
+    try:
+        worker.wait_ready()
+        assert worker.process is not None
+        spy = subprocess.Popen(
+            [py_spy(), "record", "--pid", str(worker.process.pid), "--rate", "100",
+             "--format", "raw", "--output", str(raw_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        started = time.monotonic()
+        while watch.lag(env["KETENMONITOR_APP_ID"], topics) != 0:
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"profiled worker not caught up after {timeout}s")
+            time.sleep(0.5)
+        seconds = time.monotonic() - started
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            _, err = spy.communicate(timeout=120)
+            if spy.returncode not in (0, -signal.SIGINT) and not raw_path.exists():
+                raise RuntimeError(f"py-spy failed ({spy.returncode}): {err.decode()[-2000:]}")
+        watch.close()
+        worker.stop()
+    result = summarise(raw_path.read_text())
+    result.update({
+        "events": len(log),
+        "profiled_seconds": round(seconds, 2),
+        "collapsed_stacks": str(raw_path),
+        "load_average": load_average(),
+    })
+    return result

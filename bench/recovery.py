@@ -1,0 +1,81 @@
+"""Recovery: time from a worker restart to serving correct metrics, with N open cases in state.
+
+    result = run_recovery(broker, chain, 1_000_000, ["memory://", "rocksdb://"], logs)
+
+Per store: a worker consumes N one-milestone cases (bench/open_cases.py), its /metrics are read
+(the reference), and it is stopped (SIGTERM). A new worker with the same settings and data dir is
+started; the clock runs from its start until a scrape shows exactly the reference's case series and
+cases_tracked == N. memory:// rebuilds the table from the changelog topic; rocksdb:// (rocksdict,
+faust's default driver when installed) reopens its local store and reads only changelog records
+after the offsets it saved, then the totals are rebuilt by iterating the store.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.correctness import compare
+from bench.kafka_env import run_env
+from bench.machine import CpuClock, load_average
+from bench.open_cases import load_open_cases
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.worker_process import Samples, WorkerProcess
+
+TRACKED = ("ketenmonitor_cases_tracked", frozenset())
+
+
+def run_recovery(
+    broker: LocalKafkaBroker, chain: Chain, cases: int, stores: list[str], logs: Path,
+    timeout: float = 900,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": __doc__.split("\n\n", 2)[2].strip(), "cases": cases}
+    for store in stores:
+        name = store.split(":")[0]
+        env = run_env(broker, f"recovery-{name}", KETENMONITOR_STORE=store)
+        loaded = load_open_cases(broker, chain, cases, env, logs / f"recovery-{name}-1.log")
+        try:
+            reference = loaded.worker.scrape()
+        finally:
+            loaded.worker.stop()
+        out[name] = _restart(env, reference, cases, logs / f"recovery-{name}-2.log", timeout)
+        out[name]["load"] = loaded.timing
+    return out
+
+
+def _restart(
+    env: dict[str, str], reference: Samples, cases: int, log_path: Path, timeout: float
+) -> dict[str, Any]:
+    expected = {k: v for k, v in reference.items() if v != 0}
+    worker = WorkerProcess(env, log_path=log_path, loglevel="warning")
+    started = time.monotonic()
+    worker.start()
+    try:
+        assert worker.process is not None
+        clock = CpuClock(worker.process.pid)
+        worker.wait_ready(timeout=timeout)
+        ready = time.monotonic() - started
+        check = None
+        while time.monotonic() - started < timeout:
+            samples = worker.scrape()
+            if samples.get(TRACKED) == cases:
+                check = compare(samples, expected)
+                if check.equal:
+                    break
+            time.sleep(0.25)
+        elapsed = time.monotonic() - started
+        rss = clock.rss_bytes()
+        cpu = clock.cpu_seconds()
+    finally:
+        worker.stop()
+    return {
+        "recovered": bool(check and check.equal),
+        "seconds_to_correct_metrics": round(elapsed, 2),
+        "seconds_to_http_ready": round(ready, 2),
+        "cpu_seconds": round(cpu, 2),
+        "rss_bytes": rss,
+        "check": (check.as_dict() if check else {"equal": False, "series": 0, "mismatches": []}),
+        "load_average": load_average(),
+    }

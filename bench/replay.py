@@ -1,0 +1,118 @@
+"""Replay throughput: a preloaded log through one worker, the naive baseline and two batch loops.
+
+    result = run_replay(broker, chain, events=1_000_000, naive_timeout=600)
+
+In one run, on the same log:
+- worker: `ketenmonitor worker` (streams/app.py, batched), timed until all is committed;
+- naive: bench/naive_app.py (per-event Faust agents), same work, timed the same way (capped);
+- core loop: bench/core_loop.py, the worker's per-event code in a plain loop without Kafka;
+- batch truth: tests/integration/batch_truth.py over the simulator's ground truth (an independent
+  implementation), whose numbers both workers' /metrics must equal exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.core_loop import run_core_loop
+from bench.correctness import compare, expected_metrics
+from bench.kafka_env import LagWatch, create_topics, run_env
+from bench.machine import load_average
+from bench.naive_app import NaiveWorkerProcess, naive_cases_topic
+from bench.worker_run import time_catch_up
+from bench.workload import produce, replay_log
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.worker_process import WorkerProcess
+from ketenmonitor.settings import Settings
+
+
+def age_reference_env(reference: float) -> dict[str, str]:
+    from datetime import UTC, datetime
+
+    return {
+        "KETENMONITOR_AGE_REFERENCE_TIME": datetime.fromtimestamp(reference, UTC).isoformat()
+    }
+
+
+def run_replay(
+    broker: LocalKafkaBroker,
+    chain: Chain,
+    events: int,
+    logs: Path,
+    naive: bool = True,
+    worker_timeout: float = 1800,
+    naive_timeout: float = 600,
+) -> dict[str, Any]:
+    log = replay_log(chain, events)
+    out: dict[str, Any] = {"events": len(log), "cases": len(log.cases)}
+
+    batch = expected_metrics(chain, log)
+    out["batch_truth"] = {
+        "what": "tests/integration/batch_truth.py over the simulator's ground truth "
+        "(independent implementation, no Kafka, no ketenmonitor.domain)",
+        "cpu_seconds": round(batch.cpu_seconds, 2),
+        "events_per_cpu_second": round(batch.events_per_second, 1),
+        "series": len(batch.samples),
+    }
+    core = run_core_loop(chain, log.raw)
+    out["core_loop"] = {
+        "what": "bench/core_loop.py: Ingestor.route + CaseProcessor per event in a plain loop, "
+        "dict as table, no Kafka or Faust",
+        "cpu_seconds": round(core.seconds, 2),
+        "events_per_cpu_second": round(core.events_per_second, 1),
+        "route_cpu_seconds": round(core.route_seconds, 2),
+        "process_cpu_seconds": round(core.process_seconds, 2),
+        "load_average": load_average(),
+    }
+    del core
+
+    env = run_env(broker, "replay", **age_reference_env(log.reference_time))
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap_servers, topic_prefix=env["KETENMONITOR_TOPIC_PREFIX"]
+    )
+    partner_topics = [settings.partner_topic(p) for p in chain.partner_ids]
+    create_topics(broker.bootstrap_servers, [*partner_topics, settings.cases_topic])
+    t0 = time.monotonic()
+    produce(broker.bootstrap_servers, log.raw, settings.partner_topic)
+    produce_seconds = time.monotonic() - t0
+    out["produce"] = {
+        "seconds": round(produce_seconds, 2), "events_per_second": round(len(log) / produce_seconds)
+    }
+    watch = LagWatch(broker.bootstrap_servers)
+    try:
+        worker = WorkerProcess(env, log_path=logs / "replay-worker.log", loglevel="warning")
+        try:
+            timing = time_catch_up(
+                worker, watch, env["KETENMONITOR_APP_ID"],
+                [*partner_topics, settings.cases_topic], len(log), worker_timeout,
+            )
+            timing["check"] = compare(worker.scrape(), batch.samples).as_dict()
+        finally:
+            worker.stop()
+        out["worker"] = timing
+        if naive:
+            naive_env = {**env, "KETENMONITOR_APP_ID": f"{env['KETENMONITOR_APP_ID']}-naive"}
+            naive_env["KETENMONITOR_DATA_DIR"] += "-naive"
+            baseline = NaiveWorkerProcess(naive_env, log_path=logs / "replay-naive.log")
+            out["naive"] = {"error": "did not finish"}
+            try:
+                timing = time_catch_up(
+                    baseline, watch, naive_env["KETENMONITOR_APP_ID"],
+                    [*partner_topics, naive_cases_topic(settings)], len(log), naive_timeout,
+                )
+                if timing["completed"]:
+                    timing["check"] = compare(baseline.scrape(), batch.samples).as_dict()
+                else:
+                    timing["note"] = (
+                        f"stopped after {naive_timeout:.0f} s; events_processed is a lower bound "
+                        "(lag counts uncommitted forwards to the case topic too)"
+                    )
+            finally:
+                baseline.stop()
+            out["naive"] = timing
+    finally:
+        watch.close()
+    return out

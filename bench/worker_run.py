@@ -1,0 +1,86 @@
+"""Start a worker on a preloaded log and time it until everything is processed and committed.
+
+    timing = time_catch_up(WorkerProcess(env, log_path=...), watch, group, topics, events)
+    timing["events_per_second"], timing["events_per_cpu_second"], timing["equal"] ...
+
+The clock starts when the process is started (imports, group join and table recovery included) and
+stops at the first poll (every 0.25 s) at which the group's committed offsets reach the log end of
+every topic it reads. Faust commits every second, so the end time is late by up to ~1 s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.kafka_env import LagWatch
+from bench.machine import CpuClock, load_average
+from ketenmonitor.infra.worker_process import WorkerProcess
+
+POLL_SECONDS = 0.25
+
+
+class NotCaughtUp(TimeoutError):
+    """The worker did not finish within the time the benchmark allows it."""
+
+
+def time_catch_up(
+    worker: WorkerProcess,
+    watch: LagWatch,
+    group: str,
+    topics: list[str],
+    events: int,
+    timeout: float,
+    on_ready: Any = None,
+) -> dict[str, Any]:
+    """Start `worker` and time it; the worker is left running (the caller scrapes and stops it)."""
+    started = time.monotonic()
+    worker.start()
+    assert worker.process is not None
+    clock = CpuClock(worker.process.pid)
+    worker.wait_ready(timeout=120)
+    ready_at = time.monotonic() - started
+    cpu_at_ready = clock.cpu_seconds()
+    if on_ready is not None:
+        on_ready(worker)
+    first_progress: tuple[float, int, float] | None = None  # (t, lag, cpu)
+    peak_rss = clock.rss_bytes()
+    lag = -1
+    deadline = started + timeout
+    while True:
+        now = time.monotonic()
+        lag = watch.lag(group, topics)
+        cpu = clock.cpu_seconds()
+        peak_rss = max(peak_rss, clock.rss_bytes())
+        if first_progress is None and 0 <= lag < events:
+            first_progress = (now - started, lag, cpu)
+        if lag == 0:
+            break
+        if now > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    elapsed = time.monotonic() - started
+    cpu_total = clock.cpu_seconds()
+    done = lag == 0
+    result: dict[str, Any] = {
+        "events": events,
+        "completed": done,
+        "lag_at_end": lag,
+        "wall_seconds_from_start": round(elapsed, 2),
+        "ready_after_seconds": round(ready_at, 2),
+        "cpu_seconds_total": round(cpu_total, 2),
+        "cpu_seconds_processing": round(cpu_total - cpu_at_ready, 2),
+        "peak_rss_bytes": peak_rss,
+        "load_average": load_average(),
+    }
+    processed = events if done else max(0, events - lag)  # lag counts forwards too: a lower bound
+    result["events_processed"] = processed
+    result["events_per_second"] = round(processed / elapsed, 1)
+    result["events_per_cpu_second"] = round(processed / max(cpu_total - cpu_at_ready, 1e-9), 1)
+    if done:
+        after_ready = max(elapsed - ready_at, 1e-9)
+        result["events_per_second_after_ready"] = round(processed / after_ready, 1)
+    if first_progress is not None:
+        result["first_commit_after_seconds"] = round(first_progress[0], 2)
+    return result
+

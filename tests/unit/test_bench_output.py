@@ -1,0 +1,95 @@
+"""The benchmark's own logic: its correctness check, latency matching, profile and summary output.
+
+No broker and no timings here: tests/integration/test_bench_run.py runs the harness for real.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from bench.core_loop import run_core_loop
+from bench.correctness import compare, expected_metrics
+from bench.latency import latencies, percentile
+from bench.profile import summarise
+from bench.runner import checks_pass
+from bench.summary import render
+from bench.workload import open_cases_log, replay_log
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.infra.worker_process import parse_samples
+from streams.ingest import IngestStats
+from streams.metrics import ChainCollector, OwnedState
+
+
+def _metrics_of(chain, log) -> dict:
+    """What a worker's /metrics would say after the log, from the worker's own code (no Kafka)."""
+    core = run_core_loop(chain, log.raw)
+    accepted = Counter(organisation for organisation, _ in log.raw)
+    ingest = [(org, IngestStats(accepted=n)) for org, n in accepted.items()]
+    owned = OwnedState(list(core.processor.totals.values()), ingest, 6)
+    registry = CollectorRegistry()
+    registry.register(ChainCollector(chain, lambda: owned, lambda: log.reference_time))
+    return parse_samples(generate_latest(registry).decode())
+
+
+def test_the_correctness_check_accepts_the_worker_code_and_rejects_a_changed_number():
+    chain = load_chain()
+    log = replay_log(chain, 1500, seed=3)
+    expected = expected_metrics(chain, log)
+    actual = _metrics_of(chain, log)
+
+    report = compare(actual, expected.samples)
+    assert report.equal, report.mismatches
+    assert report.series > 500
+
+    key = next(k for k in actual if k[0] == "ketenmonitor_stage_inflow_cases_total")
+    wrong = compare({**actual, key: actual[key] + 1}, expected.samples)
+    assert not wrong.equal
+    assert wrong.mismatches[0]["metric"] == "ketenmonitor_stage_inflow_cases_total"
+    missing = compare({k: v for k, v in actual.items() if k != key}, expected.samples)
+    assert not missing.equal
+
+
+def test_open_cases_stay_open_and_each_is_one_event():
+    chain = load_chain()
+    log = open_cases_log(chain, 300)
+    assert len(log) == 300 == len({c.case_key for c in log.cases})
+    samples = _metrics_of(chain, log)
+    assert samples[("ketenmonitor_cases_tracked", frozenset())] == 300
+    assert not any(k[0] == "ketenmonitor_cases_closed_total" and v for k, v in samples.items())
+
+
+def test_latency_is_the_first_scrape_covering_each_event():
+    sent = [0.0, 0.1, 0.2]
+    scrapes = [(0.05, 0), (0.15, 1), (0.35, 3)]
+    assert [round(x, 6) for x in latencies(sent, scrapes)] == [0.15, 0.25, 0.15]
+    assert latencies(sent, [(0.5, 1)]) == [0.5, None, None]
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 99) == 4
+
+
+def test_profile_summary_counts_self_inclusive_and_layers():
+    collapsed = "\n".join([
+        "process 1;thread (0x1);run (faust/agents.py:10);"
+        "apply_event (ketenmonitor/domain/case.py:5) 6",
+        "process 1;thread (0x1);run (faust/agents.py:10);_poll (aiokafka/consumer.py:3) 4",
+    ])
+    summary = summarise(collapsed)
+    assert summary["samples"] == 10
+    assert summary["self"][0] == {
+        "frame": "apply_event (ketenmonitor/domain/case.py:5)", "samples": 6, "share": 0.6
+    }
+    assert summary["inclusive"][0]["frame"] == "run (faust/agents.py:10)"
+    assert summary["layers"] == {"ours: domain core": 0.6, "aiokafka": 0.4}
+
+
+def test_summary_renders_a_results_file_and_checks_pass_reads_every_check(tmp_path: Path):
+    document = json.loads((Path(__file__).parent / "samples" / "bench_result.json").read_text())
+    (tmp_path / "2026-01-01-x.json").write_text(json.dumps(document))
+    text = render(tmp_path)
+    assert "## Replay throughput" in text and "MISSED" in text
+    assert checks_pass(document)
+    document["results"]["replay"]["worker"]["check"]["equal"] = False
+    assert not checks_pass(document)
