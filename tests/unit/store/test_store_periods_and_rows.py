@@ -1,0 +1,84 @@
+"""Reporting periods, percentiles and the rows of one case: pure functions, no database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ketenmonitor.domain.case import CaseState, MilestoneRecord
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.store.periods import PeriodError, parse_period
+from ketenmonitor.store.report import nearest_rank
+from ketenmonitor.store.rows import case_rows
+
+AMS = ZoneInfo("Europe/Amsterdam")
+
+
+@pytest.mark.parametrize(
+    ("text", "first", "after"),
+    [
+        ("2026-10", (2026, 10), (2026, 11)),
+        ("2026-12", (2026, 12), (2027, 1)),
+        ("2026Q3", (2026, 7), (2026, 10)),
+        ("2026q4", (2026, 10), (2027, 1)),
+        ("2026", (2026, 1), (2027, 1)),
+    ],
+)
+def test_periods_are_calendar_periods_in_amsterdam_time(text, first, after):
+    period = parse_period(text)
+    assert period.start == datetime(*first, 1, tzinfo=AMS).timestamp()
+    assert period.end == datetime(*after, 1, tzinfo=AMS).timestamp()
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026Q5", "26-10", "oktober", ""])
+def test_malformed_periods_are_refused(text):
+    with pytest.raises(PeriodError):
+        parse_period(text)
+
+
+def test_unknown_time_zone_is_refused():
+    with pytest.raises(PeriodError, match="time zone"):
+        parse_period("2026-10", "Mars/Olympus")
+
+
+def test_nearest_rank_percentiles_are_observed_values():
+    values = [float(v) for v in range(1, 11)]
+    assert [nearest_rank(values, p) for p in (50, 80, 90, 100)] == [5.0, 8.0, 9.0, 10.0]
+    assert nearest_rank([7.0], 50) == 7.0
+    with pytest.raises(ValueError):
+        nearest_rank([], 50)
+
+
+def _state(**records: MilestoneRecord) -> CaseState:
+    return CaseState(MappingProxyType(records), frozenset(r.event_id for r in records.values()))
+
+
+def test_rows_of_an_open_case_name_its_current_stage():
+    chain = load_chain()
+    state = _state(
+        report_registered=MilestoneRecord("a", 100.0, "standard", "amsterdam"),
+        file_sent_to_om=MilestoneRecord("b", 200.0, "standard", "amsterdam"),
+        om_intake=MilestoneRecord("c", 250.0, "youth", "rotterdam"),
+    )
+    rows = case_rows(chain, "p1", state)
+    assert rows.case is not None
+    assert rows.case["current_stage"] == "om_assessment"
+    assert (rows.case["case_type"], rows.case["district"]) == ("youth", "rotterdam")
+    assert rows.case["last_milestone"] == "om_intake" and rows.case["closed_at"] is None
+    stages = {r["stage"]: (r["entered_at"], r["left_at"]) for r in rows.children["case_stages"]}
+    assert stages == {"police_investigation": (100.0, 200.0), "om_assessment": (250.0, None)}
+    segments = {r["segment"]: r["lead_time_seconds"] for r in rows.children["case_segments"]}
+    assert segments == {"police_report_to_file": 100.0, "police_file_to_om_intake": 50.0}
+
+
+def test_a_case_whose_milestones_are_all_retracted_has_no_case_row():
+    chain = load_chain()
+    state = _state(
+        report_registered=MilestoneRecord("a", 100.0, "standard", "amsterdam", None, 1, True)
+    )
+    rows = case_rows(chain, "p1", state)
+    assert rows.case is None
+    assert all(not children for children in rows.children.values())
