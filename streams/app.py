@@ -19,13 +19,17 @@ import logging
 import time
 from typing import Any
 
+import weakref
+
 import faust
-from faust.sensors import Sensor
+from faust import streams as faust_streams
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 from streams.batch_sender import BatchSender
+from streams.health import CommitWatch, StallWatch
 from streams.ingest import IngestStats
 from streams.metrics import ChainCollector, OwnedState
 from streams.processing import CaseProcessor, Ingestor, Rejected, case_states_by_partition
@@ -57,6 +61,7 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         broker_heartbeat_interval=settings.session_timeout_seconds / 10,
         broker_rebalance_timeout=settings.session_timeout_seconds * 2,
         stream_processing_timeout=settings.processing_timeout_seconds,
+        **_broker_credentials(settings),
     )
     topic_of = {settings.partner_topic(p): p for p in chain.partner_ids}
     partner_topics = app.topic(
@@ -69,7 +74,8 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         value_serializer="raw",
         internal=True,
     )
-    dead_letter_topic = app.topic(
+    # Declared so that faust creates it; records are produced through BatchSender.
+    app.topic(
         settings.dead_letter_topic, key_serializer="raw", value_serializer="raw", internal=True,
         partitions=1,
     )
@@ -85,69 +91,92 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
     processor = CaseProcessor(chain)
     sink = attach_store(app, settings, chain)  # case-fact store; None unless configured
 
+    stalls = StallWatch(settings.processing_timeout_seconds)
+
+    @app.timer(1.0)
+    async def report_stalls() -> None:
+        for agent in stalls.overdue():
+            log.error(
+                "agent %s has been working on one batch for %.0fs (timeout %.0fs)",
+                agent, stalls.busy_seconds()[agent], stalls.timeout,
+            )
+
+    def changelog_persisted(table: Any) -> Any:
+        # A persistent store (RocksDB) records how far the changelog is reflected in it, so that a
+        # restart replays only the rest; faust does this in its own send path, which we bypass.
+        def record(topic: str, partition: int, offset: int) -> None:
+            table.data.set_persisted_offset(TP(topic, partition), offset)
+
+        return record
+
     @app.agent(partner_topics, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         # Per batch: forwards and dead letters in one produce call per topic-partition, and one
         # ingest-stats changelog record per source partition.
         sender = BatchSender(app)
+        sender.on_delivered(ingest_changelog, changelog_persisted(ingest_table))
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            counted: dict[bytes, tuple[int, IngestStats]] = {}
-            for event in events:
-                message = event.message
-                routed = ingestor.route(event.value or b"", topic_of[message.topic])
-                if isinstance(routed, Rejected):
-                    log.warning(
-                        "rejected event topic=%s partition=%s offset=%s reason=%s",
-                        message.topic, message.partition, message.offset, routed.reason,
-                    )
-                    source = f"{message.topic}/{message.partition}/{message.offset}"
-                    sender.add(
-                        settings.dead_letter_topic, 0, None, event.value or b"",
-                        [
-                            ("reason", routed.reason.encode()),
-                            ("detail", routed.detail.encode()),
-                            ("source", source.encode()),
-                        ],
-                    )
-                    reason: str | None = routed.reason
-                else:
-                    sender.add(
-                        settings.cases_topic, routed.partition, routed.pseudonym.encode(),
-                        routed.payload,
-                    )
-                    reason = None
-                key = f"{message.topic}:{message.partition}".encode()
-                entry = counted.get(key)
-                if entry is None:
-                    raw = ingest_table.data.get(key)
-                    entry = counted[key] = (
-                        message.partition, IngestStats.decode(raw) if raw else IngestStats()
-                    )
-                entry[1].count(message.offset, message.timestamp, reason)
-            for key, (partition, stats) in counted.items():
-                value = stats.encode()
-                ingest_table.data[key] = value
-                sender.add(ingest_changelog, partition, key, value)
-            await sender.send()
+            with stalls.busy("ingest"):
+                counted: dict[bytes, tuple[int, IngestStats]] = {}
+                for event in events:
+                    _make_current(event)
+                    message = event.message
+                    routed = ingestor.route(event.value or b"", topic_of[message.topic])
+                    if isinstance(routed, Rejected):
+                        log.warning(
+                            "rejected event topic=%s partition=%s offset=%s reason=%s",
+                            message.topic, message.partition, message.offset, routed.reason,
+                        )
+                        source = f"{message.topic}/{message.partition}/{message.offset}"
+                        sender.add(
+                            settings.dead_letter_topic, 0, None, event.value or b"",
+                            [
+                                ("reason", routed.reason.encode()),
+                                ("detail", routed.detail.encode()),
+                                ("source", source.encode()),
+                            ],
+                        )
+                        reason: str | None = routed.reason
+                    else:
+                        sender.add(
+                            settings.cases_topic, routed.partition, routed.pseudonym.encode(),
+                            routed.payload,
+                        )
+                        reason = None
+                    key = f"{message.topic}:{message.partition}".encode()
+                    entry = counted.get(key)
+                    if entry is None:
+                        raw = ingest_table.data.get(key)
+                        entry = counted[key] = (
+                            message.partition, IngestStats.decode(raw) if raw else IngestStats()
+                        )
+                    if entry[1].count(message.offset, message.timestamp, reason):
+                        ingest_table.data[key] = entry[1].encode()
+                for key, (partition, stats) in counted.items():
+                    sender.add(ingest_changelog, partition, key, stats.encode())
+                await sender.send()
 
     @app.agent(cases_topic, concurrency=1)
     async def cases(stream: faust.StreamT[bytes]) -> None:
         sender = BatchSender(app)
+        sender.on_delivered(case_changelog, changelog_persisted(case_table))
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            changed: dict[bytes, int] = {}
-            for event in events:
-                key, partition = event.key, event.message.partition
-                raw_state, state = processor.process_with_state(
-                    partition, key.decode(), event.value, case_table.data.get(key)
-                )
-                case_table.data[key] = raw_state
-                changed[key] = partition
-                if sink is not None:
-                    sink.add(key.decode(), state)
-            # One changelog record per case per batch: the last state is what recovery needs.
-            for key, partition in changed.items():
-                sender.add(case_changelog, partition, key, case_table.data[key])
-            await sender.send()
+            with stalls.busy("cases"):
+                changed: dict[bytes, tuple[int, bytes]] = {}
+                for event in events:
+                    _make_current(event)
+                    key, partition = event.key, event.message.partition
+                    raw_state, state = processor.process_with_state(
+                        partition, key.decode(), event.value, case_table.data.get(key)
+                    )
+                    case_table.data[key] = raw_state
+                    changed[key] = (partition, raw_state)
+                    if sink is not None:
+                        sink.add(key.decode(), state)
+                # One changelog record per case per batch: the last state is what recovery needs.
+                for key, (partition, raw_state) in changed.items():
+                    sender.add(case_changelog, partition, key, raw_state)
+                await sender.send()
 
     @case_table.on_recover
     async def rebuild_totals() -> None:
@@ -178,9 +207,10 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
             len(owned),
             lag_by_topic(),
             commits.last_commit_timestamp,
+            stalls.busy_seconds(),
         )
 
-    commits = _CommitWatch()
+    commits = CommitWatch()
     app.sensors.add(commits)
 
     def lag_by_topic() -> dict[str, int]:
@@ -211,13 +241,23 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
     return app
 
 
-class _CommitWatch(Sensor):  # type: ignore[misc]
-    """Remembers when offsets were last committed: a stuck consumer stops moving it."""
+def _make_current(event: faust.EventT) -> None:
+    """Make `event` faust's current event: persistent stores pick the partition of a table write
+    from it (faust sets it only for the last event of a take_events batch)."""
+    faust_streams._current_event.set(weakref.ref(event))
 
-    last_commit_timestamp: float | None = None
 
-    def on_commit_completed(self, consumer: Any, state: Any) -> None:
-        self.last_commit_timestamp = time.time()
+def _broker_credentials(settings: Settings) -> dict[str, Any]:
+    """The workers' SASL login against a secure broker (docs/security.md); none for PLAINTEXT."""
+    if not settings.kafka_sasl:
+        return {}
+    credentials = faust.SASLCredentials(
+        username=settings.kafka_username,
+        password=settings.kafka_password_value(),
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=settings.kafka_ssl_context(),  # SASL_SSL; None keeps SASL_PLAINTEXT
+    )
+    return {"broker_credentials": credentials}
 
 
 def _owned_partitions(app: faust.App, topic: str) -> set[int]:

@@ -51,6 +51,7 @@ OWNED_PARTITIONS = f"{PREFIX}_worker_owned_partitions"
 CORRECTIONS = f"{PREFIX}_corrections"
 CONSUMER_LAG = f"{PREFIX}_consumer_lag_messages"
 LAST_COMMIT = f"{PREFIX}_last_commit_timestamp_seconds"
+AGENT_BUSY = f"{PREFIX}_agent_busy_seconds"
 
 ALL_METRIC_NAMES = {
     f"{EVENTS_ACCEPTED}_total",
@@ -73,6 +74,7 @@ ALL_METRIC_NAMES = {
     f"{CORRECTIONS}_total",
     CONSUMER_LAG,
     LAST_COMMIT,
+    AGENT_BUSY,
 }
 
 
@@ -85,6 +87,7 @@ class OwnedState:
     partitions: int = 0
     lag_by_topic: dict[str, int] = field(default_factory=dict)
     last_commit_timestamp: float | None = None
+    busy_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class ChainCollector(Collector):
@@ -127,6 +130,15 @@ class ChainCollector(Collector):
         if owned.last_commit_timestamp is not None:
             commit.add_metric([], owned.last_commit_timestamp)
         yield commit
+        busy = GaugeMetricFamily(
+            AGENT_BUSY,
+            "How long an agent has been working on its current batch (0 when idle). A value above "
+            "the processing timeout means a stalled worker.",
+            labels=["agent"],
+        )
+        for agent, seconds in sorted(owned.busy_seconds.items()):
+            busy.add_metric([agent], seconds)
+        yield busy
 
     # -- ingest -------------------------------------------------------------------------------
     def _ingest_metrics(self, ingest: Iterable[tuple[str, IngestStats]]) -> Iterator[Metric]:

@@ -1,0 +1,52 @@
+"""Watches that tell a stuck worker from a quiet one (faust-streaming issue #175: consumers that
+silently stop).
+
+    watch = StallWatch(timeout=10.0)
+    with watch.busy("cases"):            # around the work on one batch, awaits included
+        ...
+    watch.busy_seconds(now)  -> {"cases": 0.0, "ingest": 12.5}
+    watch.overdue(now)       -> ["ingest"]   (busy longer than the timeout: log and alert)
+
+A batch whose work hangs (a send that never completes, a store that does not answer) keeps its
+agent busy: the gauge grows, a timer logs it, and the alert rule on the gauge fires. A worker whose
+event loop is blocked cannot answer /metrics at all: Prometheus' `up` alert covers that case.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faust.sensors import Sensor
+
+
+class StallWatch:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._busy_since: dict[str, float | None] = {}
+
+    @contextmanager
+    def busy(self, agent: str) -> Iterator[None]:
+        self._busy_since[agent] = time.monotonic()
+        try:
+            yield
+        finally:
+            self._busy_since[agent] = None
+
+    def busy_seconds(self, now: float | None = None) -> dict[str, float]:
+        now = time.monotonic() if now is None else now
+        return {a: (now - t if t is not None else 0.0) for a, t in self._busy_since.items()}
+
+    def overdue(self, now: float | None = None) -> list[str]:
+        return [a for a, s in self.busy_seconds(now).items() if s > self.timeout]
+
+
+class CommitWatch(Sensor):  # type: ignore[misc]
+    """Remembers when offsets were last committed: a stuck consumer stops moving it."""
+
+    last_commit_timestamp: float | None = None
+
+    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+        self.last_commit_timestamp = time.time()
