@@ -30,7 +30,7 @@ from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 from streams.batch_sender import BatchSender
 from streams.health import CommitWatch, StallWatch
-from streams.ingest import IngestStats
+from streams.ingest import IngestCounts, IngestStats
 from streams.metrics import ChainCollector, OwnedState
 from streams.processing import CaseProcessor, Ingestor, Rejected, case_states_by_partition
 from streams.store_sink import attach_store
@@ -115,45 +115,28 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
         # ingest-stats changelog record per source partition.
         sender = BatchSender(app)
         sender.on_delivered(ingest_changelog, changelog_persisted(ingest_table))
+        counts = IngestCounts(ingest_table)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             with stalls.busy("ingest"):
-                counted: dict[bytes, tuple[int, IngestStats]] = {}
                 for event in events:
                     _make_current(event)
-                    message = event.message
-                    routed = ingestor.route(event.value or b"", topic_of[message.topic])
+                    m = event.message
+                    raw = event.value or b""
+                    routed = ingestor.route(raw, topic_of[m.topic])
                     if isinstance(routed, Rejected):
                         log.warning(
                             "rejected event topic=%s partition=%s offset=%s reason=%s",
-                            message.topic, message.partition, message.offset, routed.reason,
+                            m.topic, m.partition, m.offset, routed.reason,
                         )
-                        source = f"{message.topic}/{message.partition}/{message.offset}"
-                        sender.add(
-                            settings.dead_letter_topic, 0, None, event.value or b"",
-                            [
-                                ("reason", routed.reason.encode()),
-                                ("detail", routed.detail.encode()),
-                                ("source", source.encode()),
-                            ],
-                        )
-                        reason: str | None = routed.reason
+                        headers = routed.dead_letter_headers(m.topic, m.partition, m.offset)
+                        sender.add(settings.dead_letter_topic, 0, None, raw, headers)
                     else:
-                        sender.add(
-                            settings.cases_topic, routed.partition, routed.pseudonym.encode(),
-                            routed.payload,
-                        )
-                        reason = None
-                    key = f"{message.topic}:{message.partition}".encode()
-                    entry = counted.get(key)
-                    if entry is None:
-                        raw = ingest_table.data.get(key)
-                        entry = counted[key] = (
-                            message.partition, IngestStats.decode(raw) if raw else IngestStats()
-                        )
-                    if entry[1].count(message.offset, message.timestamp, reason):
-                        ingest_table.data[key] = entry[1].encode()
-                for key, (partition, stats) in counted.items():
-                    sender.add(ingest_changelog, partition, key, stats.encode())
+                        key = routed.pseudonym.encode()
+                        sender.add(settings.cases_topic, routed.partition, key, routed.payload)
+                    reason = routed.reason if isinstance(routed, Rejected) else None
+                    counts.count(m.topic, m.partition, m.offset, m.timestamp, reason)
+                for partition, key, value in counts.changelog():
+                    sender.add(ingest_changelog, partition, key, value)
                 await sender.send()
 
     @app.agent(cases_topic, concurrency=1)

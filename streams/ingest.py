@@ -10,7 +10,9 @@ delivered again after a crash (its offset not yet committed) is recognised and n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -42,3 +44,32 @@ class IngestStats:
     def decode(cls, raw: bytes) -> IngestStats:
         next_offset, accepted, rejected, last = orjson.loads(raw)
         return cls(next_offset, accepted, rejected, last)
+
+
+class IngestCounts:
+    """The ingest counts of one batch, read from and written to the `ingest-stats` table.
+
+        counts = IngestCounts(table)
+        counts.count(topic, partition, offset, timestamp, reason)   # per message, in order
+        for partition, key, value in counts.changelog(): ...       # one record per partition
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._batch: dict[bytes, tuple[int, IngestStats]] = {}
+
+    def count(
+        self, topic: str, partition: int, offset: int, timestamp: float, reason: str | None
+    ) -> None:
+        key = f"{topic}:{partition}".encode()
+        entry = self._batch.get(key)
+        if entry is None:
+            raw = self._table.data.get(key)
+            entry = self._batch[key] = (partition, IngestStats.decode(raw) if raw else IngestStats())
+        if entry[1].count(offset, timestamp, reason):
+            self._table.data[key] = entry[1].encode()
+
+    def changelog(self) -> Iterator[tuple[int, bytes, bytes]]:
+        batch, self._batch = self._batch, {}
+        for key, (partition, stats) in batch.items():
+            yield partition, key, stats.encode()

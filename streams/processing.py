@@ -36,6 +36,14 @@ class Rejected:
     reason: str
     detail: str
 
+    def dead_letter_headers(self, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+        """Why, and where from: the dead-letter record's value is the original bytes."""
+        return [
+            ("reason", self.reason.encode()),
+            ("detail", self.detail.encode()),
+            ("source", f"{topic}/{partition}/{offset}".encode()),
+        ]
+
 
 class Ingestor:
     def __init__(self, chain: Chain, secret: bytes, partitions: int) -> None:
