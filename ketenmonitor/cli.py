@@ -38,15 +38,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from ketenmonitor.kafka_io import ensure_topics
     from streams.app import create_app, run_worker
+    from streams.topics import prepare_topics
 
     settings = Settings()
     chain = load_chain(settings.chain_file)
     logging.basicConfig(level=args.loglevel.upper())
-    ensure_topics(settings.kafka_bootstrap, _topics(settings, chain.partner_ids), settings.partitions)
-    ensure_topics(settings.kafka_bootstrap, [settings.dead_letter_topic], 1)
     app = create_app(settings, chain)
+    prepare_topics(app, settings, chain)
     run_worker(app, loglevel=args.loglevel)
     return 0
 

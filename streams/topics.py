@@ -1,0 +1,76 @@
+"""Every topic a worker uses, created before faust subscribes.
+
+    prepare_topics(app, settings, chain)     # in `ketenmonitor worker`, before the app starts
+
+On a new cluster faust creates its changelog topics and subscribes at once; its partition assignor
+can then run before those topics are in the cluster metadata, ignore them ("Ignoring missing
+topic"), and leave the worker with an assignment under which nothing is processed. Creating them
+first, and waiting until the metadata lists them, closes that race. Changelogs are compacted: they
+are the durable state, never subject to time-based deletion.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.settings import Settings
+
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+
+
+def prepare_topics(app: faust.App, settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
+    security = settings.kafka_python_security()
+    wanted: list[tuple[str, int, dict[str, str]]] = [
+        *((settings.partner_topic(p), settings.partitions, {}) for p in chain.partner_ids),
+        (settings.cases_topic, settings.partitions, {}),
+        (settings.dead_letter_topic, 1, {}),
+        *(
+            (table.changelog_topic.get_topic_name(), settings.partitions, CHANGELOG_CONFIG)
+            for table in app.tables.values()
+        ),
+    ]
+    _create_missing(settings.kafka_bootstrap, wanted, security)
+    _wait_until_listed(settings.kafka_bootstrap, {name for name, _, _ in wanted}, security, timeout)
+
+
+def _create_missing(
+    bootstrap: str, wanted: list[tuple[str, int, dict[str, str]]], security: dict[str, Any]
+) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ketenmonitor-worker", **security)
+    try:
+        existing = set(admin.list_topics())
+        for name, partitions, config in wanted:
+            if name in existing:
+                continue
+            try:
+                admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another worker was quicker
+    finally:
+        admin.close()
+
+
+def _wait_until_listed(
+    bootstrap: str, names: set[str], security: dict[str, Any], timeout: float
+) -> None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ketenmonitor-worker", **security)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = names - set(consumer.topics())
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not in the cluster metadata after {timeout}s: {sorted(missing)}")
+            time.sleep(0.2)
+    finally:
+        consumer.close()
