@@ -100,6 +100,18 @@ class LagWatch:
             total += max(0, ends[tp] - done)
         return total
 
+    def committed(self, group: str, topic: str) -> int:
+        """Sum of the group's committed offsets on `topic` (its messages processed, if fresh)."""
+        try:
+            committed = self.admin.list_group_offsets(group).get(group, {})
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            return 0
+        return sum(
+            max(0, meta.offset) for tp, meta in committed.items() if tp.topic == topic
+        )
+
     def close(self) -> None:
         self.consumer.close()
         self.admin.close()

@@ -15,6 +15,7 @@ import platform
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -52,6 +53,20 @@ def kafka_version() -> str | None:
     return None
 
 
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the worker's code differed from it (a shared tree)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "streams", "ketenmonitor", "schemas")
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": dirty.splitlines()}
+
+
 def machine_facts() -> dict[str, Any]:
     return {
         "nproc": os.cpu_count(),
@@ -67,6 +82,7 @@ def machine_facts() -> dict[str, Any]:
             )
         },
         "load_average_at_start": load_average(),
+        "git": git_state(),
     }
 
 

@@ -27,19 +27,27 @@ from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.settings import Settings
 
-# Layer of a frame, by the path in its "function (file:line)" label; first match wins.
-LAYERS = (
+# Layer of a frame, by the file in its "function (file:line)" label; first match wins. WORK: our
+# files that do the per-event work; streams/app.py is glue (on every stack of the main thread).
+WORK = (
     ("ours: domain core", ("ketenmonitor/domain/",)),
-    ("ours: streams", ("streams/",)),
     ("ours: contract (schemas)", ("schemas/",)),
+    ("ours: streams processing/codec/ingest", (
+        "streams/processing.py", "streams/codec.py", "streams/ingest.py",
+    )),
+    ("ours: batch sender", ("streams/batch_sender.py",)),
+    ("ours: /metrics collector", ("streams/metrics.py", "prometheus_client/")),
+)
+MACHINERY = (
     ("pydantic", ("pydantic",)),
     ("faust", ("faust/",)),
     ("mode", ("mode/",)),
     ("aiokafka", ("aiokafka/",)),
-    ("prometheus_client", ("prometheus_client/",)),
+    ("ours: streams/app.py glue", ("streams/app.py",)),
     ("asyncio", ("asyncio/",)),
     ("json/hmac/stdlib", ("json/", "hmac.py", "hashlib", "datetime", "enum.py", "typing.py")),
 )
+IDLE = "waiting in select (idle)"
 
 
 def py_spy() -> str:
@@ -49,11 +57,30 @@ def py_spy() -> str:
     return found
 
 
+def file_of(frame: str) -> str:
+    """'apply_event (ketenmonitor/domain/case.py:5)' -> 'ketenmonitor/domain/case.py'."""
+    inside = frame.rpartition("(")[2]
+    return inside.rpartition(":")[0] or inside.rstrip(")")
+
+
 def layer_of(frame: str) -> str:
-    for name, needles in LAYERS:
-        if any(n in frame for n in needles):
+    path = file_of(frame)
+    for name, prefixes in (*WORK, *MACHINERY):
+        if any(path.startswith(p) or f"/{p}" in f"/{path}" for p in prefixes):
             return name
     return "other"
+
+
+def sample_layer(frames: list[str]) -> str:
+    """The innermost frame of our per-event work if any (the work), else what the leaf is."""
+    leaf = frames[-1]
+    if leaf.startswith(("select (", "EpollSelector.select (", "poll (")):
+        return IDLE
+    for frame in reversed(frames):
+        layer = layer_of(frame)
+        if any(layer == name for name, _ in WORK) or layer == "pydantic":
+            return layer
+    return layer_of(leaf)
 
 
 def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
@@ -67,17 +94,15 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         n = int(count_text)
-        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        parts = [f for f in stack.split(";") if f]
+        frames = [f for f in parts if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-        # A sample belongs to the innermost frame of ours/pydantic if there is one (the work),
-        # else to the innermost frame's layer (the machinery).
-        mine = [f for f in frames if layer_of(f).startswith(("ours", "pydantic"))]
-        layers[layer_of(mine[-1] if mine else frames[-1])] += n
+        layers[sample_layer(frames)] += n
 
     def share(counter: Counter[str]) -> list[dict[str, Any]]:
         return [

@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.correctness import compare
+from bench.correctness import CASE_METRICS, compare
 from bench.kafka_env import run_env
 from bench.machine import CpuClock, load_average
 from bench.open_cases import load_open_cases
+from bench.replay import age_reference_env
+from bench.workload import reference_time
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import Samples, WorkerProcess
@@ -34,21 +36,29 @@ def run_recovery(
     out: dict[str, Any] = {"method": __doc__.split("\n\n", 2)[2].strip(), "cases": cases}
     for store in stores:
         name = store.split(":")[0]
-        env = run_env(broker, f"recovery-{name}", KETENMONITOR_STORE=store)
-        loaded = load_open_cases(broker, chain, cases, env, logs / f"recovery-{name}-1.log")
+        env = run_env(
+            broker, f"recovery-{name}", KETENMONITOR_STORE=store,
+            # A fixed age reference: backlog ages must not move between the two scrapes compared.
+            **age_reference_env(reference_time()),
+        )
         try:
-            reference = loaded.worker.scrape()
-        finally:
-            loaded.worker.stop()
-        out[name] = _restart(env, reference, cases, logs / f"recovery-{name}-2.log", timeout)
-        out[name]["load"] = loaded.timing
+            loaded = load_open_cases(broker, chain, cases, env, logs / f"recovery-{name}-1.log")
+            try:
+                reference = loaded.worker.scrape()
+            finally:
+                loaded.worker.stop()
+            out[name] = _restart(env, reference, cases, logs / f"recovery-{name}-2.log", timeout)
+            out[name]["load"] = loaded.timing
+        except Exception as exc:  # one store failing must not lose the other's figure
+            out[name] = {"error": repr(exc)[:2000], "recovered": False,
+                         "check": {"equal": False, "series": 0, "mismatches": []}}
     return out
 
 
 def _restart(
     env: dict[str, str], reference: Samples, cases: int, log_path: Path, timeout: float
 ) -> dict[str, Any]:
-    expected = {k: v for k, v in reference.items() if v != 0}
+    expected = {k: v for k, v in reference.items() if k[0] in CASE_METRICS and v != 0}
     worker = WorkerProcess(env, log_path=log_path, loglevel="warning")
     started = time.monotonic()
     worker.start()
@@ -58,8 +68,13 @@ def _restart(
         worker.wait_ready(timeout=timeout)
         ready = time.monotonic() - started
         check = None
+        slow_scrapes = 0
         while time.monotonic() - started < timeout:
-            samples = worker.scrape()
+            try:
+                samples = worker.scrape()
+            except OSError:  # /metrics did not answer within 5 s: the event loop is busy
+                slow_scrapes += 1
+                continue
             if samples.get(TRACKED) == cases:
                 check = compare(samples, expected)
                 if check.equal:
@@ -74,6 +89,7 @@ def _restart(
         "recovered": bool(check and check.equal),
         "seconds_to_correct_metrics": round(elapsed, 2),
         "seconds_to_http_ready": round(ready, 2),
+        "scrapes_unanswered_within_5s": slow_scrapes,
         "cpu_seconds": round(cpu, 2),
         "rss_bytes": rss,
         "check": (check.as_dict() if check else {"equal": False, "series": 0, "mismatches": []}),

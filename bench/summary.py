@@ -90,7 +90,11 @@ def _replay(r: dict[str, Any]) -> list[str]:
             continue
         check = w.get("check", {})
         equal = ("yes" if check.get("equal") else "NO") if check else "not checked"
-        done = "" if w["completed"] else f" (stopped: {_k(w['events_processed'])}+ done)"
+        done = "" if w["completed"] else (
+            f" (stopped after {w['wall_seconds_from_start']:.0f} s: "
+            f"{_k(w.get('events_ingested', 0))} ingested, {_k(w['events_processed'])} through "
+            "both agents)"
+        )
         out.append(
             f"| {label}{done} | {_k(w['events_per_second'])} | {_k(w['events_per_cpu_second'])} "
             f"| {w['cpu_seconds_processing']} | {w['wall_seconds_from_start']} | {equal} "
@@ -164,17 +168,21 @@ def _recovery(r: dict[str, Any]) -> list[str]:
     n = r["cases"]
     out = [f"## Recovery after a restart ({_k(n)} open cases in state)", "",
            "| store | correct metrics after s | HTTP ready after s | CPU s | metrics equal before "
-           "restart | extrapolated to 1M cases | load avg |", "|---|---|---|---|---|---|---|"]
+           "restart | extrapolated to 1M cases | load avg | scrapes unanswered in 5 s |",
+           "|---|---|---|---|---|---|---|---|"]
     for name in ("memory", "rocksdb"):
         x = r.get(name)
         if not x:
+            continue
+        if "error" in x:
+            out.append(f"| {name}:// | failed: `{x['error'][:200]}` | | | NO | | |")
             continue
         extrapolated = x["seconds_to_correct_metrics"] * 1_000_000 / n
         out.append(
             f"| {name}:// | {x['seconds_to_correct_metrics']} | {x['seconds_to_http_ready']} | "
             f"{x['cpu_seconds']} | {'yes' if x['recovered'] else 'NO'} | "
             f"{'measured' if n >= 1_000_000 else f'~{extrapolated:.0f} s (linear)'} | "
-            f"{x['load_average']} |"
+            f"{x['load_average']} | {x.get('scrapes_unanswered_within_5s', 0)} |"
         )
     return [*out, "", "Target 1M open cases < 60 s: see the table (a linear extrapolation is "
             "marked as such; fixed start-up cost makes it pessimistic).", "",

@@ -32,6 +32,7 @@ def time_catch_up(
     events: int,
     timeout: float,
     on_ready: Any = None,
+    case_topic: str | None = None,
 ) -> dict[str, Any]:
     """Start `worker` and time it; the worker is left running (the caller scrapes and stops it)."""
     started = time.monotonic()
@@ -73,7 +74,17 @@ def time_catch_up(
         "peak_rss_bytes": peak_rss,
         "load_average": load_average(),
     }
-    processed = events if done else max(0, events - lag)  # lag counts forwards too: a lower bound
+    if done:
+        processed = events
+    elif case_topic is not None:
+        # Every accepted event becomes one message on the (fresh) case topic: its committed
+        # offsets count the events that went all the way through.
+        processed = watch.committed(group, case_topic)
+        result["events_ingested"] = sum(
+            watch.committed(group, t) for t in topics if t != case_topic
+        )
+    else:
+        processed = 0
     result["events_processed"] = processed
     result["events_per_second"] = round(processed / elapsed, 1)
     result["events_per_cpu_second"] = round(processed / max(cpu_total - cpu_at_ready, 1e-9), 1)

@@ -83,6 +83,11 @@ def test_profile_summary_counts_self_inclusive_and_layers():
     }
     assert summary["inclusive"][0]["frame"] == "run (faust/agents.py:10)"
     assert summary["layers"] == {"ours: domain core": 0.6, "aiokafka": 0.4}
+    glue = summarise(
+        "process 1;thread (0x1);run_worker (streams/app.py:252);_c_aiter (faust/streams.py:9) 3\n"
+        "process 1;thread (0x1);run_worker (streams/app.py:252);select (selectors.py:468) 1"
+    )
+    assert glue["layers"] == {"faust": 0.75, "waiting in select (idle)": 0.25}
 
 
 def test_summary_renders_a_results_file_and_checks_pass_reads_every_check(tmp_path: Path):
