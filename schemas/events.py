@@ -107,7 +107,12 @@ REJECTION_REASONS = (
 
 
 class EventRejected(ValueError):
-    """An event that breaks the contract. `reason` is one of REJECTION_REASONS."""
+    """An event that breaks the contract. `reason` is one of REJECTION_REASONS.
+
+    `detail` goes into the dead-letter headers and may be shown to operators and partners: it names
+    fields and values of the chain definition, never a value (or unknown field name) from the
+    input, which may be a case key or other personal data (tests/integration/test_privacy_scan.py).
+    """
 
     def __init__(self, reason: str, detail: str) -> None:
         assert reason in REJECTION_REASONS, reason
@@ -125,10 +130,18 @@ _PYDANTIC_REASONS = {
 
 
 def _reason_for(exc: ValidationError) -> tuple[str, str]:
-    """The rejection reason of the first validation error, and a detail naming the field."""
+    """The rejection reason of the first validation error, and a detail naming the field.
+
+    pydantic's `msg` describes the rule, not the input (that is in `input`, which is never used).
+    The location of an unknown field is the input's own key, so it is not echoed either.
+    """
     err = exc.errors(include_url=False)[0]
-    detail = f"{'.'.join(str(p) for p in err['loc']) or '<event>'}: {err['msg']}"
     kind = err["type"]
+    if kind == "extra_forbidden":
+        field = "<unknown field>"
+    else:
+        field = ".".join(str(p) for p in err["loc"] if p in ChainEventV1.model_fields) or "<event>"
+    detail = f"{field}: {err['msg']}"
     if kind in _PYDANTIC_REASONS:
         return _PYDANTIC_REASONS[kind], detail
     if kind == "value_error" and "future" in err["msg"]:
@@ -150,14 +163,16 @@ def parse_event(raw: bytes, chain: Chain, topic_organisation: str | None = None)
         raise EventRejected("not_utf8", f"byte {exc.start} is not UTF-8") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise EventRejected("not_json", str(exc)[:200]) from None
+    except json.JSONDecodeError as exc:  # msg and position only: exc.doc is the input
+        raise EventRejected(
+            "not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except ValueError:  # e.g. a number too long to convert
+        raise EventRejected("not_json", "not valid JSON") from None
     if not isinstance(data, dict):
         raise EventRejected("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     if data.get("schema_version") != SCHEMA_VERSION and "schema_version" in data:
-        raise EventRejected(
-            "unsupported_schema_version", f"schema_version {data['schema_version']!r} is not 1"
-        )
+        raise EventRejected("unsupported_schema_version", f"schema_version is not {SCHEMA_VERSION}")
     try:
         event = ChainEventV1.model_validate(data)
     except ValidationError as exc:
@@ -170,30 +185,37 @@ def parse_event(raw: bytes, chain: Chain, topic_organisation: str | None = None)
 def check_against_chain(
     event: ChainEventV1, chain: Chain, topic_organisation: str | None = None
 ) -> None:
+    # Details name only what the chain definition knows, never an unknown input value.
     if event.organisation not in chain.partner_ids:
-        raise EventRejected("unknown_organisation", f"organisation {event.organisation!r}")
+        raise EventRejected("unknown_organisation", "organisation is not a partner of the chain")
     if topic_organisation is not None and event.organisation != topic_organisation:
         raise EventRejected(
             "organisation_mismatch",
             f"event of {event.organisation!r} on the topic of {topic_organisation!r}",
         )
     milestone = chain.milestones.get(event.milestone)
-    if milestone is None or milestone.organisation != event.organisation:
+    if milestone is None:
         raise EventRejected(
-            "unknown_milestone", f"{event.organisation!r} has no milestone {event.milestone!r}"
+            "unknown_milestone", "milestone is not in the chain definition"
+        )
+    if milestone.organisation != event.organisation:
+        raise EventRejected(
+            "unknown_milestone",
+            f"milestone {event.milestone!r} belongs to {milestone.organisation!r}, "
+            f"not {event.organisation!r}",
         )
     if event.case_type not in chain.spec.case_types:
-        raise EventRejected("unknown_case_type", f"case_type {event.case_type!r}")
+        raise EventRejected("unknown_case_type", "case_type is not in the chain definition")
     if event.district not in chain.spec.districts:
-        raise EventRejected("unknown_district", f"district {event.district!r}")
+        raise EventRejected("unknown_district", "district is not in the chain definition")
     if event.retracted:
         return
     if milestone.outcomes:
         if event.outcome not in milestone.outcomes:
+            got = "none" if event.outcome is None else "another value"
             raise EventRejected(
                 "invalid_outcome",
-                f"{event.milestone!r} needs an outcome of {sorted(milestone.outcomes)}, "
-                f"got {event.outcome!r}",
+                f"{event.milestone!r} needs an outcome of {sorted(milestone.outcomes)}, got {got}",
             )
     elif event.outcome is not None:
         raise EventRejected("invalid_outcome", f"{event.milestone!r} has no outcomes")
