@@ -63,8 +63,12 @@ class _Rules:
     groups: list[dict[str, Any]] = field(default_factory=list)
 
     def group(self, name: str) -> list[dict[str, Any]]:
-        rules: list[dict[str, Any]] = []
-        self.groups.append({"name": name, "rules": rules})
+        """Rules of one kind. All kinds go into ONE Prometheus group: rules in a group run in
+        order, so a rule always sees the current value of the records it builds on; across
+        groups it might read a stale or missing sample (promtool, coarse evaluation intervals)."""
+        if not self.groups:
+            self.groups.append({"name": "ketenmonitor", "rules": []})
+        rules: list[dict[str, Any]] = self.groups[0]["rules"]
         return rules
 
 
