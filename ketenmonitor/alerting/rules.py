@@ -27,9 +27,8 @@ from ketenmonitor.domain.chain import Chain, NormSpec
 from ketenmonitor.infra.prometheus import WORKER_JOB
 from streams import metrics as m
 
-# The lead adds these two to streams/metrics.py; until then they are spelled here (same names).
-CONSUMER_LAG: str = getattr(m, "CONSUMER_LAG", f"{m.PREFIX}_consumer_lag_messages")
-LAST_COMMIT: str = getattr(m, "LAST_COMMIT", f"{m.PREFIX}_last_commit_timestamp_seconds")
+CONSUMER_LAG = m.CONSUMER_LAG
+LAST_COMMIT = m.LAST_COMMIT
 
 # -- recorded series (dashboards may use these names too) ------------------------------------
 INFLOW_SUM = f"stage:{m.STAGE_INFLOW}_total:sum"
