@@ -15,6 +15,20 @@ from ketenmonitor.simulator import SimulatedCase
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
+# Every case series a worker exports that this computation predicts.
+CASE_METRICS = {
+    "ketenmonitor_events_accepted_total",
+    "ketenmonitor_stage_inflow_cases_total",
+    "ketenmonitor_stage_outflow_cases_total",
+    "ketenmonitor_backlog_cases",
+    "ketenmonitor_backlog_age_band_cases",
+    "ketenmonitor_backlog_oldest_age_seconds",
+    "ketenmonitor_segment_lead_time_seconds_bucket",
+    "ketenmonitor_segment_lead_time_seconds_count",
+    "ketenmonitor_segment_lead_time_seconds_sum",
+    "ketenmonitor_cases_closed_total",
+}
+
 
 def _key(name: str, **labels: str) -> Key:
     return (name, frozenset(labels.items()))

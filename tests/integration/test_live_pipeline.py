@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from batch_truth import comparable, expected_samples
+from batch_truth import CASE_METRICS, comparable, expected_samples
 
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
@@ -18,18 +18,6 @@ from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
 
-CASE_METRICS = {
-    "ketenmonitor_events_accepted_total",
-    "ketenmonitor_stage_inflow_cases_total",
-    "ketenmonitor_stage_outflow_cases_total",
-    "ketenmonitor_backlog_cases",
-    "ketenmonitor_backlog_age_band_cases",
-    "ketenmonitor_backlog_oldest_age_seconds",
-    "ketenmonitor_segment_lead_time_seconds_bucket",
-    "ketenmonitor_segment_lead_time_seconds_count",
-    "ketenmonitor_segment_lead_time_seconds_sum",
-    "ketenmonitor_cases_closed_total",
-}
 
 
 def monitored_topics(settings: Settings, partners: list[str]) -> list[str]:
