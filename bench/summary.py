@@ -36,6 +36,8 @@ def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str,
     for path, doc in sorted(documents, key=lambda item: item[1].get("started_at", "")):
         for bench, result in doc.get("results", {}).items():
             found[bench] = (path, doc, result)
+            if bench == "replay" and result.get("naive", {}).get("completed"):
+                found["replay_complete_naive"] = (path, doc, result)
     return found
 
 
@@ -57,6 +59,8 @@ def render(results_dir: Path) -> str:
         return "\n".join([*lines, "No results yet.", ""])
     lines += ["| benchmark | file | command | machine |", "|---|---|---|---|"]
     for bench, (path, doc, _) in found.items():
+        if bench == "replay_complete_naive":
+            continue
         m = doc["machine"]
         lines.append(
             f"| {bench} | `{path.name}` | `{doc['command']}` | {m['nproc']} x {m['cpu_model']}, "
@@ -66,6 +70,11 @@ def render(results_dir: Path) -> str:
     lines.append("")
     if "replay" in found:
         lines += _replay(found["replay"][2])
+        complete = found.get("replay_complete_naive")
+        if complete and complete[0] != found["replay"][0]:
+            lines += [f"Side by side with a naive run that finished (`{complete[0].name}`, "
+                      f"load {complete[1]['machine']['load_average_at_start']} at start):", ""]
+            lines += [*_replay(complete[2])[2:-3], ""]
     if "latency" in found:
         lines += _latency(found["latency"][2])
     if "memory" in found:
@@ -92,8 +101,8 @@ def _replay(r: dict[str, Any]) -> list[str]:
         equal = ("yes" if check.get("equal") else "NO") if check else "not checked"
         done = "" if w["completed"] else (
             f" (stopped after {w['wall_seconds_from_start']:.0f} s: "
-            f"{_k(w.get('events_ingested', 0))} ingested, {_k(w['events_processed'])} through "
-            "both agents)"
+            + (f"{_k(w['events_ingested'])} ingested, {_k(w['events_processed'])} through both "
+               "agents)" if "events_ingested" in w else "progress not recorded by this version)")
         )
         out.append(
             f"| {label}{done} | {_k(w['events_per_second'])} | {_k(w['events_per_cpu_second'])} "
