@@ -124,7 +124,8 @@ def _replay(r: dict[str, Any]) -> list[str]:
                            f"{_k(w['events_per_cpu_second'])} per CPU-second; "
                            f"{target / max(rate, 1):.0f}x short" if rate < target else "")]
     out += ["", f"Wall time runs from process start (ready after {w.get('ready_after_seconds')} s,"
-            f" first commit after {w.get('first_commit_after_seconds')} s) to the first 0.25 s "
+            f" lag summed over partner and case topics first below the log size after "
+            f"{w.get('first_commit_after_seconds')} s) to the first 0.25 s "
             "poll at which the group's committed offsets reach the end of the partner and case "
             "topics. CPU seconds are the worker process's user+system time after it answered HTTP."
             f" The log was produced at {_k(r['produce']['events_per_second'])} events/s with "
