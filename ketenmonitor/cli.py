@@ -64,6 +64,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ketenmonitor.store.commands",
     "ketenmonitor.alerting.commands",
     "dashboards.publish",
+    "ketenmonitor.access.commands",
 )
 
 

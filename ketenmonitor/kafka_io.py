@@ -6,21 +6,45 @@
 
 The publisher is idempotent (no duplicates from its own retries), waits for all in-sync replicas
 (acks=all) and retries transient errors; `flush()` raises if a send finally failed.
+
+Against a secure broker both log in with the credentials of the environment (KETENMONITOR_KAFKA_*,
+see Settings.kafka_python_security and docs/security.md) unless security settings are passed in:
+a partner's publisher runs with that partner's principal and can write only that partner's topic.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from ketenmonitor.settings import Settings
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ketenmonitor-admin")
+# The keyword arguments by which a kafka-python client is configured for security.
+_SECURITY_KEYS = ("security_protocol", "sasl_mechanism", "sasl_plain_username", "ssl_context")
+
+
+def environment_security() -> dict[str, Any]:
+    """kafka-python security settings from the environment ({} for a PLAINTEXT broker)."""
+    return Settings().kafka_python_security()
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    security: Mapping[str, Any] | None = None,
+) -> None:
+    """Create the topics that do not exist yet; `security` defaults to the environment's."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="ketenmonitor-admin",
+        **(environment_security() if security is None else security),
+    )
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -39,6 +63,8 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None
 
 class PartnerPublisher:
     def __init__(self, bootstrap: str, **config: Any) -> None:
+        if not any(key in config for key in _SECURITY_KEYS):
+            config = {**environment_security(), **config}
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",

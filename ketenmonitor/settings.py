@@ -3,14 +3,19 @@
     settings = Settings()                       # from the environment
     settings = Settings(kafka_bootstrap="127.0.0.1:19092", partitions=3)
 
-Secrets (the pseudonymisation key) come from the environment or a file, never from code, and are
-kept as SecretBytes so that they do not show up in a repr or a log line.
+Secrets (the pseudonymisation key, the Kafka password) come from the environment or a file, never
+from code, and are kept as SecretStr so that they do not show up in a repr or a log line. Kafka
+clients get their security settings from one place (docs/security.md):
+
+    KafkaProducer(bootstrap_servers=..., **settings.kafka_python_security())   # kafka-python
 """
 
 from __future__ import annotations
 
+import ssl
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,11 +47,42 @@ class Settings(BaseSettings):
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None
+    # Kafka client security (docs/security.md): PLAINTEXT for a local development broker; against a
+    # secure broker SASL (SCRAM) with one principal per partner, one for the workers.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_password_file: Path | None = None
+    # SASL_SSL: the CA that signed the broker's certificate; unset means the system's CAs.
+    kafka_ssl_cafile: Path | None = None
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
         if self.pseudonym_key is not None and self.pseudonym_key_file is not None:
             raise ValueError("set KETENMONITOR_PSEUDONYM_KEY or KETENMONITOR_PSEUDONYM_KEY_FILE, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_credentials_complete(self) -> Settings:
+        password_sources = (self.kafka_password, self.kafka_password_file)
+        if None not in password_sources:
+            raise ValueError(
+                "set KETENMONITOR_KAFKA_PASSWORD or KETENMONITOR_KAFKA_PASSWORD_FILE, not both"
+            )
+        has_password = password_sources != (None, None)
+        if not self.kafka_sasl:
+            # Credentials without SASL would go unused: the client would connect anonymously.
+            if self.kafka_username is not None or has_password:
+                raise ValueError(
+                    "Kafka credentials are set, but KETENMONITOR_KAFKA_SECURITY_PROTOCOL is "
+                    "PLAINTEXT"
+                )
+        elif self.kafka_username is None or not has_password:
+            raise ValueError(
+                f"KETENMONITOR_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KETENMONITOR_KAFKA_USERNAME and KETENMONITOR_KAFKA_PASSWORD(_FILE)"
+            )
         return self
 
     # -- derived names -------------------------------------------------------------------------
@@ -75,6 +111,40 @@ class Settings(BaseSettings):
         if len(secret) < 16:
             raise MissingSecretError("the pseudonymisation key must be at least 16 bytes")
         return secret
+
+    # -- Kafka client security -------------------------------------------------------------------
+    @property
+    def kafka_sasl(self) -> bool:
+        return self.kafka_security_protocol != "PLAINTEXT"
+
+    def kafka_password_value(self) -> str:
+        """The Kafka password (from the file if one is set); only for handing to a client."""
+        if self.kafka_password_file is not None:
+            return self.kafka_password_file.read_text().strip()
+        if self.kafka_password is not None:
+            return self.kafka_password.get_secret_value()
+        raise MissingSecretError("no Kafka password: set KETENMONITOR_KAFKA_PASSWORD(_FILE)")
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """For SASL_SSL: a verifying TLS context (the given CA, else the system's); else None."""
+        if self.kafka_security_protocol != "SASL_SSL":
+            return None
+        cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile is not None else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def kafka_python_security(self) -> dict[str, Any]:
+        """Keyword arguments for kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient."""
+        if not self.kafka_sasl:
+            return {}
+        config: dict[str, Any] = {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_username,
+            "sasl_plain_password": self.kafka_password_value(),
+        }
+        if self.kafka_security_protocol == "SASL_SSL":
+            config["ssl_context"] = self.kafka_ssl_context()
+        return config
 
     def age_reference_timestamp(self, now: float) -> float:
         return self.age_reference_time.timestamp() if self.age_reference_time else now

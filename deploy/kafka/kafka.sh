@@ -16,10 +16,23 @@
 #   KAFKA_START_TIMEOUT     seconds to wait for the broker         (60)
 #   JAVA_HOME               Java 17+; otherwise `java` from PATH
 #
+# Secure mode (docs/security.md): KAFKA_SECURITY=scram starts the client listener as
+# SASL_PLAINTEXT with SCRAM-SHA-512, the StandardAuthorizer (deny unless an ACL allows) and
+# `admin` as super user. The SCRAM users are written into the metadata log when the storage is
+# formatted, so they must be given at the first start of a data dir; a data dir keeps the mode it
+# was formatted with (clean it to switch). ACLs: `ketenmonitor acl apply` as admin.
+#   KAFKA_SECURITY               none | scram                                   (none)
+#   KAFKA_SCRAM_CREDENTIALS_FILE lines `name=password` ('#' comments); must include the admin
+#   KAFKA_SCRAM_CREDENTIALS      the same pairs, separated by whitespace, instead of a file
+#   KAFKA_ADMIN_USER             the super user's name                          (admin)
+# Passwords: 12+ characters of A-Z a-z 0-9 . _ ~ + / - (they pass through the storage tool's
+# --add-scram syntax and a JAAS line unquoted); user names: A-Z a-z 0-9 . _ -.
+#
 # Files in the data dir: server.properties (rendered on every start, so port
 # changes apply), kafka.log (log4j2, current run; the previous run's is kept as
 # kafka.log.prev), kafka.out (JVM stdout/stderr: crashes before log4j is up),
-# kafka.pid, start.lock, logs/ (the Kafka log dir itself).
+# kafka.pid, start.lock, logs/ (the Kafka log dir itself); in secure mode also
+# security.mode (the mode the storage was formatted with) and controller.secret.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,6 +45,10 @@ DATA_DIR=${KAFKA_DATA_DIR:-$REPO_ROOT/.cache/kafka/data-$PORT}
 HEAP=${KAFKA_HEAP:--Xmx768m -Xms256m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
 STOP_TIMEOUT=30
+SECURITY=${KAFKA_SECURITY:-none}
+ADMIN_USER=${KAFKA_ADMIN_USER:-admin}
+# The controller listener's login (SASL PLAIN, see security.properties.template); not a SCRAM user.
+CONTROLLER_USER=kraft-controller
 
 # Kafka and log4j need absolute paths (the JVM may resolve relative ones against
 # another cwd); -m because the dirs may not exist yet.
@@ -40,6 +57,9 @@ DATA_DIR=$(realpath -m -- "$DATA_DIR")
 
 POM=$SCRIPT_DIR/pom.xml
 TEMPLATE=$SCRIPT_DIR/server.properties.template
+SECURITY_TEMPLATE=$SCRIPT_DIR/security.properties.template
+MODE_FILE=$DATA_DIR/security.mode
+CONTROLLER_SECRET_FILE=$DATA_DIR/controller.secret
 LOG4J_CONFIG=$SCRIPT_DIR/log4j2.properties
 STAMP=$LIBS_DIR/.pom.sha256
 PROPS=$DATA_DIR/server.properties
@@ -56,6 +76,8 @@ done
 [[ $PORT != "$CONTROLLER_PORT" ]] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ"
 # log.dirs is a comma-separated list in server.properties.
 [[ $DATA_DIR != *,* ]] || die "KAFKA_DATA_DIR must not contain a comma: $DATA_DIR"
+[[ $SECURITY == none || $SECURITY == scram ]] || die "KAFKA_SECURITY must be none or scram, not '$SECURITY'"
+[[ $ADMIN_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "KAFKA_ADMIN_USER: only A-Z a-z 0-9 . _ - allowed"
 
 # ---------------------------------------------------------------- helpers --
 
@@ -167,15 +189,79 @@ cmd_fetch() {
     ) 9>"$LIBS_DIR.lock"
 }
 
+# Secure mode: SCRAM_USERS / SCRAM_PASSWORDS from the credentials file or variable.
+# Never prints a password, not even a rejected one.
+SCRAM_USERS=()
+SCRAM_PASSWORDS=()
+ADMIN_PASSWORD=""
+read_credentials() {
+    local source text line name password n=0 i
+    if [[ -n ${KAFKA_SCRAM_CREDENTIALS_FILE:-} ]]; then
+        source=$KAFKA_SCRAM_CREDENTIALS_FILE
+        [[ -r $source ]] || die "cannot read KAFKA_SCRAM_CREDENTIALS_FILE $source"
+        text=$(<"$source")
+    elif [[ -n ${KAFKA_SCRAM_CREDENTIALS:-} ]]; then
+        source=KAFKA_SCRAM_CREDENTIALS
+        text=$(printf '%s' "$KAFKA_SCRAM_CREDENTIALS" | tr -s '[:space:]' '\n')
+    else
+        die "KAFKA_SECURITY=scram needs KAFKA_SCRAM_CREDENTIALS_FILE or KAFKA_SCRAM_CREDENTIALS"
+    fi
+    while IFS= read -r line || [[ -n $line ]]; do
+        n=$((n + 1))
+        line=${line%$'\r'}
+        [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+        [[ $line == *=* ]] || die "$source entry $n: expected name=password"
+        name=${line%%=*}
+        password=${line#*=}
+        [[ $name =~ ^[A-Za-z0-9._-]+$ ]] \
+            || die "$source entry $n: a user name may only hold A-Z a-z 0-9 . _ -"
+        [[ $password =~ ^[A-Za-z0-9._~+/-]{12,}$ ]] \
+            || die "$source entry $n: the password of '$name' must be 12+ characters of A-Z a-z 0-9 . _ ~ + / -"
+        [[ $name != "$CONTROLLER_USER" ]] || die "$source entry $n: '$name' is reserved"
+        for i in "${SCRAM_USERS[@]}"; do
+            [[ $i != "$name" ]] || die "$source entry $n: user '$name' appears twice"
+        done
+        SCRAM_USERS+=("$name")
+        SCRAM_PASSWORDS+=("$password")
+        [[ $name == "$ADMIN_USER" ]] && ADMIN_PASSWORD=$password
+    done <<<"$text"
+    [[ -n $ADMIN_PASSWORD ]] || die "$source has no password for the super user '$ADMIN_USER'"
+}
+
+# One random login per data dir for the controller listener; only this broker uses it.
+controller_secret() {
+    if [[ ! -s $CONTROLLER_SECRET_FILE ]]; then
+        (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$CONTROLLER_SECRET_FILE")
+    fi
+    cat "$CONTROLLER_SECRET_FILE"
+}
+
+# The mode a data dir was formatted with (dirs from before secure mode existed: none).
+formatted_mode() {
+    if [[ -f $MODE_FILE ]]; then cat "$MODE_FILE"; else printf 'none'; fi
+}
+
 render_config() {
-    # sed rather than envsubst (not always installed); escape what is special in
-    # a sed replacement so any data dir path survives.
-    local data_dir_esc
-    data_dir_esc=$(printf '%s' "$DATA_DIR" | sed -e 's/[|&\\]/\\&/g')
-    sed -e "s|\${PORT}|$PORT|g" \
-        -e "s|\${CONTROLLER_PORT}|$CONTROLLER_PORT|g" \
-        -e "s|\${DATA_DIR}|$data_dir_esc|g" \
-        "$TEMPLATE" >"$PROPS.tmp"
+    # Bash substitution, not sed or envsubst: no escaping of paths, and the
+    # passwords never appear on a command line. Quoted replacements are literal.
+    local text listener=PLAINTEXT controller_protocol=PLAINTEXT
+    text=$(<"$TEMPLATE")
+    if [[ $SECURITY == scram ]]; then
+        listener=SASL_PLAINTEXT
+        controller_protocol=SASL_PLAINTEXT
+        text+=$'\n'$(<"$SECURITY_TEMPLATE")
+    fi
+    text=${text//'${PORT}'/"$PORT"}
+    text=${text//'${CONTROLLER_PORT}'/"$CONTROLLER_PORT"}
+    text=${text//'${DATA_DIR}'/"$DATA_DIR"}
+    text=${text//'${LISTENER}'/"$listener"}
+    text=${text//'${CONTROLLER_PROTOCOL}'/"$controller_protocol"}
+    text=${text//'${ADMIN_USER}'/"$ADMIN_USER"}
+    text=${text//'${ADMIN_PASSWORD}'/"$ADMIN_PASSWORD"}
+    text=${text//'${CONTROLLER_USER}'/"$CONTROLLER_USER"}
+    text=${text//'${CONTROLLER_PASSWORD}'/"${CONTROLLER_PASSWORD:-}"}
+    # The secure config holds passwords: never readable by others, not even briefly.
+    (umask 077; printf '%s\n' "$text" >"$PROPS.tmp")
     mv "$PROPS.tmp" "$PROPS"
 }
 
@@ -183,11 +269,20 @@ format_storage() {
     # meta.properties is what the storage tool writes; formatting again would
     # fail (or, with --ignore-formatted, silently keep a cluster id we never saw).
     [[ -f $DATA_DIR/logs/meta.properties ]] && return 0
-    local cluster_id
+    local cluster_id i scram=()
     cluster_id=$(run_kafka_class kafka.tools.StorageTool random-uuid)
-    log "formatting $DATA_DIR/logs (cluster id $cluster_id)"
+    log "formatting $DATA_DIR/logs (cluster id $cluster_id, security $SECURITY)"
+    if [[ $SECURITY == scram ]]; then
+        # The storage tool takes SCRAM users only on its command line: they are visible in the
+        # process list for the second this takes (loopback development broker; docs/security.md).
+        for i in "${!SCRAM_USERS[@]}"; do
+            scram+=(--add-scram "SCRAM-SHA-512=[name=${SCRAM_USERS[$i]},password=${SCRAM_PASSWORDS[$i]}]")
+        done
+        log "SCRAM users: ${SCRAM_USERS[*]}"
+    fi
     # Static quorum (controller.quorum.voters), hence no --standalone.
-    run_kafka_class kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >/dev/null
+    run_kafka_class kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" "${scram[@]}" >/dev/null
+    printf '%s\n' "$SECURITY" >"$MODE_FILE"
 }
 
 # Port open is not enough: the socket server binds before the broker has caught
@@ -254,6 +349,13 @@ cmd_start() {
     done
 
     cmd_fetch
+    if [[ -f $DATA_DIR/logs/meta.properties && $(formatted_mode) != "$SECURITY" ]]; then
+        die "$DATA_DIR was formatted with KAFKA_SECURITY=$(formatted_mode), not $SECURITY: use another KAFKA_DATA_DIR or 'clean' it"
+    fi
+    if [[ $SECURITY == scram ]]; then
+        read_credentials
+        CONTROLLER_PASSWORD=$(controller_secret)
+    fi
     render_config
     # One run per log file, so the readiness check cannot match the previous
     # run's "started" line, and the tail printed on failure is about this run.

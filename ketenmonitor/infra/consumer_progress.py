@@ -2,21 +2,34 @@
 
     consumer_lag("127.0.0.1:9092", "ketenmonitor", ["ketenmonitor.events.police", ...]) -> 0
     wait_until_caught_up(bootstrap, group, topics, timeout=120)
+
+Against a secure broker pass `security` (kafka-python settings of a principal that may describe the
+group and the topics, e.g. an operator); without it the environment's credentials are used.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from ketenmonitor.settings import Settings
 
-def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="ketenmonitor-progress")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ketenmonitor-progress")
+
+def consumer_lag(
+    bootstrap: str, group: str, topics: Iterable[str], security: Mapping[str, Any] | None = None
+) -> int:
+    config = {
+        "bootstrap_servers": bootstrap,
+        "client_id": "ketenmonitor-progress",
+        **(Settings().kafka_python_security() if security is None else security),
+    }
+    admin = KafkaAdminClient(**config)
+    consumer = KafkaConsumer(**config)
     try:
         committed = admin.list_group_offsets(group).get(group, {})
         partitions = [
@@ -37,7 +50,12 @@ def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
 
 
 def wait_until_caught_up(
-    bootstrap: str, group: str, topics: list[str], timeout: float = 180.0, settle: float = 0.0
+    bootstrap: str,
+    group: str,
+    topics: list[str],
+    timeout: float = 180.0,
+    settle: float = 0.0,
+    security: Mapping[str, Any] | None = None,
 ) -> None:
     """Wait until the group has committed every message of `topics` (twice in a row)."""
     deadline = time.monotonic() + timeout
@@ -45,7 +63,7 @@ def wait_until_caught_up(
     last: int | str | None = None
     while time.monotonic() < deadline:
         try:
-            last = consumer_lag(bootstrap, group, topics)
+            last = consumer_lag(bootstrap, group, topics, security)
         except KafkaError as exc:  # e.g. the group coordinator is not there yet on a new broker
             if not exc.retriable:
                 raise

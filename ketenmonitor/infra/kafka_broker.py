@@ -6,15 +6,22 @@ answers). Stdlib only, so tests and tools can use it without extra dependencies.
 
     with LocalKafkaBroker(port=19092, data_dir=tmp) as broker:
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+
+Secure mode (SASL_PLAINTEXT, SCRAM-SHA-512, ACLs enforced; docs/security.md): the users and their
+passwords are given by the caller (never from code) and must include the super user `admin`:
+
+    broker = LocalKafkaBroker(port=..., data_dir=tmp, secure=True, users={"admin": pw, ...})
+    KafkaProducer(bootstrap_servers=broker.bootstrap_servers, **broker.client_security("police"))
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 __all__ = ["KAFKA_SCRIPT", "BrokerError", "BrokerStartError", "LocalKafkaBroker"]
 
@@ -41,6 +48,9 @@ class LocalKafkaBroker:
     ``controller_port`` defaults to ``port + 1``; ``data_dir`` defaults to the
     script's own default (``<repo>/.cache/kafka/data-<port>``). Storage in
     ``data_dir`` survives ``stop()``, so a later ``start()`` reuses the topics.
+    ``secure=True`` starts it with SASL/SCRAM and the authorizer; ``users`` (name ->
+    password) are created when the storage is formatted, so a secure broker wants a
+    fresh ``data_dir``.
     """
 
     def __init__(
@@ -48,16 +58,47 @@ class LocalKafkaBroker:
         port: int = 9092,
         controller_port: int | None = None,
         data_dir: Path | None = None,
+        secure: bool = False,
+        users: Mapping[str, str] | None = None,
     ) -> None:
         self.port = int(port)
         self.controller_port = (
             int(controller_port) if controller_port is not None else self.port + 1
         )
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
+        self.secure = secure
+        self._users = dict(users or {})
+        if secure and "admin" not in self._users:
+            raise ValueError("a secure broker needs users, including the super user 'admin'")
+        if users and not secure:
+            raise ValueError("users are only for a secure broker (secure=True)")
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def client_security(self, user: str, password: str | None = None) -> dict[str, Any]:
+        """kafka-python settings to log in as `user` (its password unless one is given)."""
+        if not self.secure:
+            return {}
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": user,
+            "sasl_plain_password": self._users[user] if password is None else password,
+        }
+
+    def settings_env(self, user: str) -> dict[str, str]:
+        """KETENMONITOR_* variables for a process that logs in as `user` (e.g. a worker)."""
+        env = {"KETENMONITOR_KAFKA_BOOTSTRAP": self.bootstrap_servers}
+        if self.secure:
+            env |= {
+                "KETENMONITOR_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "KETENMONITOR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KETENMONITOR_KAFKA_USERNAME": user,
+                "KETENMONITOR_KAFKA_PASSWORD": self._users[user],
+            }
+        return env
 
     def start(self) -> None:
         """Start the broker and return once it answers; a no-op if it already runs."""
@@ -88,9 +129,10 @@ class LocalKafkaBroker:
         self.stop()
 
     def __repr__(self) -> str:
+        # Never the passwords.
         return (
             f"LocalKafkaBroker(port={self.port}, controller_port={self.controller_port}, "
-            f"data_dir={self.data_dir!r})"
+            f"data_dir={self.data_dir!r}, secure={self.secure})"
         )
 
     def _env(self) -> dict[str, str]:
@@ -102,6 +144,14 @@ class LocalKafkaBroker:
         else:
             # An inherited KAFKA_DATA_DIR was meant for some other broker/port.
             env.pop("KAFKA_DATA_DIR", None)
+        # Security settings are this broker's, never inherited from the caller's environment.
+        for name in ("KAFKA_SECURITY", "KAFKA_SCRAM_CREDENTIALS", "KAFKA_SCRAM_CREDENTIALS_FILE"):
+            env.pop(name, None)
+        env.pop("KAFKA_ADMIN_USER", None)
+        if self.secure:
+            env["KAFKA_SECURITY"] = "scram"
+            # In the child's environment (readable only by its owner), not on a command line.
+            env["KAFKA_SCRAM_CREDENTIALS"] = "\n".join(f"{u}={p}" for u, p in self._users.items())
         return env
 
     def _run(

@@ -1,0 +1,105 @@
+"""`ketenmonitor acl ...`: the Kafka ACLs of the access model (docs/security.md).
+
+    ketenmonitor acl show                        # the plan, one grant a line (no broker needed)
+    ketenmonitor acl apply [--prune]             # create it on the broker, as a super user
+
+The plan comes from the chain definition (one principal per partner) and the settings (topic
+prefix, app id). `apply` logs in with the KETENMONITOR_KAFKA_* credentials, which must be those of
+a super user (the broker's `admin`); partners and workers cannot change ACLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ketenmonitor.access.plan import AclPlanError, Grant, Principals, access_plan
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    acl = subparsers.add_parser("acl", help="Kafka ACLs per partner, workers, operators")
+    sub = acl.add_subparsers(dest="acl_command", required=True)
+
+    p = sub.add_parser("show", help="print the ACL plan")
+    _principal_options(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("apply", help="create the planned ACLs on the broker (as a super user)")
+    _principal_options(p)
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete ALLOW ACLs on Ketenmonitor's topics and group that are not planned",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the broker")
+    p.set_defaults(func=cmd_apply)
+
+
+def _principal_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", default="ketenmonitor", help="the workers' user (ketenmonitor)")
+    p.add_argument(
+        "--operator",
+        action="append",
+        default=None,
+        help="an operator's user; repeat for more (default: operator)",
+    )
+    p.add_argument(
+        "--partner-format",
+        default="{partner}",
+        help="a partner's user name from its id in the chain definition ({partner})",
+    )
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> list[Grant]:
+    principals = Principals(
+        workers=args.workers,
+        operators=tuple(args.operator or ("operator",)),
+        partner_format=args.partner_format,
+    )
+    return access_plan(load_chain(settings.chain_file).partner_ids, settings, principals)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        plan = _plan(args, settings)
+    except AclPlanError as exc:
+        print(f"ketenmonitor acl: {exc}", file=sys.stderr)
+        return 2
+    for grant in plan:
+        print(grant)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    from ketenmonitor.access.kafka_acls import AclApplyError, Scope, apply_plan
+
+    settings = Settings()
+    try:
+        plan = _plan(args, settings)
+    except AclPlanError as exc:
+        print(f"ketenmonitor acl: {exc}", file=sys.stderr)
+        return 2
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id="ketenmonitor-acl",
+        **settings.kafka_python_security(),
+    )
+    try:
+        result = apply_plan(admin, plan, Scope.of(settings), args.prune, args.timeout)
+    except AclApplyError as exc:
+        print(f"ketenmonitor acl: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        admin.close()
+    for grant in result.created:
+        print(f"created  {grant}")
+    for grant in result.deleted:
+        print(f"deleted  {grant}")
+    print(f"{len(plan)} ACLs planned: {len(result.created)} created, {len(result.deleted)} deleted")
+    return 0
