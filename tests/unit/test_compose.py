@@ -77,3 +77,53 @@ def test_prometheus_in_compose_scrapes_the_worker_job_the_rules_select() -> None
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     worker = jobs[prometheus.WORKER_JOB]["dns_sd_configs"][0]
     assert worker["names"] == ["worker"] and worker["port"] == Settings().metrics_port
+
+
+def resolved_config() -> dict:
+    """The compose file as docker-compose resolves it (anchors, defaults, interpolation)."""
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: apt-get install -y docker-compose"
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE), "config"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def kafka_users(services: dict) -> dict[str, str]:
+    pairs = services["kafka"]["environment"]["KAFKA_SCRAM_CREDENTIALS"].split()
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_kafka_in_compose_is_secure_with_a_user_per_partner_and_role() -> None:
+    from ketenmonitor.domain.chain import load_chain
+
+    services = resolved_config()["services"]
+    kafka = services["kafka"]
+    assert kafka["entrypoint"][-1] == "/etc/ketenmonitor/kafka-scram.sh"
+    users = kafka_users(services)
+    assert set(users) == {"admin", "ketenmonitor", "operator", *load_chain().partner_ids}
+    assert len(set(users.values())) == len(users)  # no shared passwords
+    script = (REPO / "deploy" / "compose" / "kafka-scram.sh").read_text()
+    for line in (
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        "super.users=User:admin;User:kraft-controller",
+    ):
+        assert line in script
+
+
+def test_every_kafka_client_in_compose_logs_in_with_its_own_user() -> None:
+    services = resolved_config()["services"]
+    users = kafka_users(services)
+    expected = {"worker": "ketenmonitor", "kafka-init": "admin", "simulator": "admin"}
+    for name, user in expected.items():
+        env = services[name]["environment"]
+        assert env["KETENMONITOR_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["KETENMONITOR_KAFKA_USERNAME"] == user, name
+        assert env["KETENMONITOR_KAFKA_PASSWORD"] == users[user], name
+    assert services["worker"]["depends_on"]["kafka-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert "acl apply" in " ".join(services["kafka-init"]["command"])
