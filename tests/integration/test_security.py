@@ -174,6 +174,7 @@ MALFORMED = [b"not json at all", b'{"schema_version": 1, "event_id": "x"}']
 class Run:
     events_per_partner: Counter[str]
     samples: Samples
+    worker_log: str
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +214,11 @@ def processed(stack: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> I
             timeout=240,
             security=stack.broker.client_security(OPERATOR),
         )
-        yield Run(Counter({p: len(e) for p, e in by_partner.items()}), worker.scrape())
+        samples = worker.scrape()
     finally:
         worker.stop()
+    log = (tmp / "worker.log").read_text(errors="replace")
+    yield Run(Counter({p: len(e) for p, e in by_partner.items()}), samples, log)
 
 
 def test_the_workers_process_what_partners_publish(processed: Run) -> None:
@@ -232,6 +235,15 @@ def test_the_workers_process_what_partners_publish(processed: Run) -> None:
         if name == "ketenmonitor_events_rejected_total"
     )
     assert rejected == len(MALFORMED) + len(PROBES_SENT)
+
+
+def test_the_worker_logs_neither_its_password_nor_the_pseudonym_key(
+    stack: SecureStack, processed: Run
+) -> None:
+    password = stack.broker.client_security(WORKERS)["sasl_plain_password"]
+    assert "Ready" in processed.worker_log  # the log is the worker's
+    assert password not in processed.worker_log
+    assert PSEUDONYM_KEY not in processed.worker_log
 
 
 def _read(stack: SecureStack, user: str, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
