@@ -22,6 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ketenmonitor.domain.chain import Chain
+from ketenmonitor.settings import Settings
 from ketenmonitor.store.sink import CaseFactSink
 from streams.processing import CaseProcessor, Ingestor, Rejected
 
@@ -89,6 +90,7 @@ def replay_topics(
         enable_auto_commit=False,
         client_id="ketenmonitor-replay",
         max_poll_records=5000,
+        **Settings().kafka_python_security(),  # the operator's login against a secure broker
     )
     try:
         partitions = [
