@@ -38,6 +38,15 @@ def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str,
             found[bench] = (path, doc, result)
             if bench == "replay" and result.get("naive", {}).get("completed"):
                 found["replay_complete_naive"] = (path, doc, result)
+    if "memory" in found:
+        # Sizes are measured in separate runs (1M takes long): newest figure per size.
+        sizes: dict[str, Any] = {}
+        for path, doc in sorted(documents, key=lambda item: item[1].get("started_at", "")):
+            for n, figure in doc.get("results", {}).get("memory", {}).get("sizes", {}).items():
+                sizes[n] = {**figure, "file": path.name}
+        ordered = dict(sorted(sizes.items(), key=lambda item: int(item[0])))
+        memory = {**found["memory"][2], "sizes": ordered}
+        found["memory"] = (found["memory"][0], found["memory"][1], memory)
     return found
 
 
@@ -156,7 +165,8 @@ def _latency(r: dict[str, Any]) -> list[str]:
 def _memory(r: dict[str, Any]) -> list[str]:
     out = ["## Memory per open case", "",
            "| open cases | state value bytes | key+value bytes | Python object bytes | RSS bytes "
-           "per case | cases_tracked correct | load avg |", "|---|---|---|---|---|---|---|"]
+           "per case | cases_tracked correct | load avg | file |",
+           "|---|---|---|---|---|---|---|---|"]
     worst = 0.0
     for n, s in r["sizes"].items():
         st = s["state"]
@@ -164,7 +174,8 @@ def _memory(r: dict[str, Any]) -> list[str]:
         out.append(
             f"| {_k(int(n))} | {st['value_bytes_per_case']} | {st['key_and_value_bytes_per_case']}"
             f" | {st['python_object_bytes_per_case']} | {s['rss_bytes_per_case']} | "
-            f"{'yes' if s['check']['equal'] else 'NO'} | {s['load_average']} |"
+            f"{'yes' if s['check']['equal'] else 'NO'} | {s['load_average']} | "
+            f"`{s.get('file', '')}` |"
         )
     example = next(iter(r["sizes"].values()))["state"]["example_value"]
     out += ["", "Target <= 300 bytes of state per open case: " + _verdict(
