@@ -73,7 +73,7 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "cps",
             (PromQuery(f"sum by (organisation) (rate({q.ACCEPTED_TOTAL}{RATE}))",
                        "{{organisation}}"),),
-            width=8,
+            width=6,
             height=8,
             min=0,
             overrides=partner_names,
@@ -88,7 +88,27 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "cps",
             (PromQuery(f"sum by (organisation, reason) (rate({q.REJECTED_TOTAL}{RATE}))",
                        "{{organisation}}: {{reason}}"),),
-            width=8,
+            width=6,
+            height=8,
+            min=0,
+            custom=LINES,
+            options=timeseries_options(),
+        ),
+        Panel(
+            "timeseries",
+            "Laatheid van events (p50, p90)",
+            "Hoe lang na de mijlpaal (gebeurtenistijd) het event bij Kafka binnenkwam, per partner: "
+            "mediaan en 90e percentiel over de geaccepteerde events van het venster.",
+            "s",
+            tuple(
+                PromQuery(
+                    f"histogram_quantile({quantile}, sum by (le, organisation) "
+                    f"(rate({metrics.EVENT_LATENESS}_bucket{RATE})))",
+                    f"{{{{organisation}}}} p{int(quantile * 100)}",
+                )
+                for quantile in (0.5, 0.9)
+            ),
+            width=6,
             height=8,
             min=0,
             custom=LINES,
@@ -100,7 +120,7 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Events per seconde met een event-id dat al verwerkt was; die tellen niet dubbel mee.",
             "cps",
             (PromQuery(f"sum(rate({q.DUPLICATE_TOTAL}{RATE}))", "Dubbel"),),
-            width=8,
+            width=6,
             height=8,
             min=0,
             custom=LINES,

@@ -133,8 +133,12 @@ def create_app(settings: Settings, chain: Chain) -> faust.App:
                     else:
                         key = routed.pseudonym.encode()
                         sender.add(settings.cases_topic, routed.partition, key, routed.payload)
-                    reason = routed.reason if isinstance(routed, Rejected) else None
-                    counts.count(m.topic, m.partition, m.offset, m.timestamp, reason)
+                    if isinstance(routed, Rejected):
+                        counts.count(m.topic, m.partition, m.offset, m.timestamp, routed.reason)
+                    else:
+                        counts.count(
+                            m.topic, m.partition, m.offset, m.timestamp, None, routed.occurred_at
+                        )
                 for partition, key, value in counts.changelog():
                     sender.add(ingest_changelog, partition, key, value)
                 await sender.send()

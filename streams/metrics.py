@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.domain.totals import ChainTotals, LeadTimeHistogram
-from streams.ingest import IngestStats
+from streams.ingest import LATENESS_BUCKETS_SECONDS, IngestStats
 
 PREFIX = "ketenmonitor"
 EVENTS_ACCEPTED = f"{PREFIX}_events_accepted"  # exported as ..._total
@@ -52,6 +52,7 @@ CORRECTIONS = f"{PREFIX}_corrections"
 CONSUMER_LAG = f"{PREFIX}_consumer_lag_messages"
 LAST_COMMIT = f"{PREFIX}_last_commit_timestamp_seconds"
 AGENT_BUSY = f"{PREFIX}_agent_busy_seconds"
+EVENT_LATENESS = f"{PREFIX}_event_lateness_seconds"
 
 ALL_METRIC_NAMES = {
     f"{EVENTS_ACCEPTED}_total",
@@ -75,6 +76,9 @@ ALL_METRIC_NAMES = {
     CONSUMER_LAG,
     LAST_COMMIT,
     AGENT_BUSY,
+    f"{EVENT_LATENESS}_bucket",
+    f"{EVENT_LATENESS}_count",
+    f"{EVENT_LATENESS}_sum",
 }
 
 
@@ -145,7 +149,12 @@ class ChainCollector(Collector):
         accepted: Counter[str] = Counter({p: 0 for p in self.chain.partner_ids})
         rejected: Counter[tuple[str, str]] = Counter()
         last_seen: dict[str, float] = {}
+        lateness: dict[str, list[int]] = {p: [0] * (len(LATENESS_BUCKETS_SECONDS) + 1) for p in self.chain.partner_ids}
+        lateness_sum: Counter[str] = Counter()
         for organisation, stats in ingest:
+            for i, n in enumerate(stats.lateness):
+                lateness[organisation][i] += n
+            lateness_sum[organisation] += stats.lateness_sum
             accepted[organisation] += stats.accepted
             for reason, n in stats.rejected.items():
                 rejected[(organisation, reason)] += n
@@ -178,6 +187,19 @@ class ChainCollector(Collector):
         for organisation, ts in sorted(last_seen.items()):
             gauge.add_metric([organisation], ts)
         yield gauge
+        histogram = HistogramMetricFamily(
+            EVENT_LATENESS,
+            "How long after the milestone (event time) its event reached Kafka, per partner "
+            "(accepted events).",
+            labels=["organisation"],
+        )
+        for organisation, counts in sorted(lateness.items()):
+            cumulative, running = [], 0
+            for bound, n in zip((*LATENESS_BUCKETS_SECONDS, float("inf")), counts, strict=True):
+                running += n
+                cumulative.append((_le(bound), running))
+            histogram.add_metric([organisation], cumulative, lateness_sum[organisation])
+        yield histogram
 
     # -- cases --------------------------------------------------------------------------------
     def _case_metrics(self, all_totals: list[ChainTotals]) -> Iterator[Metric]:

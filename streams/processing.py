@@ -29,6 +29,7 @@ class Routed:
     pseudonym: str
     partition: int
     payload: bytes  # the case event without the raw case key
+    occurred_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,9 @@ class Ingestor:
                 event.retracted,
             ]
         )
-        return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload)
+        return Routed(
+            pseudonym, partition_of(pseudonym, self.partitions), payload, event.occurred_at.timestamp()
+        )
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:

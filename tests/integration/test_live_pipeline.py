@@ -70,3 +70,12 @@ def test_metrics_of_a_simulated_log_equal_an_independent_batch_computation(
     assert sum(v for k, v in actual.items() if k[0] == "ketenmonitor_events_accepted_total") == sum(
         len(c.steps) for c in cases
     )
+    # Lateness: every accepted event is in the histogram; the simulated events are months to days
+    # old when published, so none is within the first minute.
+    samples = worker.scrape()
+    for partner in chain.partner_ids:
+        org = frozenset({("organisation", partner)})
+        accepted = samples[("ketenmonitor_events_accepted_total", org)]
+        assert samples[("ketenmonitor_event_lateness_seconds_count", org)] == accepted
+        first_bucket = frozenset({("organisation", partner), ("le", "60.0")})
+        assert samples[("ketenmonitor_event_lateness_seconds_bucket", first_bucket)] == 0
