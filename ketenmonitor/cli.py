@@ -2,8 +2,9 @@
 
     ketenmonitor worker                 # a stream worker (start more for more throughput)
     ketenmonitor demo                   # broker + worker + simulated partners + live summary
-    ketenmonitor simulate --cases 1000 --output events.jsonl   (or --kafka to publish)
+    ketenmonitor simulate --cases 1000 [--output events.jsonl]   # to Kafka unless --output
     ketenmonitor topics                 # create the partner, case and dead-letter topics
+    ketenmonitor publish | import-log | report | stuck | replay | rules | acl | dashboards ...
 
 Settings come from the environment (KETENMONITOR_*, see ketenmonitor/settings.py).
 """
