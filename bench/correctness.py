@@ -23,20 +23,6 @@ from ketenmonitor.infra.worker_process import Samples
 
 BATCH_TRUTH_FILE = Path(__file__).resolve().parents[1] / "tests" / "integration" / "batch_truth.py"
 
-CASE_METRICS = frozenset({
-    "ketenmonitor_events_accepted_total",
-    "ketenmonitor_stage_inflow_cases_total",
-    "ketenmonitor_stage_outflow_cases_total",
-    "ketenmonitor_backlog_cases",
-    "ketenmonitor_backlog_age_band_cases",
-    "ketenmonitor_backlog_oldest_age_seconds",
-    "ketenmonitor_segment_lead_time_seconds_bucket",
-    "ketenmonitor_segment_lead_time_seconds_count",
-    "ketenmonitor_segment_lead_time_seconds_sum",
-    "ketenmonitor_cases_closed_total",
-})
-
-
 def _batch_truth() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_batch_truth", BATCH_TRUTH_FILE)
     if spec is None or spec.loader is None:
@@ -44,6 +30,10 @@ def _batch_truth() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The case series the batch computation predicts (one list, kept beside that computation).
+CASE_METRICS: frozenset[str] = frozenset(_batch_truth().CASE_METRICS)
 
 
 @dataclass
