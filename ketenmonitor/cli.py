@@ -19,19 +19,11 @@ from ketenmonitor.domain.chain import ChainDefinitionError, load_chain
 from ketenmonitor.settings import MissingSecretError, Settings
 
 
-def _topics(settings: Settings, chain_partners: list[str]) -> list[str]:
-    return [settings.partner_topic(p) for p in chain_partners] + [
-        settings.cases_topic,
-    ]
-
-
 def cmd_topics(args: argparse.Namespace) -> int:
-    from ketenmonitor.kafka_io import ensure_topics
+    from streams.topics import create_monitor_topics
 
     settings = Settings()
-    chain = load_chain(settings.chain_file)
-    ensure_topics(settings.kafka_bootstrap, _topics(settings, chain.partner_ids), settings.partitions)
-    ensure_topics(settings.kafka_bootstrap, [settings.dead_letter_topic], 1)
+    create_monitor_topics(settings, load_chain(settings.chain_file))
     print("topics ready")
     return 0
 

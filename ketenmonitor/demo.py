@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ketenmonitor.domain.chain import Chain, load_chain
 from ketenmonitor.infra.worker_process import Samples, WorkerProcess
-from ketenmonitor.kafka_io import PartnerPublisher, ensure_topics
+from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
 from streams import metrics as m
@@ -47,11 +47,6 @@ def run_demo(cases: int, rate: float, seed: int, duration: float | None = None) 
     os.environ.update(env)
     settings = Settings()
     chain = load_chain(settings.chain_file)
-    ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.partner_topic(p) for p in chain.partner_ids] + [settings.cases_topic],
-        settings.partitions,
-    )
     log_path = Path(".cache/demo-worker.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     worker = WorkerProcess(env, metrics_port=settings.metrics_port, log_path=log_path)

@@ -25,12 +25,26 @@ from ketenmonitor.settings import Settings
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 
 
-def prepare_topics(app: faust.App, settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
-    security = settings.kafka_python_security()
-    wanted: list[tuple[str, int, dict[str, str]]] = [
+def monitor_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, config) of the partner, case and dead-letter topics."""
+    return [
         *((settings.partner_topic(p), settings.partitions, {}) for p in chain.partner_ids),
         (settings.cases_topic, settings.partitions, {}),
         (settings.dead_letter_topic, 1, {}),
+    ]
+
+
+def create_monitor_topics(settings: Settings, chain: Chain) -> None:
+    """`ketenmonitor topics`: the monitor's topics without starting a worker."""
+    _create_missing(
+        settings.kafka_bootstrap, monitor_topics(settings, chain), settings.kafka_python_security()
+    )
+
+
+def prepare_topics(app: faust.App, settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
+    security = settings.kafka_python_security()
+    wanted = [
+        *monitor_topics(settings, chain),
         *(
             (table.changelog_topic.get_topic_name(), settings.partitions, CHANGELOG_CONFIG)
             for table in app.tables.values()
