@@ -1,4 +1,4 @@
-"""The baseline: the same work as streams/app.py, one event at a time (what the first version did).
+"""The baseline: the same work as streams/worker.py, one event at a time (what the first version did).
 
     python -m bench.naive_app        # settings from KETENMONITOR_* like `ketenmonitor worker`
 
@@ -12,6 +12,7 @@ Its case topic is `<prefix>.naive-cases`, so it can read the same partner topics
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from typing import Any
 
@@ -36,7 +37,7 @@ def create_naive_app(settings: Settings, chain: Chain) -> faust.App:
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
-        datadir=str(settings.data_dir),
+        datadir=tempfile.mkdtemp(prefix="ketenmonitor-naive-"),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         processing_guarantee="at_least_once",

@@ -31,15 +31,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from streams.app import create_app, run_worker
-    from streams.topics import prepare_topics
+    from streams.worker import run_worker
 
     settings = Settings()
     chain = load_chain(settings.chain_file)
-    logging.basicConfig(level=args.loglevel.upper())
-    app = create_app(settings, chain)
-    prepare_topics(app, settings, chain)
-    run_worker(app, loglevel=args.loglevel)
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    run_worker(settings, chain)
     return 0
 
 

@@ -33,8 +33,6 @@ class Settings(BaseSettings):
     pseudonym_key_file: Path | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
-    data_dir: Path = Path(".cache/worker")
-    store: str = "memory://"
     # Backlog ages are measured against this moment; unset means the wall clock. Set it to replay
     # history or to make a test deterministic.
     age_reference_time: AwareDatetime | None = None
@@ -97,6 +95,10 @@ class Settings(BaseSettings):
     def dead_letter_topic(self) -> str:
         return f"{self.topic_prefix}.dead-letter"
 
+    def changelog_topic(self, table: str) -> str:
+        """The compacted topic that holds a worker table (`cases`, `ingest-stats`) durably."""
+        return f"{self.app_id}-{table}-changelog"
+
     def pseudonym_secret(self) -> bytes:
         """The HMAC key; a missing key is a start-up error, not a silent default."""
         if self.pseudonym_key_file is not None:
@@ -133,7 +135,7 @@ class Settings(BaseSettings):
         return ssl.create_default_context(cafile=cafile)
 
     def kafka_python_security(self) -> dict[str, Any]:
-        """Keyword arguments for kafka-python's KafkaProducer/KafkaConsumer/KafkaAdminClient."""
+        """Keyword arguments for the Kafka clients (kafka-python and aiokafka use the same names)."""
         if not self.kafka_sasl:
             return {}
         config: dict[str, Any] = {

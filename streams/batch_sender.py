@@ -1,13 +1,12 @@
-"""Send many records per produce call through the Faust app's own Kafka producer.
+"""Send many records per produce call through an aiokafka producer.
 
-    sender = BatchSender(app)
+    sender = BatchSender(producer)
     sender.add("ketenmonitor.cases", partition, key, value)
-    await sender.send()      # hands one batch per topic-partition to the producer
+    futures = await sender.send()      # one batch per topic-partition; await them before committing
 
-Faust's per-message send path (send_soon -> buffer -> one awaited send per record) costs more than
-the work it carries. This builds aiokafka batches instead. Delivery stays at-least-once: the records
-go through the same producer that faust flushes before every offset commit, so an offset is never
-committed before the records produced for it are acknowledged.
+A per-record `send` costs more than the work it carries; this builds one aiokafka batch per
+topic-partition instead. `on_delivered` tells the caller the offset of the last record of each
+acknowledged batch (the worker tracks the end of its changelogs with it).
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import faust
+from aiokafka import AIOKafkaProducer
 
 
 class BatchSender:
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
         self._on_delivered: dict[str, Callable[[str, int, int], None]] = {}
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = (
             defaultdict(list)
@@ -42,26 +41,29 @@ class BatchSender:
     ) -> None:
         self._pending[(topic, partition)].append((key, value, headers))
 
+    def clear(self) -> None:
+        self._pending.clear()
+
     async def send(self) -> list[asyncio.Future[Any]]:
         """Hand everything added so far to the producer; returns the delivery futures."""
-        producer = self._app.producer._ensure_producer()  # the aiokafka producer faust flushes
+        producer = self._producer
         futures = []
         pending, self._pending = self._pending, defaultdict(list)
         for (topic, partition), records in pending.items():
             batch = producer.create_batch()
             for key, value, headers in records:
                 if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
-                    futures.append(await self._send(producer, batch, topic, partition))
+                    futures.append(await self._send(batch, topic, partition))
                     batch = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
                         raise ValueError(f"record too large for one batch on {topic}")
             if batch.record_count():
-                futures.append(await self._send(producer, batch, topic, partition))
+                futures.append(await self._send(batch, topic, partition))
         return futures
 
-    async def _send(self, producer: Any, batch: Any, topic: str, partition: int) -> Any:
+    async def _send(self, batch: Any, topic: str, partition: int) -> Any:
         count = batch.record_count()
-        future = await producer.send_batch(batch, topic, partition=partition)
+        future = await self._producer.send_batch(batch, topic, partition=partition)
         callback = self._on_delivered.get(topic)
         if callback is not None:
 

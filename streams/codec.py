@@ -15,15 +15,14 @@ from ketenmonitor.domain.case import CaseState, MilestoneRecord
 
 
 def encode_state(state: CaseState) -> bytes:
-    records = {
-        m: [r.event_id, r.occurred_at, r.case_type, r.district, r.outcome, r.revision, r.retracted]
-        for m, r in state.records.items()
-    }
-    held = {r.event_id for r in state.records.values()}
-    doc: dict[str, object] = {"r": records}
-    extra = state.seen_event_ids - held
-    if extra:
-        doc["x"] = sorted(extra)
+    records = state.records
+    # A MilestoneRecord is a named tuple in exactly the field order above (orjson does not
+    # serialise tuple subclasses, so each becomes a list).
+    doc: dict[str, object] = {"r": {m: list(r) for m, r in records.items()}}
+    if len(state.seen_event_ids) != len(records):
+        extra = state.seen_event_ids.difference([r.event_id for r in records.values()])
+        if extra:
+            doc["x"] = sorted(extra)
     if state.duplicates:
         doc["d"] = state.duplicates
     # orjson returns bytes that keep its ~4 KiB output buffer allocated (tracemalloc: 4,089 B for a
@@ -32,8 +31,19 @@ def encode_state(state: CaseState) -> bytes:
     return bytes(memoryview(orjson.dumps(doc)))
 
 
+_RECORD_FIELDS = len(MilestoneRecord._fields)
+_new_tuple = tuple.__new__
+
+
 def decode_state(raw: bytes) -> CaseState:
     doc = orjson.loads(raw)
-    records = {m: MilestoneRecord(*fields) for m, fields in doc["r"].items()}
-    seen = frozenset(r.event_id for r in records.values()) | frozenset(doc.get("x", ()))
+    records = {
+        # A complete field list becomes the record as is; a shorter one takes the defaults.
+        m: _new_tuple(MilestoneRecord, f) if len(f) == _RECORD_FIELDS else MilestoneRecord(*f)
+        for m, f in doc["r"].items()
+    }
+    seen = frozenset([f[0] for f in records.values()])
+    extra = doc.get("x")
+    if extra:
+        seen = seen.union(extra)
     return CaseState(MappingProxyType(records), seen, doc.get("d", 0))

@@ -17,9 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from faust.sensors import Sensor
 
 
 class StallWatch:
@@ -43,10 +40,10 @@ class StallWatch:
         return [a for a, s in self.busy_seconds(now).items() if s > self.timeout]
 
 
-class CommitWatch(Sensor):  # type: ignore[misc]
+class CommitWatch:
     """Remembers when offsets were last committed: a stuck consumer stops moving it."""
 
     last_commit_timestamp: float | None = None
 
-    def on_commit_completed(self, consumer: Any, state: Any) -> None:
+    def committed(self) -> None:
         self.last_commit_timestamp = time.time()

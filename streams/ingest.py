@@ -14,9 +14,7 @@ message timestamp), counted per bucket of LATENESS_BUCKETS_SECONDS for accepted 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -69,38 +67,3 @@ class IngestStats:
     @classmethod
     def decode(cls, raw: bytes) -> IngestStats:
         return cls(*orjson.loads(raw))
-
-
-class IngestCounts:
-    """The ingest counts of one batch, read from and written to the `ingest-stats` table.
-
-        counts = IngestCounts(table)
-        counts.count(topic, partition, offset, timestamp, reason)   # per message, in order
-        for partition, key, value in counts.changelog(): ...       # one record per partition
-    """
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self._batch: dict[bytes, tuple[int, IngestStats]] = {}
-
-    def count(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: float,
-        reason: str | None,
-        occurred_at: float | None = None,
-    ) -> None:
-        key = f"{topic}:{partition}".encode()
-        entry = self._batch.get(key)
-        if entry is None:
-            raw = self._table.data.get(key)
-            entry = self._batch[key] = (partition, IngestStats.decode(raw) if raw else IngestStats())
-        if entry[1].count(offset, timestamp, reason, occurred_at):
-            self._table.data[key] = entry[1].encode()
-
-    def changelog(self) -> Iterator[tuple[int, bytes, bytes]]:
-        batch, self._batch = self._batch, {}
-        for key, (partition, stats) in batch.items():
-            yield partition, key, stats.encode()

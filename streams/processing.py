@@ -6,7 +6,7 @@
    case's state by the domain core; the per-partition totals follow; the new state is returned for
    the changelogged table.
 
-No Kafka or Faust here: the agents in streams/app.py move bytes, this module decides.
+No Kafka here: the worker in streams/worker.py moves bytes, this module decides.
 """
 
 from __future__ import annotations
@@ -108,25 +108,21 @@ class CaseProcessor:
         totals.record(applied, new_case=current is None)
         return encode_state(applied.state), applied.state
 
-    def rebuild(self, partitions: Iterable[int], states: Iterable[tuple[int, bytes]]) -> None:
-        """Recompute the totals of `partitions` from (partition, state) pairs; forget the rest."""
-        fresh = {p: ChainTotals(self.chain) for p in partitions}
-        for partition, raw in states:
-            totals = fresh.get(partition)
-            if totals is not None:
-                totals.add_case(decode_state(raw))
-        self.totals = fresh
+    def restore(self, partition: int, states: Iterable[bytes]) -> None:
+        """Totals of one partition recomputed from its case states (after a restore)."""
+        self.totals[partition] = ChainTotals(self.chain)
+        self.add_states(partition, states)
+
+    def add_states(self, partition: int, states: Iterable[bytes]) -> None:
+        totals = self.totals[partition]
+        for raw in states:
+            totals.add_case(decode_state(raw))
+
+    def forget(self, partition: int) -> None:
+        self.totals.pop(partition, None)
 
     def owned_totals(self, partitions: Iterable[int]) -> list[ChainTotals]:
         return [self.totals[p] for p in partitions if p in self.totals]
-
-
-def case_states_by_partition(
-    items: Iterable[tuple[bytes, bytes]], partitions: int
-) -> Iterable[tuple[int, bytes]]:
-    for key, value in items:
-        if value:
-            yield partition_of(key.decode(), partitions), value
 
 
 __all__ = [
@@ -135,6 +131,5 @@ __all__ = [
     "Ingestor",
     "Rejected",
     "Routed",
-    "case_states_by_partition",
     "decode_case_event",
 ]

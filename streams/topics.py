@@ -1,12 +1,11 @@
-"""Every topic a worker uses, created before faust subscribes.
+"""Every topic a worker uses, created before it joins the consumer group.
 
-    prepare_topics(app, settings, chain)     # in `ketenmonitor worker`, before the app starts
+    prepare_topics(settings, chain)     # in `ketenmonitor worker`, before the consumer subscribes
 
-On a new cluster faust creates its changelog topics and subscribes at once; its partition assignor
-can then run before those topics are in the cluster metadata, ignore them ("Ignoring missing
-topic"), and leave the worker with an assignment under which nothing is processed. Creating them
-first, and waiting until the metadata lists them, closes that race. Changelogs are compacted: they
-are the durable state, never subject to time-based deletion.
+A group member that subscribes to a topic the cluster metadata does not list yet is assigned none
+of its partitions; creating every topic first, and waiting until the metadata lists them, closes
+that race (it left a worker idle on a new cluster once). Changelogs are compacted: they are the
+durable state, never subject to time-based deletion.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import faust
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -23,6 +21,7 @@ from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+TABLES = ("cases", "ingest-stats")  # the worker's changelogged tables (streams/worker.py)
 
 
 def monitor_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
@@ -41,14 +40,11 @@ def create_monitor_topics(settings: Settings, chain: Chain) -> None:
     )
 
 
-def prepare_topics(app: faust.App, settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
+def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
     security = settings.kafka_python_security()
     wanted = [
         *monitor_topics(settings, chain),
-        *(
-            (table.changelog_topic.get_topic_name(), settings.partitions, CHANGELOG_CONFIG)
-            for table in app.tables.values()
-        ),
+        *((settings.changelog_topic(t), settings.partitions, CHANGELOG_CONFIG) for t in TABLES),
     ]
     _create_missing(settings.kafka_bootstrap, wanted, security)
     _wait_until_listed(settings.kafka_bootstrap, {name for name, _, _ in wanted}, security, timeout)

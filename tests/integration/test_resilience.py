@@ -4,6 +4,7 @@ batch computation of the clean log (tests/integration/batch_truth.py)."""
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -98,7 +99,8 @@ def summed(all_samples: list[Samples]) -> Samples:
 
 
 def test_kill_9_of_a_worker_at_random_points_loses_and_doubles_nothing(monitor_env, start_worker):
-    seed = random.SystemRandom().randrange(1_000_000)
+    # KETENMONITOR_TEST_KILL_SEED replays a reported run's kill points.
+    seed = int(os.environ.get("KETENMONITOR_TEST_KILL_SEED") or random.SystemRandom().randrange(1_000_000))
     print(f"kill test seed {seed}")
     rng = random.Random(seed)
     run = Run(monitor_env, cases=10_000, seed=seed)
