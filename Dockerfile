@@ -16,11 +16,10 @@ COPY schemas schemas
 COPY dashboards dashboards
 RUN pip install .
 
-# Workers keep their changelog-backed state here; it can be rebuilt from Kafka at any time.
+# Workers keep their state in memory and in Kafka changelog topics; nothing on local disk.
 RUN useradd --system --home-dir /var/lib/ketenmonitor --create-home ketenmonitor
 USER ketenmonitor
-ENV KETENMONITOR_DATA_DIR=/var/lib/ketenmonitor/worker \
-    KETENMONITOR_METRICS_HOST=0.0.0.0
+ENV KETENMONITOR_METRICS_HOST=0.0.0.0
 
 EXPOSE 9464
 CMD ["ketenmonitor", "worker", "--loglevel", "info"]
