@@ -1,11 +1,12 @@
 """Keyed pseudonyms for case keys.
 
     pseudonymise(b"operator-held secret", "PARKET-13-123456-24") -> "3f1c..." (32 hex characters)
+    to_pseudonym = Pseudonymiser(secret); to_pseudonym(case_key)   # the same, for a hot loop
 
-A case key (parketnummer, SKN) identifies a person once linked, so Ketenmonitor keeps only an HMAC of
-it. The same key gives the same pseudonym in every partner's events, which is what lets the monitor
-follow a case across organisations; without the secret nobody can go back from pseudonym to key, and
-the holder of the secret can go forward to match a pseudonym to its own case numbers.
+A case key (parketnummer, SKN) identifies a person once linked, so Ketenmonitor keeps only an HMAC
+of it. The same key gives the same pseudonym in every partner's events, which is what lets the
+monitor follow a case across organisations; without the secret nobody can go back from pseudonym to
+key, and the holder of the secret can go forward to match a pseudonym to its own case numbers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,41 @@ import hmac
 PSEUDONYM_HEX_CHARS = 32  # 128 bits: collisions are negligible at tens of millions of cases
 
 
+class Pseudonymiser:
+    """HMAC-SHA256 of case keys under one secret, truncated to PSEUDONYM_HEX_CHARS hex characters.
+
+    The keyed HMAC state is computed once; each call copies it (about half the cost of
+    `hmac.new` per key, which derives the padded keys again).
+    """
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret: bytes) -> None:
+        if not secret:
+            raise ValueError("the pseudonymisation secret is empty")
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def __call__(self, case_key: str) -> str:
+        mac = self._keyed.copy()
+        mac.update(case_key.encode("utf-8"))
+        return mac.hexdigest()[:PSEUDONYM_HEX_CHARS]
+
+
+_pseudonymisers: dict[bytes, Pseudonymiser] = {}
+_MAX_CACHED_SECRETS = 8  # a worker has one secret; tests and key rotation a few more
+
+
 def pseudonymise(secret: bytes, case_key: str) -> str:
-    if not secret:
-        raise ValueError("the pseudonymisation secret is empty")
-    digest = hmac.new(secret, case_key.encode("utf-8"), hashlib.sha256).hexdigest()
-    return digest[:PSEUDONYM_HEX_CHARS]
+    try:
+        to_pseudonym = _pseudonymisers.get(secret)
+    except TypeError:  # an unhashable buffer (bytearray): correct, just not cached
+        return Pseudonymiser(secret)(case_key)
+    if to_pseudonym is None:
+        to_pseudonym = Pseudonymiser(secret)  # raises on an empty secret, before caching
+        if len(_pseudonymisers) >= _MAX_CACHED_SECRETS:
+            _pseudonymisers.clear()
+        _pseudonymisers[secret] = to_pseudonym
+    return to_pseudonym(case_key)
 
 
 def partition_of(pseudonym: str, partitions: int) -> int:
