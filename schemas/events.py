@@ -1,11 +1,12 @@
 """The event contract between chain partners and Ketenmonitor, version 1.
 
     event = parse_event(raw_bytes, chain, topic_organisation="police")   # or raises EventRejected
+    event = parse_event(raw_bytes, chain, "police", now=time.time())     # one clock read per batch
 
 A chain event says that one case reached one milestone at one moment. It carries timestamps,
-milestones and coarse categories only: unknown fields are rejected, so there is no place for names,
-BSNs or free text. Partners send their case key (the chain-wide case number); Ketenmonitor replaces it
-by a keyed pseudonym at ingest and never keeps the key itself.
+milestones and coarse categories only: unknown fields are rejected, so there is no place for
+names, BSNs or free text. Partners send their case key (the chain-wide case number); Ketenmonitor
+replaces it by a keyed pseudonym at ingest and never keeps the key itself.
 
 Corrections: a partner that reported a milestone with a wrong time re-sends the milestone with a new
 event_id and a higher `revision`; to withdraw a milestone it sends `retracted: true` with a higher
@@ -13,22 +14,45 @@ revision. The highest revision wins, whatever the arrival order.
 
 The JSON Schema published to partners (schemas/json/) is generated from `ChainEventV1`
 (`python -m schemas.generate`); a test keeps it current.
+
+Speed: parse_event runs once per partner message (a year's replay is ~50M of them). A valid event
+is validated straight from the bytes by pydantic-core (no dict, no Python JSON decoder) and checked
+against look-ups built once per chain. Only a message that fails that fast path takes the slower
+step-by-step path (UTF-8, JSON, object, schema version, fields), which decides the rejection reason
+and detail: reasons never depend on which path saw the message first.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.chain import SECONDS_PER_DAY, Chain, Milestone
 
 SCHEMA_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(hours=1)
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+# The same bounds in Unix seconds: comparing two aware datetimes asks both for their UTC offset,
+# which for pydantic's own tzinfo is a slow Python-level call.
+_EARLIEST_SECONDS = EARLIEST_EVENT_TIME.timestamp()
+_MAX_SKEW_SECONDS = MAX_CLOCK_SKEW.total_seconds()
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
 
 
 class ChainEventV1(BaseModel):
@@ -39,6 +63,8 @@ class ChainEventV1(BaseModel):
         frozen=True,
         title="Ketenmonitor chain event, version 1",
         json_schema_extra={"$id": "https://ketenmonitor.example/schemas/chain-event.v1.json"},
+        # Caching the field names saves time; caching values (ids, keys) would only miss.
+        cache_strings="keys",
     )
 
     schema_version: Literal[1] = Field(description="Version of this contract; always 1.")
@@ -46,25 +72,39 @@ class ChainEventV1(BaseModel):
         min_length=1,
         max_length=64,
         pattern=r"^[A-Za-z0-9._:-]+$",
-        description="Unique id of this event at the partner; re-delivery with the same id is ignored.",
+        description=(
+            "Unique id of this event at the partner; re-delivery with the same id is ignored."
+        ),
     )
     case_key: str = Field(
         min_length=1,
         max_length=64,
         pattern=r"^[A-Za-z0-9._:/-]+$",
-        description="Chain-wide case key (e.g. parketnummer/SKN). Pseudonymised at ingest; never stored.",
+        description=(
+            "Chain-wide case key (e.g. parketnummer/SKN). Pseudonymised at ingest; never stored."
+        ),
     )
-    organisation: str = Field(pattern=IDENTIFIER, description="Partner id, e.g. police, om, courts, cjib.")
-    milestone: str = Field(pattern=IDENTIFIER, description="Milestone id from the chain definition.")
+    organisation: str = Field(
+        pattern=IDENTIFIER, description="Partner id, e.g. police, om, courts, cjib."
+    )
+    milestone: str = Field(
+        pattern=IDENTIFIER, description="Milestone id from the chain definition."
+    )
     occurred_at: AwareDatetime = Field(
         description="When the milestone happened (event time), ISO 8601 with a UTC offset."
     )
-    case_type: str = Field(pattern=IDENTIFIER, description="Coarse case category from the chain definition.")
-    district: str = Field(pattern=IDENTIFIER, description="Arrondissement id from the chain definition.")
+    case_type: str = Field(
+        pattern=IDENTIFIER, description="Coarse case category from the chain definition."
+    )
+    district: str = Field(
+        pattern=IDENTIFIER, description="Arrondissement id from the chain definition."
+    )
     outcome: str | None = Field(
         default=None,
         pattern=IDENTIFIER,
-        description="Outcome, required for milestones that have outcomes (e.g. om_decision), else absent.",
+        description=(
+            "Outcome, required for milestones that have outcomes (e.g. om_decision), else absent."
+        ),
     )
     revision: int = Field(
         default=0, ge=0, le=1_000_000, description="Correction number; the highest revision wins."
@@ -75,10 +115,22 @@ class ChainEventV1(BaseModel):
 
     @field_validator("occurred_at")
     @classmethod
-    def _not_in_far_past_or_future(cls, value: datetime) -> datetime:
-        if value < EARLIEST_EVENT_TIME:
+    def _not_in_far_past_or_future(cls, value: datetime, info: ValidationInfo) -> datetime:
+        # parse_event passes its clock reading as context {"now": Unix seconds}; a direct
+        # model_validate reads the clock here.
+        now = info.context.get("now") if info.context else None
+        limit = (time.time() if now is None else now) + _MAX_SKEW_SECONDS
+        # Cheap and sure: the UTC offset is under a day, so a local year after 2000 is after the
+        # earliest time, and a local date two days before the limit's UTC date is before the
+        # limit. Only the rest pays for the exact test (the offset is a Python-level call).
+        if value.year > EARLIEST_EVENT_TIME.year and (
+            value.toordinal() <= limit // SECONDS_PER_DAY + _EPOCH_ORDINAL - 2
+        ):
+            return value
+        seconds = value.timestamp()
+        if seconds < _EARLIEST_SECONDS:
             raise ValueError(f"occurred_at before {EARLIEST_EVENT_TIME.date()} is implausible")
-        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        if seconds > limit:
             raise ValueError("occurred_at lies in the future")
         return value
 
@@ -151,12 +203,32 @@ def _reason_for(exc: ValidationError) -> tuple[str, str]:
     return "invalid_value", detail
 
 
-def parse_event(raw: bytes, chain: Chain, topic_organisation: str | None = None) -> ChainEventV1:
+# pydantic-core's own entry point: model_validate_json minus a Python-level wrapper.
+_validate_json = ChainEventV1.__pydantic_validator__.validate_json
+
+
+def parse_event(
+    raw: bytes, chain: Chain, topic_organisation: str | None = None, now: float | None = None
+) -> ChainEventV1:
     """Decode and validate one event against the contract and the chain definition.
 
     `topic_organisation` is the partner whose topic the event came from: a partner can only report
-    its own milestones.
+    its own milestones. `now` (Unix seconds, default: the clock at this call) is the moment an
+    event may lie at most MAX_CLOCK_SKEW ahead of; a caller may read the clock once per batch.
     """
+    context = {"now": time.time() if now is None else now}
+    try:
+        event = _validate_json(raw, context=context)
+    except ValidationError:
+        # Anything pydantic-core refuses, valid JSON or not, is judged again step by step, so that
+        # reasons and details are exactly those of the step-by-step path.
+        event = _parse_step_by_step(raw, context)
+    check_against_chain(event, chain, topic_organisation)
+    return event
+
+
+def _parse_step_by_step(raw: bytes, context: dict[str, Any]) -> ChainEventV1:
+    """The event, or EventRejected with the first thing wrong with `raw`, in this order."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -169,53 +241,86 @@ def parse_event(raw: bytes, chain: Chain, topic_organisation: str | None = None)
         ) from None
     except ValueError:  # e.g. a number too long to convert
         raise EventRejected("not_json", "not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets: no event, and no reason to crash
+        raise EventRejected("not_json", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise EventRejected("not_an_object", f"expected a JSON object, got {type(data).__name__}")
     if data.get("schema_version") != SCHEMA_VERSION and "schema_version" in data:
         raise EventRejected("unsupported_schema_version", f"schema_version is not {SCHEMA_VERSION}")
     try:
-        event = ChainEventV1.model_validate(data)
+        return ChainEventV1.model_validate(data, context=context)
     except ValidationError as exc:
         reason, detail = _reason_for(exc)
         raise EventRejected(reason, detail) from None
-    check_against_chain(event, chain, topic_organisation)
-    return event
+
+
+@dataclass(frozen=True, slots=True)
+class _ChainLookups:
+    """What check_against_chain asks of a chain, as sets and dicts (Chain.partner_ids is a list)."""
+
+    partners: frozenset[str]
+    milestones: Mapping[str, Milestone]
+    case_types: frozenset[str]
+    districts: frozenset[str]
+
+
+# Built once per Chain (a Chain is not changed after loading); weak keys let a chain be freed.
+_lookups: WeakKeyDictionary[Chain, _ChainLookups] = WeakKeyDictionary()
+_last: tuple[Chain, _ChainLookups] | None = None  # the usual case: one chain per process
+
+
+def _lookups_of(chain: Chain) -> _ChainLookups:
+    global _last
+    found = _lookups.get(chain)
+    if found is None:
+        found = _lookups[chain] = _ChainLookups(
+            frozenset(chain.partner_ids),
+            dict(chain.milestones),
+            frozenset(chain.spec.case_types),
+            frozenset(chain.spec.districts),
+        )
+    _last = (chain, found)
+    return found
 
 
 def check_against_chain(
     event: ChainEventV1, chain: Chain, topic_organisation: str | None = None
 ) -> None:
     # Details name only what the chain definition knows, never an unknown input value.
-    if event.organisation not in chain.partner_ids:
+    last = _last
+    known = last[1] if last is not None and last[0] is chain else _lookups_of(chain)
+    organisation = event.organisation
+    if organisation not in known.partners:
         raise EventRejected("unknown_organisation", "organisation is not a partner of the chain")
-    if topic_organisation is not None and event.organisation != topic_organisation:
+    if topic_organisation is not None and organisation != topic_organisation:
         raise EventRejected(
             "organisation_mismatch",
-            f"event of {event.organisation!r} on the topic of {topic_organisation!r}",
+            f"event of {organisation!r} on the topic of {topic_organisation!r}",
         )
-    milestone = chain.milestones.get(event.milestone)
+    milestone = known.milestones.get(event.milestone)
     if milestone is None:
         raise EventRejected(
             "unknown_milestone", "milestone is not in the chain definition"
         )
-    if milestone.organisation != event.organisation:
+    if milestone.organisation != organisation:
         raise EventRejected(
             "unknown_milestone",
             f"milestone {event.milestone!r} belongs to {milestone.organisation!r}, "
-            f"not {event.organisation!r}",
+            f"not {organisation!r}",
         )
-    if event.case_type not in chain.spec.case_types:
+    if event.case_type not in known.case_types:
         raise EventRejected("unknown_case_type", "case_type is not in the chain definition")
-    if event.district not in chain.spec.districts:
+    if event.district not in known.districts:
         raise EventRejected("unknown_district", "district is not in the chain definition")
     if event.retracted:
         return
+    outcome = event.outcome
     if milestone.outcomes:
-        if event.outcome not in milestone.outcomes:
-            got = "none" if event.outcome is None else "another value"
+        if outcome not in milestone.outcomes:
+            got = "none" if outcome is None else "another value"
             raise EventRejected(
                 "invalid_outcome",
                 f"{event.milestone!r} needs an outcome of {sorted(milestone.outcomes)}, got {got}",
             )
-    elif event.outcome is not None:
+    elif outcome is not None:
         raise EventRejected("invalid_outcome", f"{event.milestone!r} has no outcomes")

@@ -48,6 +48,8 @@ CASES = {
         **VALID, "organisation": "om", "milestone": "om_decision", "outcome": SECRET_ID,
     },
     "key as an outcome where none belongs": {**VALID, "outcome": SECRET_ID},
+    "key as a second, unknown value of a duplicate field": {**VALID, "district": SECRET_ID},
+    "key in a timestamp that is not a date": {**VALID, "occurred_at": "2025-01-01T" + SECRET},
 }
 
 
@@ -63,7 +65,17 @@ def test_the_detail_does_not_echo_the_input(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b'{"case_key": "PN999-000424242", ', b"PN999-000424242", b'["PN999-000424242"]']
+    "raw",
+    [
+        b'{"case_key": "PN999-000424242", ',
+        b"PN999-000424242",
+        b'["PN999-000424242"]',
+        b'\xef\xbb\xbf{"case_key": "PN999-000424242"}',
+        b'{"case_key": "PN999-000424242", "revision": NaN}',
+        b'{"case_key": "PN999-000424242", "revision": ' + b"9" * 5000 + b"}",
+        b"[" * 5000 + b'"PN999-000424242"',
+        b'{"case_key": "PN999-\xff000424242"}',
+    ],
 )
 def test_broken_json_details_carry_positions_not_text(raw: bytes) -> None:
     with pytest.raises(EventRejected) as info:
