@@ -18,7 +18,7 @@ import orjson
 
 from ketenmonitor.domain.case import CaseEvent, CaseState, apply_event
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.domain.pseudonym import partition_of, pseudonymise
+from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
 from ketenmonitor.domain.totals import ChainTotals
 from schemas.events import EventRejected, parse_event
 from streams.codec import decode_state, encode_state
@@ -49,21 +49,25 @@ class Rejected:
 class Ingestor:
     def __init__(self, chain: Chain, secret: bytes, partitions: int) -> None:
         self.chain = chain
-        self._secret = secret
+        self._pseudonymise = Pseudonymiser(secret)  # an empty secret fails here, at start-up
         self.partitions = partitions
 
-    def route(self, raw: bytes, organisation: str | None) -> Routed | Rejected:
-        # organisation None: the event does not come from a partner's topic (an event-log file).
+    def route(
+        self, raw: bytes, organisation: str | None, now: float | None = None
+    ) -> Routed | Rejected:
+        """`organisation` None: not from a partner's topic (an event-log file). `now` (POSIX
+        seconds, default the clock) is what the contract's clock-skew check compares with."""
         try:
-            event = parse_event(raw, self.chain, topic_organisation=organisation)
+            event = parse_event(raw, self.chain, topic_organisation=organisation, now=now)
         except EventRejected as exc:
             return Rejected(exc.reason, exc.detail)
-        pseudonym = pseudonymise(self._secret, event.case_key)
+        pseudonym = self._pseudonymise(event.case_key)
+        occurred_at = event.occurred_at.timestamp()
         payload = orjson.dumps(
             [
                 event.event_id,
                 event.milestone,
-                event.occurred_at.timestamp(),
+                occurred_at,
                 event.case_type,
                 event.district,
                 event.outcome,
@@ -71,9 +75,7 @@ class Ingestor:
                 event.retracted,
             ]
         )
-        return Routed(
-            pseudonym, partition_of(pseudonym, self.partitions), payload, event.occurred_at.timestamp()
-        )
+        return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload, occurred_at)
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:

@@ -32,6 +32,7 @@ bench/RESULTS.md) and its memory-store recovery lost data once under repeated ki
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import signal
 import time
@@ -55,6 +56,7 @@ from streams.web import MetricsServer
 
 log = logging.getLogger(__name__)
 
+MAX_BATCHES_IN_FLIGHT = 3  # handed to the producer, offsets not yet committed
 RESTORE_BATCH = 50_000  # changelog records per fetch while restoring
 YIELD_EVERY = 5_000  # cases folded between yields to the event loop while rebuilding totals
 
@@ -85,6 +87,8 @@ class Worker:
         self.stalls = StallWatch(settings.processing_timeout_seconds)
         self.commits = CommitWatch()
         self.lock = asyncio.Lock()  # one batch, restore or release at a time
+        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        self._failure: BaseException | None = None  # a batch whose output was not written
         self.ready = asyncio.Event()  # first assignment restored
         self._stop = asyncio.Event()
         self.sink = open_store_sink(settings, chain)
@@ -145,6 +149,7 @@ class Worker:
             await self._consume()
         finally:
             async with self.lock:
+                await self._drain()
                 flush_store_sink(self.sink)
             await self._consumer.stop()  # leaves the group: the others take over at once
             await self._restorer.stop()
@@ -164,16 +169,25 @@ class Worker:
             if not records:
                 continue
             async with self.lock:
-                owned = {tp: msgs for tp, msgs in records.items() if tp in self.owned and msgs}
-                if not owned:
+                if self._failure is not None:
+                    await self._recover()
                     continue
-                try:
+                owned = {tp: msgs for tp, msgs in records.items() if tp in self.owned and msgs}
+                if owned:
                     await self._process(owned)
-                except (KafkaError, TimeoutError) as exc:
-                    # Nothing of this batch is committed: start again from the committed offsets
-                    # and the changelogs, as a restarted worker would.
-                    log.error("batch failed (%r); restoring owned partitions and retrying", exc)
-                    await self._reload_all()
+
+    async def _recover(self) -> None:
+        """After a batch whose output was not written: nothing from it on is committed; start
+        again from the committed offsets and the changelogs, as a restarted worker would."""
+        log.error("batch failed (%r); restoring owned partitions and retrying", self._failure)
+        await self._drain()
+        self._failure = None
+        await self._reload_all()
+
+    async def _drain(self) -> None:
+        """Wait until every batch handed to the producer is written and committed (or failed)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     # -- one batch ------------------------------------------------------------------------------
     async def _process(self, records: dict[TopicPartition, list]) -> None:
@@ -190,20 +204,43 @@ class Worker:
                 if tp.topic == self.cases_topic:
                     self._apply(tp, messages, sender)
             futures = await sender.send()
-            if futures:
-                await asyncio.wait_for(
-                    asyncio.gather(*futures), self.settings.processing_timeout_seconds
-                )
-            flush_store_sink(self.sink)
+        # The next batch is processed while this one is written: its offsets are committed by a
+        # task once its records (and those of every earlier batch) are acknowledged.
         offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
+        previous = self._in_flight[-1] if self._in_flight else None
+        task = asyncio.create_task(self._commit_when_written(futures, offsets, previous))
+        self._in_flight.append(task)
+        task.add_done_callback(self._in_flight.remove)
+        if len(self._in_flight) > MAX_BATCHES_IN_FLIGHT:
+            await asyncio.wait([self._in_flight[0]])
+
+    async def _commit_when_written(
+        self,
+        futures: list[asyncio.Future],
+        offsets: dict[TopicPartition, int],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        assert self._consumer is not None
         try:
-            await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # The group moved on; the new owner replays from the last commit (idempotent).
-            log.warning("commit failed after a rebalance: %s", exc)
-            return
-        self.committed.update(offsets)
-        self.commits.committed()
+            if previous is not None:
+                await previous  # commits stay in batch order; a failed batch fails its successors
+            with self.stalls.busy("commit"):
+                if futures:
+                    await asyncio.wait_for(
+                        asyncio.gather(*futures), self.settings.processing_timeout_seconds
+                    )
+                flush_store_sink(self.sink)
+                try:
+                    await self._consumer.commit(offsets)
+                except CommitFailedError as exc:
+                    # The group moved on; the new owner replays from the last commit (idempotent).
+                    log.warning("commit failed after a rebalance: %s", exc)
+                    return
+            self.committed.update(offsets)
+            self.commits.committed()
+        except (KafkaError, TimeoutError) as exc:
+            self._failure = self._failure or exc
+            raise
 
     def _ingest(self, tp: TopicPartition, messages: list, sender: BatchSender) -> None:
         organisation = self.topic_of[tp.topic]
@@ -213,9 +250,10 @@ class Worker:
             stats = self.tables.ingest[key] = IngestStats()
         route = self.ingestor.route
         cases_topic, dead_letter_topic = self.cases_topic, self.settings.dead_letter_topic
+        now = time.time()  # one clock reading per partition batch for the clock-skew check
         for m in messages:
             raw = m.value or b""
-            routed = route(raw, organisation)
+            routed = route(raw, organisation, now)
             timestamp = m.timestamp / 1000.0
             if isinstance(routed, Rejected):
                 log.warning(
@@ -253,13 +291,19 @@ class Worker:
 
     # -- rebalances -----------------------------------------------------------------------------
     async def on_revoked(self) -> None:
-        # The lock waits for the batch in progress: its records acknowledged, its offsets
-        # committed. What is released is decided at the assignment, which says what stays.
+        # The lock waits for the batch in progress, the drain for every batch in flight: records
+        # acknowledged, offsets committed. What is released is decided at the assignment.
         async with self.lock:
-            log.info("partitions revoked; batch in progress finished")
+            await self._drain()
+            log.info("partitions revoked; batches in flight written and committed")
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
+            await self._drain()
+            if self._failure is not None:
+                log.error("a batch failed (%r): restoring every assigned partition", self._failure)
+                self._failure = None
+                self._release(set(self.owned))
             released = self.owned - assigned
             self._release(released)
             stale = await self._stale_partitions(self.owned & assigned)
