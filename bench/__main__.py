@@ -21,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-seconds", type=float, default=DEFAULTS["latency_seconds"])
     p.add_argument("--open-cases", default=DEFAULTS["open_cases"],
                    help="comma-separated open-case counts for memory (default %(default)s)")
-    p.add_argument("--recovery-cases", type=int, default=DEFAULTS["recovery_cases"])
-    p.add_argument("--stores", default=DEFAULTS["stores"],
-                   help="stores for recovery: memory://,rocksdb:// (default %(default)s)")
+    p.add_argument("--recovery-cases", type=int, default=DEFAULTS["recovery_cases"],
+                   help="open cases restored from the changelog after a restart "
+                   "(default %(default)s)")
     p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
     p.add_argument("--naive-timeout", type=float, default=DEFAULTS["naive_timeout"],

@@ -1,7 +1,7 @@
 """A broker for the benchmark, isolated worker settings per run, and a fast lag watch.
 
     with bench_broker(port=39092) as broker:
-        env = run_env(broker, "replay")                  # own topics, group, state dir, key
+        env = run_env(broker, "replay")                  # own topics, group, changelogs, key
         watch = LagWatch(broker.bootstrap_servers)
         watch.lag(env["KETENMONITOR_APP_ID"], topics)    # messages not yet committed
 
@@ -45,15 +45,17 @@ def bench_broker(port: int) -> Iterator[LocalKafkaBroker]:
 
 
 def run_env(broker: LocalKafkaBroker, name: str, **extra: str) -> dict[str, str]:
+    """Worker settings of one run: its own topic prefix and group, so its own changelog topics.
+
+    The worker keeps no local state (streams/worker.py restores from the changelogs), so two
+    workers started with the same env share their state through Kafka, as a restart does.
+    """
     run = f"{name}-{uuid.uuid4().hex[:6]}"
-    state = BENCH_DIR / "state" / run
-    state.mkdir(parents=True, exist_ok=True)
     return {
         "KETENMONITOR_KAFKA_BOOTSTRAP": broker.bootstrap_servers,
         "KETENMONITOR_TOPIC_PREFIX": f"bench-{run}",
         "KETENMONITOR_APP_ID": f"bench-{run}",
         "KETENMONITOR_PSEUDONYM_KEY": BENCH_PSEUDONYM_KEY,
-        "KETENMONITOR_DATA_DIR": str(state),
         "KETENMONITOR_PARTITIONS": str(PARTITIONS),
         **extra,
     }

@@ -78,7 +78,7 @@ def machine_facts() -> dict[str, Any]:
         "packages": {
             p: _version(p)
             for p in (
-                "faust-streaming", "aiokafka", "kafka-python", "orjson", "pydantic", "rocksdict"
+                "aiokafka", "aiohttp", "kafka-python", "orjson", "pydantic", "faust-streaming"
             )
         },
         "load_average_at_start": load_average(),

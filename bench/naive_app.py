@@ -1,4 +1,4 @@
-"""The baseline: the same work as streams/worker.py, one event at a time (what the first version did).
+"""The baseline: the work of streams/worker.py, one event at a time (as the first version did).
 
     python -m bench.naive_app        # settings from KETENMONITOR_* like `ketenmonitor worker`
 
@@ -6,12 +6,16 @@ Same validation and pseudonymisation (Ingestor.route), same core (CaseProcessor)
 (ChainCollector), but every event goes through Faust's per-message path: `async for event in
 stream.events()`, `table[key] = value` (one changelog record per event) and `await topic.send()`
 per event. The benchmark runs it beside the batched worker to show what batching buys.
-Its case topic is `<prefix>.naive-cases`, so it can read the same partner topics as the real worker.
+Its case topic is `<prefix>.naive-cases`, so it can read the same partner topics as the real worker;
+the benchmark gives it its own app id (consumer group and changelog topics). Faust wants a data
+directory even for memory:// tables: a temporary one, removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -32,12 +36,12 @@ def naive_cases_topic(settings: Settings) -> str:
     return f"{settings.topic_prefix}.naive-cases"
 
 
-def create_naive_app(settings: Settings, chain: Chain) -> faust.App:
+def create_naive_app(settings: Settings, chain: Chain, datadir: str) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
-        datadir=tempfile.mkdtemp(prefix="ketenmonitor-naive-"),
+        datadir=datadir,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         processing_guarantee="at_least_once",
@@ -144,7 +148,9 @@ def main() -> None:
         settings.partitions,
     )
     ensure_topics(settings.kafka_bootstrap, [settings.dead_letter_topic], 1)
-    app = create_naive_app(settings, chain)
+    datadir = tempfile.mkdtemp(prefix="ketenmonitor-naive-")
+    atexit.register(shutil.rmtree, datadir, True)
+    app = create_naive_app(settings, chain, datadir)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 

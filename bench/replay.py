@@ -3,8 +3,10 @@
     result = run_replay(broker, chain, events=1_000_000, naive_timeout=600)
 
 In one run, on the same log:
-- worker: `ketenmonitor worker` (streams/app.py, batched), timed until all is committed;
-- naive: bench/naive_app.py (per-event Faust agents), same work, timed the same way (capped);
+- worker: `ketenmonitor worker` (streams/worker.py: aiokafka, one getmany batch at a time, one
+  produce call per topic-partition per batch), timed until all is committed;
+- naive: bench/naive_app.py (per-event Faust agents), same work, timed the same way (capped); it
+  has its own app id, so its own consumer group, offsets and changelogs, and its own case topic;
 - core loop: bench/core_loop.py, the worker's per-event code in a plain loop without Kafka;
 - batch truth: tests/integration/batch_truth.py over the simulator's ground truth (an independent
   implementation), whose numbers both workers' /metrics must equal exactly.
@@ -27,6 +29,8 @@ from ketenmonitor.domain.chain import Chain
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.settings import Settings
+
+WORKER_RUNTIME = "streams/worker.py, aiokafka batches"
 
 
 def age_reference_env(reference: float) -> dict[str, str]:
@@ -92,10 +96,10 @@ def run_replay(
             timing["check"] = compare(worker.scrape(), batch.samples).as_dict()
         finally:
             worker.stop()
-        out["worker"] = timing
+        out["worker"] = {"runtime": WORKER_RUNTIME, **timing}
         if naive:
+            # Its own group: it must not start from the offsets the worker committed.
             naive_env = {**env, "KETENMONITOR_APP_ID": f"{env['KETENMONITOR_APP_ID']}-naive"}
-            naive_env["KETENMONITOR_DATA_DIR"] += "-naive"
             baseline = NaiveWorkerProcess(naive_env, log_path=logs / "replay-naive.log")
             out["naive"] = {"error": "did not finish"}
             try:

@@ -28,7 +28,6 @@ DEFAULTS: dict[str, Any] = {
     "latency_seconds": 30.0,
     "open_cases": "100000",
     "recovery_cases": 100_000,
-    "stores": "memory://,rocksdb://",
     "profile_events": 100_000,
     "naive_timeout": 300.0,
     "kafka_port": 39092,
@@ -120,7 +119,7 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
             broker, chain, [int(n) for n in str(args.open_cases).split(",")], logs
         ),
         "recovery": lambda broker: recovery.run_recovery(
-            broker, chain, args.recovery_cases, args.stores.split(","), logs
+            broker, chain, args.recovery_cases, logs
         ),
         "profile": lambda broker: profile.run_profile(broker, chain, args.profile_events, logs),
     }

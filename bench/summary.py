@@ -5,6 +5,10 @@
 For each benchmark the newest results file that holds it is used, so a quick `--only latency` run
 updates the latency section and keeps the others. bench/analysis.md (written by hand: what the
 profile shows, what to do about it) is appended as it is.
+
+Results files from before commit f7a86a7 (the faust-based worker, streams/app.py) stay readable:
+their worker rows carry no `runtime` and are labelled as the faust worker, and their recovery
+figures are per store (`memory`, `rocksdb`) where new files have one `restore` figure.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Any
 BENCH_ROOT = Path(__file__).resolve().parent
 SUMMARY = BENCH_ROOT / "RESULTS.md"
 ANALYSIS = BENCH_ROOT / "analysis.md"
+# What the results of a file describe when it does not say (written before the aiokafka runtime).
+FAUST_WORKER = "faust, batched, streams/app.py; up to commit 2cb3c4f"
+NAIVE = "naive per-event Faust agents (bench/naive_app.py)"
 TARGETS = {
     "replay_events_per_second": 50_000,
     "latency_p99_seconds": 1.0,
@@ -74,7 +81,8 @@ def render(results_dir: Path) -> str:
         lines.append(
             f"| {bench} | `{path.name}` | `{doc['command']}` | {m['nproc']} x {m['cpu_model']}, "
             f"{m['memory_total_bytes'] / 2**30:.0f} GiB, Python {m['python']}, Kafka "
-            f"{m['kafka_broker']}, faust-streaming {m['packages'].get('faust-streaming')} |"
+            f"{m['kafka_broker']}, aiokafka {m['packages'].get('aiokafka')}, faust-streaming "
+            f"{m['packages'].get('faust-streaming')} |"
         )
     lines.append("")
     if "replay" in found:
@@ -101,11 +109,12 @@ def _replay(r: dict[str, Any]) -> list[str]:
     out = [f"## Replay throughput ({_k(r['events'])} events, {_k(r['cases'])} cases)", "",
            "| implementation | events/s (wall) | events per CPU-second | CPU s | wall s | "
            "metrics equal batch | load avg |", "|---|---|---|---|---|---|---|"]
-    for name, label in (("worker", "`ketenmonitor worker` (batched, streams/app.py)"),
-                        ("naive", "naive per-event Faust agents (bench/naive_app.py)")):
+    for name in ("worker", "naive"):
         w = r.get(name)
         if not w or "events_per_second" not in w:
             continue
+        label = (f"`ketenmonitor worker` ({w.get('runtime', FAUST_WORKER)})" if name == "worker"
+                 else NAIVE)
         check = w.get("check", {})
         equal = ("yes" if check.get("equal") else "NO") if check else "not checked"
         done = "" if w["completed"] else (
@@ -188,19 +197,21 @@ def _memory(r: dict[str, Any]) -> list[str]:
 def _recovery(r: dict[str, Any]) -> list[str]:
     n = r["cases"]
     out = [f"## Recovery after a restart ({_k(n)} open cases in state)", "",
-           "| store | correct metrics after s | HTTP ready after s | CPU s | metrics equal before "
+           "| worker | correct metrics after s | HTTP ready after s | CPU s | metrics equal before "
            "restart | extrapolated to 1M cases | load avg | scrapes unanswered in 5 s |",
            "|---|---|---|---|---|---|---|---|"]
-    for name in ("memory", "rocksdb"):
-        x = r.get(name)
-        if not x:
-            continue
+    if "restore" in r:
+        rows = [(r.get("runtime", "changelog restore"), r["restore"])]
+    else:  # per-store figures of the faust-based worker
+        rows = [(f"{name}:// ({FAUST_WORKER})", r[name]) for name in ("memory", "rocksdb")
+                if name in r]
+    for label, x in rows:
         if "error" in x:
-            out.append(f"| {name}:// | failed: `{x['error'][:200]}` | | | NO | | |")
+            out.append(f"| {label} | failed: `{x['error'][:200]}` | | | NO | | | |")
             continue
         extrapolated = x["seconds_to_correct_metrics"] * 1_000_000 / n
         out.append(
-            f"| {name}:// | {x['seconds_to_correct_metrics']} | {x['seconds_to_http_ready']} | "
+            f"| {label} | {x['seconds_to_correct_metrics']} | {x['seconds_to_http_ready']} | "
             f"{x['cpu_seconds']} | {'yes' if x['recovered'] else 'NO'} | "
             f"{'measured' if n >= 1_000_000 else f'~{extrapolated:.0f} s (linear)'} | "
             f"{x['load_average']} | {x.get('scrapes_unanswered_within_5s', 0)} |"
@@ -211,8 +222,9 @@ def _recovery(r: dict[str, Any]) -> list[str]:
 
 
 def _profile(r: dict[str, Any]) -> list[str]:
-    out = [f"## Profile of the worker (py-spy, {_k(r['events'])} events, {r['samples']} samples, "
-           f"load {r['load_average']})", "", "Share of samples by layer (a sample counts for the "
+    out = [f"## Profile of the worker ({r.get('runtime', FAUST_WORKER)}; py-spy, "
+           f"{_k(r['events'])} events, {r['samples']} samples, load {r['load_average']})", "",
+           "Share of samples by layer (a sample counts for the "
            "innermost frame of our code or pydantic if any, else for the innermost frame):", ""]
     out += [f"- {layer}: {share:.1%}" for layer, share in r["layers"].items()]
     out += ["", "Top self time:", "", "| share | frame |", "|---|---|"]

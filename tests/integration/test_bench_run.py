@@ -34,13 +34,15 @@ def test_a_small_replay_run_writes_machine_facts_command_figures_and_a_passing_c
     assert document["command"].startswith("python -m bench run --events 2000")
     machine = document["machine"]
     assert machine["nproc"] >= 1 and machine["memory_total_bytes"] > 0
-    assert machine["kafka_broker"] and machine["packages"]["faust-streaming"]
+    assert machine["kafka_broker"] and machine["packages"]["aiokafka"]
+    assert machine["packages"]["faust-streaming"]  # the naive baseline's runtime
     assert len(machine["load_average_at_start"]) == 3
     assert document["errors"] == {}
 
     replay = document["results"]["replay"]
     assert 1500 <= replay["events"] <= 2500
     worker = replay["worker"]
+    assert worker["runtime"] == "streams/worker.py, aiokafka batches"
     assert worker["completed"] and worker["lag_at_end"] == 0
     assert worker["events_processed"] == replay["events"]
     assert worker["cpu_seconds_processing"] > 0 and worker["events_per_second"] > 0

@@ -72,22 +72,83 @@ def test_latency_is_the_first_scrape_covering_each_event():
 
 def test_profile_summary_counts_self_inclusive_and_layers():
     collapsed = "\n".join([
-        "process 1;thread (0x1);run (faust/agents.py:10);"
+        "process 1;thread (0x1);run (streams/worker.py:97);_process (streams/worker.py:170);"
         "apply_event (ketenmonitor/domain/case.py:5) 6",
-        "process 1;thread (0x1);run (faust/agents.py:10);_poll (aiokafka/consumer.py:3) 4",
+        "process 1;thread (0x1);run (streams/worker.py:97);_consume (streams/worker.py:160);"
+        "getmany (aiokafka/consumer/consumer.py:3) 4",
     ])
     summary = summarise(collapsed)
     assert summary["samples"] == 10
     assert summary["self"][0] == {
         "frame": "apply_event (ketenmonitor/domain/case.py:5)", "samples": 6, "share": 0.6
     }
-    assert summary["inclusive"][0]["frame"] == "run (faust/agents.py:10)"
+    assert summary["inclusive"][0]["frame"] == "run (streams/worker.py:97)"
     assert summary["layers"] == {"ours: domain core": 0.6, "aiokafka": 0.4}
+
+
+def test_profile_counts_the_runtime_only_for_its_own_frames():
+    runtime = "ours: runtime (streams/worker.py, web.py)"
     glue = summarise(
-        "process 1;thread (0x1);run_worker (streams/app.py:252);_c_aiter (faust/streams.py:9) 3\n"
-        "process 1;thread (0x1);run_worker (streams/app.py:252);select (selectors.py:468) 1"
+        "process 1;thread (0x1);run (streams/worker.py:97);_consume (streams/worker.py:160);"
+        "getmany (aiokafka/consumer/consumer.py:9) 3\n"
+        "process 1;thread (0x1);run (streams/worker.py:97);_ingest (streams/worker.py:200) 2\n"
+        "process 1;thread (0x1);run (streams/worker.py:97);select (selectors.py:468) 1\n"
+        "process 1;thread (0x1);run (streams/worker.py:97);_handle (aiohttp/web_protocol.py:4);"
+        "metrics (streams/web.py:40);collect (streams/metrics.py:80) 2\n"
+        "process 1;thread (0x2);Thread.run (threading.py:982);"
+        "_worker (concurrent/futures/thread.py:81) 2"
     )
-    assert glue["layers"] == {"faust": 0.75, "waiting in select (idle)": 0.25}
+    assert glue["layers"] == {
+        "aiokafka": 0.3, runtime: 0.2, "ours: /metrics collector": 0.2,
+        "idle thread-pool thread": 0.2, "waiting in select (idle)": 0.1,
+    }
+    old = summarise(
+        "process 1;thread (0x1);run_worker (streams/app.py:252);_c_aiter (faust/streams.py:9) 1"
+    )
+    assert old["layers"] == {"faust": 1.0}
+
+
+def _document(started_at: str, results: dict) -> dict:
+    sample = json.loads((Path(__file__).parent / "samples" / "bench_result.json").read_text())
+    return {"started_at": started_at, "command": "python -m bench run",
+            "machine": sample["machine"], "results": results, "errors": {}}
+
+
+def _section(text: str, heading: str) -> str:
+    """The markdown section that starts with `heading` (up to the next ## heading)."""
+    start = text.index(heading)
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def _restore_figure(seconds: float) -> dict:
+    return {"recovered": True, "seconds_to_correct_metrics": seconds,
+            "seconds_to_http_ready": 1.0, "cpu_seconds": 2.0, "load_average": [1, 1, 1],
+            "check": {"equal": True, "series": 3, "mismatches": []}}
+
+
+def test_recovery_summary_reads_old_per_store_files_and_prefers_the_newest_restore(
+    tmp_path: Path,
+):
+    old = {"method": "per store", "cases": 1000,
+           "memory": _restore_figure(12.5), "rocksdb": _restore_figure(3.25)}
+    (tmp_path / "a-old.json").write_text(
+        json.dumps(_document("2026-01-01T00:00:00+00:00", {"recovery": old}))
+    )
+    section = _section(render(tmp_path), "## Recovery")
+    assert "| memory:// (faust" in section and "| rocksdb:// (faust" in section
+    assert "| 12.5 |" in section and "~12500 s (linear)" in section
+
+    new = {"method": "changelog", "cases": 1000, "runtime": "changelog restore (worker)",
+           "restore": _restore_figure(0.75)}
+    document = _document("2026-01-02T00:00:00+00:00", {"recovery": new})
+    (tmp_path / "b-new.json").write_text(json.dumps(document))
+    section = _section(render(tmp_path), "## Recovery")
+    assert "| changelog restore (worker) | 0.75 |" in section and "~750 s (linear)" in section
+    assert "memory://" not in section and "rocksdb://" not in section
+    assert checks_pass(document)
+    new["restore"]["check"]["equal"] = False
+    assert not checks_pass(document)
 
 
 def test_summary_renders_a_results_file_and_checks_pass_reads_every_check(tmp_path: Path):
