@@ -30,6 +30,7 @@ from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.settings import Settings
 
+RUNTIME = "streams/worker.py, aiokafka batches"
 SCRAPE_SECONDS = 0.1
 DRAIN_SECONDS = 30.0
 SUSTAINED_SHARE = 0.9  # after the last send, how long the worker may take to catch up
@@ -59,7 +60,9 @@ def run_latency(
     broker: LocalKafkaBroker, chain: Chain, rate: float, seconds: float, logs: Path
 ) -> dict[str, Any]:
     first = _measure(broker, chain, rate, seconds, logs)
-    out: dict[str, Any] = {"method": __doc__.split("Method. ")[1].strip(), "runs": [first]}
+    out: dict[str, Any] = {
+        "method": __doc__.split("Method. ")[1].strip(), "runtime": RUNTIME, "runs": [first]
+    }
     if not first["sustained"]:
         lower = max(50.0, round(first["achieved_events_per_second"] * 0.7, -1))
         out["runs"].append(_measure(broker, chain, lower, seconds, logs))

@@ -22,6 +22,8 @@ from bench.open_cases import load_open_cases
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 
+RUNTIME = "streams/worker.py, aiokafka batches"
+
 
 def state_bytes(chain: Chain, raw: list[tuple[str, bytes]]) -> dict[str, float]:
     core = run_core_loop(chain, raw)
@@ -53,6 +55,7 @@ def run_memory(
             loaded.worker.stop()
         delta = loaded.rss_loaded - loaded.rss_idle
         out["sizes"][str(n)] = {
+            "runtime": RUNTIME,
             "open_cases": n,
             "cases_tracked": tracked,
             "check": {"equal": tracked == n, "series": 1, "mismatches": [] if tracked == n else [

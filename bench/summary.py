@@ -152,7 +152,7 @@ def _replay(r: dict[str, Any]) -> list[str]:
 
 
 def _latency(r: dict[str, Any]) -> list[str]:
-    out = ["## Live latency (produce -> /metrics)", "",
+    out = [f"## Live latency (produce -> /metrics; {r.get('runtime', FAUST_WORKER)})", "",
            "| asked rate | sustained | reflected rate | p50 s | p90 s | p99 s | max s | worker "
            "CPU s | load avg |", "|---|---|---|---|---|---|---|---|---|"]
     for run in r["runs"]:
@@ -184,7 +184,7 @@ def _memory(r: dict[str, Any]) -> list[str]:
             f"| {_k(int(n))} | {st['value_bytes_per_case']} | {st['key_and_value_bytes_per_case']}"
             f" | {st['python_object_bytes_per_case']} | {s['rss_bytes_per_case']} | "
             f"{'yes' if s['check']['equal'] else 'NO'} | {s['load_average']} | "
-            f"`{s.get('file', '')}` |"
+            f"`{s.get('file', '')}`{'' if 'runtime' in s else ' (faust worker)'} |"
         )
     example = next(iter(r["sizes"].values()))["state"]["example_value"]
     out += ["", "Target <= 300 bytes of state per open case: " + _verdict(
