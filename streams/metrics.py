@@ -136,8 +136,9 @@ class ChainCollector(Collector):
         yield commit
         busy = GaugeMetricFamily(
             AGENT_BUSY,
-            "How long an agent has been working on its current batch (0 when idle). A value above "
-            "the processing timeout means a stalled worker.",
+            "How long a worker stage (ingest, cases, commit: waiting for the batch's records to "
+            "be acknowledged and its offsets committed) has been on its current batch (0 when "
+            "idle). A value above the processing timeout means a stalled worker.",
             labels=["agent"],
         )
         for agent, seconds in sorted(owned.busy_seconds.items()):

@@ -471,7 +471,8 @@ class RuleGenerator:
             ),
             runbook=(
                 "Check the worker process and its log; restart it (ketenmonitor worker). If it "
-                "crashes at start, look for a table recovery problem (field notes: faust #432)."
+                "crashes at start, its log says why (broker unreachable, credentials, a changelog "
+                "it cannot read); restore progress is logged per partition."
             ),
         ))
         g.append(_alert(
@@ -488,7 +489,7 @@ class RuleGenerator:
             runbook=(
                 "Compare the event arrival rate with the processing rate; start another worker "
                 "if the workers are saturated. A lag that grows while processing stopped is a "
-                "stalled consumer (faust #175): restart the worker that owns the topic."
+                "stalled consumer: restart the worker that owns the topic."
             ),
         ))
         g.append(_alert(
@@ -503,9 +504,10 @@ class RuleGenerator:
                 "{{ $value | humanizeDuration }} while messages wait: it is stalled."
             ),
             runbook=(
-                "A stalled faust consumer only logs (stream_processing_timeout): read the "
-                "worker's log for a hanging agent, then restart the worker; at-least-once "
-                "processing with idempotent updates makes the restart safe."
+                "Read the worker's log (a batch not acknowledged within the processing timeout "
+                "is logged and retried from the changelogs) and ketenmonitor_agent_busy_seconds, "
+                "then restart the worker; at-least-once processing with idempotent updates "
+                "makes the restart safe."
             ),
         ))
 
