@@ -7,6 +7,8 @@ repeated in "x": together they are the ids already applied.
 
 from __future__ import annotations
 
+from functools import partial
+from operator import itemgetter
 from types import MappingProxyType
 
 import orjson
@@ -16,11 +18,10 @@ from ketenmonitor.domain.case import CaseState, MilestoneRecord
 
 def encode_state(state: CaseState) -> bytes:
     records = state.records
-    # A MilestoneRecord is a named tuple in exactly the field order above (orjson does not
-    # serialise tuple subclasses, so each becomes a list).
-    doc: dict[str, object] = {"r": {m: list(r) for m, r in records.items()}}
-    if len(state.seen_event_ids) != len(records):
-        extra = state.seen_event_ids.difference([r.event_id for r in records.values()])
+    doc: dict[str, object] = {"r": records.copy()}
+    seen = state.seen_event_ids
+    if len(seen) != len(records):  # record ids are in `seen`: equal sizes leave nothing extra
+        extra = seen.difference(map(_event_id, records.values()))
         if extra:
             doc["x"] = sorted(extra)
     if state.duplicates:
@@ -28,22 +29,28 @@ def encode_state(state: CaseState) -> bytes:
     # orjson returns bytes that keep its ~4 KiB output buffer allocated (tracemalloc: 4,089 B for a
     # 95-byte state); the table holds one value per case for as long as the case exists, so keep
     # an exact-size copy (bench/RESULTS.md, memory: ~4.7 KB -> a few hundred bytes per open case).
-    return bytes(memoryview(orjson.dumps(doc)))
+    # A MilestoneRecord is a named tuple in exactly the field order above; orjson does not
+    # serialise tuple subclasses and hands each record to `default`, in C (no Python frame). The
+    # values of a record are str, float, int, bool or None: nothing else reaches `default`.
+    return bytes(memoryview(orjson.dumps(doc, default=list)))
 
 
-_RECORD_FIELDS = len(MilestoneRecord._fields)
+_COMPLETE = {len(MilestoneRecord._fields)}  # the field count of a complete record
+_event_id = itemgetter(0)  # of a record, or of its field list
 _new_tuple = tuple.__new__
+_record_from_fields = partial(_new_tuple, MilestoneRecord)  # a complete field list, as is
 
 
 def decode_state(raw: bytes) -> CaseState:
     doc = orjson.loads(raw)
-    records = {
-        # A complete field list becomes the record as is; a shorter one takes the defaults.
-        m: _new_tuple(MilestoneRecord, f) if len(f) == _RECORD_FIELDS else MilestoneRecord(*f)
-        for m, f in doc["r"].items()
-    }
-    seen = frozenset([f[0] for f in records.values()])
+    fields = doc["r"]
+    if set(map(len, fields.values())) <= _COMPLETE:
+        # Built in C (zip/map, no comprehension frame); the two iterate the same dict.
+        records = dict(zip(fields, map(_record_from_fields, fields.values()), strict=False))
+    else:  # a shorter field list takes the record's defaults
+        records = {m: MilestoneRecord(*f) for m, f in fields.items()}
+    seen = frozenset(map(_event_id, fields.values()))
     extra = doc.get("x")
     if extra:
         seen = seen.union(extra)
-    return CaseState(MappingProxyType(records), seen, doc.get("d", 0))
+    return _new_tuple(CaseState, (MappingProxyType(records), seen, doc.get("d", 0)))

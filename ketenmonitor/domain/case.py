@@ -3,12 +3,12 @@
     result = apply_event(chain, state, event)   # state is None for a case not seen before
     result.state, result.added, result.removed, result.duplicate
 
-A case's state is the set of milestone records it has received, keyed by milestone. Everything else
-(stages entered and left, segments completed with their lead time, the closing of the case) is a pure
-function of that set: `facts_of(chain, state)`. Applying an event returns the facts it added and the
-facts it withdrew (an out-of-order or corrected event can move a stage's exit, say). Because the state
-is a set with a deterministic winner per milestone (highest revision, then highest event id), the
-final state and the net facts do not depend on the order in which a case's events arrive.
+A case's state is the set of milestone records it has received, keyed by milestone. Everything
+else (stages entered and left, segments completed with their lead time, the closing of the case) is
+a pure function of that set: `facts_of(chain, state)`. Applying an event returns the facts it added
+and the facts it withdrew (an out-of-order or corrected event can move a stage's exit, say). Because
+the state is a set with a deterministic winner per milestone (highest revision, then highest event
+id), the final state and the net facts do not depend on the order in which a case's events arrive.
 
 Times are POSIX seconds in event time; nothing here reads the clock.
 """
@@ -16,14 +16,14 @@ Times are POSIX seconds in event time; nothing here reads the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from types import MappingProxyType
+from typing import NamedTuple
 
-from ketenmonitor.domain.chain import CLOSED, Chain
+from ketenmonitor.domain.chain import Chain, FactPlan, SegmentPlan, StagePlan
 
 
-@dataclass(frozen=True, slots=True)
-class CaseEvent:
+class CaseEvent(NamedTuple):
     """A validated event with a pseudonymous case key, in the core's terms."""
 
     event_id: str
@@ -37,8 +37,10 @@ class CaseEvent:
     retracted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class MilestoneRecord:
+# Records and facts are named tuples rather than frozen dataclasses: a case's state holds several
+# records and every event builds, hashes and compares its facts, and tuples do all of that in C
+# (a frozen dataclass sets each field through object.__setattr__ and hashes in Python).
+class MilestoneRecord(NamedTuple):
     event_id: str
     occurred_at: float
     case_type: str
@@ -54,9 +56,8 @@ class MilestoneRecord:
 _EMPTY: Mapping[str, MilestoneRecord] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class CaseState:
-    records: Mapping[str, MilestoneRecord] = field(default_factory=lambda: _EMPTY)
+class CaseState(NamedTuple):
+    records: Mapping[str, MilestoneRecord] = _EMPTY
     seen_event_ids: frozenset[str] = frozenset()
     duplicates: int = 0  # deliveries of an event id already applied
 
@@ -72,85 +73,108 @@ class CaseState:
 
 
 # -- facts ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class StageEntered:
+# Each fact ends in a `kind` tag, so that facts of different kinds never compare equal and a plain
+# tuple of the same values (what the core computes internally) equals, and hashes like, the fact.
+STAGE_ENTERED = "stage_entered"
+STAGE_LEFT = "stage_left"
+SEGMENT_COMPLETED = "segment_completed"
+CASE_CLOSED = "case_closed"
+
+
+class StageEntered(NamedTuple):
     stage: str
     case_type: str
     district: str
     at: float
+    kind: str = STAGE_ENTERED
 
 
-@dataclass(frozen=True, slots=True)
-class StageLeft:
+class StageLeft(NamedTuple):
     stage: str
     case_type: str
     district: str
     entered_at: float
     at: float
+    kind: str = STAGE_LEFT
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentCompleted:
+class SegmentCompleted(NamedTuple):
     segment: str
     case_type: str
     district: str
     started_at: float
     completed_at: float
+    kind: str = SEGMENT_COMPLETED
 
     @property
     def lead_time_seconds(self) -> float:
         return self.completed_at - self.started_at
 
 
-@dataclass(frozen=True, slots=True)
-class CaseClosed:
+class CaseClosed(NamedTuple):
     outcome: str
     closing_milestone: str
     case_type: str
     district: str
     at: float
+    kind: str = CASE_CLOSED
 
 
 Fact = StageEntered | StageLeft | SegmentCompleted | CaseClosed
+FACT_TYPES: dict[str, type[Fact]] = {
+    STAGE_ENTERED: StageEntered,
+    STAGE_LEFT: StageLeft,
+    SEGMENT_COMPLETED: SegmentCompleted,
+    CASE_CLOSED: CaseClosed,
+}
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):
     state: CaseState
-    added: frozenset[Fact] = field(default_factory=frozenset)
-    removed: frozenset[Fact] = field(default_factory=frozenset)
+    added: frozenset[Fact] = frozenset()
+    removed: frozenset[Fact] = frozenset()
     duplicate: bool = False
     corrections_delta: int = 0  # change in the case's number of corrected milestones
 
 
+_NO_FACTS: frozenset[Fact] = frozenset()
+# Builds a named tuple from its complete field tuple, skipping the generated __new__ (hot path).
+_new = tuple.__new__
+
+
 def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Applied:
-    state = state or CaseState()
-    if event.event_id in state.seen_event_ids:
-        return Applied(replace(state, duplicates=state.duplicates + 1), duplicate=True)
-    seen = state.seen_event_ids | {event.event_id}
-    record = MilestoneRecord(
-        event.event_id,
-        event.occurred_at,
-        event.case_type,
-        event.district,
-        event.outcome,
-        event.revision,
-        event.retracted,
+    if state is None:
+        state = CaseState()
+    event_id = event.event_id
+    if event_id in state.seen_event_ids:
+        return Applied(
+            CaseState(state.records, state.seen_event_ids, state.duplicates + 1), duplicate=True
+        )
+    seen = state.seen_event_ids | {event_id}
+    record: MilestoneRecord = _new(
+        MilestoneRecord,
+        (
+            event_id,
+            event.occurred_at,
+            event.case_type,
+            event.district,
+            event.outcome,
+            event.revision,
+            event.retracted,
+        ),
     )
-    current = state.records.get(event.milestone)
+    milestone = event.milestone
+    current = state.records.get(milestone)
     if current is not None and not record.beats(current):
-        # A lower revision (or a losing tie) of a milestone we hold: remember the id, change nothing.
-        return Applied(replace(state, seen_event_ids=seen))
+        # A lower revision (or a losing tie) of a milestone we hold: remember the id, nothing else.
+        return Applied(CaseState(state.records, seen, state.duplicates))
     records = dict(state.records)
-    records[event.milestone] = record
-    new_state = CaseState(MappingProxyType(records), seen, state.duplicates)
-    before = facts_of(chain, state)
-    after = facts_of(chain, new_state)
-    return Applied(
-        new_state,
-        frozenset(after - before),
-        frozenset(before - after),
-        corrections_delta=new_state.corrections - state.corrections,
+    records[milestone] = record
+    new_state = _new(CaseState, (MappingProxyType(records), seen, state.duplicates))
+    added, removed = _changed_facts(chain.fact_plan, state.records, records, milestone)
+    corrections_delta = (record.revision > 0) - (current is not None and current.revision > 0)
+    return _new(
+        Applied, (new_state, _as_facts(added), _as_facts(removed), False, corrections_delta)
     )
 
 
@@ -162,55 +186,187 @@ def case_attributes(chain: Chain, present: Mapping[str, MilestoneRecord]) -> tup
 
 def facts_of(chain: Chain, state: CaseState) -> frozenset[Fact]:
     """Every fact implied by the milestones a case has reached."""
-    present = state.present
-    if not present:
-        return frozenset()
-    rank = chain.milestones
-    case_type, district = case_attributes(chain, present)
-    facts: list[Fact] = []
+    return _as_facts(fact_tuples(chain, state.records))
 
-    closed: CaseClosed | None = None
-    furthest = max(present, key=lambda m: rank[m].rank)
-    closing_outcomes = chain.closures.get(furthest)
-    outcome = present[furthest].outcome
-    if closing_outcomes is not None and outcome in closing_outcomes:
-        closed = CaseClosed(outcome, furthest, case_type, district, present[furthest].occurred_at)
-        facts.append(closed)
 
-    for stage in chain.spec.stages:
-        entries = [present[m].occurred_at for m in stage.enter if m in present]
-        if not entries:
-            continue
-        entered_at = min(entries)
-        facts.append(StageEntered(stage.id, case_type, district, entered_at))
-        left_at = _left_at(chain, stage.exit, present)
-        if left_at is not None:
-            facts.append(StageLeft(stage.id, case_type, district, entered_at, left_at))
-
-    for segment in chain.spec.segments:
-        start = present.get(segment.start)
-        if start is None:
-            continue
-        if segment.end == CLOSED:
-            end_at = closed.at if closed is not None else None
-        else:
-            end = present.get(segment.end)
-            end_at = end.occurred_at if end is not None else None
-        # A segment that ends before it starts is inconsistent partner data: not a lead time.
-        if end_at is not None and end_at >= start.occurred_at:
-            facts.append(
-                SegmentCompleted(segment.id, case_type, district, start.occurred_at, end_at)
-            )
+def _as_facts(tuples: set[tuple]) -> frozenset[Fact]:
+    if not tuples:
+        return _NO_FACTS
+    facts = []  # a plain loop: the sets are small and a generator's frame would cost more
+    for t in tuples:
+        facts.append(_new(FACT_TYPES[t[-1]], t))
     return frozenset(facts)
 
 
-def _left_at(
-    chain: Chain, exits: list[str], present: Mapping[str, MilestoneRecord]
-) -> float | None:
-    """A stage is left at its exit milestone or, when that was skipped, at the first later one."""
-    exit_times = [present[m].occurred_at for m in exits if m in present]
-    if exit_times:
-        return min(exit_times)
-    last_exit_rank = max(chain.milestones[m].rank for m in exits)
-    later = [r.occurred_at for m, r in present.items() if chain.milestones[m].rank > last_exit_rank]
-    return min(later) if later else None
+# -- computing facts ----------------------------------------------------------------------------
+# Facts are computed as plain tuples (equal to the `Fact` objects) from the chain's FactPlan:
+# - case type and district of every fact are those of the furthest milestone reached
+#   (`case_attributes`); the case is closed when that milestone has a closing outcome;
+# - a stage is entered at its earliest entry milestone reached and left at its earliest exit
+#   milestone reached or, when every exit was skipped, at the earliest later milestone;
+# - a segment is completed when its end (or the closing) is reached; one that ends before it starts
+#   is inconsistent partner data: not a lead time.
+# `fact_tuples` computes all of a case's facts; `_changed_facts` only those one record can change.
+
+
+class _Head(NamedTuple):
+    """What every fact of a case depends on besides the times of its milestones."""
+
+    case_type: str
+    district: str
+    furthest: str  # the milestone of highest rank reached
+    furthest_rank: int
+    closed: tuple | None  # the CaseClosed fact as a tuple
+    closed_at: float | None
+
+
+def _head(plan: FactPlan, records: Mapping[str, MilestoneRecord], times: dict[str, float]) -> _Head:
+    furthest = max(times, key=plan.rank.__getitem__)
+    return _head_at(plan, furthest, records[furthest])
+
+
+def _head_at(plan: FactPlan, furthest: str, top: MilestoneRecord) -> _Head:
+    rank = plan.rank[furthest]
+    closing_outcomes = plan.closures.get(furthest)
+    if closing_outcomes is not None and top.outcome in closing_outcomes:
+        at = top.occurred_at
+        closed = (top.outcome, furthest, top.case_type, top.district, at, CASE_CLOSED)
+        return _new(_Head, (top.case_type, top.district, furthest, rank, closed, at))
+    return _new(_Head, (top.case_type, top.district, furthest, rank, None, None))
+
+
+_occurred_at = itemgetter(1)  # MilestoneRecord.occurred_at
+_retracted = itemgetter(6)  # MilestoneRecord.retracted
+
+
+def _times(records: Mapping[str, MilestoneRecord]) -> dict[str, float]:
+    """When the case reached each milestone (retracted ones left out)."""
+    # Built in C (no comprehension frame); retractions are rare.
+    values = records.values()
+    if any(map(_retracted, values)):
+        return {m: r.occurred_at for m, r in records.items() if not r.retracted}
+    return dict(zip(records, map(_occurred_at, values), strict=True))
+
+
+def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tuple]:
+    """The facts of a case's records as plain tuples, each equal to its `Fact` (see `facts_of`).
+
+    For folds that only read fields by position (`ChainTotals`): it skips building `Fact` objects.
+    """
+    return _all_facts(chain.fact_plan, records, _times(records))
+
+
+def _changed_facts(
+    plan: FactPlan,
+    before: Mapping[str, MilestoneRecord],
+    after: Mapping[str, MilestoneRecord],
+    milestone: str,
+) -> tuple[set[tuple], set[tuple]]:
+    """(added, removed): how the facts change when only `milestone`'s record differs.
+
+    Facts not touched by `milestone` (per the FactPlan) are the same before and after as long as
+    the case type and district are, so only the touched ones are computed, on both sides.
+    """
+    times_before = _times(before)
+    times_after = times_before.copy()
+    record = after[milestone]
+    if record.retracted:
+        times_after.pop(milestone, None)
+    else:
+        times_after[milestone] = record.occurred_at
+    if not times_before or not times_after:
+        return _all_facts(plan, after, times_after), _all_facts(plan, before, times_before)
+    head_before = _head(plan, before, times_before)
+    if not record.retracted and plan.rank[milestone] > head_before.furthest_rank:
+        head_after = _head_at(plan, milestone, record)
+    elif milestone != head_before.furthest:
+        head_after = head_before  # the furthest milestone and its record are unchanged
+    else:
+        head_after = _head(plan, after, times_after)
+    if head_before[:2] != head_after[:2]:  # case type or district changed: every fact did
+        old = _all_facts(plan, before, times_before)
+        new = _all_facts(plan, after, times_after)
+        return new - old, old - new
+    old, new = set(), set()
+    if head_before.closed != head_after.closed:
+        if head_before.closed is not None:
+            old.add(head_before.closed)
+        if head_after.closed is not None:
+            new.add(head_after.closed)
+    for stage, only_if_exit_skipped in plan.stages_touched_by[milestone]:
+        # An exit reached fixes when the stage was left, whatever later milestones do.
+        if only_if_exit_skipped and not times_after.keys().isdisjoint(stage[2]):
+            continue
+        _stage_facts(plan, stage, times_before, head_before, old)
+        _stage_facts(plan, stage, times_after, head_after, new)
+    # A segment that starts or ends at a milestone not reached has no fact on that side.
+    if milestone in times_before:
+        for segment in plan.segments_touched_by[milestone]:
+            _segment_fact(segment, times_before, head_before, old)
+    if milestone in times_after:
+        for segment in plan.segments_touched_by[milestone]:
+            _segment_fact(segment, times_after, head_after, new)
+    if head_before.closed_at != head_after.closed_at:
+        for segment in plan.segments_to_closed:
+            _segment_fact(segment, times_before, head_before, old)
+            _segment_fact(segment, times_after, head_after, new)
+    if not old:
+        return new, old
+    return new - old, old - new
+
+
+def _all_facts(
+    plan: FactPlan, records: Mapping[str, MilestoneRecord], times: dict[str, float]
+) -> set[tuple]:
+    if not times:
+        return set()
+    head = _head(plan, records, times)
+    facts: set[tuple] = set()
+    if head.closed is not None:
+        facts.add(head.closed)
+    stages_entered_at, segments_from = plan.stages_entered_at, plan.segments_from
+    for milestone in times:
+        # A stage with several entries reached is visited from each; the set keeps one of each fact.
+        for stage in stages_entered_at[milestone]:
+            _stage_facts(plan, stage, times, head, facts)
+        for segment in segments_from[milestone]:
+            _segment_fact(segment, times, head, facts)
+    return facts
+
+
+def _stage_facts(
+    plan: FactPlan, stage: StagePlan, times: dict[str, float], head: _Head, out: set[tuple]
+) -> None:
+    stage_id, enter, exits, last_exit_rank = stage
+    entered_at = None
+    for m in enter:
+        t = times.get(m)
+        if t is not None and (entered_at is None or t < entered_at):
+            entered_at = t
+    if entered_at is None:
+        return
+    out.add((stage_id, head.case_type, head.district, entered_at, STAGE_ENTERED))
+    left_at = None
+    for m in exits:
+        t = times.get(m)
+        if t is not None and (left_at is None or t < left_at):
+            left_at = t
+    if left_at is None and head.furthest_rank > last_exit_rank:
+        rank = plan.rank
+        left_at = min(t for m, t in times.items() if rank[m] > last_exit_rank)
+    if left_at is not None:
+        out.add((stage_id, head.case_type, head.district, entered_at, left_at, STAGE_LEFT))
+
+
+def _segment_fact(
+    segment: SegmentPlan, times: dict[str, float], head: _Head, out: set[tuple]
+) -> None:
+    segment_id, start, end = segment
+    started_at = times.get(start)
+    if started_at is None:
+        return
+    end_at = head.closed_at if end is None else times.get(end)
+    if end_at is not None and end_at >= started_at:
+        out.add(
+            (segment_id, head.case_type, head.district, started_at, end_at, SEGMENT_COMPLETED)
+        )

@@ -148,6 +148,63 @@ def _unique(kind: str, ids: list[str], problems: list[str]) -> None:
         seen.add(i)
 
 
+# (stage id, entry milestones, exit milestones, rank of the last exit milestone)
+StagePlan = tuple[str, tuple[str, ...], tuple[str, ...], int]
+# (segment id, start milestone, end milestone or None for the closing of the case)
+SegmentPlan = tuple[str, str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FactPlan:
+    """The chain's stages and segments as plain tuples, indexed by milestone, for the domain core.
+
+    Computing a case's facts is the core's inner loop. Indexing stages by entry milestone and
+    segments by start milestone lets `facts_of` visit only those of the milestones a case reached;
+    indexing both by every milestone that can change them lets `apply_event` recompute only the
+    facts that one new record can change. No look-ups in the pydantic specs on that path.
+    """
+
+    rank: dict[str, int]  # milestone -> position in chain order
+    closures: dict[str, frozenset[str]]  # closing milestone -> outcomes that close the case
+    stages_entered_at: dict[str, tuple[StagePlan, ...]]  # milestone -> stages it enters
+    segments_from: dict[str, tuple[SegmentPlan, ...]]  # milestone -> segments starting there
+    # milestone -> stages whose facts its time can change: (plan, only_if_exit_skipped). A stage
+    # depends on its entries and exits and, only while no exit was reached, on later milestones.
+    stages_touched_by: dict[str, tuple[tuple[StagePlan, bool], ...]]
+    # milestone -> segments that start or end there
+    segments_touched_by: dict[str, tuple[SegmentPlan, ...]]
+    segments_to_closed: tuple[SegmentPlan, ...]  # segments that end when the case is closed
+
+
+def _fact_plan(
+    spec: ChainSpec, rank: dict[str, int], closures: dict[str, frozenset[str]]
+) -> FactPlan:
+    stage_plans = [
+        (s.id, tuple(dict.fromkeys(s.enter)), tuple(dict.fromkeys(s.exit)),
+         max(rank[m] for m in s.exit))
+        for s in spec.stages
+    ]
+    segment_plans = [
+        (seg.id, seg.start, None if seg.end == CLOSED else seg.end) for seg in spec.segments
+    ]
+    return FactPlan(
+        rank,
+        closures,
+        {m: tuple(p for p in stage_plans if m in p[1]) for m in rank},
+        {m: tuple(p for p in segment_plans if p[1] == m) for m in rank},
+        {
+            m: tuple(
+                (p, m not in p[1] and m not in p[2])
+                for p in stage_plans
+                if m in p[1] or m in p[2] or rank[m] > p[3]
+            )
+            for m in rank
+        },
+        {m: tuple(p for p in segment_plans if m in (p[1], p[2])) for m in rank},
+        tuple(p for p in segment_plans if p[2] is None),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Milestone:
     id: str
@@ -175,6 +232,10 @@ class Chain:
         self.stage_organisation: dict[str, str] = {
             s.id: milestones[s.enter[0]].organisation for s in spec.stages
         }
+
+        self.fact_plan = _fact_plan(
+            spec, {m.id: m.rank for m in milestones.values()}, self.closures
+        )
 
     # -- look-ups ---------------------------------------------------------------------------
     def milestone(self, milestone_id: str) -> Milestone:
@@ -229,7 +290,7 @@ class Chain:
 
 
 def load_chain(path: Path | str | None = None) -> Chain:
-    """Load and validate a chain definition (default: $KETENMONITOR_CHAIN_FILE or the shipped one)."""
+    """Load and validate a chain definition ($KETENMONITOR_CHAIN_FILE or the shipped one)."""
     if path is None:
         path = os.environ.get("KETENMONITOR_CHAIN_FILE") or DEFAULT_CHAIN_FILE
     path = Path(path)

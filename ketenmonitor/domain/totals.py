@@ -23,14 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ketenmonitor.domain.case import (
+    CASE_CLOSED,
+    SEGMENT_COMPLETED,
+    STAGE_ENTERED,
+    STAGE_LEFT,
     Applied,
-    CaseClosed,
     CaseState,
     Fact,
-    SegmentCompleted,
-    StageEntered,
-    StageLeft,
-    facts_of,
+    fact_tuples,
 )
 from ketenmonitor.domain.chain import Chain
 
@@ -81,7 +81,11 @@ class ChainTotals:
         self.cases += new_case
         self.duplicates += applied.duplicate
         self.corrections += applied.corrections_delta
-        self.apply(applied.added, applied.removed)
+        fold = self._fold
+        for fact in applied.removed:
+            fold(fact, -1)
+        for fact in applied.added:
+            fold(fact, +1)
 
     def apply(self, added: Iterable[Fact], removed: Iterable[Fact]) -> None:
         for fact in removed:
@@ -93,35 +97,42 @@ class ChainTotals:
         self.cases += 1
         self.duplicates += state.duplicates
         self.corrections += state.corrections
-        for fact in facts_of(self.chain, state):
+        for fact in fact_tuples(self.chain, state.records):
             self._fold(fact, +1)
 
-    def _fold(self, fact: Fact, sign: int) -> None:
-        if isinstance(fact, StageEntered):
-            key = (fact.stage, fact.case_type, fact.district)
+    def _fold(self, fact: Fact | tuple, sign: int) -> None:
+        # Facts are read by position (see the `Fact` named tuples in case.py), so that the plain
+        # tuples of `fact_tuples` fold exactly like `Fact` objects; the kind tag comes last.
+        kind = fact[-1]
+        if kind == STAGE_ENTERED:  # stage, case_type, district, at
+            key = fact[:3]
             self.inflow[key] += sign
-            self._open(key, fact.at, sign)
-        elif isinstance(fact, StageLeft):
-            key = (fact.stage, fact.case_type, fact.district)
+            self._open(key, fact[3], sign)
+        elif kind == STAGE_LEFT:  # stage, case_type, district, entered_at, at
+            key = fact[:3]
             self.outflow[key] += sign
-            self._open(key, fact.entered_at, -sign)
-        elif isinstance(fact, SegmentCompleted):
-            skey = (fact.segment, fact.case_type, fact.district)
+            self._open(key, fact[3], -sign)
+        elif kind == SEGMENT_COMPLETED:  # segment, case_type, district, started_at, completed_at
+            skey = fact[:3]
             hist = self.lead_times.get(skey)
             if hist is None:
                 hist = self.lead_times[skey] = LeadTimeHistogram([0] * (len(self._bounds) + 1))
-            lead = fact.lead_time_seconds
+            lead = fact[4] - fact[3]
             # Prometheus buckets are upper-inclusive (le): a lead time equal to a norm is within it.
             hist.counts[bisect.bisect_left(self._bounds, lead)] += sign
             hist.total_seconds += sign * lead
-        elif isinstance(fact, CaseClosed):
-            self.closed[(fact.outcome, fact.case_type, fact.district)] += sign
+        elif kind == CASE_CLOSED:  # outcome, closing_milestone, case_type, district, at
+            self.closed[(fact[0], fact[2], fact[3])] += sign
 
     def _open(self, key: StageKey, entered_at: float, sign: int) -> None:
-        hours = self.open_entries_by_hour.setdefault(key, Counter())
+        hours = self.open_entries_by_hour.get(key)
+        if hours is None:
+            hours = self.open_entries_by_hour[key] = Counter()
         hour = int(entered_at // HOUR) * HOUR
-        hours[hour] += sign
-        if hours[hour] == 0:
+        n = hours[hour] + sign
+        if n:
+            hours[hour] = n
+        else:
             del hours[hour]
 
     # -- reading ------------------------------------------------------------------------------
