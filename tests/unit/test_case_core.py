@@ -28,7 +28,8 @@ DAY = 86_400.0
 # Every branch of the default chain, as (milestone, outcome, day) paths.
 BRANCHES = {
     "dismissal": [
-        ("report_registered", None, 0), ("suspect_interviewed", None, 5), ("file_sent_to_om", None, 30),
+        ("report_registered", None, 0), ("suspect_interviewed", None, 5),
+        ("file_sent_to_om", None, 30),
         ("om_intake", None, 33), ("zsm_triage", None, 34), ("om_decision", "dismissal", 40),
     ],
     "penalty_order_paid": [
@@ -47,9 +48,10 @@ BRANCHES = {
         ("judgment", "acquittal", 110),
     ],
     "conviction_prison": [
-        ("report_registered", None, 0), ("suspect_interviewed", None, 2), ("file_sent_to_om", None, 20),
-        ("om_intake", None, 22), ("om_decision", "summons", 60), ("court_intake", None, 70),
-        ("first_hearing", None, 100), ("judgment", "conviction", 110), ("final", "non_financial", 125),
+        ("report_registered", None, 0), ("suspect_interviewed", None, 2),
+        ("file_sent_to_om", None, 20), ("om_intake", None, 22), ("om_decision", "summons", 60),
+        ("court_intake", None, 70), ("first_hearing", None, 100), ("judgment", "conviction", 110),
+        ("final", "non_financial", 125),
     ],
     "appeal_fine_detention": [
         ("report_registered", None, 0), ("file_sent_to_om", None, 20), ("om_intake", None, 22),
@@ -113,7 +115,9 @@ def test_an_open_case_is_in_the_backlog_of_its_current_stage_only():
 
 def test_a_case_that_skips_a_stage_exit_leaves_it_at_the_next_milestone():
     # The police never reported 'file sent': the case still left the police stage at OM intake.
-    path = [("report_registered", None, 0), ("om_intake", None, 25), ("om_decision", "dismissal", 30)]
+    path = [
+        ("report_registered", None, 0), ("om_intake", None, 25), ("om_decision", "dismissal", 30)
+    ]
     state, _ = run(events_of(path))
     left = {f.stage: f.at for f in facts_of(CHAIN, state) if isinstance(f, StageLeft)}
     assert left["police_investigation"] == 25 * DAY
@@ -150,17 +154,23 @@ def test_the_same_event_id_twice_is_applied_once_and_counted_as_duplicate():
 
 def test_a_correction_with_a_higher_revision_moves_the_lead_time():
     events = events_of(BRANCHES["dismissal"])
-    corrected = CaseEvent("fix-1", "case-1", "om_decision", 50 * DAY, "standard", "midden_nederland", "dismissal", revision=1)
-    state, net = run([*events, corrected])
+    corrected = CaseEvent(
+        "fix-1", "case-1", "om_decision", 50 * DAY, "standard", "midden_nederland", "dismissal",
+        revision=1,
+    )
+    _, net = run([*events, corrected])
     e2e = [f for f in net if isinstance(f, SegmentCompleted) and f.segment == "end_to_end"]
     assert [f.lead_time_seconds for f in e2e] == [50 * DAY]
 
 
 def test_a_retraction_withdraws_the_milestone_whatever_the_order():
     events = events_of(BRANCHES["dismissal"])
-    retraction = CaseEvent("undo-1", "case-1", "om_decision", 40 * DAY, "standard", "midden_nederland", None, revision=1, retracted=True)
+    retraction = CaseEvent(
+        "undo-1", "case-1", "om_decision", 40 * DAY, "standard", "midden_nederland", None,
+        revision=1, retracted=True,
+    )
     for sequence in ([*events, retraction], [retraction, *events]):
-        state, net = run(sequence)
+        _, net = run(sequence)
         assert not any(isinstance(f, CaseClosed) for f in net)
         assert any(isinstance(f, StageEntered) and f.stage == "om_assessment" for f in net)
         assert not any(isinstance(f, StageLeft) and f.stage == "om_assessment" for f in net)
@@ -201,6 +211,28 @@ def test_arrival_order_changes_neither_final_state_nor_net_facts(branch, data):
     assert state_a.seen_event_ids == state_b.seen_event_ids
     assert state_a.duplicates == state_b.duplicates
     assert net_a == net_b == Counter(facts_of(CHAIN, state_a))
+
+
+def test_facts_of_different_kinds_with_the_same_values_are_different_facts():
+    left = StageLeft("x", "standard", "amsterdam", 1.0, 2.0)
+    completed = SegmentCompleted("x", "standard", "amsterdam", 1.0, 2.0)
+    assert left != completed and len({left, completed}) == 2
+    assert completed.lead_time_seconds == 1.0 and left.at == 2.0
+    closed = CaseClosed("dismissal", "om_decision", "standard", "amsterdam", 5.0)
+    assert closed.outcome == "dismissal" and closed.at == 5.0
+    assert StageEntered("x", "standard", "amsterdam", 1.0) == StageEntered(
+        stage="x", case_type="standard", district="amsterdam", at=1.0
+    )
+
+
+def test_a_later_partner_that_reports_another_district_moves_every_fact_of_the_case():
+    first = CaseEvent("a", "k", "report_registered", 0.0, "standard", "amsterdam")
+    second = CaseEvent("b", "k", "om_intake", 5 * DAY, "standard", "rotterdam")
+    state = apply_event(CHAIN, None, first).state
+    applied = apply_event(CHAIN, state, second)
+    assert {f.district for f in applied.removed} == {"amsterdam"}
+    assert {f.district for f in applied.added} == {"rotterdam"}
+    assert applied.added == facts_of(CHAIN, applied.state)
 
 
 def test_the_domain_core_imports_no_infrastructure():
