@@ -16,33 +16,40 @@ passwords are given by the caller (never from code) and must include the super u
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from ketenmonitor.infra.script_server import (
+    DEPLOY_DIR,
+    ScriptRunner,
+    ServerError,
+    ServerStartError,
+)
 
 __all__ = ["KAFKA_SCRIPT", "BrokerError", "BrokerStartError", "LocalKafkaBroker"]
 
-#: ketenmonitor/infra/kafka_broker.py -> <repo>/deploy/kafka/kafka.sh
-KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "kafka.sh"
+KAFKA_SCRIPT = DEPLOY_DIR / "kafka" / "kafka.sh"
+# kafka.sh's default data dir when KAFKA_DATA_DIR is not set (where log_tail() looks then).
+_DEFAULT_DATA_ROOT = DEPLOY_DIR.parent / ".cache" / "kafka"
+# Variables for kafka.sh that a broker never inherits from its caller's environment.
+_SECURITY_VARS = (
+    "KAFKA_SECURITY",
+    "KAFKA_SCRAM_CREDENTIALS",
+    "KAFKA_SCRAM_CREDENTIALS_FILE",
+    "KAFKA_ADMIN_USER",
+)
 
-# The first start resolves ~45 MB of jars through Maven; after that a start takes
-# seconds and the script enforces its own KAFKA_START_TIMEOUT. This only guards
-# against a hung mvn.
-_SCRIPT_TIMEOUT_S = 900
 
-
-class BrokerError(RuntimeError):
+class BrokerError(ServerError):
     """The kafka.sh script failed; the message carries its output."""
 
 
-class BrokerStartError(BrokerError):
+class BrokerStartError(BrokerError, ServerStartError):
     """The broker could not be started (bad ports, no java/mvn, startup timeout...)."""
 
 
-class LocalKafkaBroker:
+class LocalKafkaBroker(ScriptRunner):
     """A single-node KRaft broker on 127.0.0.1, managed by deploy/kafka/kafka.sh.
 
     ``controller_port`` defaults to ``port + 1``; ``data_dir`` defaults to the
@@ -52,6 +59,14 @@ class LocalKafkaBroker:
     password) are created when the storage is formatted, so a secure broker wants a
     fresh ``data_dir``.
     """
+
+    script = KAFKA_SCRIPT
+    error = BrokerError
+    start_error = BrokerStartError
+    # The first start resolves ~45 MB of jars through Maven; after that a start takes
+    # seconds and the script enforces its own KAFKA_START_TIMEOUT. This only guards
+    # against a hung mvn.
+    script_timeout_s = 900
 
     def __init__(
         self,
@@ -100,88 +115,30 @@ class LocalKafkaBroker:
             }
         return env
 
-    def start(self) -> None:
-        """Start the broker and return once it answers; a no-op if it already runs."""
-        result = self._run("start", error=BrokerStartError)
-        if result.returncode != 0:
-            raise BrokerStartError(self._describe("start", result))
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM, SIGKILL after 30 s); a no-op if it is not running."""
-        result = self._run("stop", error=BrokerError)
-        if result.returncode != 0:
-            raise BrokerError(self._describe("stop", result))
-
-    def is_running(self) -> bool:
-        """True if the broker process is alive and its port accepts connections."""
-        return self._run("status", error=BrokerError).returncode == 0
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
+    def _repr_fields(self) -> Iterable[tuple[str, object]]:
         # Never the passwords.
         return (
-            f"LocalKafkaBroker(port={self.port}, controller_port={self.controller_port}, "
-            f"data_dir={self.data_dir!r}, secure={self.secure})"
+            ("port", self.port),
+            ("controller_port", self.controller_port),
+            ("data_dir", self.data_dir),
+            ("secure", self.secure),
         )
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["KAFKA_PORT"] = str(self.port)
-        env["KAFKA_CONTROLLER_PORT"] = str(self.controller_port)
+    def _log_file(self) -> Path:
+        data_dir = self.data_dir or _DEFAULT_DATA_ROOT / f"data-{self.port}"
+        return data_dir / "kafka.log"
+
+    def _script_env_drop(self) -> Iterable[str]:
+        # An inherited KAFKA_DATA_DIR was meant for some other broker/port; security
+        # settings are this broker's, never the caller's.
+        return ("KAFKA_DATA_DIR", *_SECURITY_VARS)
+
+    def _script_env(self) -> dict[str, str]:
+        env = {"KAFKA_PORT": str(self.port), "KAFKA_CONTROLLER_PORT": str(self.controller_port)}
         if self.data_dir is not None:
             env["KAFKA_DATA_DIR"] = str(self.data_dir)
-        else:
-            # An inherited KAFKA_DATA_DIR was meant for some other broker/port.
-            env.pop("KAFKA_DATA_DIR", None)
-        # Security settings are this broker's, never inherited from the caller's environment.
-        for name in ("KAFKA_SECURITY", "KAFKA_SCRAM_CREDENTIALS", "KAFKA_SCRAM_CREDENTIALS_FILE"):
-            env.pop(name, None)
-        env.pop("KAFKA_ADMIN_USER", None)
         if self.secure:
             env["KAFKA_SECURITY"] = "scram"
             # In the child's environment (readable only by its owner), not on a command line.
             env["KAFKA_SCRAM_CREDENTIALS"] = "\n".join(f"{u}={p}" for u, p in self._users.items())
         return env
-
-    def _run(
-        self, command: str, *, error: type[BrokerError]
-    ) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                ["bash", str(KAFKA_SCRIPT), command],
-                env=self._env(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=_SCRIPT_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            out = (
-                e.stdout.decode(errors="replace")
-                if isinstance(e.stdout, bytes)
-                else (e.stdout or "")
-            )
-            raise error(
-                f"kafka.sh {command} timed out after {_SCRIPT_TIMEOUT_S}s:\n{out}"
-            ) from e
-        except OSError as e:
-            raise error(f"could not run {KAFKA_SCRIPT}: {e}") from e
-
-    def _describe(self, command: str, result: subprocess.CompletedProcess[str]) -> str:
-        return (
-            f"kafka.sh {command} failed (exit {result.returncode}) for {self!r}:\n"
-            f"{result.stdout.rstrip()}"
-        )

@@ -10,21 +10,35 @@ waiting until connections are accepted). As root the cluster runs as the `postgr
 
 from __future__ import annotations
 
-import os
-import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-POSTGRES_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "postgres.sh"
-_SCRIPT_TIMEOUT_S = 180
+from ketenmonitor.infra.script_server import (
+    DEPLOY_DIR,
+    ScriptRunner,
+    ServerError,
+    ServerStartError,
+)
+
+__all__ = ["POSTGRES_SCRIPT", "LocalPostgres", "PostgresError", "PostgresStartError"]
+
+POSTGRES_SCRIPT = DEPLOY_DIR / "postgres" / "postgres.sh"
 
 
-class PostgresError(RuntimeError):
+class PostgresError(ServerError):
     """postgres.sh failed; the message carries its output."""
 
 
-class LocalPostgres:
+class PostgresStartError(PostgresError, ServerStartError):
+    """The cluster could not be started (no binaries, initdb failed, port taken, timeout)."""
+
+
+class LocalPostgres(ScriptRunner):
+    script = POSTGRES_SCRIPT
+    error = PostgresError
+    start_error = PostgresStartError
+    script_timeout_s = 180
+
     def __init__(
         self, port: int, data_dir: Path, database: str = "ketenmonitor", fsync: bool = True
     ) -> None:
@@ -40,55 +54,16 @@ class LocalPostgres:
     def url_for(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> None:
-        """Start the cluster (initdb the first time) and return once it accepts connections."""
-        self._run("start")
+    def _repr_fields(self) -> Iterable[tuple[str, object]]:
+        return (("port", self.port), ("data_dir", self.data_dir))
 
-    def stop(self) -> None:
-        self._run("stop")
+    def _log_file(self) -> Path:
+        return self.data_dir / "postgres.log"
 
-    def is_running(self) -> bool:
-        return self._run("status", check=False).returncode == 0
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"LocalPostgres(port={self.port}, data_dir={self.data_dir!r})"
-
-    def _run(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
+    def _script_env(self) -> dict[str, str]:
+        return {
             "PG_PORT": str(self.port),
             "PG_DATA_DIR": str(self.data_dir),
             "PG_DATABASE": self.database,
             "PG_FSYNC": "on" if self.fsync else "off",
         }
-        try:
-            result = subprocess.run(
-                ["bash", str(POSTGRES_SCRIPT), command],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=_SCRIPT_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PostgresError(f"postgres.sh {command} for {self!r} failed: {exc}") from exc
-        if check and result.returncode != 0:
-            raise PostgresError(
-                f"postgres.sh {command} failed (exit {result.returncode}) for {self!r}:\n"
-                f"{result.stdout.rstrip()}"
-            )
-        return result
