@@ -44,7 +44,6 @@ LIBS_DIR=${KAFKA_CACHE_DIR:-$REPO_ROOT/.cache/kafka/libs}
 DATA_DIR=${KAFKA_DATA_DIR:-$REPO_ROOT/.cache/kafka/data-$PORT}
 HEAP=${KAFKA_HEAP:--Xmx768m -Xms256m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
-STOP_TIMEOUT=30
 SECURITY=${KAFKA_SECURITY:-none}
 ADMIN_USER=${KAFKA_ADMIN_USER:-admin}
 # The controller listener's login (SASL PLAIN, see security.properties.template); not a SCRAM user.
@@ -63,12 +62,17 @@ CONTROLLER_SECRET_FILE=$DATA_DIR/controller.secret
 LOG4J_CONFIG=$SCRIPT_DIR/log4j2.properties
 STAMP=$LIBS_DIR/.pom.sha256
 PROPS=$DATA_DIR/server.properties
-PID_FILE=$DATA_DIR/kafka.pid
-LOG_FILE=$DATA_DIR/kafka.log
-OUT_FILE=$DATA_DIR/kafka.out
 
-log() { printf 'kafka.sh: %s\n' "$*"; }
-die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
+# Start, stop, status, pid file (kafka.pid), log rotation and readiness wait: deploy/lib/daemon.sh,
+# with the Kafka steps below as its hooks (daemon_check, daemon_prepare, daemon_ready).
+NAME=kafka
+ADDRESS=127.0.0.1:$PORT
+PORTS=("$PORT" "$CONTROLLER_PORT")
+OUT_FILE=$DATA_DIR/kafka.out  # JVM stdout/stderr; log4j2 writes kafka.log itself
+# A pid file can outlive its process and the pid be reused: only our broker with our config.
+MARKER="kafka.Kafka $PROPS"
+# shellcheck source-path=SCRIPTDIR source=../lib/daemon.sh
+source "$SCRIPT_DIR/../lib/daemon.sh"
 
 for p in "$PORT" "$CONTROLLER_PORT" "$START_TIMEOUT"; do
     [[ $p =~ ^[0-9]+$ ]] || die "not a number: '$p' (KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_START_TIMEOUT)"
@@ -80,8 +84,6 @@ done
 [[ $ADMIN_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "KAFKA_ADMIN_USER: only A-Z a-z 0-9 . _ - allowed"
 
 # ---------------------------------------------------------------- helpers --
-
-now_ms() { date +%s%3N; }
 
 find_java() {
     if [[ -n ${JAVA_HOME:-} ]]; then
@@ -106,56 +108,6 @@ find_java() {
 run_kafka_class() {
     "$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR" \
         -cp "$LIBS_DIR/*" "$@"
-}
-
-# bash's /dev/tcp: no python, nc or curl needed. Loopback refuses at once when
-# nothing listens, so this never hangs.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-read_pid() {
-    local pid=""
-    [[ -f $PID_FILE ]] && pid=$(<"$PID_FILE")
-    [[ $pid =~ ^[0-9]+$ ]] && printf '%s' "$pid"
-    return 0
-}
-
-# The broker is not our child once this script exits, and containers often lack
-# an init that reaps orphans: a zombie still passes `kill -0`, so look at its state.
-is_alive() {
-    local pid=$1 state
-    kill -0 "$pid" 2>/dev/null || return 1
-    if [[ -r /proc/$pid/stat ]]; then
-        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
-        [[ $state != Z ]] || return 1
-    fi
-    return 0
-}
-
-# A pid file can outlive its process and the pid be reused, so only trust a
-# process whose command line is our broker with our config.
-is_our_broker() {
-    local pid=$1
-    [[ -n $pid ]] && is_alive "$pid" || return 1
-    if [[ -r /proc/$pid/cmdline ]]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "kafka.Kafka $PROPS"
-    fi
-}
-
-is_running() {
-    local pid
-    pid=$(read_pid)
-    is_our_broker "$pid" && port_open "$PORT"
-}
-
-print_logs() {
-    if [[ -s $LOG_FILE ]]; then
-        printf -- '---- last 50 lines of %s ----\n' "$LOG_FILE"
-        tail -n 50 "$LOG_FILE"
-    fi
-    if [[ -s $OUT_FILE ]]; then
-        printf -- '---- last 50 lines of %s ----\n' "$OUT_FILE"
-        tail -n 50 "$OUT_FILE"
-    fi
 }
 
 # --------------------------------------------------------------- commands --
@@ -241,6 +193,7 @@ formatted_mode() {
     if [[ -f $MODE_FILE ]]; then cat "$MODE_FILE"; else printf 'none'; fi
 }
 
+# shellcheck disable=SC2016  # the '${NAME}' placeholders are meant literally
 render_config() {
     # Bash substitution, not sed or envsubst: no escaping of paths, and the
     # passwords never appear on a command line. Quoted replacements are literal.
@@ -285,69 +238,13 @@ format_storage() {
     printf '%s\n' "$SECURITY" >"$MODE_FILE"
 }
 
-# Port open is not enough: the socket server binds before the broker has caught
-# up with the metadata log and been unfenced. KafkaRaftServer logs
-# "Kafka Server started" only after that, so wait for both.
-wait_ready() {
-    local pid=$1 started_ms=$2
-    local deadline=$((started_ms + START_TIMEOUT * 1000))
-    while (( $(now_ms) < deadline )); do
-        if ! is_alive "$pid"; then
-            start_failed "$pid" "the broker exited during startup"
-        fi
-        if port_open "$PORT" && grep -qF 'Kafka Server started' "$LOG_FILE" 2>/dev/null; then
-            local ms=$(( $(now_ms) - started_ms ))
-            log "ready on 127.0.0.1:$PORT (pid $pid, started in $((ms / 1000)).$(printf '%03d' $((ms % 1000)))s)"
-            return 0
-        fi
-        sleep 0.2
-    done
-    start_failed "$pid" "the broker did not answer on 127.0.0.1:$PORT within ${START_TIMEOUT}s"
-}
+# ------------------------------------------------------ hooks of daemon.sh --
 
-# Never leave a half-started broker behind: the caller will retry or give up,
-# and an orphan would hold the ports and the data dir.
-start_failed() {
-    local pid=$1 msg=$2
-    printf 'kafka.sh: error: %s\n' "$msg" >&2
-    print_logs >&2
-    if is_alive "$pid"; then
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
-    exit 1
-}
+daemon_check() { find_java; }
 
-cmd_start() {
-    local pid
-    find_java
-    mkdir -p "$DATA_DIR"
-    # Two racing starts on one data dir would launch two JVMs, and the loser would
-    # only die seconds later on Kafka's own log-dir lock. Serialise them instead;
-    # the lock is released when this script exits (the JVM gets the fd closed).
-    exec 8>"$DATA_DIR/start.lock"
-    if command -v flock >/dev/null; then flock 8; fi
-
-    pid=$(read_pid)
-    if is_our_broker "$pid"; then
-        if port_open "$PORT"; then
-            log "already running on 127.0.0.1:$PORT (pid $pid)"
-            return 0
-        fi
-        # Alive but not answering: another `start` launched it and is still
-        # waiting (only possible without flock). Wait too; never launch a second JVM.
-        log "pid $pid is starting, waiting for it"
-        wait_ready "$pid" "$(now_ms)"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-
-    # Something else (another broker, another data dir) on our ports would make
-    # the new broker die with a bind error after a few seconds; say it now.
-    for p in "$PORT" "$CONTROLLER_PORT"; do
-        port_open "$p" && die "127.0.0.1:$p is already in use by another process"
-    done
-
+# Under the start lock, ports free, kafka.log and kafka.out already rotated (so the storage
+# tool's lines below land in this run's log, before the broker's).
+daemon_prepare() {
     cmd_fetch
     if [[ -f $DATA_DIR/logs/meta.properties && $(formatted_mode) != "$SECURITY" ]]; then
         die "$DATA_DIR was formatted with KAFKA_SECURITY=$(formatted_mode), not $SECURITY: use another KAFKA_DATA_DIR or 'clean' it"
@@ -357,66 +254,27 @@ cmd_start() {
         CONTROLLER_PASSWORD=$(controller_secret)
     fi
     render_config
-    # One run per log file, so the readiness check cannot match the previous
-    # run's "started" line, and the tail printed on failure is about this run.
-    [[ -f $LOG_FILE ]] && mv -f "$LOG_FILE" "$LOG_FILE.prev"
-    [[ -f $OUT_FILE ]] && mv -f "$OUT_FILE" "$OUT_FILE.prev"
     format_storage
-
-    local started_ms
-    started_ms=$(now_ms)
-    # nohup: a closing terminal must not take the broker down (the JVM keeps
-    # SIGHUP ignored). stdin/stdout/stderr go to files: a caller that captures
-    # our output (subprocess.run) would otherwise wait for the JVM to exit.
     # Kafka's own JVM flags from kafka-run-class.sh, minus the heap.
-    # shellcheck disable=SC2086  # HEAP and KAFKA_JVM_OPTS are word lists
-    nohup "$JAVA" $HEAP \
-        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-        ${KAFKA_JVM_OPTS:-} \
-        -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR" \
-        -cp "$LIBS_DIR/*" kafka.Kafka "$PROPS" \
-        </dev/null >"$OUT_FILE" 2>&1 8>&- &
-    pid=$!
-    echo "$pid" >"$PID_FILE"
-    log "started pid $pid, data in $DATA_DIR"
-    wait_ready "$pid" "$started_ms"
+    # shellcheck disable=SC2206  # HEAP and KAFKA_JVM_OPTS are word lists
+    CMD=(
+        "$JAVA" $HEAP
+        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+        ${KAFKA_JVM_OPTS:-}
+        -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR"
+        -cp "$LIBS_DIR/*" kafka.Kafka "$PROPS"
+    )
 }
 
-cmd_stop() {
-    local pid
-    pid=$(read_pid)
-    if ! is_our_broker "$pid"; then
-        rm -f "$PID_FILE"
-        log "not running"
-        return 0
-    fi
-    # SIGTERM runs Kafka's shutdown hook: it flushes and closes the logs cleanly,
-    # so the next start skips log recovery.
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$(( $(now_ms) + STOP_TIMEOUT * 1000 ))
-    while is_alive "$pid" && (( $(now_ms) < deadline )); do
-        sleep 0.2
-    done
-    if is_alive "$pid"; then
-        log "pid $pid still running after ${STOP_TIMEOUT}s, killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        while is_alive "$pid"; do sleep 0.1; done
-    fi
-    rm -f "$PID_FILE"
-    log "stopped (pid $pid)"
+# Port open is not enough: the socket server binds before the broker has caught
+# up with the metadata log and been unfenced. KafkaRaftServer logs
+# "Kafka Server started" only after that, so wait for both.
+daemon_ready() {
+    port_open "$PORT" && grep -qF 'Kafka Server started' "$LOG_FILE" 2>/dev/null
 }
 
-cmd_status() {
-    local pid
-    pid=$(read_pid)
-    if is_running; then
-        log "running on 127.0.0.1:$PORT (pid $pid)"
-        return 0
-    fi
-    log "not running on 127.0.0.1:$PORT"
-    return 1
-}
+# ------------------------------------------------------------------ clean --
 
 cmd_clean() {
     cmd_stop
@@ -432,12 +290,6 @@ cmd_clean() {
 
 case ${1:-} in
     fetch)  cmd_fetch ;;
-    start)  cmd_start ;;
-    stop)   cmd_stop ;;
-    status) cmd_status ;;
     clean)  cmd_clean ;;
-    *)
-        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
-        exit 2
-        ;;
+    *)      daemon_main "$@" ;;  # start, stop, status (or the usage)
 esac
