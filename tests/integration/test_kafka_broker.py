@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
+import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.kafka_broker import BrokerStartError, LocalKafkaBroker
+from ketenmonitor.infra.script_server import ServerStartError
+from ketenmonitor.infra.worker_process import free_port
 
 N_MESSAGES = 100
 N_PARTITIONS = 3
@@ -70,3 +74,47 @@ def test_produce_and_consume_round_trip(kafka_broker: LocalKafkaBroker) -> None:
     assert {p for p, _ in received} == set(range(N_PARTITIONS))
     assert assignment == {TopicPartition(topic, p) for p in range(N_PARTITIONS)}
     assert sum(end_offsets.values()) == N_MESSAGES
+
+
+def test_a_restarted_broker_keeps_its_topics_and_a_stopped_one_is_not_running(
+    tmp_path: Path,
+) -> None:
+    broker = LocalKafkaBroker(port=free_port(), controller_port=free_port(), data_dir=tmp_path)
+    topic = f"kept-{uuid.uuid4().hex[:8]}"
+    with broker as started:
+        assert started is broker
+        assert "Kafka Server started" in broker.log_tail()
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        try:
+            admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        finally:
+            admin.close()
+    assert not broker.is_running()
+    with broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        try:
+            assert topic in admin.list_topics()
+        finally:
+            admin.close()
+    assert not broker.is_running()
+    # The second run's log replaced the first one's, which was kept beside it.
+    assert (tmp_path / "kafka.log.prev").exists()
+
+
+def test_a_broker_on_a_taken_port_fails_to_start_with_the_scripts_message(
+    kafka_broker: LocalKafkaBroker, tmp_path: Path
+) -> None:
+    other = LocalKafkaBroker(port=kafka_broker.port, controller_port=free_port(), data_dir=tmp_path)
+    with pytest.raises(BrokerStartError, match="already in use") as raised:
+        other.start()
+    assert isinstance(raised.value, ServerStartError)
+    assert kafka_broker.is_running()
+
+
+def test_a_secure_brokers_repr_never_shows_a_password(tmp_path: Path) -> None:
+    password = "not-in-repr-0123456789"
+    broker = LocalKafkaBroker(
+        port=free_port(), data_dir=tmp_path, secure=True, users={"admin": password}
+    )
+    assert password not in repr(broker)
+    assert "secure=True" in repr(broker)

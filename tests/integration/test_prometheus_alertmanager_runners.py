@@ -55,6 +55,7 @@ def test_an_invalid_configuration_fails_the_start_with_the_servers_log(tmp_path:
     with pytest.raises(ServerStartError, match="no_such_field"):
         prometheus.start()
     assert not prometheus.is_running()
+    assert "no_such_field" in prometheus.log_tail()
 
 
 def test_render_prometheus_config_points_at_the_alertmanager() -> None:
