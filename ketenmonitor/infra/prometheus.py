@@ -62,21 +62,21 @@ class LocalPrometheus(ScriptServer):
 
     def alerts(self) -> list[dict[str, Any]]:
         """Active alerts, pending and firing (GET /api/v1/alerts)."""
-        answer = self._request("GET", "/api/v1/alerts")
-        alerts: list[dict[str, Any]] = answer["data"]["alerts"]
-        return alerts
+        return self._get_list("/api/v1/alerts", "alerts")
 
     def rule_groups(self) -> list[dict[str, Any]]:
         """Loaded rule groups with their health and last error (GET /api/v1/rules)."""
-        answer = self._request("GET", "/api/v1/rules")
-        groups: list[dict[str, Any]] = answer["data"]["groups"]
-        return groups
+        return self._get_list("/api/v1/rules", "groups")
 
     def targets(self) -> list[dict[str, Any]]:
         """Active scrape targets with health and last error (GET /api/v1/targets)."""
-        answer = self._request("GET", "/api/v1/targets")
-        targets: list[dict[str, Any]] = answer["data"]["activeTargets"]
-        return targets
+        return self._get_list("/api/v1/targets", "activeTargets")
+
+    def _get_list(self, path: str, key: str) -> list[dict[str, Any]]:
+        """The list `data.<key>` of the answer to GET `path`."""
+        answer = self._request("GET", path)
+        items: list[dict[str, Any]] = answer["data"][key]
+        return items
 
 
 def render_prometheus_config(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ def test_prometheus_answers_queries_reloads_and_stops(tmp_path: Path) -> None:
         assert prometheus.is_running()
         assert prometheus.query("vector(42)")[0]["value"][1] == "42"
         assert [g["name"] for g in prometheus.rule_groups()] == ["g"]
+        # Service discovery hands the static target over shortly after the start.
+        deadline = time.monotonic() + 30
+        while not (targets := prometheus.targets()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [t["scrapeUrl"] for t in targets] == ["http://127.0.0.1:1/metrics"]
+        assert prometheus.alerts() == []  # recording rules only
         with pytest.raises(QueryError):
             prometheus.query("sum(")
         config.write_text(render_prometheus_config(["127.0.0.1:1"], [], "1s", "1s", None))
