@@ -16,7 +16,6 @@ Times are POSIX seconds in event time; nothing here reads the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import itemgetter
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -168,13 +167,20 @@ def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Appl
     if current is not None and not record.beats(current):
         # A lower revision (or a losing tie) of a milestone we hold: remember the id, nothing else.
         return Applied(CaseState(state.records, seen, state.duplicates))
-    records = dict(state.records)
+    records = state.records.copy()
     records[milestone] = record
     new_state = _new(CaseState, (MappingProxyType(records), seen, state.duplicates))
     added, removed = _changed_facts(chain.fact_plan, state.records, records, milestone)
     corrections_delta = (record.revision > 0) - (current is not None and current.revision > 0)
     return _new(
-        Applied, (new_state, _as_facts(added), _as_facts(removed), False, corrections_delta)
+        Applied,
+        (
+            new_state,
+            _as_facts(added) if added else _NO_FACTS,
+            _as_facts(removed) if removed else _NO_FACTS,
+            False,
+            corrections_delta,
+        ),
     )
 
 
@@ -235,17 +241,9 @@ def _head_at(plan: FactPlan, furthest: str, top: MilestoneRecord) -> _Head:
     return _new(_Head, (top.case_type, top.district, furthest, rank, None, None))
 
 
-_occurred_at = itemgetter(1)  # MilestoneRecord.occurred_at
-_retracted = itemgetter(6)  # MilestoneRecord.retracted
-
-
 def _times(records: Mapping[str, MilestoneRecord]) -> dict[str, float]:
     """When the case reached each milestone (retracted ones left out)."""
-    # Built in C (no comprehension frame); retractions are rare.
-    values = records.values()
-    if any(map(_retracted, values)):
-        return {m: r.occurred_at for m, r in records.items() if not r.retracted}
-    return dict(zip(records, map(_occurred_at, values), strict=True))
+    return {m: r.occurred_at for m, r in records.items() if not r.retracted}
 
 
 def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tuple]:
@@ -276,14 +274,18 @@ def _changed_facts(
         times_after[milestone] = record.occurred_at
     if not times_before or not times_after:
         return _all_facts(plan, after, times_after), _all_facts(plan, before, times_before)
-    head_before = _head(plan, before, times_before)
+    furthest = max(times_before, key=plan.rank.__getitem__)
+    head_before = _head_at(plan, furthest, before[furthest])
     if not record.retracted and plan.rank[milestone] > head_before.furthest_rank:
         head_after = _head_at(plan, milestone, record)
-    elif milestone != head_before.furthest:
+    elif milestone != furthest:
         head_after = head_before  # the furthest milestone and its record are unchanged
     else:
         head_after = _head(plan, after, times_after)
-    if head_before[:2] != head_after[:2]:  # case type or district changed: every fact did
+    if head_after is not head_before and (
+        head_before.case_type != head_after.case_type
+        or head_before.district != head_after.district
+    ):  # every fact carries the case type and district: all of them changed
         old = _all_facts(plan, before, times_before)
         new = _all_facts(plan, after, times_after)
         return new - old, old - new
@@ -338,24 +340,22 @@ def _stage_facts(
     plan: FactPlan, stage: StagePlan, times: dict[str, float], head: _Head, out: set[tuple]
 ) -> None:
     stage_id, enter, exits, last_exit_rank = stage
-    entered_at = None
-    for m in enter:
-        t = times.get(m)
-        if t is not None and (entered_at is None or t < entered_at):
-            entered_at = t
+    entered_at = times.get(enter[0]) if len(enter) == 1 else _earliest(enter, times)
     if entered_at is None:
         return
-    out.add((stage_id, head.case_type, head.district, entered_at, STAGE_ENTERED))
-    left_at = None
-    for m in exits:
-        t = times.get(m)
-        if t is not None and (left_at is None or t < left_at):
-            left_at = t
+    case_type, district = head.case_type, head.district
+    out.add((stage_id, case_type, district, entered_at, STAGE_ENTERED))
+    left_at = times.get(exits[0]) if len(exits) == 1 else _earliest(exits, times)
     if left_at is None and head.furthest_rank > last_exit_rank:
         rank = plan.rank
         left_at = min(t for m, t in times.items() if rank[m] > last_exit_rank)
     if left_at is not None:
-        out.add((stage_id, head.case_type, head.district, entered_at, left_at, STAGE_LEFT))
+        out.add((stage_id, case_type, district, entered_at, left_at, STAGE_LEFT))
+
+
+def _earliest(milestones: tuple[str, ...], times: dict[str, float]) -> float | None:
+    reached = [times[m] for m in milestones if m in times]
+    return min(reached) if reached else None
 
 
 def _segment_fact(

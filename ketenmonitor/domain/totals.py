@@ -129,7 +129,7 @@ class ChainTotals:
         if hours is None:
             hours = self.open_entries_by_hour[key] = Counter()
         hour = int(entered_at // HOUR) * HOUR
-        n = hours[hour] + sign
+        n = hours.get(hour, 0) + sign  # get: Counter's __missing__ would run in Python
         if n:
             hours[hour] = n
         else:
