@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     processing_timeout_seconds: float = 10.0
     # How fast the group notices a worker that died (kill -9): Kafka session timeout.
     session_timeout_seconds: float = Field(default=30.0, ge=6.0)
-    # Events are processed in batches of at most batch_size, or what arrived within batch_seconds.
-    batch_size: int = Field(default=1000, ge=1)
+    # Events are processed in batches of at most batch_size (what one fetch returns), waiting at
+    # most batch_seconds for one; up to 3 batches are written while the next is processed.
+    batch_size: int = Field(default=5000, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
