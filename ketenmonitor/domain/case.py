@@ -22,6 +22,9 @@ from typing import NamedTuple
 from ketenmonitor.domain.chain import Chain, FactPlan, SegmentPlan, StagePlan
 
 
+# Events, records, states, facts and results are named tuples rather than frozen dataclasses: every
+# event builds several of them and hashes and compares facts, and tuples do all of that in C (a
+# frozen dataclass sets each field through object.__setattr__ and hashes in Python).
 class CaseEvent(NamedTuple):
     """A validated event with a pseudonymous case key, in the core's terms."""
 
@@ -36,9 +39,6 @@ class CaseEvent(NamedTuple):
     retracted: bool = False
 
 
-# Records and facts are named tuples rather than frozen dataclasses: a case's state holds several
-# records and every event builds, hashes and compares its facts, and tuples do all of that in C
-# (a frozen dataclass sets each field through object.__setattr__ and hashes in Python).
 class MilestoneRecord(NamedTuple):
     event_id: str
     occurred_at: float
