@@ -1,5 +1,5 @@
-"""Watches that tell a stuck worker from a quiet one (faust-streaming issue #175: consumers that
-silently stop).
+"""Watches that tell a stuck worker from a quiet one (consumers that silently stop are a known
+failure of Kafka clients, e.g. faust-streaming issue #175).
 
     watch = StallWatch(timeout=10.0)
     with watch.busy("cases"):            # around the work on one batch, awaits included
@@ -8,7 +8,7 @@ silently stop).
     watch.overdue(now)       -> ["ingest"]   (busy longer than the timeout: log and alert)
 
 A batch whose work hangs (a send that never completes, a store that does not answer) keeps its
-agent busy: the gauge grows, a timer logs it, and the alert rule on the gauge fires. A worker whose
+stage busy: the gauge grows, a timer logs it, and the alert rule on the gauge fires. A worker whose
 event loop is blocked cannot answer /metrics at all: Prometheus' `up` alert covers that case.
 """
 

@@ -1,4 +1,4 @@
-"""The two steps of a worker, as plain Python that the Faust agents call.
+"""The two steps of a worker, as plain Python that the worker loop (streams/worker.py) calls.
 
 1. `Ingestor.route(raw, organisation)`: a partner's raw message becomes either a pseudonymised case
    event bound for the case topic (keyed and partitioned by pseudonym) or a rejection with a reason.

@@ -26,7 +26,7 @@ Pattern = Literal["literal", "prefixed"]
 Operation = Literal["ALL", "READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS"]
 
 _NAME = r"^[A-Za-z0-9._-]+$"
-# The workers declare the dead-letter topic (faust creates what it declares) and write it, but do
+# The workers create the dead-letter topic if it is missing (streams/topics.py) and write it, but do
 # not read it back.
 _WORKER_DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
     "WRITE", "DESCRIBE", "CREATE", "DESCRIBE_CONFIGS"
@@ -80,7 +80,7 @@ def access_plan(
     partner_users = {p: _user(principals.partner(p)) for p in partners}
     _check_roles_are_distinct(workers, operators, partner_users)
 
-    internal_prefix = f"{settings.app_id}-"  # faust: table changelogs, the assignor's leader topic
+    internal_prefix = f"{settings.app_id}-"  # the workers' table changelogs
     partner_topics = [settings.partner_topic(p) for p in partners]
     for topic in (*partner_topics, settings.dead_letter_topic):
         if topic.startswith(internal_prefix):
