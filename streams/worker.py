@@ -81,6 +81,9 @@ class Worker:
         self.processor = CaseProcessor(chain)
         self.tables = Tables()
         self.owned: set[TopicPartition] = set()
+        # What /metrics shows: the owned partitions, except between a revocation and the next
+        # assignment, so that no partition is ever exported by two workers at once.
+        self.exported: set[TopicPartition] = set()
         self.committed: dict[TopicPartition, int] = {}
         # Where each changelog partition ended after this worker's last write or restore.
         self.changelog_end: dict[TopicPartition, int] = {}
@@ -295,6 +298,7 @@ class Worker:
         # acknowledged, offsets committed. What is released is decided at the assignment.
         async with self.lock:
             await self._drain()
+            self.exported = set()
             log.info("partitions revoked; batches in flight written and committed")
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -313,6 +317,7 @@ class Worker:
             new = assigned - self.owned
             await self._restore(new)
             self.owned = set(assigned)
+            self.exported = set(assigned)
             await self._fetch_committed(new)
             log.info(
                 "owned partitions now %s (released %s, restored %s)",
@@ -440,13 +445,14 @@ class Worker:
         return {tp.partition for tp in self.owned if tp.topic == self.cases_topic}
 
     def owned_state(self) -> OwnedState:
+        exported = self.exported & self.owned
         ingest = [
             (self.topic_of[tp.topic], stats)
-            for tp in self.owned
+            for tp in exported
             if tp.topic in self.topic_of
             and (stats := self.tables.ingest.get(f"{tp.topic}:{tp.partition}")) is not None
         ]
-        owned = self._case_partitions()
+        owned = {tp.partition for tp in exported if tp.topic == self.cases_topic}
         return OwnedState(
             self.processor.owned_totals(owned),
             ingest,
