@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dashboards import queries as q
 from dashboards.datasources import PROMETHEUS
-from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step, Variable
-from dashboards.options import LINES, PER_DAY, bar_options, stat_options
+from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Variable
+from dashboards.options import LINES, PER_DAY
+from dashboards.panels import bars, instant, stat
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
+from dashboards.variables import choice, label_choice
 from ketenmonitor.domain.chain import Chain
 from streams import metrics
 
@@ -37,39 +39,21 @@ def variables(chain: Chain) -> tuple[Variable, ...]:
     first = stage_segment(chain, chain.stage_ids[0]) if chain.stage_ids else None
     segments = sorted(chain.spec.segments, key=lambda s: s.id != first)
     return (
-        Variable(
-            "organisation",
-            "Organisatie",
-            "De ketenpartner die eigenaar is van de fase.",
-            definition=f"label_values({metrics.BACKLOG}, organisation)",
-        ),
-        Variable(
-            "stage",
-            "Fase",
-            "Een fase van de keten waarin zaken wachten (werkvoorraad).",
-            definition=f'label_values({metrics.BACKLOG}{{organisation=~"$organisation"}}, stage)',
-        ),
-        Variable(
-            "case_type",
-            "Zaaktype",
-            "Soort zaak, zoals gedefinieerd in de ketendefinitie.",
-            definition=f"label_values({metrics.BACKLOG}, case_type)",
-            include_all=True,
-        ),
-        Variable(
-            "district",
-            "Arrondissement",
-            "Het arrondissement van de zaak.",
-            definition=f"label_values({metrics.BACKLOG}, district)",
-            include_all=True,
-        ),
-        Variable(
-            "segment",
-            "Doorlooptijd",
-            "Het traject waarvan de doorlooptijd getoond wordt (van mijlpaal tot mijlpaal).",
-            kind="custom",
-            options=tuple((s.id, s.label) for s in segments),
-        ),
+        label_choice("organisation", "Organisatie",
+                     "De ketenpartner die eigenaar is van de fase.",
+                     metrics.BACKLOG),
+        label_choice("stage", "Fase",
+                     "Een fase van de keten waarin zaken wachten (werkvoorraad).",
+                     q.selector(metrics.BACKLOG, q.regex("organisation", "$organisation"))),
+        label_choice("case_type", "Zaaktype",
+                     "Soort zaak, zoals gedefinieerd in de ketendefinitie.",
+                     metrics.BACKLOG, include_all=True),
+        label_choice("district", "Arrondissement",
+                     "Het arrondissement van de zaak.",
+                     metrics.BACKLOG, include_all=True),
+        choice("segment", "Doorlooptijd",
+               "Het traject waarvan de doorlooptijd getoond wordt (van mijlpaal tot mijlpaal).",
+               [(s.id, s.label) for s in segments]),
     )
 
 
@@ -78,52 +62,49 @@ def build_drilldown(chain: Chain) -> Dashboard:
     backlog = q.selector(metrics.BACKLOG, *stage_filter)
     lead = (SEGMENT, CASE_TYPE, DISTRICT)
     summary = (
-        _stat("Werkvoorraad", "Zaken die nu in de gekozen fase wachten.", "short",
+        stat("Werkvoorraad", "Zaken die nu in de gekozen fase wachten.", "short",
               f"sum({backlog})"),
-        _stat(
+        stat(
             "Oudste open zaak",
             "Hoe lang de oudste zaak al in de gekozen fase wacht (alle zaaktypen en "
             "arrondissementen: deze meting kent geen uitsplitsing).",
             "s",
             f"max({q.selector(metrics.BACKLOG_OLDEST_AGE, STAGE)})",
         ),
-        _stat("Instroom", "Zaken per dag die de fase binnenkomen, nu.", PER_DAY,
+        stat("Instroom", "Zaken per dag die de fase binnenkomen, nu.", PER_DAY,
               q.per_day_rate(q.INFLOW_TOTAL, *stage_filter)),
-        _stat("Uitstroom", "Zaken per dag die de fase verlaten, nu.", PER_DAY,
+        stat("Uitstroom", "Zaken per dag die de fase verlaten, nu.", PER_DAY,
               q.per_day_rate(q.OUTFLOW_TOTAL, *stage_filter)),
-        _stat(
+        stat(
             "Doorlooptijd p50",
             "De helft van de afgeronde trajecten (gekozen doorlooptijd) was binnen deze tijd "
             "klaar.",
             "s",
             f"histogram_quantile(0.5, sum by (le) ({q.selector(q.LEAD_BUCKET, *lead)}))",
         ),
-        _stat(
+        stat(
             "Doorlooptijd p80",
             "80% van de afgeronde trajecten (gekozen doorlooptijd) was binnen deze tijd klaar.",
             "s",
             f"histogram_quantile(0.8, sum by (le) ({q.selector(q.LEAD_BUCKET, *lead)}))",
         ),
     )
-    bands = tuple(
-        PromQuery(
+    bands = (
+        instant(
             f"sum({q.selector(metrics.BACKLOG_BY_AGE, *stage_filter, q.eq('age_band', band))})"
             " or vector(0)",
             band.replace("d", " dagen"),
-            instant=True,
         )
         for band, _ in chain.backlog_age_bands
     )
-    age = Panel(
-        "bargauge",
+    age = bars(
         "Werkvoorraad naar leeftijd",
         "Wachtende zaken in de fase naar hoe lang ze er al zijn (leeftijdsklassen uit de "
         "ketendefinitie).",
         "short",
-        bands,
+        *bands,
         width=8,
         height=8,
-        options=bar_options(),
     )
     throughput = Panel(
         "timeseries",
@@ -165,17 +146,15 @@ def build_drilldown(chain: Chain) -> Dashboard:
             "yAxis": {"axisPlacement": "left", "unit": "s"},
         },
     )
-    by_district = Panel(
-        "bargauge",
+    by_district = bars(
         "Werkvoorraad per arrondissement",
         "Wachtende zaken in de fase per arrondissement.",
         "short",
-        (PromQuery(f"sum by (district) ({backlog})", "{{district}}", instant=True),),
+        instant(f"sum by (district) ({backlog})", "{{district}}"),
         width=8,
         height=9,
         overrides=tuple(Override(d, display_name=label)
                         for d, label in chain.spec.districts.items()),
-        options=bar_options(),
     )
     backlog_trend = Panel(
         "timeseries",
@@ -191,22 +170,15 @@ def build_drilldown(chain: Chain) -> Dashboard:
         custom={"drawStyle": "line", "fillOpacity": 20, "stacking": {"mode": "normal"},
                 "showPoints": "never"},
     )
-    closed = Panel(
-        "bargauge",
+    closed = bars(
         "Afgesloten zaken naar uitkomst",
         "Zaken die de keten verlieten (bijvoorbeeld sepot, vrijspraak, inning afgerond), naar "
         "uitkomst, voor het gekozen zaaktype en arrondissement; over de hele keten.",
         "short",
-        (
-            PromQuery(
-                f"sum by (outcome) ({q.selector(q.CLOSED_TOTAL, CASE_TYPE, DISTRICT)})",
-                "{{outcome}}",
-                instant=True,
-            ),
-        ),
+        instant(f"sum by (outcome) ({q.selector(q.CLOSED_TOTAL, CASE_TYPE, DISTRICT)})",
+                "{{outcome}}"),
         width=12,
         height=8,
-        options=bar_options(),
     )
     return Dashboard(
         uid=DRILLDOWN,
@@ -222,19 +194,3 @@ def build_drilldown(chain: Chain) -> Dashboard:
             Link("Historie", f"/d/{HISTORY}"),
         ),
     )
-
-
-def _stat(title: str, description: str, unit: str, expr: str) -> Panel:
-    return Panel(
-        "stat",
-        title,
-        description,
-        unit,
-        (PromQuery(expr, title, instant=True),),
-        width=4,
-        height=4,
-        thresholds=(Step("blue"),),
-        color_mode="thresholds",
-        options=stat_options(),
-    )
-

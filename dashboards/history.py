@@ -11,9 +11,10 @@ limits to the dashboard's time range, which here is a range of event times.
 from __future__ import annotations
 
 from dashboards.datasources import STORE
-from dashboards.model import Dashboard, Link, Override, Panel, SqlQuery, Step, Variable
-from dashboards.options import timeseries_options
+from dashboards.model import Dashboard, Link, Override, SqlQuery, Step, Variable
+from dashboards.panels import timeseries
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW
+from dashboards.variables import choice
 from ketenmonitor.domain.chain import Chain, NormSpec
 from ketenmonitor.store.models import Case, CaseSegment, CaseStage
 
@@ -26,29 +27,15 @@ MONTHLY_LINES = {"drawStyle": "line", "lineWidth": 2, "showPoints": "always", "p
 
 def variables(chain: Chain) -> tuple[Variable, ...]:
     return (
-        Variable(
-            "segment",
-            "Doorlooptijd",
-            "Het traject waarvan de doorlooptijd getoond wordt.",
-            kind="custom",
-            options=tuple((s.id, s.label) for s in chain.spec.segments),
-        ),
-        Variable(
-            "stage",
-            "Fase",
-            "De fase waarvan instroom, uitstroom en werkvoorraad getoond worden.",
-            kind="custom",
-            options=tuple((s.id, s.label) for s in chain.spec.stages),
-        ),
-        Variable(
-            "case_type",
-            "Zaaktype",
-            "Soort zaak; 'All' is alle zaaktypen.",
-            kind="custom",
-            options=tuple(chain.spec.case_types.items()),
-            include_all=True,
-            all_value="%",
-        ),
+        choice("segment", "Doorlooptijd",
+               "Het traject waarvan de doorlooptijd getoond wordt.",
+               [(s.id, s.label) for s in chain.spec.segments]),
+        choice("stage", "Fase",
+               "De fase waarvan instroom, uitstroom en werkvoorraad getoond worden.",
+               [(s.id, s.label) for s in chain.spec.stages]),
+        choice("case_type", "Zaaktype",
+               "Soort zaak; 'All' is alle zaaktypen.",
+               chain.spec.case_types.items(), include_all=True, all_value="%"),
     )
 
 
@@ -58,120 +45,87 @@ def build_history(chain: Chain) -> Dashboard:
         "WHERE $__timeFilter(s.completed_at) AND s.segment = '$segment'"
         " AND c.case_type LIKE '$case_type'"
     )
-    lead_times = Panel(
-        "timeseries",
+    lead_times = timeseries(
         "Doorlooptijd per maand (p50, p80)",
         "Per maand van afronding (gebeurtenistijd): de doorlooptijd waarbinnen de helft (p50) en "
         "80% (p80) van de afgeronde trajecten van de gekozen soort klaar was.",
         "s",
-        (
-            SqlQuery(
-                "SELECT date_trunc('month', s.completed_at) AS time,\n"
-                "  percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time_seconds) AS \"p50\",\n"
-                "  percentile_cont(0.8) WITHIN GROUP (ORDER BY s.lead_time_seconds) AS \"p80\"\n"
-                f"{segment_of_type}\nGROUP BY 1 ORDER BY 1"
-            ),
+        SqlQuery(
+            "SELECT date_trunc('month', s.completed_at) AS time,\n"
+            "  percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time_seconds) AS \"p50\",\n"
+            "  percentile_cont(0.8) WITHIN GROUP (ORDER BY s.lead_time_seconds) AS \"p80\"\n"
+            f"{segment_of_type}\nGROUP BY 1 ORDER BY 1"
         ),
         width=12,
-        height=8,
-        min=0,
         custom=MONTHLY_LINES,
-        options=timeseries_options(),
     )
-    completed = Panel(
-        "timeseries",
+    completed = timeseries(
         "Afgeronde trajecten per maand",
         "Aantal trajecten van de gekozen soort dat in de maand werd afgerond (gebeurtenistijd).",
         "short",
-        (
-            SqlQuery(
-                "SELECT date_trunc('month', s.completed_at) AS time, count(*) AS \"Afgerond\"\n"
-                f"{segment_of_type}\nGROUP BY 1 ORDER BY 1"
-            ),
+        SqlQuery(
+            "SELECT date_trunc('month', s.completed_at) AS time, count(*) AS \"Afgerond\"\n"
+            f"{segment_of_type}\nGROUP BY 1 ORDER BY 1"
         ),
         width=12,
-        height=8,
-        min=0,
         custom=BARS,
-        options=timeseries_options(),
     )
-    norms = Panel(
-        "timeseries",
+    norms = timeseries(
         "Aandeel binnen norm per maand",
         "Per norm en per maand van afronding: het deel van de afgeronde trajecten dat binnen de "
         "normtermijn bleef. De normen en hun termijnen komen uit de ketendefinitie.",
         "percentunit",
-        tuple(SqlQuery(_norm_sql(norm)) for norm in chain.spec.norms),
+        *(SqlQuery(_norm_sql(norm)) for norm in chain.spec.norms),
         width=24,
         height=9,
-        min=0,
         max=1,
         overrides=tuple(
             Override(norm.label, thresholds=(Step("red"), Step("green", norm.target)))
             for norm in chain.spec.norms
         ),
         custom=MONTHLY_LINES,
-        options=timeseries_options(),
     )
-    stage_flows = Panel(
-        "timeseries",
+    stage_flows = timeseries(
         "Instroom en uitstroom per maand",
         "Zaken die in de maand de gekozen fase binnenkwamen en verlieten (gebeurtenistijd).",
         "short",
-        (
-            SqlQuery(_stage_count_sql("entered_at", "Instroom")),
-            SqlQuery(_stage_count_sql("left_at", "Uitstroom")),
-        ),
+        SqlQuery(_stage_count_sql("entered_at", "Instroom")),
+        SqlQuery(_stage_count_sql("left_at", "Uitstroom")),
         width=12,
-        height=8,
-        min=0,
         custom=BARS,
-        options=timeseries_options(),
     )
-    month_end_backlog = Panel(
-        "timeseries",
+    month_end_backlog = timeseries(
         "Werkvoorraad aan het eind van de maand",
         "Zaken die aan het eind van elke maand in de gekozen fase wachtten: binnengekomen voor "
         "het einde van de maand en toen nog niet vertrokken (gebeurtenistijd).",
         "short",
-        (
-            SqlQuery(
-                "SELECT m AS time, count(st.pseudonym) AS \"Werkvoorraad\"\n"
-                "FROM generate_series(date_trunc('month', $__timeFrom()::timestamptz),\n"
-                "                     $__timeTo()::timestamptz, interval '1 month') AS m\n"
-                f"LEFT JOIN {STAGES} st ON st.stage = '$stage'\n"
-                "  AND st.entered_at < m + interval '1 month'\n"
-                "  AND (st.left_at IS NULL OR st.left_at >= m + interval '1 month')\n"
-                f"  AND EXISTS (SELECT 1 FROM {CASES} c WHERE c.pseudonym = st.pseudonym"
-                " AND c.case_type LIKE '$case_type')\n"
-                "GROUP BY m ORDER BY m"
-            ),
+        SqlQuery(
+            "SELECT m AS time, count(st.pseudonym) AS \"Werkvoorraad\"\n"
+            "FROM generate_series(date_trunc('month', $__timeFrom()::timestamptz),\n"
+            "                     $__timeTo()::timestamptz, interval '1 month') AS m\n"
+            f"LEFT JOIN {STAGES} st ON st.stage = '$stage'\n"
+            "  AND st.entered_at < m + interval '1 month'\n"
+            "  AND (st.left_at IS NULL OR st.left_at >= m + interval '1 month')\n"
+            f"  AND EXISTS (SELECT 1 FROM {CASES} c WHERE c.pseudonym = st.pseudonym"
+            " AND c.case_type LIKE '$case_type')\n"
+            "GROUP BY m ORDER BY m"
         ),
         width=12,
-        height=8,
-        min=0,
         custom=MONTHLY_LINES,
-        options=timeseries_options(),
     )
-    closed = Panel(
-        "timeseries",
+    closed = timeseries(
         "Afgesloten zaken per maand, naar uitkomst",
         "Zaken die in de maand de keten verlieten, naar uitkomst (gebeurtenistijd).",
         "short",
-        (
-            SqlQuery(
-                "SELECT date_trunc('month', closed_at) AS time, outcome AS metric,"
-                " count(*) AS value\n"
-                f"FROM {CASES}\n"
-                "WHERE $__timeFilter(closed_at) AND case_type LIKE '$case_type'\n"
-                "GROUP BY 1, 2 ORDER BY 1"
-            ),
+        SqlQuery(
+            "SELECT date_trunc('month', closed_at) AS time, outcome AS metric,"
+            " count(*) AS value\n"
+            f"FROM {CASES}\n"
+            "WHERE $__timeFilter(closed_at) AND case_type LIKE '$case_type'\n"
+            "GROUP BY 1, 2 ORDER BY 1"
         ),
         width=24,
-        height=8,
-        min=0,
         custom={**BARS, "stacking": {"mode": "normal"}},
-        options=timeseries_options(),
     )
     return Dashboard(
         uid=HISTORY,

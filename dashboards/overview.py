@@ -13,7 +13,8 @@ from __future__ import annotations
 from dashboards import queries as q
 from dashboards.datasources import PROMETHEUS
 from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step, pack
-from dashboards.options import LINES, PER_DAY, bar_options, stat_options, timeseries_options
+from dashboards.options import PER_DAY, stat_options
+from dashboards.panels import bars, instant, timeseries
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
 from ketenmonitor.alerting.durations import parse_duration
 from ketenmonitor.alerting.policy import AlertPolicy, load_policy
@@ -57,7 +58,7 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             "Aantal zaken dat nu in een fase van de keten wacht (werkvoorraad), opgeteld over "
             "alle fasen en organisaties. Een zaak telt mee in elke fase waarin zij nu open staat.",
             "short",
-            (PromQuery(f"sum({backlog})", "Werkvoorraad", instant=True),),
+            (instant(f"sum({backlog})", "Werkvoorraad"),),
             width=4,
             height=5,
         ),
@@ -68,44 +69,35 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             "(positief, rood) of gekrompen (negatief, groen); meet Prometheus nog geen vier "
             "weken, dan de verandering sinds het begin van de metingen.",
             "short",
-            (PromQuery(q.backlog_change(window=CHANGE_WINDOW), "Verandering", instant=True),),
+            (instant(q.backlog_change(window=CHANGE_WINDOW), "Verandering"),),
             width=4,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
             color_mode="thresholds",
         ),
-        Panel(
-            "bargauge",
+        bars(
             "Werkvoorraad per organisatie",
             "Zaken die nu wachten in de fasen van elke organisatie. Klik op een balk voor de "
             "details per fase.",
             "short",
-            (PromQuery(f"sum by (organisation) ({backlog})", "{{organisation}}", instant=True),),
+            instant(f"sum by (organisation) ({backlog})", "{{organisation}}"),
             width=6,
             height=5,
             overrides=partner_names,
             data_links=(drill,),
-            options=bar_options(),
         ),
-        Panel(
-            "bargauge",
+        bars(
             "Werkvoorraad per organisatie: verandering 4 weken",
             "Groei (rood) of krimp (groen) van de werkvoorraad van elke organisatie in de laatste "
             "vier weken, in zaken.",
             "short",
-            (
-                PromQuery(
-                    q.backlog_change("organisation", CHANGE_WINDOW), "{{organisation}}",
-                    instant=True,
-                ),
-            ),
+            instant(q.backlog_change("organisation", CHANGE_WINDOW), "{{organisation}}"),
             width=6,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
             color_mode="thresholds",
             overrides=partner_names,
             data_links=(drill,),
-            options=bar_options(),
         ),
         Panel(
             "stat",
@@ -113,8 +105,8 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             "Aantal waarschuwingen (alerts) dat nu afgaat: normoverschrijding, groeiende "
             "werkvoorraad, een partner die stil valt of een storing in de monitor.",
             "short",
-            (PromQuery(f'count({q.selector(q.ALERTS, q.eq("alertstate", "firing"))}) or vector(0)',
-                       "Waarschuwingen", instant=True),),
+            (instant(f'count({q.selector(q.ALERTS, q.eq("alertstate", "firing"))}) or vector(0)',
+                     "Waarschuwingen"),),
             width=4,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
@@ -128,8 +120,7 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
     norm_rows = pack(norms)  # as many norms as the chain defines, wrapped over rows
     footer = (
         _lead_time_panel(chain),
-        Panel(
-            "bargauge",
+        bars(
             "Versheid gegevens per partner",
             "Tijd sinds het nieuwste bericht dat van een partner binnenkwam (Kafka-tijdstip). "
             "Rood zodra de waarschuwing 'partner stil' afgaat (per partner ingesteld, "
@@ -137,12 +128,9 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             f"{policy.stale_feed.after}), oranje vanaf de helft daarvan: dan lopen de cijfers "
             "van die partner achter.",
             "s",
-            (
-                PromQuery(
-                    f"time() - max by (organisation) ({q.selector(metrics.PARTNER_LAST_EVENT)})",
-                    "{{organisation}}",
-                    instant=True,
-                ),
+            instant(
+                f"time() - max by (organisation) ({q.selector(metrics.PARTNER_LAST_EVENT)})",
+                "{{organisation}}",
             ),
             width=6,
             height=8,
@@ -151,7 +139,6 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
                 Override(p.id, display_name=p.label, thresholds=freshness_thresholds(policy, p.id))
                 for p in chain.spec.partners
             ),
-            options=bar_options(),
         ),
     )
     alerts_table = Panel(
@@ -193,21 +180,15 @@ def _stage_owners(chain: Chain) -> list[PartnerSpec]:  # partners that own at le
 
 def _flow_panel(chain: Chain, organisation: str, label: str) -> Panel:
     org = q.eq("organisation", organisation)
-    return Panel(
-        "timeseries",
+    return timeseries(
         f"{label}: instroom en uitstroom",
         f"Zaken per dag die een fase van {label} binnenkomen (instroom) en verlaten (uitstroom). "
         "Ligt de uitstroom langere tijd onder de instroom, dan groeit de werkvoorraad.",
         PER_DAY,
-        (
-            PromQuery(q.per_day_rate(q.INFLOW_TOTAL, org), "Instroom"),
-            PromQuery(q.per_day_rate(q.OUTFLOW_TOTAL, org), "Uitstroom"),
-        ),
+        PromQuery(q.per_day_rate(q.INFLOW_TOTAL, org), "Instroom"),
+        PromQuery(q.per_day_rate(q.OUTFLOW_TOTAL, org), "Uitstroom"),
         width=24 // max(1, len(_stage_owners(chain))),
         height=7,
-        min=0,
-        custom=LINES,
-        options=timeseries_options(),
     )
 
 
@@ -222,9 +203,8 @@ def _chain_flow_panel(chain: Chain) -> Panel:
         "inning afgerond). Blijft het tweede getal achter, dan groeit de keten als geheel.",
         PER_DAY,
         (
-            PromQuery(q.per_day_rate(q.INFLOW_TOTAL, q.eq("stage", first.id)), "Instroom",
-                      instant=True),
-            PromQuery(q.per_day_rate(q.CLOSED_TOTAL), "Afgesloten", instant=True),
+            instant(q.per_day_rate(q.INFLOW_TOTAL, q.eq("stage", first.id)), "Instroom"),
+            instant(q.per_day_rate(q.CLOSED_TOTAL), "Afgesloten"),
         ),
         width=8,
         height=4,
@@ -249,7 +229,7 @@ def _norm_panel(chain: Chain, norm: NormSpec) -> Panel:
         + interim
         + " Rood: onder de norm.",
         "percentunit",
-        (PromQuery(q.share_within_norm(norm), "Binnen norm", instant=True),),
+        (instant(q.share_within_norm(norm), "Binnen norm"),),
         width=4,
         height=4,
         thresholds=norm_thresholds(norm),
@@ -267,22 +247,20 @@ def _lead_time_panel(chain: Chain) -> Panel:
     for norm in chain.spec.norms:
         for quantile, name in ((0.5, "p50"), (0.8, "p80")):
             legend = f"{norm.label} ({name})"
-            queries.append(PromQuery(q.lead_time_quantile(quantile, norm), legend, instant=True))
+            queries.append(instant(q.lead_time_quantile(quantile, norm), legend))
             overrides.append(
                 Override(legend, thresholds=(Step(GREEN), Step(RED, norm.within_seconds)))
             )
-    return Panel(
-        "bargauge",
+    return bars(
         "Doorlooptijd tegen de norm (p50 en p80)",
         "Per norm de doorlooptijd waarbinnen de helft (p50) en 80% (p80) van de afgeronde "
         "trajecten klaar was. Rood: langer dan de normtermijn.",
         "s",
-        tuple(queries),
+        *queries,
         width=12,
         height=8,
         thresholds=(Step(GREEN),),
         color_mode="thresholds",
         overrides=tuple(overrides),
-        options=bar_options(),
     )
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dashboards import queries as q
 from dashboards.datasources import PROMETHEUS
-from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step
-from dashboards.options import LINES, bar_options, stat_options, timeseries_options
+from dashboards.model import Dashboard, Link, Override, PromQuery, Step
+from dashboards.options import LINES
+from dashboards.panels import bars, instant, stat, timeseries
 from dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
 from ketenmonitor.alerting.rules import LAG_SUM, LAST_COMMIT
 from ketenmonitor.domain.chain import Chain
@@ -28,79 +29,72 @@ def build_pipeline(chain: Chain) -> Dashboard:
     rejected = f"sum(rate({q.REJECTED_TOTAL}{RATE}))"
     partner_names = tuple(Override(p.id, display_name=p.label) for p in chain.spec.partners)
     summary = (
-        _stat(
+        stat(
             "Workers bereikbaar",
             "Aantal stream-workers waarvan Prometheus de meetwaarden kon ophalen. Rood: geen "
             "enkele.",
+            "short",
             f"sum({workers_up})",
             thresholds=(Step("red"), Step("green", 1)),
         ),
-        _stat(
+        stat(
             "Events per seconde",
             "Geaccepteerde events per seconde, alle partners samen (verwerkingstijd).",
+            "cps",
             accepted,
-            unit="cps",
         ),
-        _stat(
+        stat(
             "Aandeel afgekeurd",
             "Deel van de binnenkomende events dat het contract schond en naar de "
             "dead-letter-topic ging.",
+            "percentunit",
             f"{rejected} / ({accepted} + {rejected})",
-            unit="percentunit",
         ),
-        _stat(
+        stat(
             "Dubbele aanleveringen",
             "Aantal keren dat een event-id opnieuw binnenkwam en genegeerd werd (totaal).",
+            "short",
             f"sum({q.DUPLICATE_TOTAL})",
         ),
-        _stat(
+        stat(
             "Zaken in toestand",
             "Zaken die de workers in hun toestand bijhouden, opgeteld over alle workers.",
+            "short",
             f"sum({metrics.CASES_TRACKED})",
         ),
-        _stat(
+        stat(
             "Partities in bezit",
             "Partities van de zaaktoestand die de workers samen nu bezitten; hoort gelijk te zijn "
             "aan het geconfigureerde aantal partities.",
+            "short",
             f"sum({metrics.OWNED_PARTITIONS})",
         ),
     )
     rates = (
-        Panel(
-            "timeseries",
+        timeseries(
             "Binnenkomende events per partner",
             "Geaccepteerde events per seconde, per partner (inclusief dubbele aanleveringen).",
             "cps",
-            (PromQuery(f"sum by (organisation) (rate({q.ACCEPTED_TOTAL}{RATE}))",
-                       "{{organisation}}"),),
+            PromQuery(f"sum by (organisation) (rate({q.ACCEPTED_TOTAL}{RATE}))",
+                      "{{organisation}}"),
             width=6,
-            height=8,
-            min=0,
             overrides=partner_names,
-            custom=LINES,
-            options=timeseries_options(),
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Afgekeurde events per reden",
             "Events per seconde die het contract schonden, per reden (bijvoorbeeld ongeldige "
             "JSON of een onbekende mijlpaal) en partner.",
             "cps",
-            (PromQuery(f"sum by (organisation, reason) (rate({q.REJECTED_TOTAL}{RATE}))",
-                       "{{organisation}}: {{reason}}"),),
+            PromQuery(f"sum by (organisation, reason) (rate({q.REJECTED_TOTAL}{RATE}))",
+                      "{{organisation}}: {{reason}}"),
             width=6,
-            height=8,
-            min=0,
-            custom=LINES,
-            options=timeseries_options(),
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Laatheid van events (p50, p90)",
-            "Hoe lang na de mijlpaal (gebeurtenistijd) het event bij Kafka binnenkwam, per partner: "
-            "mediaan en 90e percentiel over de geaccepteerde events van het venster.",
+            "Hoe lang na de mijlpaal (gebeurtenistijd) het event bij Kafka binnenkwam, per "
+            "partner: mediaan en 90e percentiel over de geaccepteerde events van het venster.",
             "s",
-            tuple(
+            *(
                 PromQuery(
                     f"histogram_quantile({quantile}, sum by (le, organisation) "
                     f"(rate({metrics.EVENT_LATENESS}_bucket{RATE})))",
@@ -109,91 +103,60 @@ def build_pipeline(chain: Chain) -> Dashboard:
                 for quantile in (0.5, 0.9)
             ),
             width=6,
-            height=8,
-            min=0,
-            custom=LINES,
-            options=timeseries_options(),
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Dubbele aanleveringen",
             "Events per seconde met een event-id dat al verwerkt was; die tellen niet dubbel mee.",
             "cps",
-            (PromQuery(f"sum(rate({q.DUPLICATE_TOTAL}{RATE}))", "Dubbel"),),
+            PromQuery(f"sum(rate({q.DUPLICATE_TOTAL}{RATE}))", "Dubbel"),
             width=6,
-            height=8,
-            min=0,
-            custom=LINES,
-            options=timeseries_options(),
         ),
     )
     workers = (
-        Panel(
-            "timeseries",
+        timeseries(
             "Versheid per partner",
             "Tijd sinds het nieuwste bericht van elke partner (Kafka-tijdstip), over de tijd.",
             "s",
-            (PromQuery(f"time() - max by (organisation) ({metrics.PARTNER_LAST_EVENT})",
-                       "{{organisation}}"),),
+            PromQuery(f"time() - max by (organisation) ({metrics.PARTNER_LAST_EVENT})",
+                      "{{organisation}}"),
             width=8,
-            height=8,
-            min=0,
             overrides=partner_names,
-            custom=LINES,
-            options=timeseries_options(),
         ),
-        Panel(
-            "bargauge",
+        bars(
             "Partities per worker",
             "Partities van de zaaktoestand die elke worker nu bezit. Een worker zonder partities "
             "doet niets; na een herstart verdelen de workers de partities opnieuw.",
             "short",
-            (PromQuery(f"sum by (instance) ({metrics.OWNED_PARTITIONS})", "{{instance}}",
-                       instant=True),),
+            instant(f"sum by (instance) ({metrics.OWNED_PARTITIONS})", "{{instance}}"),
             width=8,
             height=8,
-            options=bar_options(),
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Bereikbaarheid workers",
             "1 als Prometheus de worker kon uitlezen, 0 als niet.",
             "short",
-            (PromQuery(f"sum by (instance) ({workers_up})", "{{instance}}"),),
+            PromQuery(f"sum by (instance) ({workers_up})", "{{instance}}"),
             width=8,
-            height=8,
-            min=0,
             max=1,
             custom={**LINES, "lineInterpolation": "stepAfter"},
-            options=timeseries_options(),
         ),
     )
     progress = (
-        Panel(
-            "timeseries",
+        timeseries(
             "Achterstand verwerking (consumer lag)",
             "Berichten per topic die binnengekomen zijn maar nog niet verwerkt en vastgelegd "
             "(commit). Blijft dit oplopen, dan houden de workers het aanbod niet bij.",
             "short",
-            (PromQuery(f"sum by (topic) ({LAG_SUM})", "{{topic}}"),),
+            PromQuery(f"sum by (topic) ({LAG_SUM})", "{{topic}}"),
             width=12,
-            height=8,
-            min=0,
-            custom=LINES,
-            options=timeseries_options(),
         ),
-        Panel(
-            "timeseries",
+        timeseries(
             "Tijd sinds laatste commit",
             "Hoe lang geleden elke worker voor het laatst zijn voortgang (offsets) vastlegde. "
             "Loopt dit op terwijl er berichten wachten, dan staat de worker stil.",
             "s",
-            (PromQuery(f"time() - max by (instance) ({LAST_COMMIT})", "{{instance}}"),),
+            PromQuery(f"time() - max by (instance) ({LAST_COMMIT})", "{{instance}}"),
             width=12,
-            height=8,
-            min=0,
-            custom=LINES,
-            options=timeseries_options(),
         ),
     )
     return Dashboard(
@@ -209,25 +172,4 @@ def build_pipeline(chain: Chain) -> Dashboard:
             Link("Ketenoverzicht", f"/d/{OVERVIEW}"),
             Link("Details per fase", f"/d/{DRILLDOWN}"),
         ),
-    )
-
-
-def _stat(
-    title: str,
-    description: str,
-    expr: str,
-    unit: str = "short",
-    thresholds: tuple[Step, ...] = (Step("blue"),),
-) -> Panel:
-    return Panel(
-        "stat",
-        title,
-        description,
-        unit,
-        (PromQuery(expr, title, instant=True),),
-        width=4,
-        height=4,
-        thresholds=thresholds,
-        color_mode="thresholds",
-        options=stat_options(),
     )
