@@ -11,31 +11,53 @@ a super user (the broker's `admin`); partners and workers cannot change ACLs.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ketenmonitor.access.plan import AclPlanError, Grant, Principals, access_plan
+from ketenmonitor.cli_common import command_group, fail, reports, subcommand
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.settings import Settings
 
 
 def register(subparsers: Any) -> None:
-    acl = subparsers.add_parser("acl", help="Kafka ACLs per partner, workers, operators")
-    sub = acl.add_subparsers(dest="acl_command", required=True)
+    acl = command_group(subparsers, "acl", "Kafka ACLs per partner, workers, operators")
+    subcommand(acl, "show", "print the ACL plan", cmd_show, _principal_options)
+    subcommand(acl, "apply", "create the planned ACLs on the broker (as a super user)",
+               cmd_apply, _principal_options, _apply_options)
 
-    p = sub.add_parser("show", help="print the ACL plan")
-    _principal_options(p)
-    p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("apply", help="create the planned ACLs on the broker (as a super user)")
-    _principal_options(p)
-    p.add_argument(
-        "--prune",
-        action="store_true",
-        help="also delete ALLOW ACLs on Ketenmonitor's topics and group that are not planned",
+@reports("acl", AclPlanError)
+def cmd_show(args: argparse.Namespace) -> int:
+    for grant in _plan(args, Settings()):
+        print(grant)
+    return 0
+
+
+@reports("acl", AclPlanError)
+def cmd_apply(args: argparse.Namespace) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    from ketenmonitor.access.kafka_acls import AclApplyError, Scope, apply_plan
+
+    settings = Settings()
+    plan = _plan(args, settings)  # before connecting: a wrong plan never reaches the broker
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id="ketenmonitor-acl",
+        **settings.kafka_python_security(),
     )
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the broker")
-    p.set_defaults(func=cmd_apply)
+    try:
+        result = apply_plan(admin, plan, Scope.of(settings), args.prune, args.timeout)
+    except AclApplyError as exc:
+        return fail("acl", exc, status=1)
+    finally:
+        admin.close()
+    for grant in result.created:
+        print(f"created  {grant}")
+    for grant in result.deleted:
+        print(f"deleted  {grant}")
+    print(f"{len(plan)} ACLs planned: {len(result.created)} created, {len(result.deleted)} deleted")
+    return 0
 
 
 def _principal_options(p: argparse.ArgumentParser) -> None:
@@ -53,6 +75,15 @@ def _principal_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _apply_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete ALLOW ACLs on Ketenmonitor's topics and group that are not planned",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the broker")
+
+
 def _plan(args: argparse.Namespace, settings: Settings) -> list[Grant]:
     principals = Principals(
         workers=args.workers,
@@ -60,46 +91,3 @@ def _plan(args: argparse.Namespace, settings: Settings) -> list[Grant]:
         partner_format=args.partner_format,
     )
     return access_plan(load_chain(settings.chain_file).partner_ids, settings, principals)
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    settings = Settings()
-    try:
-        plan = _plan(args, settings)
-    except AclPlanError as exc:
-        print(f"ketenmonitor acl: {exc}", file=sys.stderr)
-        return 2
-    for grant in plan:
-        print(grant)
-    return 0
-
-
-def cmd_apply(args: argparse.Namespace) -> int:
-    from kafka.admin import KafkaAdminClient
-
-    from ketenmonitor.access.kafka_acls import AclApplyError, Scope, apply_plan
-
-    settings = Settings()
-    try:
-        plan = _plan(args, settings)
-    except AclPlanError as exc:
-        print(f"ketenmonitor acl: {exc}", file=sys.stderr)
-        return 2
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="ketenmonitor-acl",
-        **settings.kafka_python_security(),
-    )
-    try:
-        result = apply_plan(admin, plan, Scope.of(settings), args.prune, args.timeout)
-    except AclApplyError as exc:
-        print(f"ketenmonitor acl: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        admin.close()
-    for grant in result.created:
-        print(f"created  {grant}")
-    for grant in result.deleted:
-        print(f"deleted  {grant}")
-    print(f"{len(plan)} ACLs planned: {len(result.created)} created, {len(result.deleted)} deleted")
-    return 0

@@ -16,25 +16,15 @@ from typing import Any
 
 from ketenmonitor.alerting.durations import DurationError, TimeScale
 from ketenmonitor.alerting.policy import PolicyError, load_policy
+from ketenmonitor.cli_common import command_group, fail, subcommand
 from ketenmonitor.domain.chain import load_chain
 
 
 def register(subparsers: Any) -> None:
-    rules = subparsers.add_parser("rules", help="generate alert rules and Alertmanager routes")
-    sub = rules.add_subparsers(dest="rules_command", required=True)
-
-    p = sub.add_parser("generate", help="Prometheus recording and alert rules")
-    _common(p)
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("alertmanager", help="Alertmanager configuration (routes, receivers)")
-    _common(p)
-    p.add_argument(
-        "--webhook-url",
-        default=None,
-        help="webhook URL template; {receiver} becomes the receiver name",
-    )
-    p.set_defaults(func=cmd_alertmanager)
+    rules = command_group(subparsers, "rules", "generate alert rules and Alertmanager routes")
+    subcommand(rules, "generate", "Prometheus recording and alert rules", cmd_generate, _common)
+    subcommand(rules, "alertmanager", "Alertmanager configuration (routes, receivers)",
+               cmd_alertmanager, _common, _webhook_option)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,6 +37,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--min-window", default="1s", help="no window shorter than this")
     p.add_argument("--policy", type=Path, default=None, help="alerting policy YAML")
+
+
+def _webhook_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--webhook-url",
+        default=None,
+        help="webhook URL template; {receiver} becomes the receiver name",
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -69,8 +67,7 @@ def _write(args: argparse.Namespace, render: Any) -> int:
         scale = TimeScale(args.time_scale, args.min_window)
         text = render(load_chain(), load_policy(args.policy), scale)
     except (PolicyError, DurationError, ValueError) as exc:
-        print(f"ketenmonitor rules: {exc}", file=sys.stderr)
-        return 2
+        return fail("rules", exc)
     if args.output is None:
         sys.stdout.write(text)
     else:
