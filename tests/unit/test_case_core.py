@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from core_fixtures import CHAIN, DAY, apply_all, fold_live
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,11 +20,7 @@ from ketenmonitor.domain.case import (
     apply_event,
     facts_of,
 )
-from ketenmonitor.domain.chain import load_chain
-from ketenmonitor.domain.totals import ChainTotals, rebuild
-
-CHAIN = load_chain()
-DAY = 86_400.0
+from ketenmonitor.domain.totals import rebuild
 
 # Every branch of the default chain, as (milestone, outcome, day) paths.
 BRANCHES = {
@@ -79,20 +76,9 @@ def events_of(path, case_type="standard", district="utrecht_unknown", key="case-
     ]
 
 
-def run(events):
-    state, added, removed = None, Counter(), Counter()
-    for event in events:
-        applied = apply_event(CHAIN, state, event)
-        state = applied.state
-        added.update(applied.added)
-        removed.update(applied.removed)
-    net = added - removed
-    return state, +net
-
-
 @pytest.mark.parametrize("branch", sorted(BRANCHES))
 def test_every_branch_closes_the_case_with_its_outcome_and_leaves_every_stage_it_entered(branch):
-    state, net = run(events_of(BRANCHES[branch]))
+    state, net = apply_all(events_of(BRANCHES[branch]))
     facts = facts_of(CHAIN, state)
     assert set(net) == facts
     closed = [f for f in facts if isinstance(f, CaseClosed)]
@@ -106,7 +92,7 @@ def test_every_branch_closes_the_case_with_its_outcome_and_leaves_every_stage_it
 
 def test_an_open_case_is_in_the_backlog_of_its_current_stage_only():
     path = BRANCHES["acquittal"][:5]  # up to court intake
-    state, _ = run(events_of(path))
+    state, _ = apply_all(events_of(path))
     totals = rebuild(CHAIN, [state])
     open_stages = {k[0] for k, n in totals.backlog().items() if n}
     assert open_stages == {"court_trial"}
@@ -118,7 +104,7 @@ def test_a_case_that_skips_a_stage_exit_leaves_it_at_the_next_milestone():
     path = [
         ("report_registered", None, 0), ("om_intake", None, 25), ("om_decision", "dismissal", 30)
     ]
-    state, _ = run(events_of(path))
+    state, _ = apply_all(events_of(path))
     left = {f.stage: f.at for f in facts_of(CHAIN, state) if isinstance(f, StageLeft)}
     assert left["police_investigation"] == 25 * DAY
     segments = {f.segment for f in facts_of(CHAIN, state) if isinstance(f, SegmentCompleted)}
@@ -127,14 +113,14 @@ def test_a_case_that_skips_a_stage_exit_leaves_it_at_the_next_milestone():
 
 
 def test_a_case_that_skips_the_court_never_enters_the_court_stage():
-    state, _ = run(events_of(BRANCHES["penalty_order_paid"]))
+    state, _ = apply_all(events_of(BRANCHES["penalty_order_paid"]))
     stages = {f.stage for f in facts_of(CHAIN, state) if isinstance(f, StageEntered)}
     assert "court_trial" not in stages and "cjib_collection" in stages
 
 
 def test_lead_time_equal_to_a_norm_limit_falls_in_the_norm_bucket():
     path = [("court_intake", None, 0), ("first_hearing", None, 10), ("judgment", "conviction", 35)]
-    state, _ = run(events_of(path))
+    state, _ = apply_all(events_of(path))
     totals = rebuild(CHAIN, [state])
     hist = totals.lead_times[("court_intake_to_judgment", "standard", "midden_nederland")]
     bounds = CHAIN.lead_time_buckets_seconds
@@ -145,8 +131,8 @@ def test_lead_time_equal_to_a_norm_limit_falls_in_the_norm_bucket():
 
 def test_the_same_event_id_twice_is_applied_once_and_counted_as_duplicate():
     events = events_of(BRANCHES["dismissal"])
-    state, net = run([*events, events[2], events[0]])
-    clean_state, clean_net = run(events)
+    state, net = apply_all([*events, events[2], events[0]])
+    clean_state, clean_net = apply_all(events)
     assert net == clean_net
     assert state.records == clean_state.records
     assert state.duplicates == 2
@@ -158,7 +144,7 @@ def test_a_correction_with_a_higher_revision_moves_the_lead_time():
         "fix-1", "case-1", "om_decision", 50 * DAY, "standard", "midden_nederland", "dismissal",
         revision=1,
     )
-    _, net = run([*events, corrected])
+    _, net = apply_all([*events, corrected])
     e2e = [f for f in net if isinstance(f, SegmentCompleted) and f.segment == "end_to_end"]
     assert [f.lead_time_seconds for f in e2e] == [50 * DAY]
 
@@ -170,23 +156,19 @@ def test_a_retraction_withdraws_the_milestone_whatever_the_order():
         revision=1, retracted=True,
     )
     for sequence in ([*events, retraction], [retraction, *events]):
-        _, net = run(sequence)
+        _, net = apply_all(sequence)
         assert not any(isinstance(f, CaseClosed) for f in net)
         assert any(isinstance(f, StageEntered) and f.stage == "om_assessment" for f in net)
         assert not any(isinstance(f, StageLeft) and f.stage == "om_assessment" for f in net)
 
 
 def test_totals_folded_live_equal_totals_rebuilt_from_states():
-    live = ChainTotals(CHAIN)
-    states = []
-    for n, branch in enumerate(sorted(BRANCHES)):
-        state = None
-        for event in reversed(events_of(BRANCHES[branch], key=f"c{n}")):
-            applied = apply_event(CHAIN, state, event)
-            live.record(applied, new_case=state is None)
-            state = applied.state
-        states.append(state)
-    rebuilt = rebuild(CHAIN, states)
+    live, states = fold_live(
+        event
+        for n, branch in enumerate(sorted(BRANCHES))
+        for event in reversed(events_of(BRANCHES[branch], key=f"c{n}"))
+    )
+    rebuilt = rebuild(CHAIN, list(states.values()))
     assert +live.inflow == +rebuilt.inflow and +live.outflow == +rebuilt.outflow
     assert +live.closed == +rebuilt.closed
     assert {k: v.counts for k, v in live.lead_times.items() if v.count} == {
@@ -205,8 +187,8 @@ def test_arrival_order_changes_neither_final_state_nor_net_facts(branch, data):
     # Some milestones may be missing (skipped), some delivered twice, in any order.
     kept = data.draw(st.lists(st.sampled_from(events), min_size=1, max_size=len(events) + 3))
     shuffled = data.draw(st.permutations(kept))
-    state_a, net_a = run(kept)
-    state_b, net_b = run(shuffled)
+    state_a, net_a = apply_all(kept)
+    state_b, net_b = apply_all(shuffled)
     assert state_a.records == state_b.records
     assert state_a.seen_event_ids == state_b.seen_event_ids
     assert state_a.duplicates == state_b.duplicates

@@ -12,6 +12,7 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
+from core_fixtures import CHAIN, DAY, fold_live
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,14 +27,12 @@ from ketenmonitor.domain.case import (
     apply_event,
     facts_of,
 )
-from ketenmonitor.domain.chain import CLOSED, Chain, load_chain
+from ketenmonitor.domain.chain import CLOSED, Chain
 from ketenmonitor.domain.totals import ChainTotals, rebuild
 from ketenmonitor.simulator import Faults, load_scenario, stream_cases
 from streams.codec import decode_state, encode_state
 from streams.processing import CaseProcessor, Ingestor, Rejected
 
-CHAIN = load_chain()
-DAY = 86_400.0
 MILESTONES = list(CHAIN.milestones)
 
 
@@ -209,16 +208,12 @@ def test_totals_of_a_simulated_log_match_the_independent_batch_computation():
     scenario = load_scenario()
     end = 1_767_225_600.0
     cases = list(stream_cases(scenario, 800, end - 2 * 365 * DAY, end, seed=5))
-    live = ChainTotals(CHAIN)
-    states: dict[str, CaseState | None] = {}
-    for case in cases:
-        for n, step in enumerate(case.steps):
-            event = CaseEvent(f"{case.case_key}-{n}", case.case_key, step.milestone,
-                              step.occurred_at, case.case_type, case.district, step.outcome)
-            state = states.get(case.case_key)
-            applied = apply_event(CHAIN, state, event)
-            live.record(applied, new_case=state is None)
-            states[case.case_key] = applied.state
+    live, _ = fold_live(
+        CaseEvent(f"{case.case_key}-{n}", case.case_key, step.milestone, step.occurred_at,
+                  case.case_type, case.district, step.outcome)
+        for case in cases
+        for n, step in enumerate(case.steps)
+    )
     expected = truth.expected_samples(CHAIN, cases, end)
 
     def series(name: str) -> Counter:
