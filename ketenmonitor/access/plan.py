@@ -46,7 +46,13 @@ class Principals:
     partner_format: str = "{partner}"
 
     def partner(self, partner_id: str) -> str:
-        return self.partner_format.format(partner=partner_id)
+        try:
+            return self.partner_format.format(partner=partner_id)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise AclPlanError(
+                f"partner user format {self.partner_format!r} is not valid: it may only use "
+                "{partner}"
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True, order=True)

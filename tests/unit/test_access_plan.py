@@ -150,3 +150,8 @@ def test_credentials_come_from_the_environment(monkeypatch) -> None:
 def test_incomplete_or_unused_credentials_fail_at_start_up(values: dict) -> None:
     with pytest.raises(ValidationError):
         Settings(**values)
+
+
+def test_a_partner_user_format_with_an_unknown_field_is_a_plan_error_not_a_crash():
+    with pytest.raises(AclPlanError, match="partner user format"):
+        Principals(partner_format="{bad}").partner("police")
