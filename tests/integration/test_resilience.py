@@ -169,3 +169,16 @@ def test_duplicates_shuffles_and_corrections_end_in_the_numbers_of_the_clean_log
     # What counters cannot unsay is explicit: the duplicates and corrections are counted.
     assert total[("ketenmonitor_events_duplicate_total", frozenset())] == len(duplicates)
     assert total[("ketenmonitor_corrections_total", frozenset())] > 0
+
+
+def test_batches_whose_output_is_not_acknowledged_in_time_are_redone_exactly(monitor_env, start_worker):
+    # A processing timeout shorter than an acknowledgement usually takes: many batches fail, the
+    # worker restores its partitions from the changelogs and re-reads from the committed offsets.
+    run = Run(monitor_env, cases=2000, seed=11)
+    worker = start_worker(
+        {**run.env, "KETENMONITOR_PROCESSING_TIMEOUT_SECONDS": "0.01"}
+    )
+    run.publish()
+    run.assert_converges([worker], timeout=240)
+    log = worker.log_path.read_text() if worker.log_path else ""
+    assert "restoring owned partitions and retrying" in log  # the failure path did run
