@@ -46,6 +46,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 from streams.batch_sender import BatchSender
+from streams.changelog import read_changelogs
 from streams.health import CommitWatch, StallWatch
 from streams.ingest import IngestStats
 from streams.metrics import OwnedState
@@ -57,7 +58,6 @@ from streams.web import MetricsServer
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 3  # handed to the producer, offsets not yet committed
-RESTORE_BATCH = 50_000  # changelog records per fetch while restoring
 YIELD_EVERY = 5_000  # cases folded between yields to the event loop while rebuilding totals
 
 
@@ -366,47 +366,23 @@ class Worker:
             TopicPartition(self.ingest_changelog, tp.partition)
             for tp in tps if tp.topic != self.cases_topic
         }
-        restorer = self._restorer
-        restorer.assign(list(changelogs))
-        ends = await restorer.end_offsets(list(changelogs))
-        await restorer.seek_to_beginning(*changelogs)
-        cases = {p: {} for p in case_partitions}
-        remaining = {tp for tp in changelogs if ends[tp] > 0}
-        records = 0
-        while remaining:
-            for tp in list(remaining):
-                if await restorer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-            if not remaining:
-                break
-            batch = await restorer.getmany(*remaining, timeout_ms=500, max_records=RESTORE_BATCH)
-            for tp, messages in batch.items():
-                end = ends[tp]
-                if tp.topic == self.case_changelog:
-                    table = cases[tp.partition]
-                    for m in messages:
-                        if m.offset < end:
-                            if m.value is None:
-                                table.pop(m.key, None)
-                            else:
-                                table[m.key] = m.value
-                else:
-                    for m in messages:
-                        if m.offset < end and m.value is not None:
-                            key = m.key.decode()
-                            if key in ingest_keys:
-                                self.tables.ingest[key] = IngestStats.decode(m.value)
-                records += len(messages)
-        restorer.assign([])
+        tables, ends = await read_changelogs(self._restorer, changelogs)
+        cases = {p: tables[TopicPartition(self.case_changelog, p)] for p in case_partitions}
+        for tp, table in tables.items():
+            if tp.topic == self.ingest_changelog:
+                for key, value in table.items():
+                    name = key.decode()
+                    if name in ingest_keys:
+                        self.tables.ingest[name] = IngestStats.decode(value)
         for tp in changelogs:
-            self.changelog_end[tp] = ends[tp]
+            self.changelog_end[tp] = ends.get(tp, 0)
         for partition, table in cases.items():
             self.tables.cases[partition] = table
             await self._rebuild_totals(partition, table.values())
         log.info(
-            "restored %d changelog records (%d cases) for %s in %.2fs", records,
-            sum(len(t) for t in cases.values()), sorted({tp.partition for tp in tps}),
-            time.monotonic() - started,
+            "restored %d cases and %d partner partitions for %s in %.2fs",
+            sum(len(t) for t in cases.values()), len(ingest_keys),
+            sorted({tp.partition for tp in tps}), time.monotonic() - started,
         )
 
     async def _rebuild_totals(self, partition: int, states: Iterable[bytes]) -> None:
