@@ -82,8 +82,11 @@ def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
     event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = (
         orjson.loads(payload)
     )
-    return CaseEvent(
-        event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision, retracted
+    # tuple.__new__ skips the named tuple's Python-level constructor (hot path; same value).
+    return tuple.__new__(
+        CaseEvent,
+        (event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision,
+         retracted),
     )
 
 

@@ -169,11 +169,11 @@ class Worker:
         timeout_ms = int(self.settings.batch_seconds * 1000)
         while not self._stop.is_set():
             records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-            if not records:
+            if not records and self._failure is None:
                 continue
             async with self.lock:
                 if self._failure is not None:
-                    await self._recover()
+                    await self._recover()  # the records fetched are read again after the seek
                     continue
                 owned = {tp: msgs for tp, msgs in records.items() if tp in self.owned and msgs}
                 if owned:
@@ -280,10 +280,11 @@ class Worker:
         changed: dict[bytes, bytes] = {}
         for m in messages:
             key = m.key
-            raw_state, state = process(partition, key.decode(), m.value, table.get(key))
+            pseudonym = key.decode()
+            raw_state, state = process(partition, pseudonym, m.value, table.get(key))
             table[key] = changed[key] = raw_state
             if sink is not None:
-                sink.add(key.decode(), state)
+                sink.add(pseudonym, state)
         # One changelog record per case per batch: the last state is what a restore needs.
         for key, raw_state in changed.items():
             sender.add(self.case_changelog, partition, key, raw_state)
