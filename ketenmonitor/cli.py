@@ -31,6 +31,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
+    from streams.topics import TopicLayoutError
     from streams.worker import run_worker
 
     settings = Settings()
@@ -39,7 +40,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
-    run_worker(settings, chain)
+    try:
+        run_worker(settings, chain)
+    except TopicLayoutError as exc:
+        print(f"ketenmonitor worker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -48,6 +48,34 @@ def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> N
     ]
     _create_missing(settings.kafka_bootstrap, wanted, security)
     _wait_until_listed(settings.kafka_bootstrap, {name for name, _, _ in wanted}, security, timeout)
+    # A case's state partition is computed from its pseudonym and `partitions`: the case topic and
+    # the changelogs must have exactly that many partitions, or cases would be split or lost.
+    keyed = [settings.cases_topic, *(settings.changelog_topic(t) for t in TABLES)]
+    _check_partitions(settings.kafka_bootstrap, keyed, settings.partitions, security)
+
+
+class TopicLayoutError(RuntimeError):
+    """An existing topic does not have the partitions the worker's settings require."""
+
+
+def _check_partitions(
+    bootstrap: str, names: list[str], partitions: int, security: dict[str, Any]
+) -> None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ketenmonitor-worker", **security)
+    try:
+        wrong = {
+            name: len(consumer.partitions_for_topic(name) or ())
+            for name in names
+            if len(consumer.partitions_for_topic(name) or ()) != partitions
+        }
+    finally:
+        consumer.close()
+    if wrong:
+        found = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        raise TopicLayoutError(
+            f"KETENMONITOR_PARTITIONS is {partitions} but {found} partitions: run the workers with "
+            "the partition count the topics were created with (or recreate the topics and replay)"
+        )
 
 
 def _create_missing(

@@ -43,14 +43,13 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
 
 @pytest.fixture
 def monitor_env(kafka_broker: LocalKafkaBroker, tmp_path: Path) -> dict[str, str]:
-    """Worker settings isolated per test: own topics, consumer group and state directory."""
+    """Worker settings isolated per test: own topics, consumer group and changelogs."""
     run = uuid.uuid4().hex[:8]
     return {
         "KETENMONITOR_KAFKA_BOOTSTRAP": kafka_broker.bootstrap_servers,
         "KETENMONITOR_TOPIC_PREFIX": f"t{run}",
         "KETENMONITOR_APP_ID": f"ketenmonitor-{run}",
         "KETENMONITOR_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
-        "KETENMONITOR_DATA_DIR": str(tmp_path / "worker-state"),
         "KETENMONITOR_PARTITIONS": "6",
     }
 
@@ -64,7 +63,7 @@ def start_worker(
 
     def start(extra_env: dict[str, str] | None = None) -> WorkerProcess:
         n = len(workers)
-        env = {**monitor_env, "KETENMONITOR_DATA_DIR": str(tmp_path / f"worker-state-{n}")}
+        env = dict(monitor_env)
         worker = WorkerProcess({**env, **(extra_env or {})}, log_path=tmp_path / f"worker-{n}.log")
         workers.append(worker)
         worker.start()

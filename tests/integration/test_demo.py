@@ -19,7 +19,6 @@ def test_the_demo_shows_numbers_within_a_minute(kafka_broker, tmp_path):
         "KETENMONITOR_TOPIC_PREFIX": f"demo{run}",
         "KETENMONITOR_APP_ID": f"demo-{run}",
         "KETENMONITOR_METRICS_PORT": str(free_port()),
-        "KETENMONITOR_DATA_DIR": str(tmp_path / "state"),
     }
     env.pop("KETENMONITOR_PSEUDONYM_KEY", None)  # the demo makes a throw-away key itself
     result = subprocess.run(

@@ -186,7 +186,6 @@ def processed(stack: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> I
         {
             **stack.env(WORKERS),
             "KETENMONITOR_PSEUDONYM_KEY": PSEUDONYM_KEY,
-            "KETENMONITOR_DATA_DIR": str(tmp / "state"),
         },
         log_path=tmp / "worker.log",
     )
