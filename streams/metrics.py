@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -195,11 +196,8 @@ class ChainCollector(Collector):
             labels=["organisation"],
         )
         for organisation, counts in sorted(lateness.items()):
-            cumulative, running = [], 0
-            for bound, n in zip((*LATENESS_BUCKETS_SECONDS, float("inf")), counts, strict=True):
-                running += n
-                cumulative.append((_le(bound), running))
-            histogram.add_metric([organisation], cumulative, lateness_sum[organisation])
+            buckets = _buckets(LATENESS_BUCKETS_SECONDS, counts)
+            histogram.add_metric([organisation], buckets, lateness_sum[organisation])
         yield histogram
 
     # -- cases --------------------------------------------------------------------------------
@@ -286,11 +284,7 @@ class ChainCollector(Collector):
             labels=["segment", "case_type", "district"],
         )
         for key, counts in sorted(lead.items()):
-            cumulative, running = [], 0
-            for bound, c in zip((*bounds, float("inf")), counts, strict=True):
-                running += c
-                cumulative.append((_le(bound), running))
-            hist_family.add_metric(list(key), cumulative, lead_sum[key])
+            hist_family.add_metric(list(key), _buckets(bounds, counts), lead_sum[key])
         yield hist_family
 
         family = CounterMetricFamily(
@@ -335,5 +329,7 @@ def _add_histogram(
     lead_sum[key] += hist.total_seconds
 
 
-def _le(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
+def _buckets(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, int]]:
+    """Per-bucket counts (the last one +Inf) as Prometheus' cumulative (le, count) pairs."""
+    les = [repr(b) for b in bounds] + ["+Inf"]
+    return list(zip(les, accumulate(counts), strict=True))

@@ -113,13 +113,11 @@ class CaseProcessor:
         totals.record(applied, new_case=current is None)
         return encode_state(applied.state), applied.state
 
-    def restore(self, partition: int, states: Iterable[bytes]) -> None:
-        """Totals of one partition recomputed from its case states (after a restore)."""
-        self.totals[partition] = ChainTotals(self.chain)
-        self.add_states(partition, states)
-
     def add_states(self, partition: int, states: Iterable[bytes]) -> None:
-        totals = self.totals[partition]
+        """Fold restored case states into the totals of their partition."""
+        totals = self.totals.get(partition)
+        if totals is None:
+            totals = self.totals[partition] = ChainTotals(self.chain)
         for raw in states:
             totals.add_case(decode_state(raw))
 

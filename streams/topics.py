@@ -63,17 +63,14 @@ def _check_partitions(
 ) -> None:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="ketenmonitor-worker", **security)
     try:
-        wrong = {
-            name: len(consumer.partitions_for_topic(name) or ())
-            for name in names
-            if len(consumer.partitions_for_topic(name) or ()) != partitions
-        }
+        found = {name: len(consumer.partitions_for_topic(name) or ()) for name in names}
     finally:
         consumer.close()
+    wrong = {name: n for name, n in found.items() if n != partitions}
     if wrong:
-        found = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
         raise TopicLayoutError(
-            f"KETENMONITOR_PARTITIONS is {partitions} but {found} partitions: run the workers with "
+            f"KETENMONITOR_PARTITIONS is {partitions} but {listed} partitions: run the workers with "
             "the partition count the topics were created with (or recreate the topics and replay)"
         )
 

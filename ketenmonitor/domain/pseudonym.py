@@ -37,21 +37,9 @@ class Pseudonymiser:
         return mac.hexdigest()[:PSEUDONYM_HEX_CHARS]
 
 
-_pseudonymisers: dict[bytes, Pseudonymiser] = {}
-_MAX_CACHED_SECRETS = 8  # a worker has one secret; tests and key rotation a few more
-
-
 def pseudonymise(secret: bytes, case_key: str) -> str:
-    try:
-        to_pseudonym = _pseudonymisers.get(secret)
-    except TypeError:  # an unhashable buffer (bytearray): correct, just not cached
-        return Pseudonymiser(secret)(case_key)
-    if to_pseudonym is None:
-        to_pseudonym = Pseudonymiser(secret)  # raises on an empty secret, before caching
-        if len(_pseudonymisers) >= _MAX_CACHED_SECRETS:
-            _pseudonymisers.clear()
-        _pseudonymisers[secret] = to_pseudonym
-    return to_pseudonym(case_key)
+    """One pseudonym; for many under the same secret, keep a `Pseudonymiser`."""
+    return Pseudonymiser(secret)(case_key)
 
 
 def partition_of(pseudonym: str, partitions: int) -> int:

@@ -357,7 +357,7 @@ def test_pseudonyms_are_pinned(secret, case_key, pseudonym, partition_of_6):
 def test_a_pseudonym_is_the_truncated_hmac_sha256(secret, case_key):
     expected = hmac.new(secret, case_key.encode(), hashlib.sha256).hexdigest()[:32]
     assert pseudonymise(secret, case_key) == expected
-    assert pseudonymise(secret, case_key) == expected  # again, from the cached keyed state
+    assert pseudonymise(secret, case_key) == expected  # and the same value again
 
 
 def test_an_empty_secret_is_refused():
