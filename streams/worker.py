@@ -81,11 +81,12 @@ class Worker:
         self.processor = CaseProcessor(chain)
         self.tables = Tables()
         self.owned: set[TopicPartition] = set()
-        # What /metrics shows: the owned partitions, except between a revocation and the next
+        # /metrics shows the owned partitions, but none between a revocation and the next
         # assignment, so that no partition is ever exported by two workers at once.
-        self.exported: set[TopicPartition] = set()
+        self.exporting = False
         self.committed: dict[TopicPartition, int] = {}
-        # Where each changelog partition ended after this worker's last write or restore.
+        # Where each changelog partition ended after this worker's last write or restore; only
+        # compared for partitions kept across a rebalance (a restore sets it anew).
         self.changelog_end: dict[TopicPartition, int] = {}
         self.stalls = StallWatch(settings.processing_timeout_seconds)
         self.commits = CommitWatch()
@@ -190,7 +191,7 @@ class Worker:
     async def _drain(self) -> None:
         """Wait until every batch handed to the producer is written and committed (or failed)."""
         while self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.wait(list(self._in_flight))
 
     # -- one batch ------------------------------------------------------------------------------
     async def _process(self, records: dict[TopicPartition, list]) -> None:
@@ -223,27 +224,37 @@ class Worker:
         offsets: dict[TopicPartition, int],
         previous: asyncio.Task[None] | None,
     ) -> None:
-        assert self._consumer is not None
+        """Commit `offsets` once the batch's records are acknowledged, after the batch before it.
+        A batch not written and committed within the processing timeout, or whose produce failed,
+        sets `_failure`; so do the batches after it, which the restore then redoes."""
+        if previous is not None:
+            await asyncio.wait([previous])  # commits stay in batch order
+        if self._failure is not None:
+            return
         try:
-            if previous is not None:
-                await previous  # commits stay in batch order; a failed batch fails its successors
             with self.stalls.busy("commit"):
-                if futures:
-                    await asyncio.wait_for(
-                        asyncio.gather(*futures), self.settings.processing_timeout_seconds
-                    )
-                flush_store_sink(self.sink)
-                try:
-                    await self._consumer.commit(offsets)
-                except CommitFailedError as exc:
-                    # The group moved on; the new owner replays from the last commit (idempotent).
-                    log.warning("commit failed after a rebalance: %s", exc)
-                    return
-            self.committed.update(offsets)
-            self.commits.committed()
+                await asyncio.wait_for(
+                    self._write_and_commit(futures, offsets),
+                    self.settings.processing_timeout_seconds,
+                )
         except (KafkaError, TimeoutError) as exc:
-            self._failure = self._failure or exc
-            raise
+            self._failure = exc
+
+    async def _write_and_commit(
+        self, futures: list[asyncio.Future], offsets: dict[TopicPartition, int]
+    ) -> None:
+        assert self._consumer is not None
+        if futures:
+            await asyncio.gather(*futures)
+        flush_store_sink(self.sink)
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group moved on; the new owner replays from the last commit (idempotent).
+            log.warning("commit failed after a rebalance: %s", exc)
+            return
+        self.committed.update(offsets)
+        self.commits.committed()
 
     def _ingest(self, tp: TopicPartition, messages: list, sender: BatchSender) -> None:
         organisation = self.topic_of[tp.topic]
@@ -299,7 +310,7 @@ class Worker:
         # acknowledged, offsets committed. What is released is decided at the assignment.
         async with self.lock:
             await self._drain()
-            self.exported = set()
+            self.exporting = False
             log.info("partitions revoked; batches in flight written and committed")
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -318,7 +329,7 @@ class Worker:
             new = assigned - self.owned
             await self._restore(new)
             self.owned = set(assigned)
-            self.exported = set(assigned)
+            self.exporting = True
             await self._fetch_committed(new)
             log.info(
                 "owned partitions now %s (released %s, restored %s)",
@@ -334,12 +345,8 @@ class Worker:
             if tp.topic == self.cases_topic:
                 self.tables.cases.pop(tp.partition, None)
                 self.processor.forget(tp.partition)
-                self.changelog_end.pop(TopicPartition(self.case_changelog, tp.partition), None)
             else:
                 self.tables.ingest.pop(f"{tp.topic}:{tp.partition}", None)
-                changelog = TopicPartition(self.ingest_changelog, tp.partition)
-                if not any(t.partition == tp.partition for t in self._partner_partitions()):
-                    self.changelog_end.pop(changelog, None)
 
     async def _stale_partitions(self, kept: set[TopicPartition]) -> set[int]:
         """Partitions kept across a rebalance whose changelog another worker wrote to meanwhile."""
@@ -388,7 +395,7 @@ class Worker:
 
     async def _rebuild_totals(self, partition: int, states: Iterable[bytes]) -> None:
         states = list(states)
-        self.processor.restore(partition, ())
+        self.processor.forget(partition)
         for start in range(0, len(states), YIELD_EVERY):
             self.processor.add_states(partition, states[start : start + YIELD_EVERY])
             await asyncio.sleep(0)  # heartbeats and /metrics keep going during a long rebuild
@@ -407,22 +414,19 @@ class Worker:
         self._release(owned)
         await self._restore(owned)
         self.owned = owned
+        await self._fetch_committed(owned)
         for tp in owned:
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
+            if tp in self.committed:
+                self._consumer.seek(tp, self.committed[tp])
             else:
-                self._consumer.seek(tp, committed)
+                await self._consumer.seek_to_beginning(tp)
 
     # -- what /metrics reads -------------------------------------------------------------------
-    def _partner_partitions(self) -> set[TopicPartition]:
-        return {tp for tp in self.owned if tp.topic != self.cases_topic}
-
     def _case_partitions(self) -> set[int]:
         return {tp.partition for tp in self.owned if tp.topic == self.cases_topic}
 
     def owned_state(self) -> OwnedState:
-        exported = self.exported & self.owned
+        exported = self.owned if self.exporting else set()
         ingest = [
             (self.topic_of[tp.topic], stats)
             for tp in exported
