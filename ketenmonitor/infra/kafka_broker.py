@@ -16,7 +16,10 @@ passwords are given by the caller (never from code) and must include the super u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+import signal
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +127,22 @@ class LocalKafkaBroker(ScriptRunner):
             ("secure", self.secure),
         )
 
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The running broker stopped (SIGSTOP) for the duration: it keeps its connections open
+        but answers nothing, like a broker stuck in a long GC pause. SIGCONT on exit."""
+        pid = int((self._data_dir() / "kafka.pid").read_text())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def _data_dir(self) -> Path:
+        return self.data_dir or _DEFAULT_DATA_ROOT / f"data-{self.port}"
+
     def _log_file(self) -> Path:
-        data_dir = self.data_dir or _DEFAULT_DATA_ROOT / f"data-{self.port}"
-        return data_dir / "kafka.log"
+        return self._data_dir() / "kafka.log"
 
     def _script_env_drop(self) -> Iterable[str]:
         # An inherited KAFKA_DATA_DIR was meant for some other broker/port; security

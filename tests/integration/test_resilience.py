@@ -171,14 +171,18 @@ def test_duplicates_shuffles_and_corrections_end_in_the_numbers_of_the_clean_log
     assert total[("ketenmonitor_corrections_total", frozenset())] > 0
 
 
-def test_batches_whose_output_is_not_acknowledged_in_time_are_redone_exactly(monitor_env, start_worker):
-    # A processing timeout shorter than an acknowledgement usually takes: many batches fail, the
-    # worker restores its partitions from the changelogs and re-reads from the committed offsets.
-    run = Run(monitor_env, cases=2000, seed=11)
-    worker = start_worker(
-        {**run.env, "KETENMONITOR_PROCESSING_TIMEOUT_SECONDS": "0.01"}
-    )
+def test_a_broker_that_stops_answering_mid_batch_fails_the_batch_and_it_is_redone_exactly(
+    monitor_env, start_worker, kafka_broker
+):
+    # A backlog keeps batches in flight; the broker then freezes (SIGSTOP) for longer than the
+    # processing timeout: the batch in flight is not committed, the worker restores its partitions
+    # from the changelogs and re-reads from the committed offsets once the broker answers again.
+    run = Run(monitor_env, cases=10_000, seed=11)
     run.publish()
+    worker = start_worker({**run.env, "KETENMONITOR_PROCESSING_TIMEOUT_SECONDS": "1"})
+    time.sleep(2)  # mid-backlog
+    with kafka_broker.frozen():
+        time.sleep(3)
     run.assert_converges([worker], timeout=240)
     log = worker.log_path.read_text() if worker.log_path else ""
     assert "restoring owned partitions and retrying" in log  # the failure path did run
