@@ -19,12 +19,12 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from ketenmonitor import metric_names as m
 from ketenmonitor.domain.chain import Chain, load_chain
 from ketenmonitor.infra.worker_process import Samples, WorkerProcess
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
-from streams import metrics as m
 
 DAY = 86_400
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # most batch_seconds for one; up to 3 batches are written while the next is processed.
     batch_size: int = Field(default=5000, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
+    # Owners publish their partitions' totals to the totals topic at most this often; what
+    # /metrics shows lags the processed events by about this much (docs/metrics.md).
+    totals_publish_seconds: float = Field(default=1.0, gt=0, le=60)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None

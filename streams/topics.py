@@ -21,7 +21,8 @@ from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
-TABLES = ("cases", "ingest-stats")  # the worker's changelogged tables (streams/worker.py)
+# The worker's changelogged tables (streams/worker.py) and the published totals (streams/totals.py).
+TABLES = ("cases", "ingest-stats", "totals")
 
 
 def monitor_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
