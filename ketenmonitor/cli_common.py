@@ -68,6 +68,19 @@ def set_error_format(fmt: str) -> None:
     _error_format[0] = fmt
 
 
+def console(**options: Any) -> Any:
+    """A rich Console whose broken pipe (`ketenmonitor report | head`) ends the command like
+    any other (quietly, exit status 141) rather than with rich's own exit status 1."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return PipeConsole(**options)
+
+
 def command_group(subparsers: Any, name: str, help: str) -> Any:
     """`ketenmonitor NAME ...`: a command whose subcommand is required; returns their subparsers."""
     group = subparsers.add_parser(name, help=help)
