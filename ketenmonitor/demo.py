@@ -68,9 +68,8 @@ def run_demo(
 
             script = kafka_script()
             console.print(f"starting Kafka on 127.0.0.1:{kafka_port} ...")
-            broker = LocalKafkaBroker(
-                port=kafka_port, data_dir=script.parents[2] / ".cache" / "kafka" / "demo"
-            )
+            data_dir = script.parents[2] / ".cache" / "kafka" / f"demo-{kafka_port}"
+            broker = LocalKafkaBroker(port=kafka_port, data_dir=data_dir)
             broker.script = script
             broker.start()
             bootstrap = broker.bootstrap_servers
