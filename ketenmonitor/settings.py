@@ -22,7 +22,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KETENMONITOR_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error must never echo a value it was given (a password, a
+    # key); the message names the variable and what is wrong with it.
+    model_config = SettingsConfigDict(
+        env_prefix="KETENMONITOR_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = Field(default="ketenmonitor", pattern=r"^[A-Za-z0-9._-]+$")
@@ -62,7 +66,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
         if self.pseudonym_key is not None and self.pseudonym_key_file is not None:
-            raise ValueError("set KETENMONITOR_PSEUDONYM_KEY or KETENMONITOR_PSEUDONYM_KEY_FILE, not both")
+            raise ValueError(
+                "set KETENMONITOR_PSEUDONYM_KEY or KETENMONITOR_PSEUDONYM_KEY_FILE, not both"
+            )
         return self
 
     @model_validator(mode="after")
@@ -106,7 +112,7 @@ class Settings(BaseSettings):
     def pseudonym_secret(self) -> bytes:
         """The HMAC key; a missing key is a start-up error, not a silent default."""
         if self.pseudonym_key_file is not None:
-            secret = self.pseudonym_key_file.read_bytes().strip()
+            secret = _read_secret_file(self.pseudonym_key_file, "KETENMONITOR_PSEUDONYM_KEY_FILE")
         elif self.pseudonym_key is not None:
             secret = self.pseudonym_key.get_secret_value().encode()
         else:
@@ -126,7 +132,8 @@ class Settings(BaseSettings):
     def kafka_password_value(self) -> str:
         """The Kafka password (from the file if one is set); only for handing to a client."""
         if self.kafka_password_file is not None:
-            return self.kafka_password_file.read_text().strip()
+            path = self.kafka_password_file
+            return _read_secret_file(path, "KETENMONITOR_KAFKA_PASSWORD_FILE").decode()
         if self.kafka_password is not None:
             return self.kafka_password.get_secret_value()
         raise MissingSecretError("no Kafka password: set KETENMONITOR_KAFKA_PASSWORD(_FILE)")
@@ -139,7 +146,7 @@ class Settings(BaseSettings):
         return ssl.create_default_context(cafile=cafile)
 
     def kafka_python_security(self) -> dict[str, Any]:
-        """Keyword arguments for the Kafka clients (kafka-python and aiokafka use the same names)."""
+        """Keyword arguments for the Kafka clients (kafka-python and aiokafka share the names)."""
         if not self.kafka_sasl:
             return {}
         config: dict[str, Any] = {
@@ -158,6 +165,16 @@ class Settings(BaseSettings):
 
 class MissingSecretError(RuntimeError):
     pass
+
+
+def _read_secret_file(path: Path, variable: str) -> bytes:
+    """The stripped contents of a secret file; a file that cannot be read names the variable."""
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise MissingSecretError(
+            f"cannot read {variable}={path}: {exc.strerror or exc} (point it at a readable file)"
+        ) from None
 
 
 def utc_timestamp(value: datetime) -> float:

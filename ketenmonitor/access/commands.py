@@ -22,8 +22,9 @@ from ketenmonitor.settings import Settings
 def register(subparsers: Any) -> None:
     acl = command_group(subparsers, "acl", "Kafka ACLs per partner, workers, operators")
     subcommand(acl, "show", "print the ACL plan", cmd_show, _principal_options)
-    subcommand(acl, "apply", "create the planned ACLs on the broker (as a super user)",
-               cmd_apply, _principal_options, _apply_options)
+    apply = subcommand(acl, "apply", "create the planned ACLs on the broker (as a super user)",
+                       cmd_apply, _principal_options, _apply_options)
+    apply.set_defaults(needs_kafka=True)
 
 
 @reports("acl", AclPlanError)
@@ -82,6 +83,9 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="also delete ALLOW ACLs on Ketenmonitor's topics and group that are not planned",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the broker")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="Kafka bootstrap servers "
+                   "(default: $KETENMONITOR_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)")
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> list[Grant]:
