@@ -132,6 +132,8 @@ def test_helm_lint_passes(profile: str) -> None:
          "maxReplicas exceeds kafka.partitions"),
         ({"strimzi.enabled": "true", "kafka.topicPrefix": "other"},
          "files/strimzi.yaml was generated for topicPrefix=ketenmonitor"),
+        ({"strimzi.enabled": "true", "kafka.username": "someone"},
+         "kafka.username=someone is none of the generated Kafka users"),
     ],
 )
 def test_the_chart_refuses_values_that_would_not_work(change: dict, message: str) -> None:
