@@ -431,3 +431,33 @@ def test_strimzi_users_have_exactly_the_native_acl_plan() -> None:
     }
     for user in users:
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+
+
+# -- docs/sizing.md quotes what the chart computes -------------------------------------------------
+SIZING_SCENARIOS = {  # the values docs/sizing.md gives per deployment
+    "one district": {"replicaCount": "2", "sizing.casesInState": "315000"},
+    "national chain": {"replicaCount": "3", "sizing.casesInState": "2430000"},
+    "chain + Wahv": {"replicaCount": "6", "kafka.partitions": "24",
+                     "sizing.casesInState": "26430000", "sizing.rssBytesPerCase": "514"},
+}
+
+
+def test_the_sizing_document_quotes_the_memory_the_chart_computes() -> None:
+    doc = (REPO / "docs" / "sizing.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| worker memory request"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    header = next(line for line in doc.splitlines() if line.startswith("| | one district"))
+    names = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert names == list(SIZING_SCENARIOS)
+    for name, cell in zip(names, cells, strict=True):
+        result = helm("template", "km", str(CHART), values={**REQUIRED, **SIZING_SCENARIOS[name]})
+        assert result.returncode == 0, result.stderr
+        (statefulset,) = [
+            d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "StatefulSet"
+        ]
+        resources = statefulset["spec"]["template"]["spec"]["containers"][0]["resources"]
+        request = resources["requests"]["memory"].removesuffix("Mi")
+        limit = resources["limits"]["memory"].removesuffix("Mi")
+        assert cell.startswith(f"{request} / {limit} MiB"), (name, cell, request, limit)
+        for key, value in SIZING_SCENARIOS[name].items():
+            assert f"{key.split('.')[-1]}: {value}" in doc, (name, key)
