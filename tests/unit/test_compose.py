@@ -292,6 +292,15 @@ def test_prometheus_in_compose_scrapes_the_worker_job_the_rules_select() -> None
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     worker = jobs[prometheus.WORKER_JOB]["dns_sd_configs"][0]
     assert worker["names"] == ["worker"] and worker["port"] == Settings().metrics_port
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install -y prometheus"
+    check = subprocess.run(
+        [promtool, "check", "config", str(REPO / "deploy" / "compose" / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    alerting = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alerting == ["alertmanager:9093"]
 
 
 def kafka_users(services: dict) -> dict[str, str]:
