@@ -4,7 +4,7 @@
     ketenmonitor demo                   # broker + worker + simulated partners + live summary
     ketenmonitor simulate --cases 1000 [--output events.jsonl]   # to Kafka unless --output
     ketenmonitor topics                 # create the partner, case and dead-letter topics
-    ketenmonitor publish | import-log | report | stuck | replay | rules | acl | dashboards ...
+    ketenmonitor publish | import-log | report | stuck | replay | rules | acl | dashboards | chart
 
 Settings come from the environment (KETENMONITOR_*, see ketenmonitor/settings.py and docs/cli.md);
 `--bootstrap` overrides KETENMONITOR_KAFKA_BOOTSTRAP on every command that talks to Kafka.
@@ -132,6 +132,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ketenmonitor.alerting.commands",
     "dashboards.publish",
     "ketenmonitor.access.commands",
+    "ketenmonitor.chart",
 )
 
 
