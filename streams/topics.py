@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import (
+    KafkaConnectionError,
     LeaderNotAvailableError,
     NoError,
     TopicAlreadyExistsError,
@@ -36,6 +38,7 @@ from ketenmonitor.settings import Settings
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
 TABLES = ("cases", "ingest-stats")  # the worker's changelogged tables (streams/worker.py)
 CLIENT_ID = "ketenmonitor-worker"
+T = TypeVar("T")
 
 
 def monitor_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
@@ -94,7 +97,7 @@ def describe_topics(
         while True:
             layout: Layout = {}
             pending = []
-            for topic in admin.describe_topics(names):
+            for topic in _retrying(lambda: admin.describe_topics(names), timeout):
                 error = for_code(topic["error_code"])
                 not_yet = error in (UnknownTopicOrPartitionError, LeaderNotAvailableError)
                 if not_yet or (error is NoError and not topic["partitions"]):
@@ -166,7 +169,7 @@ def _create_missing(settings: Settings, wanted: list[tuple[str, int, dict[str, s
     )
     replication, replication_configs = settings.new_topic_replication()
     try:
-        existing = set(admin.list_topics())
+        existing = set(_retrying(admin.list_topics, 30.0))
         for name, partitions, config in wanted:
             if name in existing:
                 continue
@@ -177,9 +180,22 @@ def _create_missing(settings: Settings, wanted: list[tuple[str, int, dict[str, s
                 topic_configs={**replication_configs, **config},
             )
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was quicker
-                admin.create_topics([topic])
+                _retrying(lambda topic=topic: admin.create_topics([topic]), 30.0)
     finally:
         admin.close()
+
+
+def _retrying(call: Callable[[], T], timeout: float) -> T:
+    """`call()`, again while it cannot connect. kafka-python's admin client sends a request to one
+    broker and fails if that one is down, where it could ask another of the cluster."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _wait_until_listed(
