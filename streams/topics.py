@@ -123,30 +123,39 @@ def check_replication(settings: Settings, layout: Layout) -> None:
     fewer replicas than KETENMONITOR_REPLICATION_FACTOR or a partition fewer in-sync replicas than
     KETENMONITOR_MIN_INSYNC_REPLICAS; nothing to check when neither is set."""
     rf, min_isr = settings.replication_factor, settings.min_insync_replicas
-    problems = []
+    few_replicas, few_in_sync = [], []
     for name in sorted(layout):
         partitions = layout[name]
         fewest = min((len(replicas) for replicas, _ in partitions.values()), default=0)
         if rf is not None and fewest < rf:
-            problems.append(
-                f"KETENMONITOR_REPLICATION_FACTOR is {rf} but {name} has {fewest} "
-                f"replica{'' if fewest == 1 else 's'}"
-            )
+            few_replicas.append(f"{name} has {_count(fewest, 'replica')}")
             continue
         if min_isr is None:
             continue
         n, partition = min(((len(isr), p) for p, (_, isr) in partitions.items()), default=(0, 0))
         if n < min_isr:
-            problems.append(
-                f"KETENMONITOR_MIN_INSYNC_REPLICAS is {min_isr} but {name} partition {partition} "
-                f"has {n} in-sync replica{'' if n == 1 else 's'} of {len(partitions[partition][0])}"
-            )
+            in_sync = _count(n, "in-sync replica")
+            of = len(partitions[partition][0])
+            few_in_sync.append(f"{name} partition {partition} has {in_sync} of {of}")
+    problems = []
+    if few_replicas:
+        problems.append(f"KETENMONITOR_REPLICATION_FACTOR is {rf} but {_first(few_replicas)}")
+    if few_in_sync:
+        problems.append(f"KETENMONITOR_MIN_INSYNC_REPLICAS is {min_isr} but {_first(few_in_sync)}")
     if problems:
-        more = f" (and {len(problems) - 3} more topics)" if len(problems) > 3 else ""
         raise UnderReplicatedError(
-            "; ".join(problems[:3]) + more + ": recreate the topics with that replication, "
-            "or bring the missing brokers back, before starting workers"
+            "; ".join(problems) + ": recreate the topics with that replication, or bring the "
+            "missing brokers back, before starting workers"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _first(items: list[str], shown: int = 3) -> str:
+    more = f" (and {len(items) - shown} more topics)" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _check_partitions(layout: Layout, names: list[str], partitions: int) -> None:

@@ -146,9 +146,11 @@ find_java() {
 }
 
 # Runs a Kafka class with our classpath and logging (the storage tool logs too,
-# and without a config log4j2 would complain on the console).
+# and without a config log4j2 would complain on the console). A tool runs for
+# seconds: C1 only and the serial collector, no JIT or GC threads to warm up.
 run_kafka_class() {
-    "$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR" \
+    "$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+        -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR" \
         -cp "$LIBS_DIR/*" "$@"
 }
 

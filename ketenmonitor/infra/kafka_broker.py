@@ -112,6 +112,7 @@ class LocalKafkaBroker(ScriptRunner):
         replication_factor: int = 1,
         min_insync_replicas: int = 1,
         heap: str | None = None,
+        jvm_opts: str | None = None,
         start_timeout: int | None = None,
         stop_timeout: int | None = None,
         extra_config: Mapping[str, str] | None = None,
@@ -135,6 +136,7 @@ class LocalKafkaBroker(ScriptRunner):
         self.replication_factor = int(replication_factor)
         self.min_insync_replicas = int(min_insync_replicas)
         self.heap = heap
+        self.jvm_opts = jvm_opts
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.extra_config = dict(extra_config or {})
@@ -227,6 +229,8 @@ class LocalKafkaBroker(ScriptRunner):
             env["KAFKA_CLUSTER_ID"] = self.cluster_id
         if self.heap is not None:
             env["KAFKA_HEAP"] = self.heap
+        if self.jvm_opts is not None:
+            env["KAFKA_JVM_OPTS"] = self.jvm_opts
         if self.start_timeout is not None:
             env["KAFKA_START_TIMEOUT"] = str(self.start_timeout)
         if self.stop_timeout is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from batch_truth import CASE_METRICS, comparable, expected_samples
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
 
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
@@ -167,6 +168,21 @@ class Feed:
         assert self.failure is None, f"publishing failed: {self.failure!r}"
 
 
+def committed(bootstrap: str, group: str) -> int:
+    """Offsets the group has committed, summed over its topics' partitions (0 while the group's
+    coordinator is not there yet)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-replication")
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        return 0
+    finally:
+        admin.close()
+    return sum(max(0, meta.offset) for meta in offsets.values())
+
+
 def wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while True:
@@ -217,8 +233,17 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_rejoins(
         phase("worker ready, topics replicated 3 with min.insync.replicas 2")
 
         feed = Feed(bootstrap, env_settings, events, rate=1500)
-        time.sleep(rng.uniform(3.0, 6.0))  # mid-stream
+        # Mid-stream, once the worker has committed part of the log: the killed node then holds
+        # replicas of committed offsets and changelog records the worker needs again.
+        group = env["KETENMONITOR_APP_ID"]
+        wait_for(lambda: committed(bootstrap, group) >= 3000, 60, "3000 events committed")
+        time.sleep(rng.uniform(0.0, 3.0))
+        phase(f"{committed(bootstrap, group)} events committed")
         victim = kafka_cluster.node(rng.randint(1, 3))
+        # It leads partitions the worker reads and writes (leadership moves when it dies): with 3
+        # replicas on 3 nodes every node is the first, preferred, replica of some partitions.
+        layout = describe_topics(bootstrap, topics, {})
+        assert any(r[0] == victim.node_id for parts in layout.values() for r, _ in parts.values())
         victim.kill()
         phase(f"node {victim.node_id} killed")
         # The cluster fences the dead node and takes it out of every ISR; its replicas stay
@@ -242,6 +267,10 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_rejoins(
         strict_log = (tmp_path / "strict.log").read_text()
         assert "KETENMONITOR_MIN_INSYNC_REPLICAS is 3 but " in strict_log
         assert "has 2 in-sync replicas of 3" in strict_log
+        assert "Traceback" not in strict_log
+        assert (
+            sum("KETENMONITOR_MIN_INSYNC_REPLICAS" in line for line in strict_log.splitlines()) == 1
+        )
         phase("a worker asking 3 in-sync replicas refused to start")
 
         victim.start()

@@ -48,6 +48,21 @@ def test_a_partition_with_fewer_in_sync_replicas_than_min_insync_is_refused():
     )
 
 
+def test_both_shortfalls_are_named_each_once_in_one_line():
+    layout = {
+        "a": {0: ([1], [1])},
+        "b": {0: ([1, 2, 3], [3]), 1: ([1, 2, 3], [1, 2])},
+        "c": {0: ([1, 2, 3], [1])},
+    }
+    with pytest.raises(UnderReplicatedError) as error:
+        check_replication(Settings(replication_factor=3, min_insync_replicas=2), layout)
+    assert str(error.value).startswith(
+        "KETENMONITOR_REPLICATION_FACTOR is 3 but a has 1 replica; "
+        "KETENMONITOR_MIN_INSYNC_REPLICAS is 2 but b partition 0 has 1 in-sync replica of 3, "
+        "c partition 0 has 1 in-sync replica of 3: "
+    )
+
+
 def test_many_bad_topics_are_summarised():
     layout = {f"t{i}": {0: ([1], [1])} for i in range(5)}
     with pytest.raises(UnderReplicatedError, match="t2 has 1 replica \\(and 2 more topics\\)"):
