@@ -5,9 +5,9 @@
         publisher.send("ketenmonitor.events.police", event_dict)
 
 The publisher is idempotent (no duplicates from its own retries), waits for all in-sync replicas
-(acks=all) and retries transient errors (a partition leader that failed over, too) for up to two
-minutes; `flush()` raises if a send finally failed. Topics get the replication of the settings
-(KETENMONITOR_REPLICATION_FACTOR, KETENMONITOR_MIN_INSYNC_REPLICAS), else the cluster's defaults.
+(acks=all) and retries transient errors; `flush()` raises if a send finally failed. Topics get
+the replication of the settings (KETENMONITOR_REPLICATION_FACTOR, KETENMONITOR_MIN_INSYNC_REPLICAS),
+else the cluster's defaults.
 
 Against a secure broker both log in with the credentials of the environment (KETENMONITOR_KAFKA_*,
 see Settings.kafka_python_security and docs/security.md) unless security settings are passed in:
@@ -79,9 +79,7 @@ class PartnerPublisher:
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
-            # No retry count: sends are retried until delivery_timeout_ms (120 s by default). A
-            # count of 10 (about 7 s of backoff) can run out before a cluster has moved the
-            # leaderships of a broker that died (broker.session.timeout.ms, 9 s by default).
+            retries=10,
             linger_ms=5,
             client_id="ketenmonitor-publisher",
             **config,
