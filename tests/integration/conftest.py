@@ -45,11 +45,12 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         broker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
     """A fresh three-node KRaft cluster (each node broker and controller, -Xmx384m): replication
-    factor 3 and min.insync.replicas 2 by default and for the internal topics. Started on first
-    use (about a minute on a busy 2-core machine), stopped at the end of the session."""
+    factor 3 and min.insync.replicas 2 by default and for the internal topics. Started for the
+    module that uses it (30-120 s on a busy 2-core machine) and stopped after it, so that three
+    idle JVMs do not sit beside the rest of the suite."""
     cluster = LocalKafkaCluster(
         base_port=KAFKA_TEST_CLUSTER_PORT, data_dir=tmp_path_factory.mktemp("kafka-cluster")
     )
