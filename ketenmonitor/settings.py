@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = Field(default="ketenmonitor", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(default=6, ge=1, le=256)
+    # Replication of every topic the monitor creates (partner, case, dead-letter, changelogs);
+    # unset: the cluster's default.replication.factor and min.insync.replicas. A worker refuses
+    # to start on topics with fewer replicas, or fewer in-sync replicas, than these
+    # (streams/topics.py).
+    replication_factor: int | None = Field(default=None, ge=1)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     app_id: str = "ketenmonitor"
     chain_file: Path | None = None
     pseudonym_key: SecretStr | None = None
@@ -72,6 +78,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _min_insync_within_replication(self) -> Settings:
+        # Every acks=all write would fail: no partition has more in-sync replicas than replicas.
+        rf, isr = self.replication_factor, self.min_insync_replicas
+        if rf is not None and isr is not None and isr > rf:
+            raise ValueError(
+                f"KETENMONITOR_MIN_INSYNC_REPLICAS ({isr}) is larger than "
+                f"KETENMONITOR_REPLICATION_FACTOR ({rf})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _kafka_credentials_complete(self) -> Settings:
         password_sources = (self.kafka_password, self.kafka_password_file)
         if None not in password_sources:
@@ -108,6 +125,15 @@ class Settings(BaseSettings):
     def changelog_topic(self, table: str) -> str:
         """The compacted topic that holds a worker table (`cases`, `ingest-stats`) durably."""
         return f"{self.app_id}-{table}-changelog"
+
+    def new_topic_replication(self) -> tuple[int, dict[str, str]]:
+        """(replication factor, topic configs) for creating a topic: -1 and no min.insync.replicas
+        of its own mean the cluster's defaults (CreateTopics v4+, Kafka 2.4 and later)."""
+        configs = {}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        rf = self.replication_factor if self.replication_factor is not None else -1
+        return rf, configs
 
     def pseudonym_secret(self) -> bytes:
         """The HMAC key; a missing key is a start-up error, not a silent default."""
