@@ -52,10 +52,16 @@ class BatchSender:
         for (topic, partition), records in pending.items():
             batch = producer.create_batch()
             for key, value, headers in records:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                if (
+                    batch.append(key=key, value=value, timestamp=None, headers=headers or [])
+                    is None
+                ):
                     futures.append(await self._send(batch, topic, partition))
                     batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                    if (
+                        batch.append(key=key, value=value, timestamp=None, headers=headers or [])
+                        is None
+                    ):
                         raise ValueError(f"record too large for one batch on {topic}")
             if batch.record_count():
                 futures.append(await self._send(batch, topic, partition))

@@ -114,13 +114,16 @@ class ChainCollector(Collector):
                     stats.last_message_timestamp, last_seen.get(organisation, 0.0)
                 )
         yield _counter(
-            n.EVENTS_ACCEPTED, "Events that passed the contract, per partner (duplicates included).",
-            ["organisation"], (((k,), v) for k, v in sorted(accepted.items())),
+            n.EVENTS_ACCEPTED,
+            "Events that passed the contract, per partner (duplicates included).",
+            ["organisation"],
+            (((k,), v) for k, v in sorted(accepted.items())),
         )
         yield _counter(
             n.EVENTS_REJECTED,
             "Events that broke the contract and went to the dead-letter topic, by reason.",
-            ["organisation", "reason"], sorted(rejected.items()),
+            ["organisation", "reason"],
+            sorted(rejected.items()),
         )
         gauge = GaugeMetricFamily(
             n.PARTNER_LAST_EVENT,
@@ -174,13 +177,17 @@ class ChainCollector(Collector):
             corrections += record.corrections
 
         yield _counter(
-            n.EVENTS_DUPLICATE, "Deliveries of an event id that had already been applied.",
-            [], [((), duplicates)],
+            n.EVENTS_DUPLICATE,
+            "Deliveries of an event id that had already been applied.",
+            [],
+            [((), duplicates)],
         )
         yield _counter(
             n.CORRECTIONS,
             "Milestones held in corrected form (a re-sent milestone with a higher revision, or a "
-            "retraction).", [], [((), corrections)],
+            "retraction).",
+            [],
+            [((), corrections)],
         )
         gauge = GaugeMetricFamily(n.CASES_TRACKED, "Cases held in the chain's case state.")
         gauge.add_metric([], cases)
@@ -193,15 +200,28 @@ class ChainCollector(Collector):
                 yield (stage, org[stage], ct, d), pair[0] + pair[1] if index == 0 else pair[1]
 
         for name, withdrawn_name, values, what in (
-            (n.STAGE_INFLOW, n.STAGE_INFLOW_WITHDRAWN, inflow, "entered a stage (inflow, 'instroom')"),
-            (n.STAGE_OUTFLOW, n.STAGE_OUTFLOW_WITHDRAWN, outflow, "left a stage (outflow, 'uitstroom')"),
+            (
+                n.STAGE_INFLOW,
+                n.STAGE_INFLOW_WITHDRAWN,
+                inflow,
+                "entered a stage (inflow, 'instroom')",
+            ),
+            (
+                n.STAGE_OUTFLOW,
+                n.STAGE_OUTFLOW_WITHDRAWN,
+                outflow,
+                "left a stage (outflow, 'uitstroom')",
+            ),
         ):
-            yield _counter(name, f"Cases that {what}, ever counted.", stage_labels, staged(values, 0))
+            yield _counter(
+                name, f"Cases that {what}, ever counted.", stage_labels, staged(values, 0)
+            )
             yield _counter(
                 withdrawn_name,
                 f"Cases counted as having {what.split(' (')[0]} that a correction or retraction "
                 f"took back; net = {name}_total - this.",
-                stage_labels, staged(values, 1),
+                stage_labels,
+                staged(values, 1),
             )
         gauge = GaugeMetricFamily(
             n.BACKLOG, "Cases in a stage now (backlog, 'werkvoorraad').", labels=stage_labels
@@ -244,20 +264,25 @@ class ChainCollector(Collector):
         )
         for key, (net, net_sum, withdrawn, withdrawn_sum) in sorted(lead.items()):
             total = [a + b for a, b in zip(net, withdrawn, strict=True)]
-            added.add_metric(list(key), _buckets(self._lead_les, total), net_sum[0] + withdrawn_sum[0])
+            added.add_metric(
+                list(key), _buckets(self._lead_les, total), net_sum[0] + withdrawn_sum[0]
+            )
             gone.add_metric(list(key), _buckets(self._lead_les, withdrawn), withdrawn_sum[0])
         yield added
         yield gone
 
         closure_labels = ["outcome", "case_type", "district"]
         yield _counter(
-            n.CASES_CLOSED, "Cases that left the chain, by outcome, ever counted.",
-            closure_labels, ((k, p[0] + p[1]) for k, p in sorted(closed.items())),
+            n.CASES_CLOSED,
+            "Cases that left the chain, by outcome, ever counted.",
+            closure_labels,
+            ((k, p[0] + p[1]) for k, p in sorted(closed.items())),
         )
         yield _counter(
             n.CASES_CLOSED_WITHDRAWN,
             "Closures that a correction or retraction took back (an appeal after an acquittal).",
-            closure_labels, ((k, p[1]) for k, p in sorted(closed.items())),
+            closure_labels,
+            ((k, p[1]) for k, p in sorted(closed.items())),
         )
 
     # -- configuration ------------------------------------------------------------------------

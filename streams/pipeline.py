@@ -110,7 +110,9 @@ class CommitPipeline(Generic[Offsets]):
                 await step()
             except Exception as exc:
                 if not failing:  # one line per change of state, not per attempt
-                    log.error("holding the commits: %s (retrying every %.0fs)", exc, self.retry_seconds)
+                    log.error(
+                        "holding the commits: %s (retrying every %.0fs)", exc, self.retry_seconds
+                    )
                     failing = True
                 await asyncio.sleep(self.retry_seconds)
                 continue

@@ -44,7 +44,9 @@ class Rejected:
     reason: str
     detail: str
 
-    def dead_letter_headers(self, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    def dead_letter_headers(
+        self, topic: str, partition: int, offset: int
+    ) -> list[tuple[str, bytes]]:
         """Why, and where from: the dead-letter record's value is the original bytes."""
         return [
             ("reason", self.reason.encode()),
@@ -97,8 +99,17 @@ def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
     event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = fields
     return tuple.__new__(
         CaseEvent,
-        (event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision,
-         retracted),
+        (
+            event_id,
+            pseudonym,
+            milestone,
+            occurred_at,
+            case_type,
+            district,
+            outcome,
+            revision,
+            retracted,
+        ),
     )
 
 
@@ -134,9 +145,9 @@ class CaseProcessor:
 class PartitionTotals:
     """The totals of each case-state partition a worker owns, as of acknowledged batches.
 
-        totals.fold(partition, steps)        # once the batch's changelog records are acknowledged
-        totals.rebuild(partition, values)    # after a restore, from the stored case values
-        totals.forget(partition)             # the partition went to another worker
+    totals.fold(partition, steps)        # once the batch's changelog records are acknowledged
+    totals.rebuild(partition, values)    # after a restore, from the stored case values
+    totals.forget(partition)             # the partition went to another worker
     """
 
     def __init__(self, chain: Chain) -> None:

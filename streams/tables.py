@@ -84,6 +84,7 @@ class OwnedTables:
             "restored %d cases and %d partner partitions for %s in %.2fs",
             sum(len(self.cases[tp.partition]) for tp in tps if tp.topic == self.cases_topic),
             sum(1 for tp in tps if tp.topic != self.cases_topic),
-            sorted({tp.partition for tp in tps}), time.monotonic() - started,
+            sorted({tp.partition for tp in tps}),
+            time.monotonic() - started,
         )
         return ends

@@ -76,11 +76,15 @@ def encode_case_totals(totals: ChainTotals, position: int, reference_time: float
     for key in sorted(totals.lead_times.keys() | totals.lead_times_withdrawn.keys()):
         net = totals.lead_times.get(key)
         gone = totals.lead_times_withdrawn.get(key)
-        lead.append([
-            *key,
-            net.counts if net else empty, net.total_seconds if net else 0.0,
-            gone.counts if gone else empty, gone.total_seconds if gone else 0.0,
-        ])
+        lead.append(
+            [
+                *key,
+                net.counts if net else empty,
+                net.total_seconds if net else 0.0,
+                gone.counts if gone else empty,
+                gone.total_seconds if gone else 0.0,
+            ]
+        )
     doc = {
         "v": CASE_TOTALS_VERSION,
         "position": position,
@@ -153,7 +157,7 @@ class TotalsView:
             self._cases[partition] = record
             return True
         if key.startswith(INGEST_KEY_PREFIX):
-            topic = key[len(INGEST_KEY_PREFIX):].decode()
+            topic = key[len(INGEST_KEY_PREFIX) :].decode()
             stats = IngestStats.decode(value)
             held = self._ingest.get((partition, topic))
             if held is not None and stats.next_offset < held.next_offset:

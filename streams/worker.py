@@ -321,7 +321,10 @@ class Worker:
             if isinstance(routed, Rejected):
                 log.warning(
                     "rejected event topic=%s partition=%s offset=%s reason=%s",
-                    tp.topic, tp.partition, m.offset, routed.reason,
+                    tp.topic,
+                    tp.partition,
+                    m.offset,
+                    routed.reason,
                 )
                 headers = routed.dead_letter_headers(tp.topic, tp.partition, m.offset)
                 sender.add(dead_letter_topic, 0, None, raw, headers)
@@ -434,7 +437,8 @@ class Worker:
             await self._fetch_committed(new)
             log.info(
                 "owned partitions now %s (released %s, restored %s)",
-                sorted(self.tables.case_partitions()), sorted({tp.partition for tp in released}),
+                sorted(self.tables.case_partitions()),
+                sorted({tp.partition for tp in released}),
                 sorted({tp.partition for tp in new}),
             )
             self.ready.set()
@@ -507,7 +511,9 @@ class Worker:
             problems.append("totals view not caught up")
         if self.pipeline.failure is not None:
             problems.append(f"a batch failed: {self.pipeline.failure!r}")
-        problems += [f"{stage} busy beyond the processing timeout" for stage in self.stalls.overdue()]
+        problems += [
+            f"{stage} busy beyond the processing timeout" for stage in self.stalls.overdue()
+        ]
         return {
             "healthy": not problems,
             "problems": problems,
@@ -552,7 +558,9 @@ async def _report_stalls(worker: Worker) -> None:
         for stage in worker.stalls.overdue():
             log.error(
                 "%s has been working on one batch for %.0fs (timeout %.0fs)",
-                stage, worker.stalls.busy_seconds()[stage], worker.stalls.timeout,
+                stage,
+                worker.stalls.busy_seconds()[stage],
+                worker.stalls.timeout,
             )
 
 

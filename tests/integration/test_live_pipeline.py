@@ -29,15 +29,17 @@ def test_metrics_of_a_simulated_log_equal_an_independent_batch_computation(
 ):
     chain = load_chain()
     reference = float(int(time.time()) - 3600)
-    env = {**monitor_env, "KETENMONITOR_AGE_REFERENCE_TIME": datetime.fromtimestamp(reference, UTC).isoformat()}
+    env = {
+        **monitor_env,
+        "KETENMONITOR_AGE_REFERENCE_TIME": datetime.fromtimestamp(reference, UTC).isoformat(),
+    }
     settings = Settings(
-        kafka_bootstrap=env["KETENMONITOR_KAFKA_BOOTSTRAP"], topic_prefix=env["KETENMONITOR_TOPIC_PREFIX"]
+        kafka_bootstrap=env["KETENMONITOR_KAFKA_BOOTSTRAP"],
+        topic_prefix=env["KETENMONITOR_TOPIC_PREFIX"],
     )
     cases = simulate_cases(load_scenario(), 3000, reference - 2 * 365 * 86400, reference, seed=11)
     # Every branch of the default chain is in the log.
-    last_nodes = Counter(
-        f"{c.steps[-1].milestone}:{c.steps[-1].outcome}" for c in cases if c.steps
-    )
+    last_nodes = Counter(f"{c.steps[-1].milestone}:{c.steps[-1].outcome}" for c in cases if c.steps)
     for branch_end in (
         "om_decision:dismissal",
         "judgment:acquittal",
@@ -50,7 +52,9 @@ def test_metrics_of_a_simulated_log_equal_an_independent_batch_computation(
     assert any(any(s.milestone == "appeal_judgment" for s in c.steps) for c in cases)
     assert any(any(s.outcome == "settlement" for s in c.steps) for c in cases)
 
-    worker = start_worker({"KETENMONITOR_AGE_REFERENCE_TIME": env["KETENMONITOR_AGE_REFERENCE_TIME"]})
+    worker = start_worker(
+        {"KETENMONITOR_AGE_REFERENCE_TIME": env["KETENMONITOR_AGE_REFERENCE_TIME"]}
+    )
     with PartnerPublisher(settings.kafka_bootstrap) as publisher:
         for event in contract_events(cases, chain, seed=11):
             publisher.send(settings.partner_topic(event["organisation"]), event)

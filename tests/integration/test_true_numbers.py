@@ -121,7 +121,9 @@ class Feed:
         self.truth = Truth()
         self.stop = threading.Event()
         self.case = 0
-        self.judgments: list[tuple[str, float, float, bool]] = []  # case key, intake, judged, within
+        self.judgments: list[
+            tuple[str, float, float, bool]
+        ] = []  # case key, intake, judged, within
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.failure: BaseException | None = None
 
@@ -131,12 +133,19 @@ class Feed:
     def send(self, event: dict[str, Any]) -> None:
         self.publisher.send(self.topic(event["organisation"]), event)
 
-    def event(self, key: str, n: int, milestone: str, organisation: str, at: float,
-              **extra: Any) -> dict[str, Any]:
+    def event(
+        self, key: str, n: int, milestone: str, organisation: str, at: float, **extra: Any
+    ) -> dict[str, Any]:
         return {
-            "schema_version": 1, "event_id": f"{key}-{n}", "case_key": key,
-            "organisation": organisation, "milestone": milestone, "occurred_at": iso(at),
-            "case_type": "standard", "district": "amsterdam", **extra,
+            "schema_version": 1,
+            "event_id": f"{key}-{n}",
+            "case_key": key,
+            "organisation": organisation,
+            "milestone": milestone,
+            "occurred_at": iso(at),
+            "case_type": "standard",
+            "district": "amsterdam",
+            **extra,
         }
 
     def _run(self) -> None:
@@ -164,7 +173,9 @@ class Feed:
                     intake = now - 100 * DAY
                     judged = intake + (20 if within else 50) * DAY
                     self.send(self.event(key, 0, "court_intake", "courts", intake))
-                    self.send(self.event(key, 1, "judgment", "courts", judged, outcome="conviction"))
+                    self.send(
+                        self.event(key, 1, "judgment", "courts", judged, outcome="conviction")
+                    )
                     self.truth.add("completed", now, +1)
                     self.truth.add("within", now, +1 if within else 0)
                     self.judgments.append((key, intake, judged, within))
@@ -178,8 +189,11 @@ class Feed:
         late = [j for j in self.judgments if not j[3]][:count]
         now = time.time()
         for key, _intake, judged, _ in late:
-            self.send(self.event(key, 2, "judgment", "courts", judged - DAY,
-                                 outcome="conviction", revision=1))
+            self.send(
+                self.event(
+                    key, 2, "judgment", "courts", judged - DAY, outcome="conviction", revision=1
+                )
+            )
         self.publisher.flush()
         self.truth.add("corrections", now, len(late))
 
@@ -188,8 +202,18 @@ class Feed:
         chosen = self.judgments[-count:]
         now = time.time()
         for key, _intake, judged, within in chosen:
-            self.send(self.event(key, 3, "judgment", "courts", judged, outcome="conviction",
-                                 revision=2, retracted=True))
+            self.send(
+                self.event(
+                    key,
+                    3,
+                    "judgment",
+                    "courts",
+                    judged,
+                    outcome="conviction",
+                    revision=2,
+                    retracted=True,
+                )
+            )
             self.truth.add("completed", now, -1)
             self.truth.add("within", now, -1 if within else 0)
         self.publisher.flush()
@@ -223,14 +247,18 @@ def test_windows_ratios_and_alerts_stay_true_through_faults_on_prometheus_2_and_
     rules = tmp_path / "rules.yml"
     rules.write_text(render_rules(CHAIN, load_policy(), SCALE))
     config = tmp_path / "prometheus.yml"
-    config.write_text(render_prometheus_config(
-        [f"127.0.0.1:{p}" for p in ports], [rules], "1s", "1s", scrape_timeout="900ms"
-    ))
+    config.write_text(
+        render_prometheus_config(
+            [f"127.0.0.1:{p}" for p in ports], [rules], "1s", "1s", scrape_timeout="900ms"
+        )
+    )
     workers: list[WorkerProcess] = []
     proms: dict[str, LocalPrometheus] = {}
 
     def worker(n: int) -> WorkerProcess:
-        w = WorkerProcess(env, metrics_port=ports[n], log_path=tmp_path / f"worker-{n}-{len(workers)}.log")
+        w = WorkerProcess(
+            env, metrics_port=ports[n], log_path=tmp_path / f"worker-{n}-{len(workers)}.log"
+        )
         workers.append(w)
         w.start()
         w.wait_ready()
@@ -294,7 +322,9 @@ def _wait_for_chain_series(proms: dict[str, LocalPrometheus], *workers: WorkerPr
     """Until both Prometheus versions hold the (zero) chain series of every started worker, so
     that every counter starts at zero in Prometheus."""
     deadline = time.monotonic() + 120
-    query = 'count by (instance) (ketenmonitor_stage_inflow_cases_total{stage="police_investigation"})'
+    query = (
+        'count by (instance) (ketenmonitor_stage_inflow_cases_total{stage="police_investigation"})'
+    )
     while time.monotonic() < deadline:
         if all(len(prom.query(query)) == len(workers) for prom in proms.values()):
             time.sleep(3)
@@ -317,18 +347,36 @@ def _check_records(
     w1 = SCALE.seconds("1d")
     w3 = SCALE.seconds("3d")
     checks: list[tuple[str, str, Callable[[float], tuple[float, float]]]] = [
-        (f'stage:ketenmonitor_stage_inflow_cases:increase7d{{stage="{POLICE_STAGE}"}}',
-         "police_inflow", lambda t: truth.increase_bounds("police_inflow", t, w7)),
-        (f'stage:ketenmonitor_stage_outflow_cases:increase7d{{stage="{POLICE_STAGE}"}}',
-         "police_outflow", lambda t: truth.increase_bounds("police_outflow", t, w7)),
-        (f'{w1} * stage:ketenmonitor_stage_inflow_cases:rate1d{{stage="{POLICE_STAGE}"}}',
-         "police_inflow", lambda t: truth.increase_bounds("police_inflow", t, w1)),
-        (f'{w1} * organisation:ketenmonitor_events_accepted:rate1d{{organisation="police"}}',
-         "police_events", lambda t: truth.increase_bounds("police_events", t, w1)),
-        (f'norm:ketenmonitor_segment_completed_cases:increase3d{{norm="{NORM}"}}',
-         "completed", lambda t: truth.increase_bounds("completed", t, w3)),
-        (f'norm:ketenmonitor_segment_within_norm:ratio3d{{norm="{NORM}"}}',
-         "within/completed", lambda t: truth.ratio_bounds("within", "completed", t, w3)),
+        (
+            f'stage:ketenmonitor_stage_inflow_cases:increase7d{{stage="{POLICE_STAGE}"}}',
+            "police_inflow",
+            lambda t: truth.increase_bounds("police_inflow", t, w7),
+        ),
+        (
+            f'stage:ketenmonitor_stage_outflow_cases:increase7d{{stage="{POLICE_STAGE}"}}',
+            "police_outflow",
+            lambda t: truth.increase_bounds("police_outflow", t, w7),
+        ),
+        (
+            f'{w1} * stage:ketenmonitor_stage_inflow_cases:rate1d{{stage="{POLICE_STAGE}"}}',
+            "police_inflow",
+            lambda t: truth.increase_bounds("police_inflow", t, w1),
+        ),
+        (
+            f'{w1} * organisation:ketenmonitor_events_accepted:rate1d{{organisation="police"}}',
+            "police_events",
+            lambda t: truth.increase_bounds("police_events", t, w1),
+        ),
+        (
+            f'norm:ketenmonitor_segment_completed_cases:increase3d{{norm="{NORM}"}}',
+            "completed",
+            lambda t: truth.increase_bounds("completed", t, w3),
+        ),
+        (
+            f'norm:ketenmonitor_segment_within_norm:ratio3d{{norm="{NORM}"}}',
+            "within/completed",
+            lambda t: truth.ratio_bounds("within", "completed", t, w3),
+        ),
     ]
     problems = []
     for promql, what, bounds in checks:
@@ -358,7 +406,9 @@ class AlertWatch:
     def __init__(self, proms: dict[str, LocalPrometheus], timeline: Timeline) -> None:
         self.proms = proms
         self.timeline = timeline
-        self.polls: dict[str, list[tuple[float, set[tuple[str, str, str]]]]] = {n: [] for n in proms}
+        self.polls: dict[str, list[tuple[float, set[tuple[str, str, str]]]]] = {
+            n: [] for n in proms
+        }
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -366,8 +416,11 @@ class AlertWatch:
         while not self.stop.is_set():
             for name, prom in self.proms.items():
                 firing = {
-                    (a["labels"]["alertname"], a["labels"].get("norm", ""),
-                     a["labels"].get("organisation", "") + "/" + a["labels"].get("stage", ""))
+                    (
+                        a["labels"]["alertname"],
+                        a["labels"].get("norm", ""),
+                        a["labels"].get("organisation", "") + "/" + a["labels"].get("stage", ""),
+                    )
                     for a in prom.alerts()
                     if a["state"] == "firing"
                 }
@@ -383,7 +436,10 @@ class AlertWatch:
                 for alert, norm, where in firing:
                     if alert in self.FORBIDDEN:
                         problems.append(f"{name}: {alert} {where} fired at {when}; truth: none")
-                    if alert.startswith("KetenmonitorPartnerFeed") and where.split("/")[0] in self.PUBLISHING:
+                    if (
+                        alert.startswith("KetenmonitorPartnerFeed")
+                        and where.split("/")[0] in self.PUBLISHING
+                    ):
                         problems.append(f"{name}: {alert} {where} fired at {when}; the feed runs")
                     if alert.startswith("KetenmonitorNormBurnRate") and norm != NORM:
                         problems.append(f"{name}: {alert} for {norm} at {when}; no such cases")

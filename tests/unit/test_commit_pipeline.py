@@ -17,7 +17,7 @@ class Commits:
         self.done.append(offsets)
 
 
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     return asyncio.run(coro)
 
 

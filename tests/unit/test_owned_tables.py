@@ -26,9 +26,14 @@ class Record:
 class FakeConsumer:
     """The calls read_changelogs makes; `late` records appear after end_offsets was asked."""
 
-    def __init__(self, logs: dict[TopicPartition, list[tuple[bytes, bytes | None]]],
-                 late: dict[TopicPartition, list[tuple[bytes, bytes | None]]] | None = None):
-        self.logs = {tp: [Record(i, k, v) for i, (k, v) in enumerate(rs)] for tp, rs in logs.items()}
+    def __init__(
+        self,
+        logs: dict[TopicPartition, list[tuple[bytes, bytes | None]]],
+        late: dict[TopicPartition, list[tuple[bytes, bytes | None]]] | None = None,
+    ):
+        self.logs = {
+            tp: [Record(i, k, v) for i, (k, v) in enumerate(rs)] for tp, rs in logs.items()
+        }
         self.late = late or {}
         self.positions: dict[TopicPartition, int] = {}
         self.assigned: list[TopicPartition] = []
@@ -50,11 +55,12 @@ class FakeConsumer:
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
 
-    async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0,
-                      max_records: int = 0) -> dict[TopicPartition, list[Any]]:
+    async def getmany(
+        self, *tps: TopicPartition, timeout_ms: int = 0, max_records: int = 0
+    ) -> dict[TopicPartition, list[Any]]:
         out = {}
         for tp in tps:
-            records = self.logs.get(tp, [])[self.positions[tp]: self.positions[tp] + 2]
+            records = self.logs.get(tp, [])[self.positions[tp] : self.positions[tp] + 2]
             if records:
                 out[tp] = records
                 self.positions[tp] += len(records)

@@ -24,15 +24,32 @@ DAY = 86_400.0
 
 
 def event(n: int, milestone: str, at: float, **changes: object) -> CaseEvent:
-    fields = dict(event_id=f"e{n}", case_key="k", milestone=milestone, occurred_at=at,
-                  case_type="standard", district="amsterdam")
+    fields = dict(
+        event_id=f"e{n}",
+        case_key="k",
+        milestone=milestone,
+        occurred_at=at,
+        case_type="standard",
+        district="amsterdam",
+    )
     fields.update(changes)
     return CaseEvent(**fields)  # type: ignore[arg-type]
 
 
 def payload(e: CaseEvent) -> bytes:
-    return orjson.dumps([2, e.event_id, e.milestone, e.occurred_at, e.case_type, e.district,
-                         e.outcome, e.revision, e.retracted])
+    return orjson.dumps(
+        [
+            2,
+            e.event_id,
+            e.milestone,
+            e.occurred_at,
+            e.case_type,
+            e.district,
+            e.outcome,
+            e.revision,
+            e.retracted,
+        ]
+    )
 
 
 def test_a_correction_counts_its_withdrawn_facts_and_they_survive_a_restore() -> None:
@@ -105,7 +122,7 @@ def test_version_1_records_are_read() -> None:
         (decode_case_totals, b'{"v":2,"position":1}'),
     ],
 )
-def test_a_record_of_an_unknown_version_is_refused_with_a_clear_error(decode, raw) -> None:  # noqa: ANN001
+def test_a_record_of_an_unknown_version_is_refused_with_a_clear_error(decode, raw) -> None:
     with pytest.raises(FormatVersionError, match="format version"):
         decode(raw)
 
