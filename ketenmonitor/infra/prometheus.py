@@ -36,6 +36,7 @@ __all__ = [
 PROMETHEUS_SCRIPT = DEPLOY_DIR / "prometheus" / "prometheus.sh"
 DEFAULT_PORT = 9090
 ALERTMANAGER_JOB = "alertmanager"
+SAMPLE_LIMIT = 50_000  # the scrape budget of one worker (docs/metrics.md)
 
 
 class QueryError(ServerError):
@@ -141,7 +142,11 @@ def render_prometheus_config(
         },
         "rule_files": [str(Path(f).resolve()) for f in rule_files],
         "scrape_configs": [
-            {"job_name": WORKER_JOB, "static_configs": [{"targets": list(scrape_targets)}]},
+            {
+                "job_name": WORKER_JOB,
+                "sample_limit": SAMPLE_LIMIT,
+                "static_configs": [{"targets": list(scrape_targets)}],
+            },
         ],
     }
     if alertmanager_url is not None:
