@@ -41,10 +41,10 @@ CASES_TRACKED = f"{PREFIX}_cases_tracked"
 NORM_LIMIT = f"{PREFIX}_norm_limit_seconds"
 NORM_TARGET = f"{PREFIX}_norm_target_ratio"
 TOTALS_PARTITIONS = f"{PREFIX}_totals_partitions"  # partitions the worker's totals view holds
-TOTALS_POSITION_AGE = f"{PREFIX}_totals_view_age_seconds"
 
 # -- exported per worker: the process itself ---------------------------------------------------
 OWNED_PARTITIONS = f"{PREFIX}_worker_owned_partitions"
+WORKER_HEALTHY = f"{PREFIX}_worker_healthy"
 CONSUMER_LAG = f"{PREFIX}_consumer_lag_messages"
 LAST_COMMIT = f"{PREFIX}_last_commit_timestamp_seconds"
 AGENT_BUSY = f"{PREFIX}_agent_busy_seconds"
@@ -58,7 +58,7 @@ COUNTERS = (
 HISTOGRAMS = (EVENT_LATENESS, LEAD_TIME, LEAD_TIME_WITHDRAWN)
 GAUGES = (
     PARTNER_LAST_EVENT, BACKLOG, BACKLOG_BY_AGE, BACKLOG_OLDEST_AGE, CASES_TRACKED, NORM_LIMIT,
-    NORM_TARGET, TOTALS_PARTITIONS, TOTALS_POSITION_AGE, OWNED_PARTITIONS, CONSUMER_LAG,
+    NORM_TARGET, TOTALS_PARTITIONS, OWNED_PARTITIONS, WORKER_HEALTHY, CONSUMER_LAG,
     LAST_COMMIT, AGENT_BUSY,
 )
 ALL_METRIC_NAMES = frozenset(

@@ -1,4 +1,4 @@
-"""The Prometheus view of a worker: the chain's totals over every partition, and the worker's health.
+"""The Prometheus view of a worker: the chain's totals over every partition, and its own health.
 
     registry = CollectorRegistry()
     registry.register(ChainCollector(chain, view, organisation_of_topic, ready, reference_time))
@@ -50,6 +50,7 @@ class WorkerHealth:
     lag_by_topic: dict[str, int] = field(default_factory=dict)
     last_commit_timestamp: float | None = None
     busy_seconds: dict[str, float] = field(default_factory=dict)
+    healthy: bool = True
 
 
 class ChainCollector(Collector):
@@ -312,6 +313,13 @@ class WorkerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         health = self.health()
+        gauge = GaugeMetricFamily(
+            n.WORKER_HEALTHY,
+            "1 while this worker is healthy (what /healthz answers 200 to: partitions restored, "
+            "totals view caught up, no failed batch or broker outage pending), else 0.",
+        )
+        gauge.add_metric([], 1.0 if health.healthy else 0.0)
+        yield gauge
         gauge = GaugeMetricFamily(n.OWNED_PARTITIONS, "Case-state partitions this worker owns now.")
         gauge.add_metric([], health.partitions)
         yield gauge

@@ -29,6 +29,7 @@ from schemas.events import EventRejected, parse_event
 from streams.codec import FormatVersionError, decode_case_value, encode_case_value
 
 CASE_EVENT_VERSION = 2
+MAX_EVENT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Ingestor:
     ) -> Routed | Rejected:
         """`organisation` None: not from a partner's topic (an event-log file). `now` (POSIX
         seconds, default the clock) is what the contract's clock-skew check compares with."""
+        if len(raw) > MAX_EVENT_BYTES:  # never parsed: a chain event is well under 1 KB
+            return Rejected("too_large", f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
             event = parse_event(raw, self.chain, topic_organisation=organisation, now=now)
         except EventRejected as exc:

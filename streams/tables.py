@@ -1,8 +1,8 @@
 """The worker's state of the partitions it owns, and how it is restored and released.
 
     tables = OwnedTables(cases_topic)
-    await tables.restore(restorer, {TopicPartition(cases_topic, 3), TopicPartition("p.events.om", 3)},
-                         changelogs)
+    await tables.restore(restorer, {TopicPartition(cases_topic, 3),
+                                    TopicPartition("p.events.om", 3)})
     tables.cases[3][pseudonym]          -> stored case value (streams/codec.py)
     tables.ingest[TopicPartition(...)]  -> IngestStats of one partner-topic partition
     tables.release({...})               -> partitions handed to another worker are dropped

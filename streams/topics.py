@@ -36,6 +36,8 @@ from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
 CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
+DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
 # The worker's changelogged tables (streams/worker.py) and the published totals (streams/totals.py).
 TABLES = ("cases", "ingest-stats", "totals")
 CLIENT_ID = "ketenmonitor-worker"
@@ -47,7 +49,8 @@ def monitor_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dic
     return [
         *((settings.partner_topic(p), settings.partitions, {}) for p in chain.partner_ids),
         (settings.cases_topic, settings.partitions, {}),
-        (settings.dead_letter_topic, 1, {}),
+        # A dead letter is the original message plus headers: room for any partner message.
+        (settings.dead_letter_topic, 1, DEAD_LETTER_CONFIG),
     ]
 
 

@@ -3,7 +3,8 @@
     publisher: owner of partition p, after its batches are acknowledged
         producer.send(totals_topic, key=CASES_KEY, value=encode_case_totals(totals, position, now),
                       partition=p)
-        producer.send(totals_topic, key=ingest_key(partner_topic), value=stats.encode(), partition=p)
+        producer.send(totals_topic, key=ingest_key(partner_topic), value=stats.encode(),
+                      partition=p)
     view: every worker, over all partitions of the topic
         view.apply(partition, key, value)     # keeps the record of the highest position per key
         view.case_records(), view.ingest_records()

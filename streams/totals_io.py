@@ -21,6 +21,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.health import Outage
 from streams.totals import TotalsView
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,10 @@ class TotalsReader:
         self.view = view
         self.ready = asyncio.Event()
         self.last_read = 0.0  # wall clock of the last successful fetch
+        self.outage = Outage(f"reading the totals topic {topic}")
 
     async def run(self) -> None:
         consumer = self.consumer
-        failing = False
         target: dict[TopicPartition, int] | None = None  # end offsets to reach before ready
         while True:
             try:
@@ -63,14 +64,10 @@ class TotalsReader:
                         self.ready.set()
                         log.info("totals view caught up with %s", self.topic)
                 self.last_read = time.time()
-                if failing:
-                    log.warning("totals view reading %s again", self.topic)
-                    failing = False
+                self.outage.recovered()
             except KafkaError as exc:
-                if not failing:
-                    log.error("totals view cannot read %s: %r (retrying)", self.topic, exc)
-                    failing = True
-                await asyncio.sleep(1.0)
+                self.outage.failed(exc)
+                await asyncio.sleep(self.outage.backoff())
 
 
 class TotalsPublisher:

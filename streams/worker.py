@@ -45,7 +45,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import InfoMetricFamily
 
@@ -54,7 +54,7 @@ from ketenmonitor import metric_names as names
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 from streams.batch_sender import BatchSender
-from streams.health import CommitWatch, StallWatch
+from streams.health import CommitWatch, Outage, StallWatch
 from streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
 from streams.pipeline import CommitPipeline
 from streams.processing import CaseProcessor, CaseStep, Ingestor, PartitionTotals, Rejected
@@ -112,6 +112,7 @@ class Worker:
         self._producer: AIOKafkaProducer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._reader: TotalsReader | None = None
+        self._to_restore: set[TopicPartition] | None = None  # a recovery not yet completed
 
     # -- lifecycle ------------------------------------------------------------------------------
     def registry(self) -> CollectorRegistry:
@@ -215,13 +216,20 @@ class Worker:
         assert self._consumer is not None
         max_records = self.settings.batch_size
         timeout_ms = int(self.settings.batch_seconds * 1000)
+        outage = Outage("restore after a failed batch")
         while not self._stop.is_set():
             records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
             if not records and self.pipeline.failure is None:
                 continue
             async with self.lock:
                 if self.pipeline.failure is not None:
-                    await self._recover()  # the records fetched are read again after the seek
+                    try:
+                        await self._recover()  # the records fetched are read again after the seek
+                    except KafkaError as exc:  # the broker is away: keep trying, log once
+                        outage.failed(exc)
+                        await asyncio.sleep(outage.backoff())
+                    else:
+                        outage.recovered()
                     continue
                 owned = {tp: msgs for tp, msgs in records.items() if tp in self.owned and msgs}
                 if owned:
@@ -229,21 +237,27 @@ class Worker:
 
     async def _recover(self) -> None:
         """After a batch whose output was not written: nothing from it on is committed; start
-        again from the committed offsets and the changelogs, as a restarted worker would."""
+        again from the committed offsets and the changelogs, as a restarted worker would. If the
+        broker is away this raises KafkaError and is called again; it resumes where it stopped."""
         await self.pipeline.drain()
-        failure = self.pipeline.clear_failure()
-        log.error("batch failed (%r); restoring owned partitions and retrying", failure)
         assert self._consumer is not None
-        owned = set(self.owned)
-        self._release(owned)
+        if self._to_restore is None:
+            log.error(
+                "batch failed (%r); restoring owned partitions and retrying", self.pipeline.failure
+            )
+            self._to_restore = set(self.owned)
+            self._release(self._to_restore)
+        owned = self._to_restore
         await self._restore(owned)
-        self.owned = owned
+        self.owned = set(owned)
         await self._fetch_committed(owned)
         for tp in owned:
             if tp in self.committed:
                 self._consumer.seek(tp, self.committed[tp])
             else:
                 await self._consumer.seek_to_beginning(tp)
+        self._to_restore = None
+        self.pipeline.clear_failure()
 
     # -- one batch ------------------------------------------------------------------------------
     async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
@@ -348,8 +362,14 @@ class Worker:
         steps = []
         for m in messages:
             key = m.key
-            pseudonym = key.decode()
-            step = apply(pseudonym, m.value, table.get(key))
+            try:
+                pseudonym = key.decode()
+                step = apply(pseudonym, m.value, table.get(key))
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                # Only workers write the case topic (ACLs); without ACLs anyone could. A record
+                # that is not a case event is kept on the dead-letter topic, never fatal.
+                self._dead_letter_case_record(tp, m, exc, sender)
+                continue
             table[key] = changed[key] = step.stored
             steps.append(step)
             if keep_states:
@@ -359,6 +379,18 @@ class Worker:
             sender.add(self.changelogs.cases, partition, key, stored)
         return steps
 
+    def _dead_letter_case_record(
+        self, tp: TopicPartition, message: Any, exc: Exception, sender: BatchSender
+    ) -> None:
+        log.error(
+            "invalid case record topic=%s partition=%s offset=%s: %s",
+            tp.topic, tp.partition, message.offset, type(exc).__name__,
+        )
+        headers = Rejected("invalid_case_record", type(exc).__name__).dead_letter_headers(
+            tp.topic, tp.partition, message.offset
+        )
+        sender.add(self.settings.dead_letter_topic, 0, message.key, message.value or b"", headers)
+
     def _changelog_written(self, topic: str, partition: int, last_offset: int) -> None:
         tp = TopicPartition(topic, partition)
         self.changelog_end[tp] = max(self.changelog_end.get(tp, 0), last_offset + 1)
@@ -367,17 +399,22 @@ class Worker:
     async def _publish_periodically(self) -> None:
         interval = self.settings.totals_publish_seconds
         last_full = time.monotonic()
+        outage = Outage("publishing totals")
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - last_full > REPUBLISH_SECONDS:
                 self.dirty |= self.owned
                 last_full = time.monotonic()
+            records: list[tuple[int, bytes, bytes]] = []
             try:
                 async with self.lock:
                     records = self._totals_records()
                 await self._send_totals(records)
-            except Exception:
-                log.exception("publishing totals failed; retrying at the next interval")
+            except KafkaError as exc:
+                outage.failed(exc)
+                self.dirty |= self.owned  # published again once the broker answers
+            else:
+                outage.recovered()
 
     async def _publish(self) -> None:
         await self._send_totals(self._totals_records())
@@ -423,6 +460,7 @@ class Worker:
                     "a batch failed (%r): restoring every assigned partition", self.pipeline.failure
                 )
                 self.pipeline.clear_failure()
+                self._to_restore = None
                 self._release(set(self.owned))
             released = self.owned - assigned
             self._release(released)
@@ -500,6 +538,7 @@ class Worker:
             self._lag_by_topic(),
             self.commits.last_commit_timestamp,
             self.stalls.busy_seconds(),
+            self.health_report()["healthy"],
         )
 
     def health_report(self) -> dict[str, Any]:
@@ -510,7 +549,9 @@ class Worker:
         if not view_ready:
             problems.append("totals view not caught up")
         if self.pipeline.failure is not None:
-            problems.append(f"a batch failed: {self.pipeline.failure!r}")
+            problems.append(f"a batch failed and is being redone: {self.pipeline.failure!r}")
+        if self._reader is not None and self._reader.outage.failing:
+            problems.append("the totals topic cannot be read (broker away?)")
         problems += [
             f"{stage} busy beyond the processing timeout" for stage in self.stalls.overdue()
         ]
