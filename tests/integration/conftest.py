@@ -37,6 +37,8 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         port=KAFKA_TEST_PORT,
         controller_port=KAFKA_TEST_CONTROLLER_PORT,
         data_dir=tmp_path_factory.mktemp("kafka"),
+        # A restart mid-suite recovers every topic the suite made: slow on a loaded 2-core box.
+        start_timeout=180,
     )
     broker.start()
     try:
