@@ -1,4 +1,4 @@
-"""Records a worker cannot process are isolated, kept and counted; the partition behind them moves on.
+"""Records a worker cannot process are isolated, kept and counted; their partition moves on.
 
 A 1 MiB partner message between valid events (its dead-letter copy with headers is larger than the
 broker's default message size), and junk written straight onto the case topic (possible only

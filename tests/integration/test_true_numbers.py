@@ -1,4 +1,4 @@
-"""The numbers as people read them: Prometheus windows and alerts, through faults, on Prometheus 2 and 3.
+"""The numbers as people read them: Prometheus windows and alerts through faults, Prometheus 2 and 3.
 
 Three real workers are fed at a steady rate while a real Prometheus 2.42 (Debian) and a real
 Prometheus 3 (built with go install, deploy/go-tools.sh) scrape them every second and evaluate the

@@ -51,7 +51,8 @@ def test_the_correctness_check_accepts_the_worker_code_and_rejects_a_changed_num
     assert report.equal, report.mismatches
     assert report.series > 500
 
-    key = next(k for k, v in actual.items() if k[0] == "ketenmonitor_stage_inflow_cases_total" and v)
+    inflow = "ketenmonitor_stage_inflow_cases_total"
+    key = next(k for k, v in actual.items() if k[0] == inflow and v)
     wrong = compare({**actual, key: actual[key] + 1}, expected.samples)
     assert not wrong.equal
     assert wrong.mismatches[0]["metric"] == "ketenmonitor_stage_inflow_cases_total"

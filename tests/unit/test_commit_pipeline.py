@@ -1,4 +1,4 @@
-"""CommitPipeline (streams/pipeline.py) alone, with futures and a commit function of the test's own."""
+"""CommitPipeline (streams/pipeline.py) alone, with futures and a commit function of the test."""
 
 from __future__ import annotations
 

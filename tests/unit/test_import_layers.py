@@ -71,7 +71,7 @@ def test_there_is_no_import_cycle() -> None:
         state[node] = 1
         for nxt in sorted(GRAPH[node]):
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
+                cycles.append([*path[path.index(nxt):], nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 walk(nxt, [*path, nxt])
         state[node] = 2

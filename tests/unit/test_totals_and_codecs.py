@@ -1,4 +1,4 @@
-"""The published totals (streams/totals.py) and every versioned encoding the worker keeps in Kafka."""
+"""The published totals (streams/totals.py) and every versioned encoding the worker keeps."""
 
 from __future__ import annotations
 
