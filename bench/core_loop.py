@@ -4,9 +4,8 @@
 
 Each event goes through exactly what the two agents call: Ingestor.route (contract validation by
 schemas.events.parse_event, HMAC pseudonym, re-encoding) and CaseProcessor.apply with
-PartitionTotals.fold
-(decode state, ketenmonitor.domain core, fold totals, encode state) with a dict for the table. The
-gap between this loop's rate and the worker's is the cost of moving messages through Faust.
+PartitionTotals.fold (decode state, ketenmonitor.domain core, fold totals, encode state) with a
+dict for the table. The gap between this loop's rate and the worker's is the cost of Kafka.
 Also used to measure the bytes of state per case (the values the worker keeps in its table).
 """
 
