@@ -10,8 +10,11 @@ partition, whichever worker owns it. Every worker therefore exports the same cha
 of them only goes up as Prometheus sees it, through rebalances, restarts, a failed scrape and
 corrections (withdrawn facts are their own counters). Rules and panels take a rate per worker and
 then the max across workers; a worker whose view has not yet caught up with the topic exports no
-chain series at all rather than a lower value. Every label combination the chain definition allows
-is exported from the start (at zero), so that increase() sees a series' first events.
+chain series at all rather than a lower value. Every stage and closure series the chain definition
+allows is exported from the start (at zero), so that increase() sees a series' first events; a
+lead-time histogram appears with the first completion of its (segment, case type, district), and
+its withdrawn counterpart with the first withdrawal (the rules start an absent one at zero), which
+keeps a scrape small until the chain reaches every combination (docs/metrics.md, scrape budget).
 
 Names come from ketenmonitor/metric_names.py; bucket bounds are written as Prometheus 3 stores
 them (metric_names.le).
@@ -70,7 +73,6 @@ class ChainCollector(Collector):
         ct, d = chain.case_types, chain.districts
         self._stage_keys = sorted(product(chain.stage_ids, ct, d))
         self._closure_keys = sorted(product(chain.outcomes_of_closures(), ct, d))
-        self._segment_keys = sorted(product(chain.segment_ids, ct, d))
         self._lead_les = [n.le(b) for b in chain.lead_time_buckets_seconds] + ["+Inf"]
         self._lateness_les = [n.le(b) for b in LATENESS_BUCKETS_SECONDS] + ["+Inf"]
 
@@ -154,7 +156,7 @@ class ChainCollector(Collector):
         inflow = {k: [0, 0] for k in self._stage_keys}
         outflow = {k: [0, 0] for k in self._stage_keys}
         closed = {k: [0, 0] for k in self._closure_keys}
-        lead = {k: ([0] * width, [0.0], [0] * width, [0.0]) for k in self._segment_keys}
+        lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {}
         by_age: Counter[tuple[str, str, str, str]] = Counter()
         oldest: dict[str, int] = {}
         cases = duplicates = corrections = 0

@@ -16,6 +16,7 @@ same fact is the gauge `up`-like `ketenmonitor_worker_healthy` (docs/operations.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -31,9 +32,19 @@ class HealthSource(Protocol):
 
 class MetricsServer:
     def __init__(
-        self, registry: CollectorRegistry, health: HealthSource, host: str, port: int
+        self,
+        registry: CollectorRegistry,
+        health: HealthSource,
+        host: str,
+        port: int,
+        reuse_seconds: float = 0.5,
     ) -> None:
         self.registry = registry
+        # Scrapes within `reuse_seconds` of each other (two Prometheus servers, a dashboard
+        # probe) share one collection: a national scrape costs most of a CPU-second.
+        self.reuse_seconds = reuse_seconds
+        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._collecting: dict[str, asyncio.Future[bytes]] = {}
         self.health = health
         self.host, self.port = host, port
         app = web.Application()
@@ -50,7 +61,25 @@ class MetricsServer:
 
     async def metrics(self, request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = await asyncio.to_thread(encoder, self.registry)
+        cached = self._cache.get(content_type)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.reuse_seconds:
+            body = cached[1]
+        elif content_type in self._collecting:  # a collection is under way: share it
+            body = await asyncio.shield(self._collecting[content_type])
+        else:
+            future = asyncio.get_running_loop().create_future()
+            self._collecting[content_type] = future
+            try:
+                body = await asyncio.to_thread(encoder, self.registry)
+                future.set_result(body)
+                self._cache[content_type] = (now, body)
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: only the waiting scrapes raise it
+                raise
+            finally:
+                del self._collecting[content_type]
         response = web.Response(body=body, headers={"Content-Type": content_type})
         response.enable_compression()  # gzip or deflate, as Accept-Encoding asks; else plain
         return response
