@@ -12,9 +12,9 @@ corrections (withdrawn facts are their own counters). Rules and panels take a ra
 then the max across workers; a worker whose view has not yet caught up with the topic exports no
 chain series at all rather than a lower value. Every stage and closure series the chain definition
 allows is exported from the start (at zero), so that increase() sees a series' first events; a
-lead-time histogram appears with the first completion of its (segment, case type, district), and
-its withdrawn counterpart with the first withdrawal (the rules start an absent one at zero), which
-keeps a scrape small until the chain reaches every combination (docs/metrics.md, scrape budget).
+lead-time histogram appears, with its withdrawn counterpart at zero, with the first completion of
+its (segment, case type, district), which keeps a scrape small until the chain reaches every
+combination (docs/metrics.md, scrape budget).
 
 Names come from ketenmonitor/metric_names.py; bucket bounds are written as Prometheus 3 stores
 them (metric_names.le).

@@ -5,7 +5,7 @@
 
 Every metric name comes from ketenmonitor.metric_names; every norm limit and target from chain.yaml;
 every other threshold from the alerting policy. The checked-in file
-deploy/prometheus/rules/ketenmonitor.rules.yml is this module's output; a unit test keeps them equal.
+deploy/prometheus/rules/ketenmonitor.rules.yml is this module's output; a test keeps them equal.
 
 Every worker exports the whole chain's totals (streams/metrics.py), and each of its counter series
 only goes up. So the rules first sum a worker's own series over the labels a figure does not need
@@ -79,7 +79,8 @@ def net_change(
     across workers, by the labels `by`."""
     return (
         f"max by ({by}) (\n"
-        f"  {function}({added}{selector}[{window}]) - {function}({withdrawn}{selector}[{window}])\n)"
+        f"  {function}({added}{selector}[{window}])"
+        f" - {function}({withdrawn}{selector}[{window}])\n)"
     )
 
 
@@ -159,39 +160,31 @@ class RuleGenerator:
         le = "|".join(le_label(s).replace(".", r"\\.").replace("+", r"\\+") for s in limits)
         stage_by = f"{WORKER}, stage, organisation"
 
-        def per_worker(name: str, by: str, metric: str, fallback: str | None = None) -> None:
-            expr = f"sum by ({by}) ({metric})"
-            if fallback is not None:  # a figure with nothing withdrawn yet counts zero
-                expr += f" or ({fallback} * 0)"
-            g.append(_record(name, expr))
+        # No `or (... * 0)` fallbacks: a failed scrape can land between two rules of the same
+        # evaluation, and a fallback would then record 0 for a worker that has data: a false reset.
+        # The worker exports every series these sums need from the start (streams/metrics.py).
+        def per_worker(name: str, by: str, metric: str) -> None:
+            g.append(_record(name, f"sum by ({by}) ({metric})"))
 
         per_worker(W_INFLOW, stage_by, f"{m.STAGE_INFLOW}_total")
-        per_worker(W_INFLOW_WITHDRAWN, stage_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total", W_INFLOW)
-        # A stage without any outflow yet may export no outflow series: start it at zero.
-        per_worker(W_OUTFLOW, stage_by, f"{m.STAGE_OUTFLOW}_total", W_INFLOW)
-        per_worker(W_OUTFLOW_WITHDRAWN, stage_by, f"{m.STAGE_OUTFLOW_WITHDRAWN}_total", W_INFLOW)
+        per_worker(W_INFLOW_WITHDRAWN, stage_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total")
+        per_worker(W_OUTFLOW, stage_by, f"{m.STAGE_OUTFLOW}_total")
+        per_worker(W_OUTFLOW_WITHDRAWN, stage_by, f"{m.STAGE_OUTFLOW_WITHDRAWN}_total")
         type_by = f"{stage_by}, case_type"
         per_worker(W_INFLOW_BY_TYPE, type_by, f"{m.STAGE_INFLOW}_total")
-        per_worker(
-            W_INFLOW_BY_TYPE_WITHDRAWN, type_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total",
-            W_INFLOW_BY_TYPE,
-        )
+        per_worker(W_INFLOW_BY_TYPE_WITHDRAWN, type_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total")
         lead_by = f"{WORKER}, segment, case_type"
         per_worker(W_LEAD_BUCKET, f"{lead_by}, le", f'{m.LEAD_TIME}_bucket{{le=~"{le}"}}')
         per_worker(
             W_LEAD_BUCKET_WITHDRAWN, f"{lead_by}, le",
-            f'{m.LEAD_TIME_WITHDRAWN}_bucket{{le=~"{le}"}}', W_LEAD_BUCKET,
+            f'{m.LEAD_TIME_WITHDRAWN}_bucket{{le=~"{le}"}}',
         )
         per_worker(W_LEAD_COUNT, lead_by, f"{m.LEAD_TIME}_count")
-        per_worker(W_LEAD_COUNT_WITHDRAWN, lead_by, f"{m.LEAD_TIME_WITHDRAWN}_count", W_LEAD_COUNT)
+        per_worker(W_LEAD_COUNT_WITHDRAWN, lead_by, f"{m.LEAD_TIME_WITHDRAWN}_count")
         per_worker(W_CLOSED, f"{WORKER}, outcome", f"{m.CASES_CLOSED}_total")
-        per_worker(
-            W_CLOSED_WITHDRAWN, f"{WORKER}, outcome", f"{m.CASES_CLOSED_WITHDRAWN}_total", W_CLOSED
-        )
+        per_worker(W_CLOSED_WITHDRAWN, f"{WORKER}, outcome", f"{m.CASES_CLOSED_WITHDRAWN}_total")
         per_worker(W_ACCEPTED, f"{WORKER}, organisation", f"{m.EVENTS_ACCEPTED}_total")
-        per_worker(
-            W_REJECTED, f"{WORKER}, organisation", f"{m.EVENTS_REJECTED}_total", W_ACCEPTED
-        )
+        per_worker(W_REJECTED, f"{WORKER}, organisation", f"{m.EVENTS_REJECTED}_total")
         g += [
             _record(
                 BACKLOG_SUM,
