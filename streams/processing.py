@@ -37,7 +37,9 @@ class Rejected:
     reason: str
     detail: str
 
-    def dead_letter_headers(self, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    def dead_letter_headers(
+        self, topic: str, partition: int, offset: int
+    ) -> list[tuple[str, bytes]]:
         """Why, and where from: the dead-letter record's value is the original bytes."""
         return [
             ("reason", self.reason.encode()),
@@ -73,20 +75,20 @@ class Ingestor:
                 event.outcome,
                 event.revision,
                 event.retracted,
+                *((event.occurrence,) if event.occurrence is not None else ()),
             ]
         )
         return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload, occurred_at)
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
-    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = (
-        orjson.loads(payload)
-    )
+    fields = orjson.loads(payload)  # 8 fields, or 9 with an occurrence id
+    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = fields[:8]
     # tuple.__new__ skips the named tuple's Python-level constructor (hot path; same value).
     return tuple.__new__(
         CaseEvent,
         (event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision,
-         retracted),
+         retracted, fields[8] if len(fields) > 8 else None),
     )
 
 
