@@ -86,6 +86,7 @@ class Faults(_Model):
 
 class Scenario(_Model):
     start: str
+    case_type_start: dict[str, str] = Field(default_factory=dict)  # case type -> its start node
     case_types: dict[str, float]
     case_type_pace: dict[str, float] = Field(default_factory=dict)
     districts: dict[str, float]
@@ -104,7 +105,7 @@ class Scenario(_Model):
         return self
 
     def check_against(self, chain: Chain) -> None:
-        nodes = {self.start} | set(self.transitions) | {
+        nodes = {self.start, *self.case_type_start.values()} | set(self.transitions) | {
             t.to for ts in self.transitions.values() for t in ts
         }
         for node in nodes - {END}:
@@ -113,7 +114,7 @@ class Scenario(_Model):
                 raise ValueError(f"scenario names unknown milestone {milestone!r}")
             if outcome and outcome not in chain.milestones[milestone].outcomes:
                 raise ValueError(f"scenario names unknown outcome {node!r}")
-        for ct in self.case_types:
+        for ct in (*self.case_types, *self.case_type_start):
             if ct not in chain.spec.case_types:
                 raise ValueError(f"scenario names unknown case type {ct!r}")
         for d in self.districts:
@@ -123,6 +124,10 @@ class Scenario(_Model):
         for org in (*self.publish_delay, *(s.organisation for s in self.faults.silences)):
             if org not in partners:
                 raise ValueError(f"scenario names unknown organisation {org!r}")
+
+
+    def start_of(self, case_type: str) -> str:
+        return self.case_type_start.get(case_type, self.start)
 
 
 def load_scenario(path: Path | str | None = None) -> Scenario:
@@ -159,10 +164,10 @@ def case_key(seed: int, index: int) -> str:
 
 
 def _walk(
-    rng: random.Random, scenario: Scenario, t: float, end: float, pace: float
+    rng: random.Random, scenario: Scenario, t: float, end: float, pace: float, case_type: str
 ) -> tuple[list[Step], bool]:
-    """One case's path from the start node; the draws are the same as they always were."""
-    node = scenario.start
+    """One case's path from its start node; the draws are the same as they always were."""
+    node = scenario.start_of(case_type)
     steps: list[Step] = []
     while node != END and t < end:
         milestone, _, outcome = node.partition(":")
@@ -191,7 +196,7 @@ def simulate_cases(
         district = rng.choices(districts, d_weights)[0]
         pace = scenario.case_type_pace.get(case_type, 1.0)
         t = float(int(rng.uniform(start, end)))
-        steps, complete = _walk(rng, scenario, t, end, pace)
+        steps, complete = _walk(rng, scenario, t, end, pace, case_type)
         cases.append(
             SimulatedCase(
                 index, case_key(seed, index), case_type, district, tuple(steps), complete
@@ -225,7 +230,7 @@ def stream_cases(
         case_type = rng.choices(case_types, ct_weights)[0]
         district = rng.choices(districts, d_weights)[0]
         pace = scenario.case_type_pace.get(case_type, 1.0)
-        steps, complete = _walk(rng, scenario, float(int(t0)), end, pace)
+        steps, complete = _walk(rng, scenario, float(int(t0)), end, pace, case_type)
         yield SimulatedCase(
             index, case_key(seed, index), case_type, district, tuple(steps), complete
         )
@@ -236,6 +241,7 @@ def step_event(
 ) -> dict[str, Any]:
     """Step `n` of a case as a contract (v1) event; `changes` override fields (corrections)."""
     step = case.steps[n]
+    repeat = occurrence_of(case, n)
     event: dict[str, Any] = {
         "schema_version": 1,
         "event_id": f"sim{seed}-{case.index}-{n}",
@@ -248,8 +254,18 @@ def step_event(
     }
     if step.outcome:
         event["outcome"] = step.outcome
+    if repeat is not None:
+        event["occurrence"] = repeat
     event.update(changes)
     return event
+
+
+def occurrence_of(case: SimulatedCase, n: int) -> str | None:
+    """The occurrence id of step `n`: None the first time the case reaches its milestone, then
+    "2", "3", ... (a repeat, or a loop back)."""
+    milestone = case.steps[n].milestone
+    times = sum(1 for s in case.steps[:n] if s.milestone == milestone)
+    return str(times + 1) if times else None
 
 
 def iso(timestamp: float) -> str:
@@ -278,7 +294,8 @@ def truth_record(case: SimulatedCase) -> dict[str, Any]:
         "branch": case.branch,
         "complete": case.complete,
         "milestones": [
-            {"milestone": s.milestone, "outcome": s.outcome, "occurred_at": s.occurred_at}
-            for s in case.steps
+            {"milestone": s.milestone, "outcome": s.outcome, "occurred_at": s.occurred_at,
+             "occurrence": occurrence_of(case, n)}
+            for n, s in enumerate(case.steps)
         ],
     }

@@ -8,9 +8,19 @@ milestones and coarse categories only: unknown fields are rejected, so there is 
 names, BSNs or free text. Partners send their case key (the chain-wide case number); Ketenmonitor
 replaces it by a keyed pseudonym at ingest and never keeps the key itself.
 
-Corrections: a partner that reported a milestone with a wrong time re-sends the milestone with a new
-event_id and a higher `revision`; to withdraw a milestone it sends `retracted: true` with a higher
-revision. The highest revision wins, whatever the arrival order.
+Occurrences: a milestone can happen more than once in a case (an adjourned hearing held again, an
+instalment paid, a case back at an earlier partner). Each time is an occurrence, named by the
+optional `occurrence` id (any id unique within the case and milestone, e.g. the partner's own
+hearing number). An event without `occurrence` reports the milestone's default occurrence, so a
+partner that never repeats a milestone need not send it.
+
+Corrections: a partner that reported a milestone with a wrong time re-sends it with a new event_id,
+the same `occurrence` (or none, for the default one) and a higher `revision`; to withdraw it, it
+sends `retracted: true` with a higher revision. A correction addresses one occurrence; per
+occurrence the highest revision wins, whatever the arrival order.
+
+Plausible times: an event may lie at most MAX_CLOCK_SKEW in the future and not before the chain's
+`earliest_event_time` (chain.yaml; default 2000-01-01T00:00:00Z).
 
 The JSON Schema published to partners (schemas/json/) is generated from `ChainEventV1`
 (`python -m schemas.generate`); a test keeps it current.
@@ -42,16 +52,38 @@ from pydantic import (
     field_validator,
 )
 
-from ketenmonitor.domain.chain import SECONDS_PER_DAY, Chain, Milestone
+from ketenmonitor.domain.chain import (
+    DEFAULT_EARLIEST_EVENT_TIME,
+    SECONDS_PER_DAY,
+    Chain,
+    Milestone,
+)
 
 SCHEMA_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(hours=1)
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+EARLIEST_EVENT_TIME = DEFAULT_EARLIEST_EVENT_TIME  # the default; a chain file may set another
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 # The same bounds in Unix seconds: comparing two aware datetimes asks both for their UTC offset,
 # which for pydantic's own tzinfo is a slow Python-level call.
 _EARLIEST_SECONDS = EARLIEST_EVENT_TIME.timestamp()
 _MAX_SKEW_SECONDS = MAX_CLOCK_SKEW.total_seconds()
+
+
+def _safe_year(earliest_seconds: float) -> int:
+    """The first year whose every local date lies after the earliest time, whatever the offset.
+
+    A UTC offset is under a day: a local date from 1 January of this year on is at least a day
+    after the UTC date of the earliest time.
+    """
+    return (datetime.fromtimestamp(earliest_seconds, UTC) + timedelta(days=1)).year + 1
+
+
+def _earliest_text(earliest_seconds: float) -> str:
+    moment = datetime.fromtimestamp(earliest_seconds, UTC)
+    return str(moment.date()) if moment.time() == datetime.min.time() else moment.isoformat()
+
+
+_DEFAULT_SAFE_YEAR = _safe_year(_EARLIEST_SECONDS)
 _EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
 
 
@@ -112,24 +144,38 @@ class ChainEventV1(BaseModel):
     retracted: bool = Field(
         default=False, description="True withdraws the milestone (with a higher revision)."
     )
+    occurrence: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description=(
+            "Which occurrence of the milestone this is, for milestones a case reaches more than"
+            " once (an adjourned hearing, an instalment): any id unique within the case and"
+            " milestone. Corrections and retractions repeat it. Absent: the default occurrence."
+        ),
+    )
 
     @field_validator("occurred_at")
     @classmethod
     def _not_in_far_past_or_future(cls, value: datetime, info: ValidationInfo) -> datetime:
-        # parse_event passes its clock reading as context {"now": Unix seconds}; a direct
-        # model_validate reads the clock here.
-        now = info.context.get("now") if info.context else None
+        # parse_event passes its clock reading as context {"now": Unix seconds} and the chain's
+        # earliest plausible time; a direct model_validate reads the clock here and takes the
+        # default earliest time.
+        context = info.context or {}
+        now = context.get("now")
         limit = (time.time() if now is None else now) + _MAX_SKEW_SECONDS
-        # Cheap and sure: the UTC offset is under a day, so a local year after 2000 is after the
-        # earliest time, and a local date two days before the limit's UTC date is before the
-        # limit. Only the rest pays for the exact test (the offset is a Python-level call).
-        if value.year > EARLIEST_EVENT_TIME.year and (
+        earliest = context.get("earliest", _EARLIEST_SECONDS)
+        # Cheap and sure: the UTC offset is under a day, so a local year from the safe year on is
+        # after the earliest time, and a local date two days before the limit's UTC date is before
+        # the limit. Only the rest pays for the exact test (the offset is a Python-level call).
+        if value.year >= context.get("safe_year", _DEFAULT_SAFE_YEAR) and (
             value.toordinal() <= limit // SECONDS_PER_DAY + _EPOCH_ORDINAL - 2
         ):
             return value
         seconds = value.timestamp()
-        if seconds < _EARLIEST_SECONDS:
-            raise ValueError(f"occurred_at before {EARLIEST_EVENT_TIME.date()} is implausible")
+        if seconds < earliest:
+            raise ValueError(f"occurred_at before {_earliest_text(earliest)} is implausible")
         if seconds > limit:
             raise ValueError("occurred_at lies in the future")
         return value
@@ -216,7 +262,13 @@ def parse_event(
     its own milestones. `now` (Unix seconds, default: the clock at this call) is the moment an
     event may lie at most MAX_CLOCK_SKEW ahead of; a caller may read the clock once per batch.
     """
-    context = {"now": time.time() if now is None else now}
+    last = _last
+    known = last[1] if last is not None and last[0] is chain else _lookups_of(chain)
+    context = {
+        "now": time.time() if now is None else now,
+        "earliest": known.earliest,
+        "safe_year": known.safe_year,
+    }
     try:
         event = _validate_json(raw, context=context)
     except ValidationError:
@@ -262,6 +314,8 @@ class _ChainLookups:
     milestones: Mapping[str, Milestone]
     case_types: frozenset[str]
     districts: frozenset[str]
+    earliest: float  # the chain's earliest plausible event time, Unix seconds
+    safe_year: int  # see _safe_year
 
 
 # Built once per Chain (a Chain is not changed after loading); weak keys let a chain be freed.
@@ -278,6 +332,8 @@ def _lookups_of(chain: Chain) -> _ChainLookups:
             dict(chain.milestones),
             frozenset(chain.spec.case_types),
             frozenset(chain.spec.districts),
+            chain.earliest_event_seconds,
+            _safe_year(chain.earliest_event_seconds),
         )
     _last = (chain, found)
     return found

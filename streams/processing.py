@@ -86,33 +86,25 @@ class Ingestor:
                 event.outcome,
                 event.revision,
                 event.retracted,
+                *((event.occurrence,) if event.occurrence is not None else ()),
             ]
         )
         return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload, occurred_at)
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
-    fields = orjson.loads(payload)
+    fields = orjson.loads(payload)  # [2, 8 fields] or [2, 9 fields with an occurrence id]
     version = fields[0]
     if version == CASE_EVENT_VERSION:
         fields = fields[1:]
     elif not isinstance(version, str):  # version 1 starts with the event id
         raise FormatVersionError("case event", version, (1, CASE_EVENT_VERSION))
     # tuple.__new__ skips the named tuple's Python-level constructor (hot path; same value).
-    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = fields
+    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = fields[:8]
     return tuple.__new__(
         CaseEvent,
-        (
-            event_id,
-            pseudonym,
-            milestone,
-            occurred_at,
-            case_type,
-            district,
-            outcome,
-            revision,
-            retracted,
-        ),
+        (event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision,
+         retracted, fields[8] if len(fields) > 8 else None),
     )
 
 

@@ -3,12 +3,30 @@
     result = apply_event(chain, state, event)   # state is None for a case not seen before
     result.state, result.added, result.removed, result.duplicate
 
-A case's state is the set of milestone records it has received, keyed by milestone. Everything
-else (stages entered and left, segments completed with their lead time, the closing of the case) is
-a pure function of that set: `facts_of(chain, state)`. Applying an event returns the facts it added
-and the facts it withdrew (an out-of-order or corrected event can move a stage's exit, say). Because
-the state is a set with a deterministic winner per milestone (highest revision, then highest event
-id), the final state and the net facts do not depend on the order in which a case's events arrive.
+A case's state is the set of milestone occurrences it has received. An occurrence is one time a
+case reached a milestone: a hearing that is adjourned and held again, an instalment paid, a case
+that comes back to an earlier partner, are several occurrences of one milestone. An event names
+its occurrence with the optional `occurrence` id; events without one report the milestone's
+default occurrence, so a case whose partners never send occurrence ids has one occurrence per
+milestone, as before. Per occurrence the record with the highest revision wins (then the highest
+event id), and a retraction is a record too (a tombstone), so a correction or a retraction
+addresses exactly one occurrence: the one with its milestone and occurrence id.
+
+Everything else is a pure function of that set (`facts_of`), computed by a walk over the
+occurrences in event time (chain rank, then occurrence key, break ties):
+- the case's type and district are those of its latest occurrence;
+- the case is closed while its latest occurrence is a closing milestone with a closing outcome; a
+  later event re-opens it (the CaseClosed fact is withdrawn);
+- a stage is entered at an occurrence of one of its entry milestones while the case is not in it,
+  and left at the next occurrence that leaves it: an exit, or a milestone outside the stage's span
+  of chain ranks (chain.FactPlan): so never left before it was entered, and entered again when the
+  case loops back. A case that leaves and re-enters a stage at the same instant stays in it; a
+  milestone that both enters and exits a stage makes a visit of no duration. Each visit is one
+  StageEntered (and, once left, one StageLeft) fact;
+- a segment runs from the first occurrence of its start milestone to the first occurrence of its
+  end milestone at or after it (or to the closing of the case): one lead time per case.
+Because the state is a set with a deterministic winner per occurrence, the final state and the net
+facts do not depend on the order in which a case's events arrive.
 
 Times are POSIX seconds in event time; nothing here reads the clock.
 """
@@ -19,7 +37,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
-from ketenmonitor.domain.chain import Chain, FactPlan, SegmentPlan, StagePlan
+from ketenmonitor.domain.chain import Chain, FactPlan, SegmentPlan
 
 
 # Events, records, states, facts and results are named tuples rather than frozen dataclasses: every
@@ -37,6 +55,20 @@ class CaseEvent(NamedTuple):
     outcome: str | None = None
     revision: int = 0
     retracted: bool = False
+    occurrence: str | None = None  # which occurrence of the milestone; None: the default one
+
+
+OCCURRENCE_SEPARATOR = "#"  # milestone ids never contain it (chain.IDENTIFIER)
+
+
+def occurrence_key(milestone: str, occurrence: str | None) -> str:
+    """The key of an occurrence in `CaseState.records`: `milestone` or `milestone#occurrence`."""
+    return milestone if occurrence is None else f"{milestone}{OCCURRENCE_SEPARATOR}{occurrence}"
+
+
+def milestone_of(key: str) -> str:
+    """The milestone of an occurrence key."""
+    return key.partition(OCCURRENCE_SEPARATOR)[0]
 
 
 class MilestoneRecord(NamedTuple):
@@ -46,7 +78,7 @@ class MilestoneRecord(NamedTuple):
     district: str
     outcome: str | None = None
     revision: int = 0
-    retracted: bool = False  # a tombstone: keeps lower revisions of the milestone out
+    retracted: bool = False  # a tombstone: keeps lower revisions of the occurrence out
 
     def beats(self, other: MilestoneRecord) -> bool:
         return (self.revision, self.event_id) > (other.revision, other.event_id)
@@ -56,18 +88,19 @@ _EMPTY: Mapping[str, MilestoneRecord] = MappingProxyType({})
 
 
 class CaseState(NamedTuple):
+    # occurrence key (`occurrence_key`) -> the winning record of that occurrence
     records: Mapping[str, MilestoneRecord] = _EMPTY
     seen_event_ids: frozenset[str] = frozenset()
     duplicates: int = 0  # deliveries of an event id already applied
 
     @property
     def corrections(self) -> int:
-        """Milestones whose record is a correction or retraction (revision above 0)."""
+        """Occurrences whose record is a correction or retraction (revision above 0)."""
         return sum(1 for r in self.records.values() if r.revision > 0)
 
     @property
     def present(self) -> dict[str, MilestoneRecord]:
-        """The milestones the case has reached (retracted ones left out)."""
+        """The occurrences the case has reached, by occurrence key (retracted ones left out)."""
         return {m: r for m, r in self.records.items() if not r.retracted}
 
 
@@ -81,6 +114,8 @@ CASE_CLOSED = "case_closed"
 
 
 class StageEntered(NamedTuple):
+    """One visit of a case to a stage (a case that loops back visits a stage again)."""
+
     stage: str
     case_type: str
     district: str
@@ -92,7 +127,7 @@ class StageLeft(NamedTuple):
     stage: str
     case_type: str
     district: str
-    entered_at: float
+    entered_at: float  # the visit it ends; never after `at`
     at: float
     kind: str = STAGE_LEFT
 
@@ -133,7 +168,7 @@ class Applied(NamedTuple):
     added: frozenset[Fact] = frozenset()
     removed: frozenset[Fact] = frozenset()
     duplicate: bool = False
-    corrections_delta: int = 0  # change in the case's number of corrected milestones
+    corrections_delta: int = 0  # change in the case's number of corrected occurrences
 
 
 _NO_FACTS: frozenset[Fact] = frozenset()
@@ -163,14 +198,18 @@ def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Appl
         ),
     )
     milestone = event.milestone
-    current = state.records.get(milestone)
+    occurrence = event.occurrence
+    key = milestone if occurrence is None else milestone + OCCURRENCE_SEPARATOR + occurrence
+    current = state.records.get(key)
     if current is not None and not record.beats(current):
-        # A lower revision (or a losing tie) of a milestone we hold: remember the id, nothing else.
+        # A lower revision (or a losing tie) of an occurrence we hold: remember the id only.
         return Applied(CaseState(state.records, seen, state.duplicates))
     records = state.records.copy()
-    records[milestone] = record
+    records[key] = record
     new_state = _new(CaseState, (MappingProxyType(records), seen, state.duplicates))
-    added, removed = _changed_facts(chain.fact_plan, state.records, records, milestone)
+    added, removed = _changed_facts(
+        chain.fact_plan, state.records, records, key, milestone, current, record
+    )
     corrections_delta = (record.revision > 0) - (current is not None and current.revision > 0)
     return _new(
         Applied,
@@ -184,14 +223,23 @@ def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Appl
     )
 
 
+def timeline(chain: Chain, state: CaseState) -> list[tuple[float, str, MilestoneRecord]]:
+    """The case's occurrences in the order the core walks them: (time, milestone, record)."""
+    return [(t, m, r) for t, _, _, m, r in _occurrences(chain.fact_plan, state.records)]
+
+
 def case_attributes(chain: Chain, present: Mapping[str, MilestoneRecord]) -> tuple[str, str]:
-    """Case type and district as the furthest milestone reports them (later partners know more)."""
-    latest = max(present.items(), key=lambda item: chain.milestones[item[0]].rank)[1]
+    """Case type and district as the case's latest occurrence reports them."""
+    rank = chain.fact_plan.rank
+    latest = max(
+        present.items(), key=lambda item: (item[1].occurred_at, rank[milestone_of(item[0])],
+                                           item[0])
+    )[1]
     return latest.case_type, latest.district
 
 
 def facts_of(chain: Chain, state: CaseState) -> frozenset[Fact]:
-    """Every fact implied by the milestones a case has reached."""
+    """Every fact implied by the occurrences a case has reached."""
     return _as_facts(fact_tuples(chain, state.records))
 
 
@@ -205,45 +253,136 @@ def _as_facts(tuples: set[tuple]) -> frozenset[Fact]:
 
 
 # -- computing facts ----------------------------------------------------------------------------
-# Facts are computed as plain tuples (equal to the `Fact` objects) from the chain's FactPlan:
-# - case type and district of every fact are those of the furthest milestone reached
-#   (`case_attributes`); the case is closed when that milestone has a closing outcome;
-# - a stage is entered at its earliest entry milestone reached and left at its earliest exit
-#   milestone reached or, when every exit was skipped, at the earliest later milestone;
-# - a segment is completed when its end (or the closing) is reached; one that ends before it starts
-#   is inconsistent partner data: not a lead time.
-# `fact_tuples` computes all of a case's facts; `_changed_facts` only those one record can change.
+# Facts are computed as plain tuples (equal to the `Fact` objects) by `_walk`, which also returns
+# where the walk ended (stages still open, the last visit of each stage, the times of each
+# milestone). An event that only appends an occurrence after every other one (the usual case: a
+# case's events arrive roughly in order) changes facts only at that end, which `_changed_facts`
+# computes from the walk of the state before; any other event is a diff of two walks.
+
+# An occurrence as the walk sees it: (time, rank, key, milestone, record). Keys are unique, so
+# sorting never compares milestones or records.
+_Occurrence = tuple[float, int, str, str, MilestoneRecord]
 
 
-class _Head(NamedTuple):
-    """What every fact of a case depends on besides the times of its milestones."""
-
-    case_type: str
-    district: str
-    furthest: str  # the milestone of highest rank reached
-    furthest_rank: int
-    closed: tuple | None  # the CaseClosed fact as a tuple
-    closed_at: float | None
-
-
-def _head(plan: FactPlan, records: Mapping[str, MilestoneRecord], times: dict[str, float]) -> _Head:
-    furthest = max(times, key=plan.rank.__getitem__)
-    return _head_at(plan, furthest, records[furthest])
+def _occurrences(plan: FactPlan, records: Mapping[str, MilestoneRecord]) -> list[_Occurrence]:
+    rank = plan.rank
+    items = []
+    for key, r in records.items():
+        if r.retracted:
+            continue
+        m = key if key in rank else key.partition(OCCURRENCE_SEPARATOR)[0]
+        items.append((r.occurred_at, rank[m], key, m, r))
+    items.sort()
+    return items
 
 
-def _head_at(plan: FactPlan, furthest: str, top: MilestoneRecord) -> _Head:
-    rank = plan.rank[furthest]
-    closing_outcomes = plan.closures.get(furthest)
-    if closing_outcomes is not None and top.outcome in closing_outcomes:
-        at = top.occurred_at
-        closed = (top.outcome, furthest, top.case_type, top.district, at, CASE_CLOSED)
-        return _new(_Head, (top.case_type, top.district, furthest, rank, closed, at))
-    return _new(_Head, (top.case_type, top.district, furthest, rank, None, None))
+class _Walk:
+    """The facts of a case and where the walk over its occurrences ended."""
+
+    __slots__ = ("case_type", "closed", "district", "facts", "last", "last_left", "open", "times")
+
+    def __init__(self) -> None:
+        self.facts: set[tuple] = set()
+        self.case_type = self.district = ""
+        self.last: tuple[float, int, str] = (0.0, 0, "")  # sort key of the latest occurrence
+        self.closed: tuple | None = None  # the CaseClosed fact as a tuple
+        self.open: dict[str, float] = {}  # stage -> when its open visit was entered
+        self.last_left: dict[str, tuple] = {}  # stage -> StageLeft tuple of its last ended visit
+        self.times: dict[str, list[float]] = {}  # milestone -> times of its occurrences, in order
+
+    @property
+    def closed_at(self) -> float | None:
+        return None if self.closed is None else self.closed[4]
 
 
-def _times(records: Mapping[str, MilestoneRecord]) -> dict[str, float]:
-    """When the case reached each milestone (retracted ones left out)."""
-    return {m: r.occurred_at for m, r in records.items() if not r.retracted}
+def _closure(plan: FactPlan, milestone: str, record: MilestoneRecord) -> tuple | None:
+    outcomes = plan.closures.get(milestone)
+    if outcomes is not None and record.outcome in outcomes:
+        return (record.outcome, milestone, record.case_type, record.district, record.occurred_at,
+                CASE_CLOSED)
+    return None
+
+
+def _walk(plan: FactPlan, items: list[_Occurrence], all_facts: bool = True) -> _Walk:
+    """Walk the occurrences (sorted). Without `all_facts`, only where the walk ended is wanted:
+    facts of ended visits and segments are left out."""
+    walk = _Walk()
+    if not items:
+        return walk
+    t, r, key, m, top = items[-1]
+    ct = walk.case_type = top.case_type
+    d = walk.district = top.district
+    walk.last = (t, r, key)
+    facts = walk.facts if all_facts else set()
+    closed = walk.closed = _closure(plan, m, top)
+    if closed is not None:
+        facts.add(closed)
+    open_, last_left, times = walk.open, walk.last_left, walk.times
+    leaves, enters = plan.leaves, plan.enters
+    for t, _, _, m, _ in items:
+        ts = times.get(m)
+        if ts is None:
+            times[m] = [t]
+        else:
+            ts.append(t)
+        if open_:
+            left = leaves[m]
+            if left:
+                for stage in [s for s in open_ if s in left]:
+                    fact = (stage, ct, d, open_.pop(stage), t, STAGE_LEFT)
+                    facts.add(fact)
+                    last_left[stage] = fact
+        for stage in enters[m]:
+            if stage in open_:
+                continue  # a repeated entry within a visit
+            before = last_left.get(stage)
+            if before is not None and before[4] == t:  # left and entered at one instant: stays
+                facts.discard(before)
+                del last_left[stage]
+                open_[stage] = before[3]
+            else:
+                facts.add((stage, ct, d, t, STAGE_ENTERED))
+                open_[stage] = t
+            if stage in leaves[m]:  # it enters and exits at this milestone: no duration
+                fact = (stage, ct, d, open_.pop(stage), t, STAGE_LEFT)
+                facts.add(fact)
+                last_left[stage] = fact
+    if not all_facts:
+        return walk
+    closed_at = walk.closed_at
+    segments_from = plan.segments_from
+    for m in times:
+        for segment in segments_from[m]:
+            fact = _segment_fact(segment, times, closed_at, ct, d)
+            if fact is not None:
+                facts.add(fact)
+    return walk
+
+
+def _segment_fact(
+    segment: SegmentPlan, times: dict[str, list[float]], closed_at: float | None, ct: str, d: str
+) -> tuple | None:
+    """From the first occurrence of the start to the first occurrence of the end at or after it.
+
+    A segment whose end was only reached before its start is inconsistent partner data (or not yet
+    completed): not a lead time.
+    """
+    segment_id, start, end = segment
+    starts = times.get(start)
+    if starts is None:
+        return None
+    started_at = starts[0]
+    if end is None:
+        if closed_at is None or closed_at < started_at:
+            return None
+        return (segment_id, ct, d, started_at, closed_at, SEGMENT_COMPLETED)
+    ends = times.get(end)
+    if ends is None:
+        return None
+    for end_at in ends:
+        if end_at >= started_at:
+            return (segment_id, ct, d, started_at, end_at, SEGMENT_COMPLETED)
+    return None
 
 
 def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tuple]:
@@ -251,122 +390,112 @@ def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tup
 
     For folds that only read fields by position (`ChainTotals`): it skips building `Fact` objects.
     """
-    return _all_facts(chain.fact_plan, records, _times(records))
+    plan = chain.fact_plan
+    return _walk(plan, _occurrences(plan, records)).facts
 
 
 def _changed_facts(
     plan: FactPlan,
     before: Mapping[str, MilestoneRecord],
     after: Mapping[str, MilestoneRecord],
+    key: str,
     milestone: str,
+    current: MilestoneRecord | None,
+    record: MilestoneRecord,
 ) -> tuple[set[tuple], set[tuple]]:
-    """(added, removed): how the facts change when only `milestone`'s record differs.
-
-    Facts not touched by `milestone` (per the FactPlan) are the same before and after as long as
-    the case type and district are, so only the touched ones are computed, on both sides.
-    """
-    times_before = _times(before)
-    times_after = times_before.copy()
-    record = after[milestone]
+    """(added, removed): how the facts change when only occurrence `key`'s record differs."""
+    if current is not None and not current.retracted:
+        return _diff(plan, before, after)  # a present occurrence corrected or retracted
     if record.retracted:
-        times_after.pop(milestone, None)
-    else:
-        times_after[milestone] = record.occurred_at
-    if not times_before or not times_after:
-        return _all_facts(plan, after, times_after), _all_facts(plan, before, times_before)
-    furthest = max(times_before, key=plan.rank.__getitem__)
-    head_before = _head_at(plan, furthest, before[furthest])
-    if not record.retracted and plan.rank[milestone] > head_before.furthest_rank:
-        head_after = _head_at(plan, milestone, record)
-    elif milestone != furthest:
-        head_after = head_before  # the furthest milestone and its record are unchanged
-    else:
-        head_after = _head(plan, after, times_after)
-    if head_after is not head_before and (
-        head_before.case_type != head_after.case_type
-        or head_before.district != head_after.district
-    ):  # every fact carries the case type and district: all of them changed
-        old = _all_facts(plan, before, times_before)
-        new = _all_facts(plan, after, times_after)
-        return new - old, old - new
-    old, new = set(), set()
-    if head_before.closed != head_after.closed:
-        if head_before.closed is not None:
-            old.add(head_before.closed)
-        if head_after.closed is not None:
-            new.add(head_after.closed)
-    for stage, only_if_exit_skipped in plan.stages_touched_by[milestone]:
-        # An exit reached fixes when the stage was left, whatever later milestones do.
-        if only_if_exit_skipped and not times_after.keys().isdisjoint(stage[2]):
-            continue
-        _stage_facts(plan, stage, times_before, head_before, old)
-        _stage_facts(plan, stage, times_after, head_after, new)
-    # A segment that starts or ends at a milestone not reached has no fact on that side.
-    if milestone in times_before:
-        for segment in plan.segments_touched_by[milestone]:
-            _segment_fact(segment, times_before, head_before, old)
-    if milestone in times_after:
-        for segment in plan.segments_touched_by[milestone]:
-            _segment_fact(segment, times_after, head_after, new)
-    if head_before.closed_at != head_after.closed_at:
-        for segment in plan.segments_to_closed:
-            _segment_fact(segment, times_before, head_before, old)
-            _segment_fact(segment, times_after, head_after, new)
-    if not old:
-        return new, old
+        return set(), set()  # a tombstone for an occurrence not present: nothing changes
+    items = _occurrences(plan, before)
+    t = record.occurred_at
+    rank = plan.rank[milestone]
+    if items:
+        last_t, last_rank, last_key, _, last = items[-1]
+        if (
+            (t, rank, key) > (last_t, last_rank, last_key)
+            and record.case_type == last.case_type
+            and record.district == last.district
+        ):  # the usual case: the new latest occurrence, the same attributes
+            return _appended(plan, _walk(plan, items, all_facts=False), milestone, record)
+    # The first occurrence, not the latest, or new attributes for every fact: walk both.
+    old = _walk(plan, items).facts
+    items.append((t, rank, key, milestone, record))
+    items.sort()
+    new = _walk(plan, items).facts
     return new - old, old - new
 
 
-def _all_facts(
-    plan: FactPlan, records: Mapping[str, MilestoneRecord], times: dict[str, float]
-) -> set[tuple]:
-    if not times:
-        return set()
-    head = _head(plan, records, times)
-    facts: set[tuple] = set()
-    if head.closed is not None:
-        facts.add(head.closed)
-    stages_entered_at, segments_from = plan.stages_entered_at, plan.segments_from
-    for milestone in times:
-        # A stage with several entries reached is visited from each; the set keeps one of each fact.
-        for stage in stages_entered_at[milestone]:
-            _stage_facts(plan, stage, times, head, facts)
-        for segment in segments_from[milestone]:
-            _segment_fact(segment, times, head, facts)
-    return facts
+def _diff(
+    plan: FactPlan, before: Mapping[str, MilestoneRecord], after: Mapping[str, MilestoneRecord]
+) -> tuple[set[tuple], set[tuple]]:
+    old = _walk(plan, _occurrences(plan, before)).facts
+    new = _walk(plan, _occurrences(plan, after)).facts
+    return new - old, old - new
 
 
-def _stage_facts(
-    plan: FactPlan, stage: StagePlan, times: dict[str, float], head: _Head, out: set[tuple]
-) -> None:
-    stage_id, enter, exits, last_exit_rank = stage
-    entered_at = times.get(enter[0]) if len(enter) == 1 else _earliest(enter, times)
-    if entered_at is None:
-        return
-    case_type, district = head.case_type, head.district
-    out.add((stage_id, case_type, district, entered_at, STAGE_ENTERED))
-    left_at = times.get(exits[0]) if len(exits) == 1 else _earliest(exits, times)
-    if left_at is None and head.furthest_rank > last_exit_rank:
-        rank = plan.rank
-        left_at = min(t for m, t in times.items() if rank[m] > last_exit_rank)
-    if left_at is not None:
-        out.add((stage_id, case_type, district, entered_at, left_at, STAGE_LEFT))
-
-
-def _earliest(milestones: tuple[str, ...], times: dict[str, float]) -> float | None:
-    reached = [times[m] for m in milestones if m in times]
-    return min(reached) if reached else None
-
-
-def _segment_fact(
-    segment: SegmentPlan, times: dict[str, float], head: _Head, out: set[tuple]
-) -> None:
-    segment_id, start, end = segment
-    started_at = times.get(start)
-    if started_at is None:
-        return
-    end_at = head.closed_at if end is None else times.get(end)
-    if end_at is not None and end_at >= started_at:
-        out.add(
-            (segment_id, head.case_type, head.district, started_at, end_at, SEGMENT_COMPLETED)
-        )
+def _appended(
+    plan: FactPlan, walk: _Walk, milestone: str, record: MilestoneRecord
+) -> tuple[set[tuple], set[tuple]]:
+    """The change of facts when one occurrence, with the same attributes, is added after all."""
+    t = record.occurred_at
+    ct, d = walk.case_type, walk.district
+    added: set[tuple] = set()
+    removed: set[tuple] = set()
+    closed = _closure(plan, milestone, record)
+    if walk.closed != closed:  # at most one of them is not None: the time differs
+        if walk.closed is not None:
+            removed.add(walk.closed)
+        if closed is not None:
+            added.add(closed)
+    open_, last_left = walk.open, walk.last_left
+    leaves = plan.leaves[milestone]
+    if open_:
+        for stage in [s for s in open_ if s in leaves]:
+            fact = (stage, ct, d, open_.pop(stage), t, STAGE_LEFT)
+            added.add(fact)
+            last_left[stage] = fact
+    for stage in plan.enters[milestone]:
+        if stage in open_:
+            continue
+        before = last_left.get(stage)
+        if before is not None and before[4] == t:  # left and entered at one instant: it stays
+            if before in added:
+                added.discard(before)
+            else:
+                removed.add(before)
+            open_[stage] = before[3]
+        else:
+            added.add((stage, ct, d, t, STAGE_ENTERED))
+            open_[stage] = t
+        if stage in leaves:  # it enters and exits at this milestone: no duration
+            fact = (stage, ct, d, open_.pop(stage), t, STAGE_LEFT)
+            if fact in removed:
+                removed.discard(fact)
+            else:
+                added.add(fact)
+    times = walk.times
+    old_closed_at, new_closed_at = walk.closed_at, (None if closed is None else t)
+    segments = plan.segments_touched_by[milestone]
+    if old_closed_at != new_closed_at:
+        segments = segments + plan.segments_to_closed
+    if segments:
+        olds = [_segment_fact(s, times, old_closed_at, ct, d) for s in segments]
+        ts = times.get(milestone)
+        if ts is None:
+            times[milestone] = [t]
+        else:
+            ts.append(t)
+        for segment, old in zip(segments, olds, strict=True):
+            new = _segment_fact(segment, times, new_closed_at, ct, d)
+            if new != old:
+                if old is not None:
+                    removed.add(old)
+                if new is not None:
+                    added.add(new)
+    if added and removed:
+        both = added & removed
+        if both:
+            return added - both, removed - both
+    return added, removed

@@ -14,17 +14,28 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_CHAIN_FILE = Path(__file__).resolve().parent.parent / "chain.yaml"
 CLOSED = "closed"  # pseudo-milestone usable as a segment end: the moment the case was closed
 SECONDS_PER_DAY = 86_400
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+# Events before this moment are implausible unless the chain file says otherwise
+# (`earliest_event_time`).
+DEFAULT_EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class ChainDefinitionError(ValueError):
@@ -58,6 +69,8 @@ class StageSpec(_Model):
     label: str
     enter: list[str] = Field(min_length=1)
     exit: list[str] = Field(min_length=1)
+    # A case in this stage with no event for longer than this is dormant, not active backlog.
+    dormant_after_days: float | None = Field(default=None, gt=0)
 
 
 class SegmentSpec(_Model):
@@ -94,6 +107,9 @@ class ChainSpec(_Model):
     norms: list[NormSpec]
     backlog_age_bands_days: list[int] = Field(min_length=1)
     lead_time_buckets_days: list[int] = Field(default_factory=list)
+    # Events that happened before this moment are rejected as implausible (with a UTC offset, e.g.
+    # "2000-01-01T00:00:00+01:00" to accept local midnight of 1 January 2000 in the Netherlands).
+    earliest_event_time: AwareDatetime = DEFAULT_EARLIEST_EVENT_TIME
 
     @model_validator(mode="after")
     def _check_references(self) -> ChainSpec:
@@ -148,60 +164,66 @@ def _unique(kind: str, ids: list[str], problems: list[str]) -> None:
         seen.add(i)
 
 
-# (stage id, entry milestones, exit milestones, rank of the last exit milestone)
-StagePlan = tuple[str, tuple[str, ...], tuple[str, ...], int]
 # (segment id, start milestone, end milestone or None for the closing of the case)
 SegmentPlan = tuple[str, str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
 class FactPlan:
-    """The chain's stages and segments as plain tuples, indexed by milestone, for the domain core.
+    """The chain's stages and segments as plain look-ups by milestone, for the domain core.
 
-    Computing a case's facts is the core's inner loop. Indexing stages by entry milestone and
-    segments by start milestone lets `facts_of` visit only those of the milestones a case reached;
-    indexing both by every milestone that can change them lets `apply_event` recompute only the
-    facts that one new record can change. No look-ups in the pydantic specs on that path.
+    Computing a case's facts is the core's inner loop: a walk over the case's milestone
+    occurrences in event time (ketenmonitor/domain/case.py). At each occurrence the walk asks which
+    stages the milestone leaves and which it enters, and at the end which segments start at the
+    milestones reached: all precomputed here, no look-ups in the pydantic specs on that path.
+
+    A milestone leaves a stage when it is one of the stage's exits, or when it lies outside the
+    stage's span of chain ranks (below its first entry: the case went back to an earlier partner;
+    above its last exit: the exit was missed and the case moved on). Entries that are not exits
+    never leave their own stage; other milestones within the span (a hearing within the court
+    stage) keep the case in it. A milestone that both enters and exits a stage makes a visit of no
+    duration.
     """
 
-    rank: dict[str, int]  # milestone -> position in chain order
+    rank: dict[str, int]  # milestone -> position in chain order (breaks ties in event time)
     closures: dict[str, frozenset[str]]  # closing milestone -> outcomes that close the case
-    stages_entered_at: dict[str, tuple[StagePlan, ...]]  # milestone -> stages it enters
+    stage_ids: tuple[str, ...]  # in chain-file order
+    enters: dict[str, tuple[str, ...]]  # milestone -> stages it enters
+    leaves: dict[str, frozenset[str]]  # milestone -> stages it leaves (see above)
     segments_from: dict[str, tuple[SegmentPlan, ...]]  # milestone -> segments starting there
-    # milestone -> stages whose facts its time can change: (plan, only_if_exit_skipped). A stage
-    # depends on its entries and exits and, only while no exit was reached, on later milestones.
-    stages_touched_by: dict[str, tuple[tuple[StagePlan, bool], ...]]
     # milestone -> segments that start or end there
     segments_touched_by: dict[str, tuple[SegmentPlan, ...]]
     segments_to_closed: tuple[SegmentPlan, ...]  # segments that end when the case is closed
+    dormant_after: dict[str, float]  # stage -> seconds without an event before it is dormant
 
 
 def _fact_plan(
     spec: ChainSpec, rank: dict[str, int], closures: dict[str, frozenset[str]]
 ) -> FactPlan:
-    stage_plans = [
-        (s.id, tuple(dict.fromkeys(s.enter)), tuple(dict.fromkeys(s.exit)),
-         max(rank[m] for m in s.exit))
-        for s in spec.stages
-    ]
     segment_plans = [
         (seg.id, seg.start, None if seg.end == CLOSED else seg.end) for seg in spec.segments
     ]
+    leaves: dict[str, set[str]] = {m: set() for m in rank}
+    for s in spec.stages:
+        low = min(rank[m] for m in s.enter)
+        high = max(rank[m] for m in s.exit)
+        for m, r in rank.items():
+            if m in s.exit or (m not in s.enter and (r < low or r > high)):
+                leaves[m].add(s.id)
     return FactPlan(
         rank,
         closures,
-        {m: tuple(p for p in stage_plans if m in p[1]) for m in rank},
+        tuple(s.id for s in spec.stages),
+        {m: tuple(s.id for s in spec.stages if m in s.enter) for m in rank},
+        {m: frozenset(stages) for m, stages in leaves.items()},
         {m: tuple(p for p in segment_plans if p[1] == m) for m in rank},
-        {
-            m: tuple(
-                (p, m not in p[1] and m not in p[2])
-                for p in stage_plans
-                if m in p[1] or m in p[2] or rank[m] > p[3]
-            )
-            for m in rank
-        },
         {m: tuple(p for p in segment_plans if m in (p[1], p[2])) for m in rank},
         tuple(p for p in segment_plans if p[2] is None),
+        {
+            s.id: s.dormant_after_days * SECONDS_PER_DAY
+            for s in spec.stages
+            if s.dormant_after_days is not None
+        },
     )
 
 
@@ -236,6 +258,7 @@ class Chain:
         self.fact_plan = _fact_plan(
             spec, {m.id: m.rank for m in milestones.values()}, self.closures
         )
+        self.earliest_event_seconds: float = spec.earliest_event_time.timestamp()
 
     # -- look-ups ---------------------------------------------------------------------------
     def milestone(self, milestone_id: str) -> Milestone:

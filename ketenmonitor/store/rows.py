@@ -16,11 +16,13 @@ from typing import Any
 from ketenmonitor.domain.case import (
     CaseClosed,
     CaseState,
+    MilestoneRecord,
     SegmentCompleted,
     StageEntered,
     StageLeft,
     case_attributes,
     facts_of,
+    timeline,
 )
 from ketenmonitor.domain.chain import Chain
 
@@ -40,22 +42,32 @@ def case_rows(chain: Chain, pseudonym: str, state: CaseState) -> CaseRows:
         return CaseRows(pseudonym, None, {"case_milestones": [], "case_stages": [],
                                           "case_segments": []})
     facts = facts_of(chain, state)
+    occurrences = timeline(chain, state)
+    first: dict[str, tuple[float, MilestoneRecord]] = {}
+    for t, m, r in occurrences:
+        first.setdefault(m, (t, r))
+    # One row per milestone (its first occurrence) and per stage (its latest visit) until the
+    # store keeps occurrences and visits (see docs/store.md).
     milestones = [
         {
             "pseudonym": pseudonym,
             "milestone": m,
-            "occurred_at": r.occurred_at,
+            "occurred_at": t,
             "event_id": r.event_id,
             "outcome": r.outcome,
             "revision": r.revision,
         }
-        for m, r in sorted(present.items())
+        for m, (t, r) in sorted(first.items())
     ]
-    left = {f.stage: f.at for f in facts if isinstance(f, StageLeft)}
+    left = {(f.stage, f.entered_at): f.at for f in facts if isinstance(f, StageLeft)}
+    latest_visit: dict[str, float] = {}
+    for f in facts:
+        if isinstance(f, StageEntered) and f.at >= latest_visit.get(f.stage, f.at):
+            latest_visit[f.stage] = f.at
     stages = [
-        {"pseudonym": pseudonym, "stage": f.stage, "entered_at": f.at, "left_at": left.get(f.stage)}
-        for f in facts
-        if isinstance(f, StageEntered)
+        {"pseudonym": pseudonym, "stage": stage, "entered_at": at,
+         "left_at": left.get((stage, at))}
+        for stage, at in latest_visit.items()
     ]
     segments = [
         {
@@ -70,14 +82,14 @@ def case_rows(chain: Chain, pseudonym: str, state: CaseState) -> CaseRows:
     ]
     closed = next((f for f in facts if isinstance(f, CaseClosed)), None)
     case_type, district = case_attributes(chain, present)
-    last = max(present, key=lambda m: chain.milestones[m].rank)
+    last_at, last, _ = occurrences[-1]
     case = {
         "pseudonym": pseudonym,
         "case_type": case_type,
         "district": district,
-        "first_event_at": min(r.occurred_at for r in present.values()),
+        "first_event_at": occurrences[0][0],
         "last_milestone": last,
-        "last_milestone_at": present[last].occurred_at,
+        "last_milestone_at": last_at,
         "current_stage": _current_stage(chain, stages),
         "outcome": closed.outcome if closed else None,
         "closed_at": closed.at if closed else None,

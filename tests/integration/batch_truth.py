@@ -1,20 +1,39 @@
 """An independent batch computation of what /metrics must say about a simulated log.
 
 Written for the tests only, from the chain definition (data) and the simulator's ground truth
-(what happened to each case, in path order). It deliberately does not use ketenmonitor.domain:
-the point is to check the live pipeline against a second, simpler implementation.
+(what happened to each case, in path order), read by flow_truth.py. It deliberately does not use
+ketenmonitor.domain: the point is to check the live pipeline against a second, simpler
+implementation. Every stage visit counts (a case that loops back enters a stage again).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from prometheus_client.utils import floatToGoString
 
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.simulator import SimulatedCase
+
+
+def _load_flow_truth():  # by path: this file is itself loaded by path (bench, unit tests)
+    name = "ketenmonitor_tests_flow_truth"
+    if name not in sys.modules:
+        path = Path(__file__).with_name("flow_truth.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+case_flow = _load_flow_truth().case_flow
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 
@@ -39,14 +58,15 @@ def _key(name: str, **labels: str) -> Key:
 
 def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_time: float) -> dict:
     spec = chain.spec
-    rank = {}
+    spec_data = spec.model_dump(by_alias=True)
     organisation = {}
     for partner in spec.partners:
         for m in partner.milestones:
-            rank[m.id] = len(rank)
             organisation[m.id] = partner.id
-    closures = {c.milestone: set(c.outcomes) for c in spec.closures}
-    bounds = sorted({d * 86400 for d in spec.lead_time_buckets_days} | {n.within_days * 86400 for n in spec.norms})
+    bounds = sorted(
+        {d * 86400 for d in spec.lead_time_buckets_days}
+        | {n.within_days * 86400 for n in spec.norms}
+    )
     bands = []
     lower = 0
     for upper in spec.backlog_age_bands_days:
@@ -64,39 +84,34 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
         if not steps:
             continue
         ct, d = case.case_type, case.district
-        times = {s.milestone: s.occurred_at for s in steps}
         for s in steps:
-            out[_key("ketenmonitor_events_accepted_total", organisation=organisation[s.milestone])] += 1
-        last = steps[-1]
-        closed_at = None
-        if last.milestone in closures and last.outcome in closures[last.milestone]:
-            closed_at = last.occurred_at
-            out[_key("ketenmonitor_cases_closed_total", outcome=last.outcome, case_type=ct, district=d)] += 1
-        for stage in spec.stages:
-            entry = [times[m] for m in stage.enter if m in times]
-            if not entry:
-                continue
-            entered = min(entry)
-            labels = {"stage": stage.id, "organisation": organisation[stage.enter[0]], "case_type": ct, "district": d}
-            out[_key("ketenmonitor_stage_inflow_cases_total", **labels)] += 1
-            exit_rank = max(rank[m] for m in stage.exit)
-            leaving = [s.occurred_at for s in steps if s.milestone in stage.exit or rank[s.milestone] > exit_rank]
-            if leaving:
-                out[_key("ketenmonitor_stage_outflow_cases_total", **labels)] += 1
-            else:
+            org = organisation[s.milestone]
+            out[_key("ketenmonitor_events_accepted_total", organisation=org)] += 1
+        flow = case_flow(spec_data, [(s.milestone, s.outcome, s.occurred_at) for s in steps])
+        if flow.closed is not None:
+            outcome = flow.closed[0]
+            closed = _key(
+                "ketenmonitor_cases_closed_total", outcome=outcome, case_type=ct, district=d
+            )
+            out[closed] += 1
+        for stage_id, visits in flow.visits.items():
+            stage = next(s for s in spec.stages if s.id == stage_id)
+            labels = {"stage": stage.id, "organisation": organisation[stage.enter[0]],
+                      "case_type": ct, "district": d}
+            for entered, left in visits:
+                out[_key("ketenmonitor_stage_inflow_cases_total", **labels)] += 1
+                if left is not None:
+                    out[_key("ketenmonitor_stage_outflow_cases_total", **labels)] += 1
+                    continue
                 out[_key("ketenmonitor_backlog_cases", **labels)] += 1
                 hour = entered // 3600 * 3600
                 age = reference_time - hour
                 band = next(name for name, upper in bands if age <= upper)
                 out[_key("ketenmonitor_backlog_age_band_cases", **labels, age_band=band)] += 1
                 oldest[stage.id] = min(hour, oldest.get(stage.id, hour))
-        for seg in spec.segments:
-            start = times.get(seg.start)
-            end = closed_at if seg.end == "closed" else times.get(seg.end)
-            if start is None or end is None or end < start:
-                continue
+        for seg_id, (start, end) in flow.segments.items():
             lead = end - start
-            k = (seg.id, ct, d)
+            k = (seg_id, ct, d)
             lead_count[k] += 1
             lead_sum[k] += lead
             for b in bounds:
@@ -108,9 +123,9 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
         out[_key("ketenmonitor_segment_lead_time_seconds_sum", **labels)] = lead_sum[(seg, ct, d)]
         out[_key("ketenmonitor_segment_lead_time_seconds_bucket", **labels, le="+Inf")] = n
         for b in bounds:
-            out[_key("ketenmonitor_segment_lead_time_seconds_bucket", **labels, le=floatToGoString(float(b)))] = (
-                lead_buckets[(seg, ct, d, float(b))]
-            )
+            le = floatToGoString(float(b))
+            bucket = _key("ketenmonitor_segment_lead_time_seconds_bucket", **labels, le=le)
+            out[bucket] = lead_buckets[(seg, ct, d, float(b))]
     for stage, hour in oldest.items():
         org = organisation[next(s for s in spec.stages if s.id == stage).enter[0]]
         out[_key("ketenmonitor_backlog_oldest_age_seconds", stage=stage, organisation=org)] = (

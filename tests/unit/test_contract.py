@@ -258,7 +258,7 @@ ACCEPTED = [
                          ids=[c[0] for c in ACCEPTED])
 def test_lax_but_valid_inputs_are_still_accepted_with_the_same_values(raw, changed, occurred_at):
     event = parse_event(raw, CHAIN, topic_organisation="om")
-    expected = {**SAMPLE, "revision": 0, "retracted": False, **changed}
+    expected = {**SAMPLE, "revision": 0, "retracted": False, "occurrence": None, **changed}
     del expected["occurred_at"]
     assert event.model_dump(exclude={"occurred_at"}) == expected
     assert event.occurred_at.isoformat() == occurred_at
@@ -365,3 +365,57 @@ def test_an_empty_secret_is_refused():
         pseudonymise(b"", "PN1")
     with pytest.raises(ValueError, match="secret is empty"):
         Pseudonymiser(b"")
+
+
+# -- Occurrences and the chain's earliest plausible time ---------------------------------------
+def test_an_occurrence_id_is_accepted_and_checked_like_an_event_id():
+    assert parse_event(encoded(occurrence="hearing-2"), CHAIN, "om").occurrence == "hearing-2"
+    assert parse_event(S, CHAIN, "om").occurrence is None
+    assert reason_of(encoded(occurrence="")) == "invalid_value"
+    assert reason_of(encoded(occurrence="a b")) == "invalid_value"
+    assert reason_of(encoded(occurrence=3)) == "wrong_type"
+
+
+def _chain_with_earliest(value: str):
+    spec = yaml.safe_load(DEFAULT_CHAIN_FILE.read_text(encoding="utf-8"))
+    spec["earliest_event_time"] = value
+    return chain_from_mapping(spec)
+
+
+def test_a_chain_can_accept_local_midnight_of_1_january_2000():
+    midnight = encoded(occurred_at="2000-01-01T00:00:00+01:00", milestone="om_intake", outcome=...)
+    assert reason_of(midnight) == "invalid_value"  # the default bound is UTC midnight
+    local = _chain_with_earliest("2000-01-01T00:00:00+01:00")
+    assert parse_event(midnight, local, "om").milestone == "om_intake"
+    before = encoded(occurred_at="1999-12-31T23:59:59+01:00", milestone="om_intake", outcome=...)
+    with pytest.raises(EventRejected) as info:
+        parse_event(before, local, "om")
+    assert info.value.reason == "invalid_value"
+    assert "1999-12-31T23:00:00+00:00" in info.value.detail
+
+
+def test_the_earliest_time_in_a_chain_file_must_carry_an_offset():
+    with pytest.raises(ValueError, match="earliest_event_time"):
+        _chain_with_earliest("2000-01-01T00:00:00")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    local=st.datetimes(min_value=datetime(2004, 12, 28), max_value=datetime(2006, 1, 5)),
+    offset_minutes=st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+)
+def test_a_later_earliest_time_agrees_with_comparing_datetimes(local, offset_minutes):
+    chain = LATER_CHAIN
+    value = local.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    raw = encoded(occurred_at=value.isoformat(), milestone="om_intake", outcome=...)
+    expected = "invalid_value" if value < LATER_EARLIEST else "accepted"
+    try:
+        parse_event(raw, chain, "om", now=time.time())
+        verdict = "accepted"
+    except EventRejected as exc:
+        verdict = exc.reason
+    assert verdict == expected
+
+
+LATER_EARLIEST = datetime(2005, 12, 31, 12, 0, tzinfo=UTC)
+LATER_CHAIN = _chain_with_earliest(LATER_EARLIEST.isoformat())

@@ -34,6 +34,7 @@ from ketenmonitor.simulator import (
     Silence,
     contract_events,
     load_scenario,
+    occurrence_of,
     simulate_cases,
     sorted_starts,
     stream_cases,
@@ -95,7 +96,7 @@ def test_sorted_starts_are_uniform_increasing_and_exactly_counted():
 def test_simulated_cases_follow_the_scenario_graph_and_stop_at_the_end(scenario):
     start = END_TIME - YEAR
     for case in simulate_cases(scenario, 500, start, END_TIME, seed=2):
-        assert case.steps[0].milestone == scenario.start
+        assert case.steps[0].milestone == scenario.start_of(case.case_type)
         times = [s.occurred_at for s in case.steps]
         assert times == sorted(set(times)) and times[-1] < END_TIME
         for a, b in zip(case.steps, case.steps[1:], strict=False):
@@ -217,7 +218,7 @@ def test_deliveries_come_in_publish_order_and_never_carry_future_times(faulty):
 
 def test_valid_deliveries_after_corrections_equal_the_ground_truth(chain, faulty):
     cases, deliveries, stats, _ = faulty
-    winners: dict[tuple[str, str], tuple[int, str, float, str | None]] = {}
+    winners: dict[tuple[str, str, str | None], tuple[int, str, float, str | None]] = {}
     ids: Counter[bytes] = Counter()
     rejected: Counter[str] = Counter()
     for d in deliveries:
@@ -227,12 +228,14 @@ def test_valid_deliveries_after_corrections_equal_the_ground_truth(chain, faulty
             rejected[exc.reason] += 1
             continue
         ids[d.value] += 1
-        key = (e.case_key, e.milestone)
+        key = (e.case_key, e.milestone, e.occurrence)
         candidate = (e.revision, e.event_id, e.occurred_at.timestamp(), e.outcome)
         if key not in winners or candidate[:2] > winners[key][:2]:
             winners[key] = candidate
     truth = {
-        (c.case_key, s.milestone): (s.occurred_at, s.outcome) for c in cases for s in c.steps
+        (c.case_key, s.milestone, occurrence_of(c, n)): (s.occurred_at, s.outcome)
+        for c in cases
+        for n, s in enumerate(c.steps)
     }
     assert {k: v[2:] for k, v in winners.items()} == truth
     assert rejected == stats.malformed and sum(rejected.values()) > 0
@@ -273,3 +276,29 @@ def test_the_time_merger_releases_spilled_windows_in_order(tmp_path):
     assert [d.publish_at for d in released] == [5.0, 120.0, 125.0, 130.0]
     released += list(merger.drain())
     assert [d.publish_at for d in released] == sorted(times)
+
+
+def test_the_default_scenario_has_wahv_loops_repeats_and_cases_never_closed(chain, scenario):
+    from ketenmonitor.domain.case import CaseEvent, apply_event
+    from ketenmonitor.domain.flow import rework_of
+
+    cases = simulate_cases(scenario, 4000, END_TIME - 3 * YEAR, END_TIME, seed=3)
+    closing = {(c.milestone, o) for c in chain.spec.closures for o in c.outcomes}
+    seen: Counter[str] = Counter()
+    for case in cases:
+        path = [s.milestone for s in case.steps]
+        if case.case_type == "wahv" and "wahv_objection_lodged" in path and (
+            "collection_resumed" in path[path.index("wahv_objection_lodged"):]
+        ):
+            seen["wahv_loop"] += 1
+            state = None
+            for n, s in enumerate(case.steps):
+                event = CaseEvent(f"e{n}", "k", s.milestone, s.occurred_at, case.case_type,
+                                  case.district, s.outcome, 0, False, occurrence_of(case, n))
+                state = apply_event(chain, state, event).state
+            assert rework_of(chain, state).reentries.get("cjib_collection", 0) >= 1
+        seen["adjourned"] += path.count("first_hearing") > 1
+        seen["instalments"] += path.count("instalment_paid") > 1
+        last = case.steps[-1]
+        seen["never_closed"] += case.complete and (last.milestone, last.outcome) not in closing
+    assert all(seen[k] > 0 for k in ("wahv_loop", "adjourned", "instalments", "never_closed"))
