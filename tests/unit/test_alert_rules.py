@@ -18,9 +18,10 @@ from ketenmonitor.alerting.policy import load_policy
 from ketenmonitor.alerting.routing import render_alertmanager_config
 from ketenmonitor.alerting.rules import le_label, render_rules
 from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.domain.totals import ChainTotals
 from ketenmonitor.metric_names import ALL_METRIC_NAMES
 from streams.metrics import ChainCollector
-from streams.totals import TotalsView
+from streams.totals import LocalTotals
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/rules/ketenmonitor.rules.yml"
@@ -119,7 +120,10 @@ def test_every_metric_in_the_rules_is_exported_by_the_workers() -> None:
 
 
 def test_norm_bucket_labels_match_what_the_worker_exports() -> None:
-    collector = ChainCollector(CHAIN, TotalsView(), {})
+    totals = ChainTotals(CHAIN)  # one completed segment: its histogram, every bucket
+    totals._fold(("end_to_end", "standard", "amsterdam", 0.0, 86_400.0, "segment_completed"), +1)
+    local = LocalTotals(lambda: [totals], lambda: [], lambda: 86_400.0)
+    collector = ChainCollector(CHAIN, local, {})
     exported = {
         s.labels["le"]
         for family in collector.collect()
