@@ -309,7 +309,8 @@ def _kafka_error(exc: BaseException) -> tuple[int, str] | None:
             f"Kafka at {bootstrap} refused the login: check KETENMONITOR_KAFKA_USERNAME and "
             "KETENMONITOR_KAFKA_PASSWORD(_FILE)"
         )
-    if isinstance(exc, kp.NoBrokersAvailable | kp.KafkaTimeoutError | aio.KafkaConnectionError):
+    unreachable = kp.MetadataEmptyBrokerList | kp.KafkaTimeoutError | aio.KafkaConnectionError
+    if isinstance(exc, unreachable):
         return EXIT_UNREACHABLE, (
             f"lost Kafka at {bootstrap} ({type(exc).__name__}): check that the broker runs and "
             "answers, then run the command again"
