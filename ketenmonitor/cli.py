@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ketenmonitor.cli_common import (
@@ -243,6 +244,11 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the chosen command; every expected failure becomes one line and an exit status."""
     name = command_name(args)
     try:
+        for attr in ("file", "log", "mapping"):  # a mistyped input is named before any broker
+            path = getattr(args, attr, None)
+            if isinstance(path, Path) and not path.exists():
+                print(f"ketenmonitor {name}: {path}: no such file", file=sys.stderr)
+                return EXIT_USAGE
         if _needs_kafka(args):
             from ketenmonitor.kafka_check import require_kafka
             from ketenmonitor.settings import Settings
@@ -309,7 +315,8 @@ def _kafka_error(exc: BaseException) -> tuple[int, str] | None:
             f"Kafka at {bootstrap} refused the login: check KETENMONITOR_KAFKA_USERNAME and "
             "KETENMONITOR_KAFKA_PASSWORD(_FILE)"
         )
-    if isinstance(exc, kp.NoBrokersAvailable | kp.KafkaTimeoutError | aio.KafkaConnectionError):
+    unreachable = kp.MetadataEmptyBrokerList | kp.KafkaTimeoutError | aio.KafkaConnectionError
+    if isinstance(exc, unreachable):
         return EXIT_UNREACHABLE, (
             f"lost Kafka at {bootstrap} ({type(exc).__name__}): check that the broker runs and "
             "answers, then run the command again"

@@ -113,6 +113,11 @@ class Worker:
         self._restorer: AIOKafkaConsumer | None = None
         self._reader: TotalsReader | None = None
         self._to_restore: set[TopicPartition] | None = None  # a recovery not yet completed
+        # Frozen (SIGSTOP, a VM pause) longer than this: the group may have moved the partitions
+        # on; write and publish nothing until the next assignment says what this worker owns.
+        self._freeze_limit = max(2.0, settings.session_timeout_seconds / 2)
+        self._tick = time.monotonic()
+        self._suspended = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def registry(self) -> CollectorRegistry:
@@ -177,6 +182,7 @@ class Worker:
         background = [
             asyncio.create_task(self._reader.run()),
             asyncio.create_task(self._publish_periodically()),
+            asyncio.create_task(self._watch_the_clock()),
         ]
         topics = [*self.topic_of, self.cases_topic]
         self._consumer.subscribe(topics, listener=_Rebalance(self))
@@ -222,6 +228,8 @@ class Worker:
             if not records and self.pipeline.failure is None:
                 continue
             async with self.lock:
+                if self._was_frozen():
+                    continue  # fetched records are read again after the next assignment
                 if self.pipeline.failure is not None:
                     try:
                         await self._recover()  # the records fetched are read again after the seek
@@ -258,6 +266,24 @@ class Worker:
                 await self._consumer.seek_to_beginning(tp)
         self._to_restore = None
         self.pipeline.clear_failure()
+
+    async def _watch_the_clock(self) -> None:
+        while True:
+            self._was_frozen()
+            self._tick = time.monotonic()
+            await asyncio.sleep(0.2)
+
+    def _was_frozen(self) -> bool:
+        """True once the event loop stood still past the freeze limit (until reassigned): a
+        zombie must not write changelogs or publish totals for partitions now owned elsewhere."""
+        if not self._suspended and time.monotonic() - self._tick > self._freeze_limit:
+            log.warning(
+                "the worker was frozen for %.1fs: writing and publishing nothing until the group "
+                "assigns partitions again", time.monotonic() - self._tick,
+            )
+            self._suspended = True
+            self.exporting = False
+        return self._suspended
 
     # -- one batch ------------------------------------------------------------------------------
     async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
@@ -421,7 +447,7 @@ class Worker:
 
     def _totals_records(self) -> list[tuple[int, bytes, bytes]]:
         """The totals of the dirty owned partitions, encoded now (under the worker's lock)."""
-        if not self.exporting:
+        if not self.exporting or self._was_frozen():
             return []
         reference = self.settings.age_reference_timestamp(time.time())
         records = []
@@ -455,12 +481,16 @@ class Worker:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
             await self.pipeline.drain()
-            if self.pipeline.failure is not None:
+            reseek = self.pipeline.failure is not None or self._suspended
+            if reseek:
                 log.error(
-                    "a batch failed (%r): restoring every assigned partition", self.pipeline.failure
+                    "a batch failed (%r) or the worker was frozen: restoring every assigned "
+                    "partition", self.pipeline.failure,
                 )
                 self.pipeline.clear_failure()
                 self._to_restore = None
+                self._suspended = False
+                self._tick = time.monotonic()
                 self._release(set(self.owned))
             released = self.owned - assigned
             self._release(released)
@@ -473,6 +503,13 @@ class Worker:
             self.owned = set(assigned)
             self.exporting = True
             await self._fetch_committed(new)
+            if reseek:  # records fetched but not processed must be read again
+                assert self._consumer is not None
+                for tp in assigned:
+                    if tp in self.committed:
+                        self._consumer.seek(tp, self.committed[tp])
+                    else:
+                        await self._consumer.seek_to_beginning(tp)
             log.info(
                 "owned partitions now %s (released %s, restored %s)",
                 sorted(self.tables.case_partitions()),

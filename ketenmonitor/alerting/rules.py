@@ -386,6 +386,9 @@ class RuleGenerator:
                         "budget burns faster than "
                         f"{_num(tier.factor)}x the sustainable rate."
                     ),
+                    # A short window without completions (a rebalance, a quiet night) is no
+                    # verdict, not a recovery: keep firing for one short window (Prometheus 2.42+).
+                    keep_firing_for=self.w(tier.short),
                     runbook=(
                         "Open the norm on the dashboard and drill down by case type and district "
                         "to find where lead times grew; list the oldest open cases of the "
@@ -636,11 +639,13 @@ def _alert(
     summary: str,
     description: str,
     runbook: str,
+    keep_firing_for: str | None = None,
 ) -> dict[str, Any]:
     return {
         "alert": name,
         "expr": expr,
         "for": for_,
+        **({"keep_firing_for": keep_firing_for} if keep_firing_for else {}),
         "labels": dict(labels),
         "annotations": {"summary": summary, "description": description, "runbook": runbook},
     }

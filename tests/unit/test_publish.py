@@ -134,5 +134,8 @@ def test_the_command_exits_non_zero_when_a_row_is_rejected(mixed_jsonl, tmp_path
 
 def test_usage_errors_exit_with_2(tmp_path, capsys):
     assert main(["publish", str(tmp_path / "missing.jsonl"), "--organisation", "police"]) == 2
-    assert main(["publish", str(tmp_path / "x.jsonl"), "--organisation", "nobody"]) == 2
+    assert "missing.jsonl: no such file" in capsys.readouterr().err  # before any broker check
+    (tmp_path / "x.jsonl").write_text("{}\n")
+    x = str(tmp_path / "x.jsonl")
+    assert main(["publish", x, "--organisation", "nobody", "--dry-run"]) == 2
     assert "unknown organisation 'nobody'" in capsys.readouterr().err
