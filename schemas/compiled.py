@@ -203,9 +203,16 @@ class CompiledContract:
                 return None
         elif outcome not in outcomes:  # also: a milestone without outcomes has none to give
             return None
-        occurred_at = self._occurred_at(e.occurred_at, now)
-        if occurred_at is None:
-            return None
+        # occurred_at as the model's validator: cheap on the local date, exact near the bounds.
+        occurred_at = e.occurred_at
+        limit = now + shape.max_skew
+        if not (
+            occurred_at.year > shape.earliest_year
+            and occurred_at.toordinal() <= limit // _DAY + _EPOCH_ORDINAL - 2
+        ):
+            seconds = occurred_at.timestamp()
+            if seconds < shape.earliest or seconds > limit:
+                return None
         event = _new(self.model)
         _set(
             event,
@@ -228,15 +235,3 @@ class CompiledContract:
         _set(event, "__pydantic_extra__", None)
         _set(event, "__pydantic_private__", None)
         return event
-
-    def _occurred_at(self, value: datetime, now: float) -> datetime | None:
-        shape = self._shape
-        limit = now + shape.max_skew
-        # As the model's validator: cheap on the local date, exact only near the bounds.
-        latest_safe_day = limit // _DAY + _EPOCH_ORDINAL - 2
-        if value.year > shape.earliest_year and value.toordinal() <= latest_safe_day:
-            return value
-        seconds = value.timestamp()
-        if seconds < shape.earliest or seconds > limit:
-            return None
-        return value
