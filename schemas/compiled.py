@@ -231,7 +231,7 @@ class CompiledContract:
                 "retracted": retracted,
             },
         )
-        _set(event, "__pydantic_fields_set__", fields_set)
+        _set(event, "__pydantic_fields_set__", set(fields_set))  # a set: pydantic checks
         _set(event, "__pydantic_extra__", None)
         _set(event, "__pydantic_private__", None)
         return event

@@ -30,6 +30,7 @@ def verdict(parse: Any, raw: bytes, topic: str | None, now: float) -> tuple[Any,
     return (
         "accepted",
         event.model_dump(),
+        event.model_dump(exclude_unset=True, mode="json"),
         event.model_fields_set,
         at.isoformat(),
         at.utcoffset(),
