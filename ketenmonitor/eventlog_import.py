@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -35,11 +35,20 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.publish import PublishReport, Row, check_and_send, print_problems
+from ketenmonitor.publish import (
+    PROGRESS_EVERY,
+    PublishReport,
+    Row,
+    add_quiet,
+    check_and_send,
+    print_problems,
+    show_progress,
+)
 
 
 class MappingError(ValueError):
@@ -210,14 +219,73 @@ def parse_time(value: str, spec: TimestampSpec) -> datetime:
     return parsed.astimezone(UTC)
 
 
+_SIMPLE_DIRECTIVES = frozenset("YmdHMS")
+_DIRECTIVE = re.compile(r"%(.)")
+_FIELDS = (("Y", 1), ("m", 1), ("d", 1), ("H", 0), ("M", 0), ("S", 0))  # (directive, default)
+
+
+class TimeParser:
+    """parse_time for one TimestampSpec, fast: `parser(cell)` equals `parse_time(cell, spec)`.
+
+    datetime.strptime runs ~10 us of Python per call (locale checks, its regex cache). A format
+    of only %Y %m %d %H %M %S is matched here with the very regex strptime compiles for it, and
+    the datetime built from the groups; anything else, and every failure (for strptime's own
+    message), goes to parse_time. Results are cached per cell: exports repeat timestamps.
+    """
+
+    def __init__(self, spec: TimestampSpec) -> None:
+        self.spec = spec
+        self.zone = ZoneInfo(spec.timezone)
+        self._cache: dict[str, datetime] = {}
+        self._regex = None
+        directives = set(_DIRECTIVE.findall(spec.format or ""))
+        if spec.format and directives <= _SIMPLE_DIRECTIVES and "%%" not in spec.format:
+            from _strptime import _TimeRE_cache  # the compiler behind datetime.strptime
+
+            self._regex = _TimeRE_cache.compile(spec.format)
+
+    def __call__(self, value: str) -> datetime:
+        found = self._cache.get(value)
+        if found is None:
+            found = self._parse(value)
+            if len(self._cache) >= 200_000:
+                self._cache.clear()
+            self._cache[value] = found
+        return found
+
+    def _parse(self, value: str) -> datetime:
+        text = value.strip()
+        match = self._regex.match(text) if self._regex is not None else None
+        if match is not None and match.end() == len(text):
+            groups = match.groupdict()
+            try:
+                local = datetime(*[int(groups.get(d) or default) for d, default in _FIELDS])
+            except ValueError:
+                pass  # let strptime say it
+            else:
+                return local.replace(tzinfo=self.zone).astimezone(UTC)
+        return parse_time(value, self.spec)
+
+
 def _map_row(
-    mapping: Mapping, chain: Chain, line: int, row: dict[str, str], tie_of: dict[str, int]
+    mapping: Mapping,
+    chain: Chain,
+    line: int,
+    row: dict[str, str],
+    tie_of: dict[str, int],
+    parse: TimeParser | None = None,
+    specs: dict[str, ActivitySpec | None] | None = None,
 ) -> _Mapped | tuple[str, str] | None:
     """A mapped row, a (reason, detail) problem, or None for an ignored activity."""
     activity = (row.get(mapping.activity) or "").strip()
     if activity in mapping.ignore:
         return None
-    spec = mapping.activity_spec(activity)
+    if specs is None:
+        spec = mapping.activity_spec(activity)
+    elif activity in specs:
+        spec = specs[activity]
+    else:
+        spec = specs[activity] = mapping.activity_spec(activity)
     if spec is None:
         if mapping.unknown_activities == "ignore":
             return None
@@ -227,7 +295,7 @@ def _map_row(
         return ("missing_value", f"no case key in column {mapping.case_key!r}")
     cell = row.get(mapping.timestamp.column) or ""
     try:
-        at = parse_time(cell, mapping.timestamp)
+        at = parse_time(cell, mapping.timestamp) if parse is None else parse(cell)
     except ValueError as exc:
         return ("bad_timestamp", f"{cell!r}: {exc}")
     attrs = []
@@ -247,14 +315,22 @@ def _map_row(
     return _Mapped(case_key, spec.milestone, spec.outcome, at, tie, line, attrs[0], attrs[1])
 
 
-def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
-    """The log's events as publish.Row objects: problems first, then events in replay order."""
+def import_rows(path: Path, mapping: Mapping, chain: Chain, progress: Any = None) -> Iterator[Row]:
+    """The log's events as publish.Row objects: problems first, then events in replay order.
+
+    `progress` (a tqdm bar, optional) counts the rows read, then is reset to the number of events
+    to replay; each event Row has size 1, so check_and_send advances the same bar.
+    """
     source = str(path)
     reader = read_xes_log(path) if mapping.format == "xes" else read_csv_log(path, mapping)
     tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
     kept: dict[tuple[str, str], _Mapped] = {}
+    parse = TimeParser(mapping.timestamp)
+    specs: dict[str, ActivitySpec | None] = {}
     for line, row in reader:
-        mapped = _map_row(mapping, chain, line, row, tie_of)
+        if progress is not None and line % PROGRESS_EVERY == 0:
+            progress.update(PROGRESS_EVERY)
+        mapped = _map_row(mapping, chain, line, row, tie_of, parse, specs)
         if mapped is None:
             continue
         if isinstance(mapped, tuple):
@@ -269,6 +345,9 @@ def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
         earlier = order < (current.at, current.tie, current.line)
         if earlier == (mapping.repeated_milestone == "first"):
             kept[key] = mapped
+    if progress is not None:
+        progress.reset(total=len(kept))
+        progress.set_description(f"{path.name}: publishing")
     for m in sorted(kept.values(), key=lambda m: (m.at, m.tie, m.line)):
         event: dict[str, Any] = {
             "schema_version": 1,
@@ -282,7 +361,7 @@ def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
         }
         if m.outcome:
             event["outcome"] = m.outcome
-        yield Row(source, m.line, json.dumps(event, separators=(",", ":")).encode())
+        yield Row(source, m.line, orjson.dumps(event), None, 1)  # compact, as json.dumps did
 
 
 # -- command ----------------------------------------------------------------------------------
@@ -296,14 +375,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="map and validate only")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
     p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
+    add_quiet(p)
     p.set_defaults(func=cmd_import)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError
+    from tqdm import tqdm
 
+    from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.domain.chain import load_chain
-    from ketenmonitor.kafka_io import PartnerPublisher, PublishError
+    from ketenmonitor.kafka_io import PublishError
     from ketenmonitor.settings import Settings
 
     settings = Settings()
@@ -315,27 +398,42 @@ def cmd_import(args: argparse.Namespace) -> int:
     except MappingError as exc:
         print(f"ketenmonitor import-log: {exc}", file=sys.stderr)
         return 2
-    rows = import_rows(args.log, mapping, chain)
+    bar = tqdm(
+        desc=f"{args.log.name}: reading",
+        unit=" rows",
+        file=sys.stderr,
+        disable=not show_progress(args.log, args.quiet),
+    )
+    rows = import_rows(args.log, mapping, chain, progress=bar)
     report = PublishReport()
     try:
-        if args.dry_run:
-            check_and_send(rows, chain, lambda event, raw: None, report=report)
-            where = "(dry run, nothing sent)"
-        elif args.output:
-            with args.output.open("wb") as out:
-                check_and_send(rows, chain, lambda e, raw: out.write(raw + b"\n"), report=report)
-            where = f"to {args.output}"
-        else:
-            with PartnerPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
-                check_and_send(
-                    rows, chain,
-                    lambda e, raw: publisher.send_raw(
-                        settings.partner_topic(e.organisation), raw, key=e.event_id.encode()
-                    ),
-                    report=report,
-                )
-            where = f"to the partner topics {settings.partner_topic('<organisation>')}"
-    except (PublishError, KafkaError) as exc:
+        with bar:
+            if args.dry_run:
+                check_and_send(rows, chain, lambda event, raw: None, report=report, progress=bar)
+                where = "(dry run, nothing sent)"
+            elif args.output:
+                with args.output.open("wb") as out:
+                    check_and_send(
+                        rows,
+                        chain,
+                        lambda e, raw: out.write(raw + b"\n"),
+                        report=report,
+                        progress=bar,
+                    )
+                where = f"to {args.output}"
+            else:
+                topics = {p: settings.partner_topic(p) for p in chain.partner_ids}
+                with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+                    send = publisher.send_raw
+                    check_and_send(
+                        rows,
+                        chain,
+                        lambda e, raw: send(topics[e.organisation], raw, e.event_id.encode()),
+                        report=report,
+                        progress=bar,
+                    )
+                where = f"to the partner topics {settings.partner_topic('<organisation>')}"
+    except (PublishError, KafkaError, AIOKafkaError) as exc:
         print(f"ketenmonitor import-log: sending failed: {exc}", file=sys.stderr)
         return 3
     print_problems(report, args.max_report)
