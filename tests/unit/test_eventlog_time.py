@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC
+
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,3 +71,10 @@ def test_the_fast_parser_equals_strptime(fmt, zone, cell):
 )
 def test_simple_formats_take_the_fast_path(fmt, fast):
     assert (TimeParser(TimestampSpec(column="t", format=fmt))._regex is not None) == fast
+
+
+@settings(max_examples=500, deadline=None)
+@given(at=st.datetimes(timezones=st.just(UTC)))
+def test_orjson_writes_an_imported_time_as_isoformat_did(at):
+    # import_rows hands the UTC datetime to orjson instead of calling isoformat() itself.
+    assert orjson.dumps(at) == json.dumps(at.isoformat()).encode()
