@@ -440,20 +440,22 @@ def import_rows(
 
     `progress` (a tqdm bar, optional) counts the rows read, then is reset to the number of events
     to replay; each event Row has size 1, so check_and_send advances the same bar.
-    `compiled=False` maps every CSV row through _map_row, the definition (tests compare both).
+    `compiled=False` reads CSV with csv.DictReader and maps every row through _map_row: the
+    definition the compiled CSV path is tested against.
     """
     source = str(path)
     tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
     kept: dict[tuple[str, str], _Mapped] = {}
     parse = TimeParser(mapping.timestamp)
     specs: dict[str, ActivitySpec | None] = {}
+    reader: Iterator[tuple[int, Any]]
+    fast: _CsvRowMapper | None = None
     if mapping.format == "xes":
-        reader: Iterator[tuple[int, Any]] = read_xes_log(path)
-        fast = None
+        reader = read_xes_log(path)
+    elif not compiled:
+        reader = read_csv_log(path, mapping)  # csv.DictReader, every row through _map_row
     else:
         reader, fast = _read_csv_fast(path, mapping, chain, tie_of, parse)
-        if not compiled and fast is not None:
-            fast.ok = False  # every row falls back to _map_row
     for line, row in reader:
         if progress is not None and line % PROGRESS_EVERY == 0:
             progress.update(PROGRESS_EVERY)
