@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import load_average, machine_facts
+from ketenmonitor.kafka_io import ensure_topics
+
+PARTNERS = ("police", "om", "courts", "cjib")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,11 +76,14 @@ def make_inputs(workdir: Path, repeat: int, log_cases: int) -> dict[str, Path]:
 
 
 def run(code: Path, args: list[str], bootstrap: str) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    # The partner topics as deployed (6 partitions), not as the broker would auto-create them.
+    ensure_topics(bootstrap, [f"{prefix}.events.{p}" for p in PARTNERS], partitions=6)
     env = {
         **os.environ,
         "PYTHONPATH": str(code),
         "KETENMONITOR_KAFKA_BOOTSTRAP": bootstrap,
-        "KETENMONITOR_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
+        "KETENMONITOR_TOPIC_PREFIX": prefix,
         "KETENMONITOR_PSEUDONYM_KEY": "bench-key-0123",
     }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
