@@ -60,7 +60,7 @@ def test_a_seeded_corpus_gets_the_same_verdict_from_both_paths_and_covers_every_
     assert compiled["accepted"] >= 0.8 * reasons["accepted"], (compiled, reasons)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(message=messages())
 def test_fuzzed_messages_get_the_same_verdict_from_both_paths(message):
     raw, topic, now = message
