@@ -3,9 +3,9 @@
     result = run_core_loop(chain, log.raw)     # CoreLoopResult: seconds, states, totals
 
 Each event goes through exactly what the two agents call: Ingestor.route (contract validation by
-schemas.events.parse_event, HMAC pseudonym, re-encoding) and CaseProcessor.process_with_state
-(decode state, ketenmonitor.domain core, fold totals, encode state) with a dict for the table. The
-gap between this loop's rate and the worker's is the cost of moving messages through Faust.
+schemas.events.parse_event, HMAC pseudonym, re-encoding) and CaseProcessor.apply with
+PartitionTotals.fold (decode state, ketenmonitor.domain core, fold totals, encode state) with a
+dict for the table. The gap between this loop's rate and the worker's is the cost of Kafka.
 Also used to measure the bytes of state per case (the values the worker keeps in its table).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ketenmonitor.domain.chain import Chain
-from streams.processing import CaseProcessor, Ingestor, Rejected
+from streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
 
 BENCH_PSEUDONYM_KEY = "benchmark-pseudonym-key-0123456789"
 
@@ -30,7 +30,7 @@ class CoreLoopResult:
     process_seconds: float
     rejected: int
     table: dict[bytes, bytes] = field(repr=False)
-    processor: CaseProcessor = field(repr=False)
+    totals: PartitionTotals = field(repr=False)
 
     @property
     def events_per_second(self) -> float:
@@ -42,6 +42,7 @@ def run_core_loop(
 ) -> CoreLoopResult:
     ingestor = Ingestor(chain, BENCH_PSEUDONYM_KEY.encode(), partitions)
     processor = CaseProcessor(chain)
+    totals = PartitionTotals(chain)
     table: dict[bytes, bytes] = {}
     routed_events = []
     rejected = 0
@@ -55,12 +56,11 @@ def run_core_loop(
     cpu1 = time.process_time()
     for routed in routed_events:
         key = routed.pseudonym.encode()
-        state, _ = processor.process_with_state(
-            routed.partition, routed.pseudonym, routed.payload, table.get(key)
-        )
-        table[key] = state
+        step = processor.apply(routed.pseudonym, routed.payload, table.get(key))
+        totals.fold(routed.partition, (step,))
+        table[key] = step.stored
     cpu2, wall2 = time.process_time(), time.perf_counter()
     return CoreLoopResult(
         len(routed_events) + rejected, cpu2 - cpu0, wall2 - wall0, cpu1 - cpu0, cpu2 - cpu1,
-        rejected, table, processor,
+        rejected, table, totals,
     )

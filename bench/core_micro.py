@@ -5,7 +5,7 @@
 The log (bench.workload.replay_log, or with --faults a delivery with duplicates, out-of-order
 events and corrections) is routed once by streams.processing.Ingestor (not timed). Then, per
 event, with process CPU time, best of --repeat runs:
-- process: CaseProcessor.process_with_state, the whole per-event work of the case agent;
+- process: CaseProcessor.apply, the whole per-event work of the case agent;
 - decode / encode: streams.codec on the states the loop met;
 - apply_event: the domain core on the decoded states (facts included);
 - facts_of: the facts of every state the loop produced;
@@ -65,7 +65,7 @@ def measure(chain: Chain, raw: list[tuple[str, bytes]], repeat: int) -> dict[str
     for r in routed:
         before = table.get(r.pseudonym)
         inputs.append((r.partition, decode_case_event(r.pseudonym, r.payload), before))
-        table[r.pseudonym] = recorder.process(r.partition, r.pseudonym, r.payload, before)
+        table[r.pseudonym] = recorder.apply(r.pseudonym, r.payload, before).stored
     raw_states = [s for _, _, s in inputs if s is not None]
     decoded = {s: decode_state(s) for s in raw_states}
     states_in = [decoded[s] if s is not None else None for _, _, s in inputs]
@@ -75,9 +75,7 @@ def measure(chain: Chain, raw: list[tuple[str, bytes]], repeat: int) -> dict[str
     def process() -> None:
         proc, tab = CaseProcessor(chain), {}
         for r in routed:
-            tab[r.pseudonym] = proc.process_with_state(
-                r.partition, r.pseudonym, r.payload, tab.get(r.pseudonym)
-            )[0]
+            tab[r.pseudonym] = proc.apply(r.pseudonym, r.payload, tab.get(r.pseudonym)).stored
 
     def decode() -> None:
         for s in raw_states:

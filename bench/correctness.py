@@ -66,7 +66,9 @@ class Comparison:
 
 
 def compare(actual: Samples, expected: dict[Any, float], show: int = 10) -> Comparison:
-    """Exact comparison of every non-zero case series (absent counts as zero)."""
+    """Exact comparison of every non-zero case series (absent counts as zero), on the net
+    figures (a worker exports added and withdrawn counts apart)."""
+    actual = _batch_truth().net_samples(actual)
     actual = {k: v for k, v in actual.items() if k[0] in CASE_METRICS and v != 0}
     differences = []
     for key in sorted(set(actual) | set(expected), key=repr):

@@ -28,8 +28,9 @@ from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.kafka_io import ensure_topics
 from ketenmonitor.settings import Settings
 from streams.ingest import IngestStats
-from streams.metrics import ChainCollector, OwnedState
-from streams.processing import CaseProcessor, Ingestor, Rejected
+from streams.metrics import ChainCollector
+from streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
+from streams.totals import LocalTotals
 
 
 def naive_cases_topic(settings: Settings) -> str:
@@ -70,6 +71,7 @@ def create_naive_app(settings: Settings, chain: Chain, datadir: str) -> faust.Ap
     )
     ingestor = Ingestor(chain, settings.pseudonym_secret(), settings.partitions)
     processor = CaseProcessor(chain)
+    totals = PartitionTotals(chain)
 
     @app.agent(partner_topics, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -95,24 +97,31 @@ def create_naive_app(settings: Settings, chain: Chain, datadir: str) -> faust.Ap
     async def cases(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             key = event.key
-            case_table[key] = processor.process(
-                event.message.partition, key.decode(), event.value, case_table.get(key)
-            )
+            step = processor.apply(key.decode(), event.value, case_table.get(key))
+            totals.fold(event.message.partition, (step,))
+            case_table[key] = step.stored
 
-    def owned_state() -> OwnedState:
+    # One baseline process owns every partition: its local totals are the chain's.
+    def case_totals() -> list[Any]:
         assigned = app.assignor.assigned_actives()
         owned = {tp.partition for tp in assigned if tp.topic == cases_topic.get_topic_name()}
-        ingest_stats = []
-        for tp in assigned:
-            organisation = topic_of.get(tp.topic)
-            raw = ingest_table.get(f"{tp.topic}:{tp.partition}".encode()) if organisation else None
-            if raw:
-                ingest_stats.append((organisation, IngestStats.decode(raw)))
-        return OwnedState(processor.owned_totals(owned), ingest_stats, len(owned))
+        return [t for p, t in totals.by_partition.items() if p in owned]
 
+    def ingest_stats() -> list[tuple[str, IngestStats]]:
+        stats = []
+        for tp in app.assignor.assigned_actives():
+            raw = ingest_table.get(f"{tp.topic}:{tp.partition}".encode())
+            if tp.topic in topic_of and raw:
+                stats.append((tp.topic, IngestStats.decode(raw)))
+        return stats
+
+    reference = lambda: settings.age_reference_timestamp(time.time())  # noqa: E731
     registry = CollectorRegistry()
     registry.register(
-        ChainCollector(chain, owned_state, lambda: settings.age_reference_timestamp(time.time()))
+        ChainCollector(
+            chain, LocalTotals(case_totals, ingest_stats, reference), topic_of,
+            reference_time=reference,
+        )
     )
 
     @app.page("/metrics")

@@ -16,8 +16,8 @@ from dashboards.options import LINES, PER_DAY
 from dashboards.panels import bars, instant, stat
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
 from dashboards.variables import choice, label_choice
+from ketenmonitor import metric_names as metrics
 from ketenmonitor.domain.chain import Chain
-from streams import metrics
 
 STAGE = q.regex("stage", "$stage")
 CASE_TYPE = q.regex("case_type", "$case_type")

@@ -16,10 +16,10 @@ from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step, 
 from dashboards.options import PER_DAY, stat_options
 from dashboards.panels import bars, instant, timeseries
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
+from ketenmonitor import metric_names as metrics
 from ketenmonitor.alerting.durations import parse_duration
 from ketenmonitor.alerting.policy import AlertPolicy, load_policy
 from ketenmonitor.domain.chain import Chain, NormSpec, PartnerSpec
-from streams import metrics
 
 CHANGE_WINDOW = "4w"
 

@@ -15,10 +15,10 @@ from dashboards.model import Dashboard, Link, Override, PromQuery, Step
 from dashboards.options import LINES
 from dashboards.panels import bars, instant, stat, timeseries
 from dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
+from ketenmonitor import metric_names as metrics
 from ketenmonitor.alerting.rules import LAG_SUM, LAST_COMMIT
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.infra.prometheus import WORKER_JOB
-from streams import metrics
+from ketenmonitor.metric_names import WORKER_JOB
 
 RATE = "[$__rate_interval]"
 

@@ -166,7 +166,9 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=cmd_publish)
     p = commands.add_parser("build", help="write the dashboard JSON files")
-    p.add_argument("--output", type=Path, default=None, help="default: dashboards/json")
+    # Relative to the current directory, never the installed package (site-packages).
+    p.add_argument("--output", type=Path, default=Path("dashboards/json"),
+                   help="folder for the JSON files, created if missing")
     p.set_defaults(func=cmd_build)
 
 
@@ -198,10 +200,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from dashboards.build import JSON_DIR, write_all
+    from dashboards.build import write_all
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
 
-    for path in write_all(load_chain(Settings().chain_file), args.output or JSON_DIR):
+    for path in write_all(load_chain(Settings().chain_file), args.output):
         print(f"wrote {path}")
     return 0

@@ -1,4 +1,4 @@
-"""PromQL for the dashboards, built from the metric-name constants of streams/metrics.py.
+"""PromQL for the dashboards, built from the metric-name constants of ketenmonitor/metric_names.py.
 
     selector(metrics.BACKLOG, eq("stage", "court_trial"))
         -> 'ketenmonitor_backlog_cases{stage="court_trial"}'
@@ -12,9 +12,9 @@ renamed metric breaks the build, not a dashboard.
 
 from __future__ import annotations
 
+from ketenmonitor import metric_names as metrics
 from ketenmonitor.alerting.rules import BACKLOG_SUM
 from ketenmonitor.domain.chain import NormSpec
-from streams import metrics
 
 # Series that Prometheus itself writes: firing alerts and the scrape health of every target.
 ALERTS = "ALERTS"
@@ -46,8 +46,8 @@ def selector(metric: str, *matchers: str) -> str:
 
 
 def le_label(seconds: float) -> str:
-    """A bucket bound as the exporter renders it (Python's repr of a float: 2592000.0)."""
-    return repr(float(seconds))
+    """A bucket bound as Prometheus 2 and 3 store it (metric_names.le: "3.024e+06")."""
+    return metrics.le(seconds)
 
 
 def norm_matchers(norm: NormSpec) -> tuple[str, ...]:

@@ -7,19 +7,78 @@
     @reports("acl", AclPlanError)
     def cmd_show(args: argparse.Namespace) -> int: ...
 
-A reported error is one line on stderr, `ketenmonitor acl: <message>`, and an exit status (2: the
-input or configuration is wrong), so the user sees what to fix rather than a traceback.
+A reported error is one line on stderr, `ketenmonitor acl: <message>` (a JSON object with
+`--log-format json`), and an exit status from the table below (docs/cli.md), so the user sees what
+to fix rather than a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 Command = Callable[[argparse.Namespace], int]
+
+# Exit statuses, the same for every command (docs/cli.md, `ketenmonitor --help`).
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # the command ran and found something: invalid rows, stale files, failed checks
+EXIT_USAGE = 2  # wrong arguments or configuration (settings, files, key): fix the command line
+EXIT_UNREACHABLE = 3  # a service (Kafka, the store, Grafana) cannot be reached
+EXIT_AUTH = 4  # a service refused the credentials
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) or SIGTERM
+EXIT_BROKEN_PIPE = 141  # the reader of the output went away (`| head`): quiet, like SIGPIPE
+
+EXIT_CODES_HELP = """exit status:
+  0    ok
+  1    findings: invalid rows, stale files, failed checks
+  2    usage or configuration error (arguments, settings, files, keys)
+  3    a service (Kafka, the store) cannot be reached
+  4    a service refused the credentials (authentication failed)
+  130  interrupted (Ctrl-C, SIGTERM)
+  141  the reader of the output closed the pipe (e.g. `| head`)"""
+
+
+class CliError(Exception):
+    """An expected failure with the exit status it gets; the message names the fix."""
+
+    status = EXIT_USAGE
+
+
+class ConfigurationError(CliError):
+    status = EXIT_USAGE
+
+
+class ServiceUnreachableError(CliError):
+    status = EXIT_UNREACHABLE
+
+
+class AuthenticationFailedError(CliError):
+    status = EXIT_AUTH
+
+
+# "text" (one line `ketenmonitor CMD: message`) or "json" (one JSON object a line); set by main().
+_error_format = ["text"]
+
+
+def set_error_format(fmt: str) -> None:
+    _error_format[0] = fmt
+
+
+def console(**options: Any) -> Any:
+    """A rich Console whose broken pipe (`ketenmonitor report | head`) ends the command like
+    any other (quietly, exit status 141) rather than with rich's own exit status 1."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return PipeConsole(**options)
 
 
 def command_group(subparsers: Any, name: str, help: str) -> Any:
@@ -43,9 +102,14 @@ def subcommand(
     return parser
 
 
-def fail(command: str, error: Exception, status: int = 2) -> int:
+def fail(command: str, error: Exception | str, status: int = EXIT_USAGE) -> int:
     """Report `error` on stderr as `ketenmonitor COMMAND: message`; returns the exit status."""
-    print(f"ketenmonitor {command}: {error}", file=sys.stderr)
+    message = " ".join(str(error).split())  # always one line
+    if _error_format[0] == "json":
+        record = {"level": "error", "command": command, "message": message, "exit_status": status}
+        print(json.dumps(record), file=sys.stderr)
+    else:
+        print(f"ketenmonitor {command}: {message}", file=sys.stderr)
     return status
 
 

@@ -1,68 +1,102 @@
 """`ketenmonitor demo`: a broker, a worker and simulated partners, with a live summary.
 
-Starts a local Kafka broker (unless KETENMONITOR_KAFKA_BOOTSTRAP names one), one worker process,
-and a simulator thread that publishes two years of cases for the four partners at a steady rate.
-The terminal shows backlog, inflow and outflow per stage and p80 lead time against each norm, read
-from the worker's /metrics, until Ctrl-C (or --duration) stops everything.
+Starts a local Kafka broker on --kafka-port (unless --bootstrap or KETENMONITOR_KAFKA_BOOTSTRAP
+names one), one worker process, and a simulator thread that publishes two years of cases for the
+four partners at a steady rate. The terminal shows backlog, inflow and outflow per stage and p80
+lead time against each norm, read from the worker's /metrics, until Ctrl-C, SIGTERM (or
+--duration) stops everything, the broker it started included. Each run has its own topic prefix
+and consumer group (unless KETENMONITOR_TOPIC_PREFIX / _APP_ID are set), so running the demo twice
+does not count the same simulated cases twice.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import signal
+import tempfile
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from ketenmonitor import metric_names as m
+from ketenmonitor.cli_common import ConfigurationError
+from ketenmonitor.cli_common import console as pipe_console
 from ketenmonitor.domain.chain import Chain, load_chain
+from ketenmonitor.infra.script_server import DEPLOY_DIR
 from ketenmonitor.infra.worker_process import Samples, WorkerProcess
+from ketenmonitor.kafka_check import require_kafka
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
-from streams import metrics as m
 
 DAY = 86_400
 
 
-def run_demo(cases: int, rate: float, seed: int, duration: float | None = None) -> int:
-    console = Console() if os.isatty(1) else Console(width=160)
-    env: dict[str, str] = {}
-    broker = None
-    if "KETENMONITOR_KAFKA_BOOTSTRAP" not in os.environ:
-        from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
-
-        port = int(os.environ.get("KETENMONITOR_DEMO_KAFKA_PORT", "9092"))
-        console.print(f"starting Kafka on 127.0.0.1:{port} (deploy/kafka/kafka.sh) ...")
-        broker = LocalKafkaBroker(port=port, data_dir=Path(".cache/kafka/demo"))
-        broker.start()
-        env["KETENMONITOR_KAFKA_BOOTSTRAP"] = broker.bootstrap_servers
-    if "KETENMONITOR_PSEUDONYM_KEY" not in os.environ and "KETENMONITOR_PSEUDONYM_KEY_FILE" not in os.environ:
+def run_demo(
+    cases: int,
+    rate: float,
+    seed: int,
+    duration: float | None = None,
+    kafka_port: int = 9092,
+    bootstrap: str | None = None,
+) -> int:
+    console = pipe_console() if os.isatty(1) else pipe_console(width=160)
+    run = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
+    # This run's own topics and consumer group: a second demo on the same broker (whose data is
+    # kept) starts from zero instead of counting the cases of the first again.
+    env: dict[str, str] = {
+        "KETENMONITOR_TOPIC_PREFIX": os.environ.get("KETENMONITOR_TOPIC_PREFIX", f"demo-{run}"),
+        "KETENMONITOR_APP_ID": os.environ.get("KETENMONITOR_APP_ID", f"ketenmonitor-demo-{run}"),
+    }
+    if not {"KETENMONITOR_PSEUDONYM_KEY", "KETENMONITOR_PSEUDONYM_KEY_FILE"} & set(os.environ):
         # A throw-away key: pseudonyms of this demo cannot be linked to anything afterwards.
         env["KETENMONITOR_PSEUDONYM_KEY"] = secrets.token_hex(32)
-    os.environ.update(env)
-    settings = Settings()
-    chain = load_chain(settings.chain_file)
-    log_path = Path(".cache/demo-worker.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    worker = WorkerProcess(env, metrics_port=settings.metrics_port, log_path=log_path)
+    bootstrap = bootstrap or os.environ.get("KETENMONITOR_KAFKA_BOOTSTRAP")
+    broker = None
+    worker = None
     stop = threading.Event()
-    published = [0]
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop
     try:
+        if bootstrap is None:
+            from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+
+            script = kafka_script()
+            console.print(f"starting Kafka on 127.0.0.1:{kafka_port} ...")
+            data_dir = script.parents[2] / ".cache" / "kafka" / f"demo-{kafka_port}"
+            broker = LocalKafkaBroker(port=kafka_port, data_dir=data_dir)
+            broker.script = script
+            broker.start()
+            bootstrap = broker.bootstrap_servers
+        env["KETENMONITOR_KAFKA_BOOTSTRAP"] = bootstrap
+        os.environ.update(env)
+        settings = Settings()
+        require_kafka(settings)
+        chain = load_chain(settings.chain_file)
+        log_path = Path(tempfile.gettempdir()) / f"ketenmonitor-demo-{run}-worker.log"
+        worker = WorkerProcess(env, metrics_port=settings.metrics_port, log_path=log_path)
+        published = [0]
         worker.start()
         worker.wait_ready()
-        console.print(f"worker metrics: {worker.metrics_url}   (worker log: {log_path})")
+        console.print(
+            f"Kafka {bootstrap}, topics {settings.topic_prefix}.*; worker metrics: "
+            f"{worker.metrics_url}   (worker log: {log_path})"
+        )
         publisher = threading.Thread(
             target=_publish, args=(settings, chain, cases, rate, seed, stop, published), daemon=True
         )
         publisher.start()
         started = time.monotonic()
         live = console.is_terminal
-        with Live(console=console, refresh_per_second=1, auto_refresh=False) if live else _NoLive() as view:
+        view: Live | _NoLive = (
+            Live(console=console, refresh_per_second=1, auto_refresh=False) if live else _NoLive()
+        )
+        with view:
             while duration is None or time.monotonic() - started < duration:
                 time.sleep(2.0)
                 try:
@@ -70,7 +104,7 @@ def run_demo(cases: int, rate: float, seed: int, duration: float | None = None) 
                 except OSError:
                     continue
                 summary = render_summary(chain, samples, published[0])
-                if live:
+                if isinstance(view, Live):
                     view.update(summary, refresh=True)
                 else:
                     console.print(summary)
@@ -78,10 +112,32 @@ def run_demo(cases: int, rate: float, seed: int, duration: float | None = None) 
         console.print("stopping ...")
     finally:
         stop.set()
-        worker.stop()
-        if broker is not None:
-            broker.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup
+        try:
+            if worker is not None:
+                worker.stop()
+        finally:
+            if broker is not None:
+                broker.stop()
+            signal.signal(signal.SIGTERM, previous_sigterm)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def kafka_script() -> Path:
+    """deploy/kafka/kafka.sh of a clone (KETENMONITOR_DEPLOY_DIR) or of this source tree."""
+    override = os.environ.get("KETENMONITOR_DEPLOY_DIR")
+    script = (Path(override) if override else DEPLOY_DIR) / "kafka" / "kafka.sh"
+    if not script.is_file():
+        raise ConfigurationError(
+            f"the demo starts Kafka with deploy/kafka/kafka.sh, which is not at {script} (an "
+            "installed package does not ship it): set KETENMONITOR_DEPLOY_DIR to the deploy/ "
+            "folder of a clone of the repository, or pass --bootstrap HOST:PORT of a running broker"
+        )
+    return script
 
 
 class _NoLive:
@@ -113,6 +169,14 @@ def _publish(
                     time.sleep(delay)
 
 
+def _net_by(samples: Samples, added: str, withdrawn: str, label: str) -> dict[str, float]:
+    """Counted minus withdrawn (corrections), summed by `label`."""
+    net = _sum_by(samples, f"{added}_total", label)
+    for key, value in _sum_by(samples, f"{withdrawn}_total", label).items():
+        net[key] = net.get(key, 0.0) - value
+    return net
+
+
 def _sum_by(samples: Samples, name: str, label: str) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
     for (metric, labels), value in samples.items():
@@ -136,21 +200,25 @@ def quantile_from_buckets(buckets: dict[float, float], q: float) -> float | None
         if count >= rank:
             if bound == float("inf"):
                 return lower_bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-9)
+            share = (rank - lower_count) / max(count - lower_count, 1e-9)
+            return lower_bound + (bound - lower_bound) * share
         lower_bound, lower_count = bound, count
     return lower_bound
 
 
 def render_summary(chain: Chain, samples: Samples, published: int) -> Group:
-    inflow = _sum_by(samples, f"{m.STAGE_INFLOW}_total", "stage")
-    outflow = _sum_by(samples, f"{m.STAGE_OUTFLOW}_total", "stage")
+    inflow = _net_by(samples, m.STAGE_INFLOW, m.STAGE_INFLOW_WITHDRAWN, "stage")
+    outflow = _net_by(samples, m.STAGE_OUTFLOW, m.STAGE_OUTFLOW_WITHDRAWN, "stage")
     backlog = _sum_by(samples, m.BACKLOG, "stage")
     oldest = _sum_by(samples, m.BACKLOG_OLDEST_AGE, "stage")
     accepted = sum(_sum_by(samples, f"{m.EVENTS_ACCEPTED}_total", "organisation").values())
     rejected = sum(_sum_by(samples, f"{m.EVENTS_REJECTED}_total", "reason").values())
 
     stages = Table(title="Werkvoorraad per fase (backlog per stage)")
-    for col in ("stage", "owner", "instroom (in)", "uitstroom (out)", "werkvoorraad", "oldest (days)"):
+    columns = (
+        "stage", "owner", "instroom (in)", "uitstroom (out)", "werkvoorraad", "oldest (days)"
+    )
+    for col in columns:
         stages.add_column(col, justify="right" if col not in ("stage", "owner") else "left")
     for stage in chain.spec.stages:
         stages.add_row(
@@ -183,6 +251,7 @@ def render_summary(chain: Chain, samples: Samples, published: int) -> Group:
         )
     header = Table.grid()
     header.add_row(
-        f"published {published}   accepted {accepted:.0f}   rejected {rejected:.0f}   (Ctrl-C stops)"
+        f"published {published}   accepted {accepted:.0f}   rejected {rejected:.0f}"
+        "   (Ctrl-C stops)"
     )
     return Group(header, stages, norms)

@@ -5,7 +5,9 @@
         publisher.send("ketenmonitor.events.police", event_dict)
 
 The publisher is idempotent (no duplicates from its own retries), waits for all in-sync replicas
-(acks=all) and retries transient errors; `flush()` raises if a send finally failed.
+(acks=all) and retries transient errors; `flush()` raises if a send finally failed. Topics get
+the replication of the settings (KETENMONITOR_REPLICATION_FACTOR, KETENMONITOR_MIN_INSYNC_REPLICAS),
+else the cluster's defaults.
 
 Against a secure broker both log in with the credentials of the environment (KETENMONITOR_KAFKA_*,
 see Settings.kafka_python_security and docs/security.md) unless security settings are passed in:
@@ -14,6 +16,7 @@ a partner's publisher runs with that partner's principal and can write only that
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,8 +41,11 @@ def ensure_topics(
     names: Iterable[str],
     partitions: int,
     security: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> None:
-    """Create the topics that do not exist yet; `security` defaults to the environment's."""
+    """Create the topics that do not exist yet; `security` defaults to the environment's, the
+    replication to that of `settings` (default: the environment's)."""
+    replication, configs = (settings or Settings()).new_topic_replication()
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="ketenmonitor-admin",
@@ -48,15 +54,19 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication,
+                topic_configs=configs,
+            )
             for name in names
             if name not in existing
         ]
         if missing:
-            try:
+            # Created concurrently by another process: fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: fine
     finally:
         admin.close()
 

@@ -22,11 +22,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KETENMONITOR_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error must never echo a value it was given (a password, a
+    # key); the message names the variable and what is wrong with it.
+    model_config = SettingsConfigDict(
+        env_prefix="KETENMONITOR_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = Field(default="ketenmonitor", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(default=6, ge=1, le=256)
+    # Replication of every topic the monitor creates (partner, case, dead-letter, changelogs);
+    # unset: the cluster's default.replication.factor and min.insync.replicas. A worker refuses
+    # to start on topics with fewer replicas, or fewer in-sync replicas, than these
+    # (streams/topics.py).
+    replication_factor: int | None = Field(default=None, ge=1)
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     app_id: str = "ketenmonitor"
     chain_file: Path | None = None
     pseudonym_key: SecretStr | None = None
@@ -43,6 +53,9 @@ class Settings(BaseSettings):
     # most batch_seconds for one; up to 3 batches are written while the next is processed.
     batch_size: int = Field(default=5000, ge=1)
     batch_seconds: float = Field(default=0.05, gt=0)
+    # Owners publish their partitions' totals to the totals topic at most this often; what
+    # /metrics shows lags the processed events by about this much (docs/metrics.md).
+    totals_publish_seconds: float = Field(default=1.0, gt=0, le=60)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None
@@ -59,7 +72,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
         if self.pseudonym_key is not None and self.pseudonym_key_file is not None:
-            raise ValueError("set KETENMONITOR_PSEUDONYM_KEY or KETENMONITOR_PSEUDONYM_KEY_FILE, not both")
+            raise ValueError(
+                "set KETENMONITOR_PSEUDONYM_KEY or KETENMONITOR_PSEUDONYM_KEY_FILE, not both"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _min_insync_within_replication(self) -> Settings:
+        # Every acks=all write would fail: no partition has more in-sync replicas than replicas.
+        rf, isr = self.replication_factor, self.min_insync_replicas
+        if rf is not None and isr is not None and isr > rf:
+            raise ValueError(
+                f"KETENMONITOR_MIN_INSYNC_REPLICAS ({isr}) is larger than "
+                f"KETENMONITOR_REPLICATION_FACTOR ({rf})"
+            )
         return self
 
     @model_validator(mode="after")
@@ -100,10 +126,19 @@ class Settings(BaseSettings):
         """The compacted topic that holds a worker table (`cases`, `ingest-stats`) durably."""
         return f"{self.app_id}-{table}-changelog"
 
+    def new_topic_replication(self) -> tuple[int, dict[str, str]]:
+        """(replication factor, topic configs) for creating a topic: -1 and no min.insync.replicas
+        of its own mean the cluster's defaults (CreateTopics v4+, Kafka 2.4 and later)."""
+        configs = {}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        rf = self.replication_factor if self.replication_factor is not None else -1
+        return rf, configs
+
     def pseudonym_secret(self) -> bytes:
         """The HMAC key; a missing key is a start-up error, not a silent default."""
         if self.pseudonym_key_file is not None:
-            secret = self.pseudonym_key_file.read_bytes().strip()
+            secret = _read_secret_file(self.pseudonym_key_file, "KETENMONITOR_PSEUDONYM_KEY_FILE")
         elif self.pseudonym_key is not None:
             secret = self.pseudonym_key.get_secret_value().encode()
         else:
@@ -123,7 +158,8 @@ class Settings(BaseSettings):
     def kafka_password_value(self) -> str:
         """The Kafka password (from the file if one is set); only for handing to a client."""
         if self.kafka_password_file is not None:
-            return self.kafka_password_file.read_text().strip()
+            path = self.kafka_password_file
+            return _read_secret_file(path, "KETENMONITOR_KAFKA_PASSWORD_FILE").decode()
         if self.kafka_password is not None:
             return self.kafka_password.get_secret_value()
         raise MissingSecretError("no Kafka password: set KETENMONITOR_KAFKA_PASSWORD(_FILE)")
@@ -136,7 +172,7 @@ class Settings(BaseSettings):
         return ssl.create_default_context(cafile=cafile)
 
     def kafka_python_security(self) -> dict[str, Any]:
-        """Keyword arguments for the Kafka clients (kafka-python and aiokafka use the same names)."""
+        """Keyword arguments for the Kafka clients (kafka-python and aiokafka share the names)."""
         if not self.kafka_sasl:
             return {}
         config: dict[str, Any] = {
@@ -155,6 +191,16 @@ class Settings(BaseSettings):
 
 class MissingSecretError(RuntimeError):
     pass
+
+
+def _read_secret_file(path: Path, variable: str) -> bytes:
+    """The stripped contents of a secret file; a file that cannot be read names the variable."""
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise MissingSecretError(
+            f"cannot read {variable}={path}: {exc.strerror or exc} (point it at a readable file)"
+        ) from None
 
 
 def utc_timestamp(value: datetime) -> float:

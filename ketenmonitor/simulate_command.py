@@ -25,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ketenmonitor.cli_common import fail
 from ketenmonitor.delivery import Delivery, DeliveryPlanner, DeliveryStats, deliveries_in_order
 from ketenmonitor.publish import add_quiet, show_progress
 from ketenmonitor.simulator import DAY, Faults, Silence, load_scenario, stream_cases, truth_record
@@ -59,10 +60,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the national volume")
     p.add_argument("--days", type=float, default=365.0, help="length of the simulated period")
     p.add_argument("--end", type=float, default=None, help="end of the period, POSIX seconds")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scenario", type=Path, default=None, help="scenario YAML")
-    p.add_argument("--output", type=Path, default=None, help="JSON Lines file instead of Kafka")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same events)")
+    p.add_argument("--scenario", type=Path, default=None,
+                   help="scenario YAML (default: the shipped ketenmonitor/simulation.yaml)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="write JSON Lines to this file instead of publishing to Kafka")
     p.add_argument("--truth", type=Path, default=None, help="ground-truth file (Kafka runs)")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="Kafka bootstrap servers when publishing "
+                   "(default: $KETENMONITOR_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--live", action="store_true", help="simulate the coming --days in real time")
     pace.add_argument("--speed", type=float, default=0.0, help="simulated seconds per wall second")
@@ -84,7 +90,7 @@ def register(subparsers: Any) -> None:
         help="a partner publishes nothing from day FROM_DAY of the period for DAYS days",
     )
     add_quiet(p)
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=cmd_simulate, needs_kafka=lambda a: a.output is None)
 
 
 def _faults(base: Faults, args: argparse.Namespace) -> Faults:
@@ -125,6 +131,15 @@ def _period(args: argparse.Namespace, now: float) -> tuple[float, float]:
     return end - args.days * DAY, end
 
 
+def _check_writable(*paths: Path | None) -> None:
+    # Before simulating anything: a mistyped folder is reported at once, not after the run.
+    for path in paths:
+        if path is not None and not path.resolve().parent.is_dir():
+            raise SimulateUsageError(
+                f"cannot write {path}: the folder {path.parent} does not exist (create it first)"
+            )
+
+
 def pacer(args: argparse.Namespace, start: float, now: float) -> Callable[[float], None]:
     """Returns wait(publish_at) that sleeps until a message is due."""
     if args.live:
@@ -156,9 +171,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         faults = _faults(scenario.faults, args)
         now = time.time()
         start, end = _period(args, now)
+        _check_writable(args.output, args.truth)
     except SimulateUsageError as exc:
-        print(f"ketenmonitor simulate: {exc}")
-        return 2
+        return fail("simulate", exc)
     if args.national:
         count = round(scenario.cases_per_year * args.days / 365.0 * args.scale)
     else:

@@ -52,14 +52,40 @@ class BatchSender:
         for (topic, partition), records in pending.items():
             batch = producer.create_batch()
             for key, value, headers in records:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
-                    futures.append(await self._send(batch, topic, partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
-                        raise ValueError(f"record too large for one batch on {topic}")
+                append = batch.append
+                if append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                    if batch.record_count():
+                        futures.append(await self._send(batch, topic, partition))
+                        batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers or []):
+                        continue
+                    # Larger than a whole batch (a near-limit dead letter): sent on its own, up
+                    # to the producer's max_request_size and the topic's max.message.bytes.
+                    futures.append(await self._send_one(topic, partition, key, value, headers))
             if batch.record_count():
                 futures.append(await self._send(batch, topic, partition))
         return futures
+
+    async def _send_one(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> Any:
+        future = await self._producer.send(
+            topic, value=value, key=key, partition=partition, headers=headers or []
+        )
+        callback = self._on_delivered.get(topic)
+        if callback is not None:
+
+            def delivered(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    callback(topic, partition, done.result().offset)
+
+            future.add_done_callback(delivered)
+        return future
 
     async def _send(self, batch: Any, topic: str, partition: int) -> Any:
         count = batch.record_count()

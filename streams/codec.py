@@ -1,12 +1,19 @@
-"""Compact bytes for case state, as kept in the changelogged case table.
+"""Versioned bytes for what the worker keeps in Kafka: case state (the `cases` changelog), with the
+facts the case had withdrawn.
 
-A case state is encoded as JSON: {"r": {milestone: [event_id, t, case_type, district, outcome,
-revision, retracted]}, "x": [superseded event ids], "d": duplicates}. Record event ids are not
-repeated in "x": together they are the ids already applied.
+    raw = encode_case_value(state, withdrawn)        # version 2
+    state, withdrawn = decode_case_value(raw)         # reads version 1 and 2; refuses newer ones
+
+Version 2 is JSON: {"v": 2, "r": {milestone: [event_id, t, case_type, district, outcome, revision,
+retracted]}, "x": [superseded event ids], "d": duplicates, "w": [withdrawn fact tuples]}. Record
+event ids are not repeated in "x": together they are the ids already applied. Version 1 (no "v")
+is the same without "w". A record of a version this worker does not know is refused with a
+FormatVersionError, never half-read: a newer worker wrote it, and only a newer worker may read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from operator import itemgetter
 from types import MappingProxyType
@@ -15,10 +22,22 @@ import orjson
 
 from ketenmonitor.domain.case import CaseState, MilestoneRecord
 
+CASE_VALUE_VERSION = 2
 
-def encode_state(state: CaseState) -> bytes:
+
+class FormatVersionError(ValueError):
+    """A stored record was written in a format version this worker cannot read."""
+
+    def __init__(self, what: str, version: object, known: Sequence[int]) -> None:
+        super().__init__(
+            f"{what} record of format version {version!r}; this worker reads versions "
+            f"{', '.join(map(str, known))}: run a worker version that wrote it"
+        )
+
+
+def encode_case_value(state: CaseState, withdrawn: Sequence[tuple] = ()) -> bytes:
     records = state.records
-    doc: dict[str, object] = {"r": records.copy()}
+    doc: dict[str, object] = {"v": CASE_VALUE_VERSION, "r": records.copy()}
     seen = state.seen_event_ids
     if len(seen) != len(records):  # record ids are in `seen`: equal sizes leave nothing extra
         extra = seen.difference(map(_event_id, records.values()))
@@ -26,6 +45,8 @@ def encode_state(state: CaseState) -> bytes:
             doc["x"] = sorted(extra)
     if state.duplicates:
         doc["d"] = state.duplicates
+    if withdrawn:
+        doc["w"] = withdrawn
     # orjson returns bytes that keep its ~4 KiB output buffer allocated (tracemalloc: 4,089 B for a
     # 95-byte state); the table holds one value per case for as long as the case exists, so keep
     # an exact-size copy (bench/RESULTS.md, memory: ~4.7 KB -> a few hundred bytes per open case).
@@ -39,10 +60,15 @@ _COMPLETE = {len(MilestoneRecord._fields)}  # the field count of a complete reco
 _event_id = itemgetter(0)  # of a record, or of its field list
 _new_tuple = tuple.__new__
 _record_from_fields = partial(_new_tuple, MilestoneRecord)  # a complete field list, as is
+_NONE: tuple[tuple, ...] = ()
 
 
-def decode_state(raw: bytes) -> CaseState:
+def decode_case_value(raw: bytes) -> tuple[CaseState, tuple[tuple, ...]]:
+    """(state, withdrawn facts) of a stored case value, version 1 or 2."""
     doc = orjson.loads(raw)
+    version = doc.get("v", 1)
+    if version != CASE_VALUE_VERSION and version != 1:
+        raise FormatVersionError("case state", version, (1, CASE_VALUE_VERSION))
     fields = doc["r"]
     if set(map(len, fields.values())) <= _COMPLETE:
         # Built in C (zip/map, no comprehension frame); the two iterate the same dict.
@@ -53,4 +79,15 @@ def decode_state(raw: bytes) -> CaseState:
     extra = doc.get("x")
     if extra:
         seen = seen.union(extra)
-    return _new_tuple(CaseState, (MappingProxyType(records), seen, doc.get("d", 0)))
+    withdrawn = doc.get("w")
+    state = _new_tuple(CaseState, (MappingProxyType(records), seen, doc.get("d", 0)))
+    return state, tuple(map(tuple, withdrawn)) if withdrawn else _NONE
+
+
+def encode_state(state: CaseState) -> bytes:
+    """A case state without withdrawn facts (tests, benchmarks)."""
+    return encode_case_value(state)
+
+
+def decode_state(raw: bytes) -> CaseState:
+    return decode_case_value(raw)[0]

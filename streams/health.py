@@ -14,9 +14,12 @@ event loop is blocked cannot answer /metrics at all: Prometheus' `up` alert cove
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
 
 
 class StallWatch:
@@ -47,3 +50,39 @@ class CommitWatch:
 
     def committed(self) -> None:
         self.last_commit_timestamp = time.time()
+
+
+class Outage:
+    """Tells a failing dependency from a flapping log: one line when it starts failing, one when
+    it works again, and a backoff that grows to `max_backoff` seconds in between.
+
+        outage = Outage("restore")
+        try: ...; outage.recovered()
+        except KafkaError as exc: outage.failed(exc); await asyncio.sleep(outage.backoff())
+    """
+
+    def __init__(self, what: str, max_backoff: float = 10.0) -> None:
+        self.what = what
+        self.max_backoff = max_backoff
+        self.failures = 0
+        self.since: float | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            log.error("%s failing: %r (retrying with backoff; logged again when it works)",
+                      self.what, exc)
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning("%s works again after %.0fs and %d attempts",
+                        self.what, time.monotonic() - self.since, self.failures)
+        self.since, self.failures = None, 0
+
+    def backoff(self) -> float:
+        return min(self.max_backoff, 0.5 * 2 ** min(self.failures, 8))

@@ -7,6 +7,9 @@
 The counts and the next uncounted offset travel in one changelog record, so a message that is
 delivered again after a crash (its offset not yet committed) is recognised and not counted twice.
 
+Encoded as versioned JSON ({"v": 2, ...}); version 1 (a positional array) is still read, a newer
+version is refused (streams.codec.FormatVersionError).
+
 Lateness is how long after the milestone happened (event time) its event reached Kafka (the
 message timestamp), counted per bucket of LATENESS_BUCKETS_SECONDS for accepted events.
 """
@@ -17,6 +20,10 @@ import bisect
 from dataclasses import dataclass, field
 
 import orjson
+
+from streams.codec import FormatVersionError
+
+INGEST_STATS_VERSION = 2
 
 # Upper bounds: a minute, an hour, a day, a week, 30, 90 and 365 days; the last count is +Inf.
 LATENESS_BUCKETS_SECONDS = (60.0, 3600.0, 86400.0, 604800.0, 2592000.0, 7776000.0, 31536000.0)
@@ -54,16 +61,25 @@ class IngestStats:
 
     def encode(self) -> bytes:
         return orjson.dumps(
-            [
-                self.next_offset,
-                self.accepted,
-                self.rejected,
-                self.last_message_timestamp,
-                self.lateness,
-                self.lateness_sum,
-            ]
+            {
+                "v": INGEST_STATS_VERSION,
+                "next": self.next_offset,
+                "accepted": self.accepted,
+                "rejected": self.rejected,
+                "last": self.last_message_timestamp,
+                "lateness": self.lateness,
+                "lateness_sum": self.lateness_sum,
+            }
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> IngestStats:
-        return cls(*orjson.loads(raw))
+        doc = orjson.loads(raw)
+        if isinstance(doc, list):  # version 1
+            return cls(*doc)
+        if doc.get("v") != INGEST_STATS_VERSION:
+            raise FormatVersionError("ingest counts", doc.get("v"), (1, INGEST_STATS_VERSION))
+        return cls(
+            doc["next"], doc["accepted"], doc["rejected"], doc["last"], doc["lateness"],
+            doc["lateness_sum"],
+        )

@@ -1,16 +1,23 @@
-"""Every Prometheus metric of a Ketenmonitor worker, computed from state on each scrape.
+"""The Prometheus view of a worker: the chain's totals over every partition, and its own health.
 
     registry = CollectorRegistry()
-    registry.register(ChainCollector(chain, view))   # view: what this worker owns right now
+    registry.register(ChainCollector(chain, view, organisation_of_topic, ready, reference_time))
+    registry.register(WorkerCollector(health))     # health: () -> WorkerHealth
     generate_latest(registry)
 
-Nothing here is a live counter that dies with the process: each value is read from the durable state
-of the partitions this worker owns at the moment of the scrape (case totals rebuilt from the
-changelogged case table; ingest counts from the changelogged ingest table). A worker that loses a
-partition stops exporting it, its new owner starts, so the sum over workers is the truth. Sum the
-counters across workers in PromQL, take max() of the timestamp gauges.
+The chain collector reads the TotalsView (streams/totals.py): the newest published totals of EVERY
+partition, whichever worker owns it. Every worker therefore exports the same chain series and each
+of them only goes up as Prometheus sees it, through rebalances, restarts, a failed scrape and
+corrections (withdrawn facts are their own counters). Rules and panels take a rate per worker and
+then the max across workers; a worker whose view has not yet caught up with the topic exports no
+chain series at all rather than a lower value. Every stage and closure series the chain definition
+allows is exported from the start (at zero), so that increase() sees a series' first events; a
+lead-time histogram appears with the first completion of its (segment, case type, district), and
+its withdrawn counterpart with the first withdrawal (the rules start an absent one at zero), which
+keeps a scrape small until the chain reaches every combination (docs/metrics.md, scrape budget).
 
-Names are constants here so that dashboards and alert rules refer to the same strings.
+Names come from ketenmonitor/metric_names.py; bucket bounds are written as Prometheus 3 stores
+them (metric_names.le).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, product
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -29,280 +36,266 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ketenmonitor import metric_names as n
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.domain.totals import ChainTotals, LeadTimeHistogram
+from schemas.events import REJECTION_REASONS
 from streams.ingest import LATENESS_BUCKETS_SECONDS, IngestStats
+from streams.totals import CaseTotalsRecord, TotalsSource
 
-PREFIX = "ketenmonitor"
-EVENTS_ACCEPTED = f"{PREFIX}_events_accepted"  # exported as ..._total
-EVENTS_REJECTED = f"{PREFIX}_events_rejected"
-EVENTS_DUPLICATE = f"{PREFIX}_events_duplicate"
-PARTNER_LAST_EVENT = f"{PREFIX}_partner_last_event_timestamp_seconds"
-STAGE_INFLOW = f"{PREFIX}_stage_inflow_cases"
-STAGE_OUTFLOW = f"{PREFIX}_stage_outflow_cases"
-BACKLOG = f"{PREFIX}_backlog_cases"
-BACKLOG_BY_AGE = f"{PREFIX}_backlog_age_band_cases"
-BACKLOG_OLDEST_AGE = f"{PREFIX}_backlog_oldest_age_seconds"
-LEAD_TIME = f"{PREFIX}_segment_lead_time_seconds"
-CASES_CLOSED = f"{PREFIX}_cases_closed"
-CASES_TRACKED = f"{PREFIX}_cases_tracked"
-NORM_LIMIT = f"{PREFIX}_norm_limit_seconds"
-NORM_TARGET = f"{PREFIX}_norm_target_ratio"
-OWNED_PARTITIONS = f"{PREFIX}_worker_owned_partitions"
-CORRECTIONS = f"{PREFIX}_corrections"
-CONSUMER_LAG = f"{PREFIX}_consumer_lag_messages"
-LAST_COMMIT = f"{PREFIX}_last_commit_timestamp_seconds"
-AGENT_BUSY = f"{PREFIX}_agent_busy_seconds"
-EVENT_LATENESS = f"{PREFIX}_event_lateness_seconds"
-
-ALL_METRIC_NAMES = {
-    f"{EVENTS_ACCEPTED}_total",
-    f"{EVENTS_REJECTED}_total",
-    f"{EVENTS_DUPLICATE}_total",
-    PARTNER_LAST_EVENT,
-    f"{STAGE_INFLOW}_total",
-    f"{STAGE_OUTFLOW}_total",
-    BACKLOG,
-    BACKLOG_BY_AGE,
-    BACKLOG_OLDEST_AGE,
-    f"{LEAD_TIME}_bucket",
-    f"{LEAD_TIME}_count",
-    f"{LEAD_TIME}_sum",
-    f"{CASES_CLOSED}_total",
-    CASES_TRACKED,
-    NORM_LIMIT,
-    NORM_TARGET,
-    OWNED_PARTITIONS,
-    f"{CORRECTIONS}_total",
-    CONSUMER_LAG,
-    LAST_COMMIT,
-    AGENT_BUSY,
-    f"{EVENT_LATENESS}_bucket",
-    f"{EVENT_LATENESS}_count",
-    f"{EVENT_LATENESS}_sum",
-}
+Key3 = tuple[str, str, str]
 
 
 @dataclass
-class OwnedState:
-    """What one worker owns at the moment of a scrape."""
+class WorkerHealth:
+    """What one worker process reports about itself (not about the chain)."""
 
-    case_totals: list[ChainTotals] = field(default_factory=list)
-    ingest: list[tuple[str, IngestStats]] = field(default_factory=list)  # (organisation, stats)
     partitions: int = 0
     lag_by_topic: dict[str, int] = field(default_factory=dict)
     last_commit_timestamp: float | None = None
     busy_seconds: dict[str, float] = field(default_factory=dict)
+    healthy: bool = True
 
 
 class ChainCollector(Collector):
     def __init__(
         self,
         chain: Chain,
-        owned: Callable[[], OwnedState],
+        view: TotalsSource,
+        organisation_of_topic: dict[str, str],
+        ready: Callable[[], bool] = lambda: True,
         reference_time: Callable[[], float] = time.time,
     ) -> None:
         self.chain = chain
-        self.owned = owned
+        self.view = view
+        self.organisation_of_topic = organisation_of_topic
+        self.ready = ready
         self.reference_time = reference_time
+        ct, d = chain.case_types, chain.districts
+        self._stage_keys = sorted(product(chain.stage_ids, ct, d))
+        self._closure_keys = sorted(product(chain.outcomes_of_closures(), ct, d))
+        self._lead_les = [n.le(b) for b in chain.lead_time_buckets_seconds] + ["+Inf"]
+        self._lateness_les = [n.le(b) for b in LATENESS_BUCKETS_SECONDS] + ["+Inf"]
 
     def collect(self) -> Iterator[Metric]:
-        owned = self.owned()
-        yield from self._ingest_metrics(owned.ingest)
-        yield from self._case_metrics(owned.case_totals)
         yield from self._norm_metrics()
-        owned_partitions = GaugeMetricFamily(
-            OWNED_PARTITIONS, "Case-state partitions this worker owns now."
+        gauge = GaugeMetricFamily(
+            n.TOTALS_PARTITIONS,
+            "Case partitions whose published totals this worker's view holds; the chain series "
+            "are exported only once the view has read the totals topic to its end.",
         )
-        owned_partitions.add_metric([], owned.partitions)
-        yield owned_partitions
-        yield from self._health_metrics(owned)
-
-    # -- worker health (live, per process: these describe the process, not the chain) --------
-    def _health_metrics(self, owned: OwnedState) -> Iterator[Metric]:
-        lag = GaugeMetricFamily(
-            CONSUMER_LAG,
-            "Messages in this worker's partitions not yet committed (log end - committed offset).",
-            labels=["topic"],
-        )
-        for topic, n in sorted(owned.lag_by_topic.items()):
-            lag.add_metric([topic], n)
-        yield lag
-        commit = GaugeMetricFamily(
-            LAST_COMMIT,
-            "When this worker last committed consumer offsets (absent before its first commit).",
-        )
-        if owned.last_commit_timestamp is not None:
-            commit.add_metric([], owned.last_commit_timestamp)
-        yield commit
-        busy = GaugeMetricFamily(
-            AGENT_BUSY,
-            "How long a worker stage (ingest, cases, commit: waiting for the batch's records to "
-            "be acknowledged and its offsets committed) has been on its current batch (0 when "
-            "idle). A value above the processing timeout means a stalled worker.",
-            labels=["agent"],
-        )
-        for agent, seconds in sorted(owned.busy_seconds.items()):
-            busy.add_metric([agent], seconds)
-        yield busy
+        gauge.add_metric([], self.view.partitions)
+        yield gauge
+        if not self.ready():
+            return
+        ingest = [
+            (self.organisation_of_topic[topic], stats)
+            for topic, stats in self.view.ingest_records()
+            if topic in self.organisation_of_topic
+        ]
+        yield from self._ingest_metrics(ingest)
+        yield from self._case_metrics(self.view.case_records())
 
     # -- ingest -------------------------------------------------------------------------------
     def _ingest_metrics(self, ingest: Iterable[tuple[str, IngestStats]]) -> Iterator[Metric]:
-        accepted: Counter[str] = Counter({p: 0 for p in self.chain.partner_ids})
-        rejected: Counter[tuple[str, str]] = Counter()
+        partners = self.chain.partner_ids
+        accepted: Counter[str] = Counter(dict.fromkeys(partners, 0))
+        rejected: Counter[tuple[str, str]] = Counter(
+            dict.fromkeys(product(partners, REJECTION_REASONS), 0)
+        )
         last_seen: dict[str, float] = {}
-        lateness: dict[str, list[int]] = {p: [0] * (len(LATENESS_BUCKETS_SECONDS) + 1) for p in self.chain.partner_ids}
+        width = len(LATENESS_BUCKETS_SECONDS) + 1
+        lateness = {p: [0] * width for p in partners}
         lateness_sum: Counter[str] = Counter()
         for organisation, stats in ingest:
-            for i, n in enumerate(stats.lateness):
-                lateness[organisation][i] += n
+            _add_into(lateness[organisation], stats.lateness)
             lateness_sum[organisation] += stats.lateness_sum
             accepted[organisation] += stats.accepted
-            for reason, n in stats.rejected.items():
-                rejected[(organisation, reason)] += n
+            for reason, count in stats.rejected.items():
+                rejected[(organisation, reason)] += count
             if stats.last_message_timestamp:
                 last_seen[organisation] = max(
                     stats.last_message_timestamp, last_seen.get(organisation, 0.0)
                 )
-        family = CounterMetricFamily(
-            EVENTS_ACCEPTED,
+        yield _counter(
+            n.EVENTS_ACCEPTED,
             "Events that passed the contract, per partner (duplicates included).",
-            labels=["organisation"],
+            ["organisation"],
+            (((k,), v) for k, v in sorted(accepted.items())),
         )
-        for organisation, n in sorted(accepted.items()):
-            family.add_metric([organisation], n)
-        yield family
-        family = CounterMetricFamily(
-            EVENTS_REJECTED,
+        yield _counter(
+            n.EVENTS_REJECTED,
             "Events that broke the contract and went to the dead-letter topic, by reason.",
-            labels=["organisation", "reason"],
+            ["organisation", "reason"],
+            sorted(rejected.items()),
         )
-        for (organisation, reason), n in sorted(rejected.items()):
-            family.add_metric([organisation, reason], n)
-        yield family
         gauge = GaugeMetricFamily(
-            PARTNER_LAST_EVENT,
-            "Kafka timestamp of the newest event received from a partner (feed freshness). "
-            "Take max() across workers.",
+            n.PARTNER_LAST_EVENT,
+            "Kafka timestamp of the newest event received from a partner (feed freshness).",
             labels=["organisation"],
         )
         for organisation, ts in sorted(last_seen.items()):
             gauge.add_metric([organisation], ts)
         yield gauge
         histogram = HistogramMetricFamily(
-            EVENT_LATENESS,
+            n.EVENT_LATENESS,
             "How long after the milestone (event time) its event reached Kafka, per partner "
             "(accepted events).",
             labels=["organisation"],
         )
         for organisation, counts in sorted(lateness.items()):
-            buckets = _buckets(LATENESS_BUCKETS_SECONDS, counts)
-            histogram.add_metric([organisation], buckets, lateness_sum[organisation])
+            histogram.add_metric(
+                [organisation], _buckets(self._lateness_les, counts), lateness_sum[organisation]
+            )
         yield histogram
 
     # -- cases --------------------------------------------------------------------------------
-    def _case_metrics(self, all_totals: list[ChainTotals]) -> Iterator[Metric]:
+    def _case_metrics(self, records: Sequence[CaseTotalsRecord]) -> Iterator[Metric]:
         chain = self.chain
         org = chain.stage_organisation
-        inflow: Counter[tuple[str, str, str]] = Counter()
-        outflow: Counter[tuple[str, str, str]] = Counter()
+        width = len(self._lead_les)
+        inflow = {k: [0, 0] for k in self._stage_keys}
+        outflow = {k: [0, 0] for k in self._stage_keys}
+        closed = {k: [0, 0] for k in self._closure_keys}
+        lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {}
         by_age: Counter[tuple[str, str, str, str]] = Counter()
-        closed: Counter[tuple[str, str, str]] = Counter()
-        lead: dict[tuple[str, str, str], list[int]] = {}
-        lead_sum: Counter[tuple[str, str, str]] = Counter()
         oldest: dict[str, int] = {}
         cases = duplicates = corrections = 0
-        reference = self.reference_time()
-        for totals in all_totals:
-            inflow.update(totals.inflow)
-            outflow.update(totals.outflow)
-            by_age.update(totals.backlog_by_age(reference))
-            closed.update(totals.closed)
-            cases += totals.cases
-            duplicates += totals.duplicates
-            corrections += totals.corrections
-            for key, hist in totals.lead_times.items():
-                _add_histogram(lead, lead_sum, key, hist)
-            for stage, hour in totals.oldest_open_entry().items():
+        for record in records:
+            _add_pairs(inflow, record.inflow)
+            _add_pairs(outflow, record.outflow)
+            _add_pairs(closed, record.closed)
+            for key, (net, net_sum, gone, gone_sum) in record.lead.items():
+                into = lead.get(key)
+                if into is None:
+                    into = lead[key] = ([0] * width, [0.0], [0] * width, [0.0])
+                _add_into(into[0], net)
+                into[1][0] += net_sum
+                _add_into(into[2], gone)
+                into[3][0] += gone_sum
+            by_age.update(record.backlog_by_age)
+            for stage, hour in record.oldest_entry.items():
                 oldest[stage] = min(hour, oldest.get(stage, hour))
+            cases += record.cases
+            duplicates += record.duplicates
+            corrections += record.corrections
 
-        family = CounterMetricFamily(
-            EVENTS_DUPLICATE, "Deliveries of an event id that had already been applied."
+        yield _counter(
+            n.EVENTS_DUPLICATE,
+            "Deliveries of an event id that had already been applied.",
+            [],
+            [((), duplicates)],
         )
-        family.add_metric([], duplicates)
-        yield family
-        family = CounterMetricFamily(
-            CORRECTIONS,
+        yield _counter(
+            n.CORRECTIONS,
             "Milestones held in corrected form (a re-sent milestone with a higher revision, or a "
-            "retraction). A correction can lower a case counter below its earlier value: "
-            "Prometheus reads that as a counter reset (see README, 'Corrections').",
+            "retraction).",
+            [],
+            [((), corrections)],
         )
-        family.add_metric([], corrections)
-        yield family
-        gauge = GaugeMetricFamily(CASES_TRACKED, "Cases held in this worker's case state.")
+        gauge = GaugeMetricFamily(n.CASES_TRACKED, "Cases held in the chain's case state.")
         gauge.add_metric([], cases)
         yield gauge
 
         stage_labels = ["stage", "organisation", "case_type", "district"]
-        for name, doc, values in (
-            (STAGE_INFLOW, "Cases that entered a stage (inflow, 'instroom').", inflow),
-            (STAGE_OUTFLOW, "Cases that left a stage (outflow, 'uitstroom').", outflow),
+
+        def staged(values: dict[Key3, list[int]], index: int) -> Iterator[tuple[tuple, int]]:
+            for (stage, ct, d), pair in sorted(values.items()):
+                yield (stage, org[stage], ct, d), pair[0] + pair[1] if index == 0 else pair[1]
+
+        for name, withdrawn_name, values, what in (
+            (
+                n.STAGE_INFLOW,
+                n.STAGE_INFLOW_WITHDRAWN,
+                inflow,
+                "entered a stage (inflow, 'instroom')",
+            ),
+            (
+                n.STAGE_OUTFLOW,
+                n.STAGE_OUTFLOW_WITHDRAWN,
+                outflow,
+                "left a stage (outflow, 'uitstroom')",
+            ),
         ):
-            family = CounterMetricFamily(name, doc, labels=stage_labels)
-            for (stage, ct, d), n in sorted(values.items()):
-                family.add_metric([stage, org[stage], ct, d], n)
-            yield family
+            yield _counter(
+                name, f"Cases that {what}, ever counted.", stage_labels, staged(values, 0)
+            )
+            yield _counter(
+                withdrawn_name,
+                f"Cases counted as having {what.split(' (')[0]} that a correction or retraction "
+                f"took back; net = {name}_total - this.",
+                stage_labels,
+                staged(values, 1),
+            )
         gauge = GaugeMetricFamily(
-            BACKLOG, "Cases in a stage now (backlog, 'werkvoorraad').", labels=stage_labels
+            n.BACKLOG, "Cases in a stage now (backlog, 'werkvoorraad').", labels=stage_labels
         )
-        for (stage, ct, d), n in sorted(inflow.items()):
-            gauge.add_metric([stage, org[stage], ct, d], n - outflow.get((stage, ct, d), 0))
+        for (stage, ct, d), (net_in, _) in sorted(inflow.items()):
+            gauge.add_metric([stage, org[stage], ct, d], net_in - outflow[(stage, ct, d)][0])
         yield gauge
         gauge = GaugeMetricFamily(
-            BACKLOG_BY_AGE,
+            n.BACKLOG_BY_AGE,
             "Cases in a stage now, by how long they have been in it (age band).",
             labels=[*stage_labels, "age_band"],
         )
-        for (stage, ct, d, band), n in sorted(by_age.items()):
-            if n:
-                gauge.add_metric([stage, org[stage], ct, d, band], n)
+        for (stage, ct, d, band), count in sorted(by_age.items()):
+            if count:
+                gauge.add_metric([stage, org[stage], ct, d, band], count)
         yield gauge
+        reference = self.reference_time()
         gauge = GaugeMetricFamily(
-            BACKLOG_OLDEST_AGE,
-            "Age of the oldest open case in a stage (from the hour it entered). Take max().",
+            n.BACKLOG_OLDEST_AGE,
+            "Age of the oldest open case in a stage (from the hour it entered).",
             labels=["stage", "organisation"],
         )
         for stage, hour in sorted(oldest.items()):
             gauge.add_metric([stage, org[stage]], max(0.0, reference - hour))
         yield gauge
 
-        bounds = chain.lead_time_buckets_seconds
-        hist_family = HistogramMetricFamily(
-            LEAD_TIME,
-            "Lead time ('doorlooptijd') of completed segments in event time. Every norm limit is a "
-            "bucket boundary, so the share within a norm is exact.",
-            labels=["segment", "case_type", "district"],
+        labels = ["segment", "case_type", "district"]
+        added = HistogramMetricFamily(
+            n.LEAD_TIME,
+            "Lead time ('doorlooptijd') of completed segments in event time, every completion "
+            "ever counted. Every norm limit is a bucket boundary, so the share within a norm is "
+            "exact; net = this - the withdrawn histogram.",
+            labels=labels,
         )
-        for key, counts in sorted(lead.items()):
-            hist_family.add_metric(list(key), _buckets(bounds, counts), lead_sum[key])
-        yield hist_family
+        gone = HistogramMetricFamily(
+            n.LEAD_TIME_WITHDRAWN,
+            "Completed segments that a correction or retraction took back, by the lead time they "
+            "had been counted with.",
+            labels=labels,
+        )
+        for key, (net, net_sum, withdrawn, withdrawn_sum) in sorted(lead.items()):
+            total = [a + b for a, b in zip(net, withdrawn, strict=True)]
+            added.add_metric(
+                list(key), _buckets(self._lead_les, total), net_sum[0] + withdrawn_sum[0]
+            )
+            gone.add_metric(list(key), _buckets(self._lead_les, withdrawn), withdrawn_sum[0])
+        yield added
+        yield gone
 
-        family = CounterMetricFamily(
-            CASES_CLOSED, "Cases that left the chain, by outcome.",
-            labels=["outcome", "case_type", "district"],
+        closure_labels = ["outcome", "case_type", "district"]
+        yield _counter(
+            n.CASES_CLOSED,
+            "Cases that left the chain, by outcome, ever counted.",
+            closure_labels,
+            ((k, p[0] + p[1]) for k, p in sorted(closed.items())),
         )
-        for (outcome, ct, d), n in sorted(closed.items()):
-            family.add_metric([outcome, ct, d], n)
-        yield family
+        yield _counter(
+            n.CASES_CLOSED_WITHDRAWN,
+            "Closures that a correction or retraction took back (an appeal after an acquittal).",
+            closure_labels,
+            ((k, p[1]) for k, p in sorted(closed.items())),
+        )
 
     # -- configuration ------------------------------------------------------------------------
     def _norm_metrics(self) -> Iterator[Metric]:
         labels = ["norm", "segment", "case_type"]
         limit = GaugeMetricFamily(
-            NORM_LIMIT, "Lead-time limit of a norm, from the chain definition.", labels=labels
+            n.NORM_LIMIT, "Lead-time limit of a norm, from the chain definition.", labels=labels
         )
         target = GaugeMetricFamily(
-            NORM_TARGET,
+            n.NORM_TARGET,
             "Share of cases that a norm wants within its limit, from the chain definition.",
             labels=labels,
         )
@@ -314,22 +307,75 @@ class ChainCollector(Collector):
         yield target
 
 
-def _add_histogram(
-    lead: dict[tuple[str, str, str], list[int]],
-    lead_sum: Counter[tuple[str, str, str]],
-    key: tuple[str, str, str],
-    hist: LeadTimeHistogram,
-) -> None:
-    counts = lead.get(key)
-    if counts is None:
-        lead[key] = list(hist.counts)
-    else:
-        for i, c in enumerate(hist.counts):
-            counts[i] += c
-    lead_sum[key] += hist.total_seconds
+class WorkerCollector(Collector):
+    """The worker process's own health: these describe the process, not the chain."""
+
+    def __init__(self, health: Callable[[], WorkerHealth]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.health()
+        gauge = GaugeMetricFamily(
+            n.WORKER_HEALTHY,
+            "1 while this worker is healthy (what /healthz answers 200 to: partitions restored, "
+            "totals view caught up, no failed batch or broker outage pending), else 0.",
+        )
+        gauge.add_metric([], 1.0 if health.healthy else 0.0)
+        yield gauge
+        gauge = GaugeMetricFamily(n.OWNED_PARTITIONS, "Case-state partitions this worker owns now.")
+        gauge.add_metric([], health.partitions)
+        yield gauge
+        lag = GaugeMetricFamily(
+            n.CONSUMER_LAG,
+            "Messages in this worker's partitions not yet committed (log end - committed offset).",
+            labels=["topic"],
+        )
+        for topic, count in sorted(health.lag_by_topic.items()):
+            lag.add_metric([topic], count)
+        yield lag
+        commit = GaugeMetricFamily(
+            n.LAST_COMMIT,
+            "When this worker last committed consumer offsets (absent before its first commit).",
+        )
+        if health.last_commit_timestamp is not None:
+            commit.add_metric([], health.last_commit_timestamp)
+        yield commit
+        busy = GaugeMetricFamily(
+            n.AGENT_BUSY,
+            "How long a worker stage (ingest, cases, commit: waiting for the batch's records to "
+            "be acknowledged and its offsets committed) has been on its current batch (0 when "
+            "idle). A value above the processing timeout means a stalled worker.",
+            labels=["agent"],
+        )
+        for agent, seconds in sorted(health.busy_seconds.items()):
+            busy.add_metric([agent], seconds)
+        yield busy
 
 
-def _buckets(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, int]]:
+def _counter(
+    name: str, documentation: str, labels: list[str], values: Iterable[tuple[tuple, float]]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, value in values:
+        family.add_metric(list(key), value)
+    return family
+
+
+def _add_pairs(into: dict[Key3, list[int]], pairs: dict[Key3, tuple[int, int]]) -> None:
+    for key, (net, withdrawn) in pairs.items():
+        pair = into.get(key)
+        if pair is None:
+            into[key] = [net, withdrawn]
+        else:
+            pair[0] += net
+            pair[1] += withdrawn
+
+
+def _add_into(into: list[int], counts: Sequence[int]) -> None:
+    for i, c in enumerate(counts):
+        into[i] += c
+
+
+def _buckets(les: Sequence[str], counts: Sequence[int]) -> list[tuple[str, int]]:
     """Per-bucket counts (the last one +Inf) as Prometheus' cumulative (le, count) pairs."""
-    les = [repr(b) for b in bounds] + ["+Inf"]
     return list(zip(les, accumulate(counts), strict=True))

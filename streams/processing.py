@@ -2,9 +2,13 @@
 
 1. `Ingestor.route(raw, organisation)`: a partner's raw message becomes either a pseudonymised case
    event bound for the case topic (keyed and partitioned by pseudonym) or a rejection with a reason.
-2. `CaseProcessor.process(partition, pseudonym, payload, state)`: a case event is applied to the
-   case's state by the domain core; the per-partition totals follow; the new state is returned for
-   the changelogged table.
+2. `CaseProcessor.apply(pseudonym, payload, stored)`: a case event is applied to the case's
+   stored value (state and withdrawn facts) by the domain core; the new value goes to the
+   changelogged table, the `Applied` facts to `PartitionTotals.fold` once Kafka has acknowledged
+   the batch (what /metrics shows is never ahead of what a restore would find).
+
+Case-topic payloads are versioned JSON arrays: [2, event_id, milestone, occurred_at, case_type,
+district, outcome, revision, retracted]; version 1 (the same without the leading 2) is still read.
 
 No Kafka here: the worker in streams/worker.py moves bytes, this module decides.
 """
@@ -13,15 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
-from ketenmonitor.domain.case import CaseEvent, CaseState, apply_event
+from ketenmonitor.domain.case import Applied, CaseEvent, CaseState, apply_event
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
 from ketenmonitor.domain.totals import ChainTotals
 from schemas.events import EventRejected, parse_event
-from streams.codec import decode_state, encode_state
+from streams.codec import FormatVersionError, decode_case_value, encode_case_value
+
+CASE_EVENT_VERSION = 2
+MAX_EVENT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +45,9 @@ class Rejected:
     reason: str
     detail: str
 
-    def dead_letter_headers(self, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    def dead_letter_headers(
+        self, topic: str, partition: int, offset: int
+    ) -> list[tuple[str, bytes]]:
         """Why, and where from: the dead-letter record's value is the original bytes."""
         return [
             ("reason", self.reason.encode()),
@@ -57,6 +67,8 @@ class Ingestor:
     ) -> Routed | Rejected:
         """`organisation` None: not from a partner's topic (an event-log file). `now` (POSIX
         seconds, default the clock) is what the contract's clock-skew check compares with."""
+        if len(raw) > MAX_EVENT_BYTES:  # never parsed: a chain event is well under 1 KB
+            return Rejected("too_large", f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
             event = parse_event(raw, self.chain, topic_organisation=organisation, now=now)
         except EventRejected as exc:
@@ -65,6 +77,7 @@ class Ingestor:
         occurred_at = event.occurred_at.timestamp()
         payload = orjson.dumps(
             [
+                CASE_EVENT_VERSION,
                 event.event_id,
                 event.milestone,
                 occurred_at,
@@ -79,59 +92,98 @@ class Ingestor:
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
-    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = (
-        orjson.loads(payload)
-    )
+    fields = orjson.loads(payload)
+    version = fields[0]
+    if version == CASE_EVENT_VERSION:
+        fields = fields[1:]
+    elif not isinstance(version, str):  # version 1 starts with the event id
+        raise FormatVersionError("case event", version, (1, CASE_EVENT_VERSION))
     # tuple.__new__ skips the named tuple's Python-level constructor (hot path; same value).
+    event_id, milestone, occurred_at, case_type, district, outcome, revision, retracted = fields
     return tuple.__new__(
         CaseEvent,
-        (event_id, pseudonym, milestone, occurred_at, case_type, district, outcome, revision,
-         retracted),
+        (
+            event_id,
+            pseudonym,
+            milestone,
+            occurred_at,
+            case_type,
+            district,
+            outcome,
+            revision,
+            retracted,
+        ),
     )
+
+
+class CaseStep(NamedTuple):
+    """One case event applied: the new stored value and what it changed."""
+
+    stored: bytes
+    state: CaseState
+    applied: Applied
+    new_case: bool
 
 
 class CaseProcessor:
-    """Applies case events and keeps the totals of each case-state partition it owns."""
+    """Applies case events to stored case values (state plus the facts it withdrew)."""
 
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
-        self.totals: dict[int, ChainTotals] = {}
 
-    def process(self, partition: int, pseudonym: str, payload: bytes, state: bytes | None) -> bytes:
-        return self.process_with_state(partition, pseudonym, payload, state)[0]
-
-    def process_with_state(
-        self, partition: int, pseudonym: str, payload: bytes, state: bytes | None
-    ) -> tuple[bytes, CaseState]:
-        """`process`, also returning the decoded new state (for the case-fact store)."""
+    def apply(self, pseudonym: str, payload: bytes, stored: bytes | None) -> CaseStep:
         event = decode_case_event(pseudonym, payload)
-        current = decode_state(state) if state is not None else None
+        if stored is None:
+            current, withdrawn = None, ()
+        else:
+            current, withdrawn = decode_case_value(stored)
         applied = apply_event(self.chain, current, event)
-        totals = self.totals.get(partition)
-        if totals is None:
-            totals = self.totals[partition] = ChainTotals(self.chain)
-        totals.record(applied, new_case=current is None)
-        return encode_state(applied.state), applied.state
+        if applied.removed:
+            withdrawn = (*withdrawn, *map(tuple, applied.removed))
+        return CaseStep(
+            encode_case_value(applied.state, withdrawn), applied.state, applied, current is None
+        )
 
-    def add_states(self, partition: int, states: Iterable[bytes]) -> None:
-        """Fold restored case states into the totals of their partition."""
-        totals = self.totals.get(partition)
+
+class PartitionTotals:
+    """The totals of each case-state partition a worker owns, as of acknowledged batches.
+
+    totals.fold(partition, steps)        # once the batch's changelog records are acknowledged
+    totals.rebuild(partition, values)    # after a restore, from the stored case values
+    totals.forget(partition)             # the partition went to another worker
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.by_partition: dict[int, ChainTotals] = {}
+
+    def of(self, partition: int) -> ChainTotals:
+        totals = self.by_partition.get(partition)
         if totals is None:
-            totals = self.totals[partition] = ChainTotals(self.chain)
-        for raw in states:
-            totals.add_case(decode_state(raw))
+            totals = self.by_partition[partition] = ChainTotals(self.chain)
+        return totals
+
+    def fold(self, partition: int, steps: Iterable[CaseStep]) -> None:
+        record = self.of(partition).record
+        for step in steps:
+            record(step.applied, new_case=step.new_case)
+
+    def add_stored(self, partition: int, values: Iterable[bytes]) -> None:
+        """Fold restored case values into the totals of their partition."""
+        add_case = self.of(partition).add_case
+        for raw in values:
+            add_case(*decode_case_value(raw))
 
     def forget(self, partition: int) -> None:
-        self.totals.pop(partition, None)
-
-    def owned_totals(self, partitions: Iterable[int]) -> list[ChainTotals]:
-        return [self.totals[p] for p in partitions if p in self.totals]
+        self.by_partition.pop(partition, None)
 
 
 __all__ = [
     "CaseProcessor",
     "CaseState",
+    "CaseStep",
     "Ingestor",
+    "PartitionTotals",
     "Rejected",
     "Routed",
     "decode_case_event",

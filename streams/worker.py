@@ -4,69 +4,74 @@
 
 One consumer in the group `app_id` reads the partner topics and the case topic; the range assignor
 gives a worker the same partition numbers of every topic (they all have `partitions`), and
-partition p of the two changelogs holds the worker's durable state for partition p:
+partition p of the changelogs holds the worker's durable state for partition p:
 
     ingest   partner message -> contract check, pseudonym -> case topic (partitioned by pseudonym)
              or dead-letter topic (original bytes, reason in headers); counts per partner
              partition in the `ingest-stats` table
-    cases    case event -> domain core -> `cases` table (pseudonym -> case state)
+    cases    case event -> domain core -> `cases` table (pseudonym -> case state + withdrawn facts)
+
+The parts, each in its own module and tested alone:
+    OwnedTables      (streams/tables.py)    the owned partitions' tables; restore and release
+    CommitPipeline   (streams/pipeline.py)  batches acknowledged, then committed, in batch order
+    PartitionTotals  (streams/processing.py) totals per owned partition, as of acknowledged batches
+    TotalsPublisher / TotalsReader (streams/totals_io.py) the totals topic; TotalsView what it holds
+    MetricsServer    (streams/web.py)       /metrics and /healthz over a registry and a protocol
+This module composes them: the consume loop and the rebalance listener.
 
 Per batch (`getmany`): everything the batch produces (forwards, dead letters, one changelog record
 per touched case and per partner partition) goes out in one produce call per topic-partition; the
-offsets are committed only after every one of those records is acknowledged. Delivery is therefore
-at-least-once, and replays are absorbed by the event-id check in the case state and the offset
-check in the ingest counts. What /metrics says is computed from the tables of the partitions the
-worker owns, never from counters that die with it.
+batch's facts are folded into the partition totals once those records are acknowledged, and its
+offsets committed after that (and after the case-fact store has the batch). Delivery is
+at-least-once; replays are absorbed by the event-id check in the case state and the offset check
+in the ingest counts.
 
-Rebalances: `on_partitions_revoked` waits for the batch in progress (its records acknowledged,
-its offsets committed), so the next owner's restore reads everything this worker wrote; Kafka
-calls every member's revoke before any member's assign. `on_partitions_assigned` reads the
-changelog partitions of newly owned partitions from the beginning into memory and rebuilds their
-totals; a partition kept across the rebalance is read again only if its changelog grew behind this
-worker's back (another member owned it meanwhile). Faust's own agent/table runtime is not used
-here: it moved every message through several asyncio tasks (~75% of the CPU per event, measured,
-bench/RESULTS.md) and its memory-store recovery lost data once under repeated kill -9
-(docs/operations.md); faust remains the per-event baseline in bench/.
+/metrics never reads the partitions this worker happens to own: owners publish their partitions'
+totals to the compacted totals topic (at most every `totals_publish_seconds`), and every worker
+reads all of it (streams/totals.py says why). Rebalances: `on_partitions_revoked` waits for every
+batch in flight; Kafka calls every member's revoke before any member's assign.
+`on_partitions_assigned` restores newly owned partitions from the changelogs and re-reads a kept
+one only if its changelog grew behind this worker's back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import signal
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import InfoMetricFamily
 
+from ketenmonitor import __version__
+from ketenmonitor import metric_names as names
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 from streams.batch_sender import BatchSender
-from streams.changelog import read_changelogs
-from streams.health import CommitWatch, StallWatch
-from streams.ingest import IngestStats
-from streams.metrics import OwnedState
-from streams.processing import CaseProcessor, Ingestor, Rejected
-from streams.store_sink import flush_store_sink, open_store_sink
+from streams.health import CommitWatch, Outage, StallWatch
+from streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
+from streams.pipeline import CommitPipeline
+from streams.processing import CaseProcessor, CaseStep, Ingestor, PartitionTotals, Rejected
+from streams.store_sink import open_store_sink
+from streams.tables import Changelogs, OwnedTables
 from streams.topics import prepare_topics
+from streams.totals import CASES_KEY, TotalsView, encode_case_totals, ingest_key
+from streams.totals_io import TotalsPublisher, TotalsReader
 from streams.web import MetricsServer
 
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 3  # handed to the producer, offsets not yet committed
 YIELD_EVERY = 5_000  # cases folded between yields to the event loop while rebuilding totals
+REPUBLISH_SECONDS = 60.0  # owned partitions are published at least this often (backlog ages move)
 
-
-@dataclass
-class Tables:
-    """The worker's in-memory state, by partition; each table mirrors a changelog topic."""
-
-    cases: dict[int, dict[bytes, bytes]] = field(default_factory=dict)  # pseudonym -> state
-    ingest: dict[str, IngestStats] = field(default_factory=dict)  # "topic:partition" -> counts
+Offsets = dict[TopicPartition, int]
 
 
 class Worker:
@@ -75,32 +80,58 @@ class Worker:
         self.chain = chain
         self.topic_of = {settings.partner_topic(p): p for p in chain.partner_ids}
         self.cases_topic = settings.cases_topic
-        self.case_changelog = settings.changelog_topic("cases")
-        self.ingest_changelog = settings.changelog_topic("ingest-stats")
+        self.changelogs = Changelogs(
+            settings.changelog_topic("cases"), settings.changelog_topic("ingest-stats")
+        )
+        self.totals_topic = settings.changelog_topic("totals")
         self.ingestor = Ingestor(chain, settings.pseudonym_secret(), settings.partitions)
         self.processor = CaseProcessor(chain)
-        self.tables = Tables()
+        self.tables = OwnedTables(self.cases_topic, self.changelogs)
+        self.totals = PartitionTotals(chain)
+        self.view = TotalsView()
         self.owned: set[TopicPartition] = set()
-        # /metrics shows the owned partitions, but none between a revocation and the next
-        # assignment, so that no partition is ever exported by two workers at once.
-        self.exporting = False
-        self.committed: dict[TopicPartition, int] = {}
+        self.exporting = False  # publishes totals: owned partitions restored, not being revoked
+        self.committed: Offsets = {}
         # Where each changelog partition ended after this worker's last write or restore; only
         # compared for partitions kept across a rebalance (a restore sets it anew).
         self.changelog_end: dict[TopicPartition, int] = {}
+        # Per owned case partition: the changelog position its acknowledged totals reflect.
+        self.position: dict[int, int] = {}
+        self.acked_ingest: dict[TopicPartition, bytes] = {}  # partner partition -> acked counts
+        self.dirty: set[TopicPartition] = set()  # owned partitions whose totals are unpublished
         self.stalls = StallWatch(settings.processing_timeout_seconds)
         self.commits = CommitWatch()
-        self.lock = asyncio.Lock()  # one batch, restore or release at a time
-        self._in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
-        self._failure: BaseException | None = None  # a batch whose output was not written
+        self.pipeline: CommitPipeline[Offsets] = CommitPipeline(
+            self._commit, settings.processing_timeout_seconds, MAX_BATCHES_IN_FLIGHT
+        )
+        self.lock = asyncio.Lock()  # one batch, restore, release or publication at a time
         self.ready = asyncio.Event()  # first assignment restored
         self._stop = asyncio.Event()
         self.sink = open_store_sink(settings, chain)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._restorer: AIOKafkaConsumer | None = None
+        self._reader: TotalsReader | None = None
+        self._to_restore: set[TopicPartition] | None = None  # a recovery not yet completed
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry()
+        registry.register(
+            ChainCollector(
+                self.chain,
+                self.view,
+                self.topic_of,
+                ready=lambda: self._reader is not None and self._reader.ready.is_set(),
+                reference_time=lambda: self.settings.age_reference_timestamp(time.time()),
+            )
+        )
+        registry.register(WorkerCollector(self.worker_health))
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        registry.register(_BuildInfo())
+        return registry
+
     async def run(self) -> None:
         settings = self.settings
         await asyncio.to_thread(prepare_topics, settings, self.chain)
@@ -112,6 +143,7 @@ class Worker:
             acks="all",
             linger_ms=5,
             max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
             request_timeout_ms=max(120_000, 4 * session_ms),
             **security,
         )
@@ -129,23 +161,23 @@ class Worker:
             fetch_max_wait_ms=int(settings.batch_seconds * 1000),
             **security,
         )
-        self._restorer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=f"{settings.app_id}-restore",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            **security,
+        self._restorer = self._group_less_consumer("restore")
+        self._reader = TotalsReader(
+            self._group_less_consumer("totals"), self.totals_topic, settings.partitions, self.view
         )
-        web = MetricsServer(self, settings.metrics_host, settings.metrics_port)
+        web = MetricsServer(self.registry(), self, settings.metrics_host, settings.metrics_port)
         await web.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         await self._producer.start()
         await self._restorer.start()
+        await self._reader.consumer.start()
         await self._consumer.start()
+        background = [
+            asyncio.create_task(self._reader.run()),
+            asyncio.create_task(self._publish_periodically()),
+        ]
         topics = [*self.topic_of, self.cases_topic]
         self._consumer.subscribe(topics, listener=_Rebalance(self))
         log.info("worker subscribed to %s as group %s", topics, settings.app_id)
@@ -153,13 +185,29 @@ class Worker:
             await self._consume()
         finally:
             async with self.lock:
-                await self._drain()
-                flush_store_sink(self.sink)
+                await self.pipeline.drain()
+                await self._publish()
+            for task in background:
+                task.cancel()
             await self._consumer.stop()  # leaves the group: the others take over at once
+            await self._reader.consumer.stop()
             await self._restorer.stop()
             await self._producer.stop()
+            if self.sink is not None:
+                self.sink.close()
             await web.stop()
             log.info("worker stopped")
+
+    def _group_less_consumer(self, role: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"{self.settings.app_id}-{role}",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            **self.settings.kafka_python_security(),
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,13 +216,20 @@ class Worker:
         assert self._consumer is not None
         max_records = self.settings.batch_size
         timeout_ms = int(self.settings.batch_seconds * 1000)
+        outage = Outage("restore after a failed batch")
         while not self._stop.is_set():
             records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-            if not records and self._failure is None:
+            if not records and self.pipeline.failure is None:
                 continue
             async with self.lock:
-                if self._failure is not None:
-                    await self._recover()  # the records fetched are read again after the seek
+                if self.pipeline.failure is not None:
+                    try:
+                        await self._recover()  # the records fetched are read again after the seek
+                    except KafkaError as exc:  # the broker is away: keep trying, log once
+                        outage.failed(exc)
+                        await asyncio.sleep(outage.backoff())
+                    else:
+                        outage.recovered()
                     continue
                 owned = {tp: msgs for tp, msgs in records.items() if tp in self.owned and msgs}
                 if owned:
@@ -182,73 +237,84 @@ class Worker:
 
     async def _recover(self) -> None:
         """After a batch whose output was not written: nothing from it on is committed; start
-        again from the committed offsets and the changelogs, as a restarted worker would."""
-        log.error("batch failed (%r); restoring owned partitions and retrying", self._failure)
-        await self._drain()
-        self._failure = None
-        await self._reload_all()
-
-    async def _drain(self) -> None:
-        """Wait until every batch handed to the producer is written and committed (or failed)."""
-        while self._in_flight:
-            await asyncio.wait(list(self._in_flight))
+        again from the committed offsets and the changelogs, as a restarted worker would. If the
+        broker is away this raises KafkaError and is called again; it resumes where it stopped."""
+        await self.pipeline.drain()
+        assert self._consumer is not None
+        if self._to_restore is None:
+            log.error(
+                "batch failed (%r); restoring owned partitions and retrying", self.pipeline.failure
+            )
+            self._to_restore = set(self.owned)
+            self._release(self._to_restore)
+        owned = self._to_restore
+        await self._restore(owned)
+        self.owned = set(owned)
+        await self._fetch_committed(owned)
+        for tp in owned:
+            if tp in self.committed:
+                self._consumer.seek(tp, self.committed[tp])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+        self._to_restore = None
+        self.pipeline.clear_failure()
 
     # -- one batch ------------------------------------------------------------------------------
-    async def _process(self, records: dict[TopicPartition, list]) -> None:
-        assert self._consumer is not None and self._producer is not None
+    async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
+        assert self._producer is not None
         sender = BatchSender(self._producer)
-        sender.on_delivered(self.case_changelog, self._changelog_written)
-        sender.on_delivered(self.ingest_changelog, self._changelog_written)
+        case_ends: dict[int, int] = {}
+
+        def case_changelog_written(topic: str, partition: int, last_offset: int) -> None:
+            self._changelog_written(topic, partition, last_offset)
+            case_ends[partition] = max(case_ends.get(partition, 0), last_offset + 1)
+
+        sender.on_delivered(self.changelogs.cases, case_changelog_written)
+        sender.on_delivered(self.changelogs.ingest, self._changelog_written)
+        ingest_counts: dict[TopicPartition, bytes] = {}
+        steps: dict[int, list[CaseStep]] = {}
+        store_states: dict[str, Any] = {}
         with self.stalls.busy("ingest"):
             for tp, messages in records.items():
                 if tp.topic != self.cases_topic:
-                    self._ingest(tp, messages, sender)
+                    ingest_counts[tp] = self._ingest(tp, messages, sender)
         with self.stalls.busy("cases"):
             for tp, messages in records.items():
                 if tp.topic == self.cases_topic:
-                    self._apply(tp, messages, sender)
+                    steps[tp.partition] = self._apply(tp, messages, sender, store_states)
             futures = await sender.send()
-        # The next batch is processed while this one is written: its offsets are committed by a
-        # task once its records (and those of every earlier batch) are acknowledged.
         offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
-        previous = self._in_flight[-1] if self._in_flight else None
-        task = asyncio.create_task(self._commit_when_written(futures, offsets, previous))
-        self._in_flight.append(task)
-        task.add_done_callback(self._in_flight.remove)
-        if len(self._in_flight) > MAX_BATCHES_IN_FLIGHT:
-            await asyncio.wait([self._in_flight[0]])
 
-    async def _commit_when_written(
-        self,
-        futures: list[asyncio.Future],
-        offsets: dict[TopicPartition, int],
-        previous: asyncio.Task[None] | None,
-    ) -> None:
-        """Commit `offsets` once the batch's records are acknowledged, after the batch before it.
-        A batch not written and committed within the processing timeout, or whose produce failed,
-        sets `_failure`; so do the batches after it, which the restore then redoes."""
-        if previous is not None:
-            await asyncio.wait([previous])  # commits stay in batch order
-        if self._failure is not None:
-            return
+        def written() -> None:  # in batch order, once every record of the batch is acknowledged
+            for partition, batch_steps in steps.items():
+                if partition in self.position:  # still owned
+                    self.totals.fold(partition, batch_steps)
+                    end = case_ends.get(partition, 0)
+                    self.position[partition] = max(self.position[partition], end)
+                    self.dirty.add(TopicPartition(self.cases_topic, partition))
+            for tp, counts in ingest_counts.items():
+                if tp in self.acked_ingest:
+                    self.acked_ingest[tp] = counts
+                    self.dirty.add(tp)
+
+        store = self._store_step(store_states) if self.sink is not None and store_states else None
+        await self.pipeline.submit(futures, offsets, written, store)
+
+    def _store_step(self, states: dict[str, Any]) -> Any:
+        sink = self.sink
+        assert sink is not None
+
+        async def write() -> None:
+            with self.stalls.busy("store"):
+                await asyncio.to_thread(sink.write_states, states)
+
+        return write
+
+    async def _commit(self, offsets: Offsets) -> None:
+        assert self._consumer is not None
         try:
             with self.stalls.busy("commit"):
-                await asyncio.wait_for(
-                    self._write_and_commit(futures, offsets),
-                    self.settings.processing_timeout_seconds,
-                )
-        except (KafkaError, TimeoutError) as exc:
-            self._failure = exc
-
-    async def _write_and_commit(
-        self, futures: list[asyncio.Future], offsets: dict[TopicPartition, int]
-    ) -> None:
-        assert self._consumer is not None
-        if futures:
-            await asyncio.gather(*futures)
-        flush_store_sink(self.sink)
-        try:
-            await self._consumer.commit(offsets)
+                await self._consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group moved on; the new owner replays from the last commit (idempotent).
             log.warning("commit failed after a rebalance: %s", exc)
@@ -256,12 +322,9 @@ class Worker:
         self.committed.update(offsets)
         self.commits.committed()
 
-    def _ingest(self, tp: TopicPartition, messages: list, sender: BatchSender) -> None:
+    def _ingest(self, tp: TopicPartition, messages: list[Any], sender: BatchSender) -> bytes:
         organisation = self.topic_of[tp.topic]
-        key = f"{tp.topic}:{tp.partition}"
-        stats = self.tables.ingest.get(key)
-        if stats is None:
-            stats = self.tables.ingest[key] = IngestStats()
+        stats = self.tables.ingest_stats(tp)
         route = self.ingestor.route
         cases_topic, dead_letter_topic = self.cases_topic, self.settings.dead_letter_topic
         now = time.time()  # one clock reading per partition batch for the clock-skew check
@@ -272,7 +335,10 @@ class Worker:
             if isinstance(routed, Rejected):
                 log.warning(
                     "rejected event topic=%s partition=%s offset=%s reason=%s",
-                    tp.topic, tp.partition, m.offset, routed.reason,
+                    tp.topic,
+                    tp.partition,
+                    m.offset,
+                    routed.reason,
                 )
                 headers = routed.dead_letter_headers(tp.topic, tp.partition, m.offset)
                 sender.add(dead_letter_topic, 0, None, raw, headers)
@@ -281,44 +347,120 @@ class Worker:
                 # Forwarded even when already counted (a replay): the case state drops duplicates.
                 sender.add(cases_topic, routed.partition, routed.pseudonym.encode(), routed.payload)
                 stats.count(m.offset, timestamp, None, routed.occurred_at)
-        sender.add(self.ingest_changelog, tp.partition, key.encode(), stats.encode())
+        counts = stats.encode()
+        sender.add(self.changelogs.ingest, tp.partition, tp.topic.encode(), counts)
+        return counts
 
-    def _apply(self, tp: TopicPartition, messages: list, sender: BatchSender) -> None:
+    def _apply(
+        self, tp: TopicPartition, messages: list[Any], sender: BatchSender, store: dict[str, Any]
+    ) -> list[CaseStep]:
         partition = tp.partition
         table = self.tables.cases[partition]
-        process = self.processor.process_with_state
-        sink = self.sink
+        apply = self.processor.apply
+        keep_states = self.sink is not None
         changed: dict[bytes, bytes] = {}
+        steps = []
         for m in messages:
             key = m.key
-            pseudonym = key.decode()
-            raw_state, state = process(partition, pseudonym, m.value, table.get(key))
-            table[key] = changed[key] = raw_state
-            if sink is not None:
-                sink.add(pseudonym, state)
+            try:
+                pseudonym = key.decode()
+                step = apply(pseudonym, m.value, table.get(key))
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                # Only workers write the case topic (ACLs); without ACLs anyone could. A record
+                # that is not a case event is kept on the dead-letter topic, never fatal.
+                self._dead_letter_case_record(tp, m, exc, sender)
+                continue
+            table[key] = changed[key] = step.stored
+            steps.append(step)
+            if keep_states:
+                store[pseudonym] = step.state
         # One changelog record per case per batch: the last state is what a restore needs.
-        for key, raw_state in changed.items():
-            sender.add(self.case_changelog, partition, key, raw_state)
+        for key, stored in changed.items():
+            sender.add(self.changelogs.cases, partition, key, stored)
+        return steps
+
+    def _dead_letter_case_record(
+        self, tp: TopicPartition, message: Any, exc: Exception, sender: BatchSender
+    ) -> None:
+        log.error(
+            "invalid case record topic=%s partition=%s offset=%s: %s",
+            tp.topic, tp.partition, message.offset, type(exc).__name__,
+        )
+        headers = Rejected("invalid_case_record", type(exc).__name__).dead_letter_headers(
+            tp.topic, tp.partition, message.offset
+        )
+        sender.add(self.settings.dead_letter_topic, 0, message.key, message.value or b"", headers)
 
     def _changelog_written(self, topic: str, partition: int, last_offset: int) -> None:
         tp = TopicPartition(topic, partition)
         self.changelog_end[tp] = max(self.changelog_end.get(tp, 0), last_offset + 1)
+
+    # -- publishing totals ----------------------------------------------------------------------
+    async def _publish_periodically(self) -> None:
+        interval = self.settings.totals_publish_seconds
+        last_full = time.monotonic()
+        outage = Outage("publishing totals")
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - last_full > REPUBLISH_SECONDS:
+                self.dirty |= self.owned
+                last_full = time.monotonic()
+            records: list[tuple[int, bytes, bytes]] = []
+            try:
+                async with self.lock:
+                    records = self._totals_records()
+                await self._send_totals(records)
+            except KafkaError as exc:
+                outage.failed(exc)
+                self.dirty |= self.owned  # published again once the broker answers
+            else:
+                outage.recovered()
+
+    async def _publish(self) -> None:
+        await self._send_totals(self._totals_records())
+
+    def _totals_records(self) -> list[tuple[int, bytes, bytes]]:
+        """The totals of the dirty owned partitions, encoded now (under the worker's lock)."""
+        if not self.exporting:
+            return []
+        reference = self.settings.age_reference_timestamp(time.time())
+        records = []
+        for tp in sorted(self.dirty & self.owned):
+            if tp.topic == self.cases_topic:
+                value = encode_case_totals(
+                    self.totals.of(tp.partition), self.position[tp.partition], reference
+                )
+                records.append((tp.partition, CASES_KEY, value))
+            else:
+                records.append((tp.partition, ingest_key(tp.topic), self.acked_ingest[tp]))
+        self.dirty.clear()
+        return records
+
+    async def _send_totals(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        if records:
+            assert self._producer is not None
+            await TotalsPublisher(self._producer, self.totals_topic).publish_many(records)
 
     # -- rebalances -----------------------------------------------------------------------------
     async def on_revoked(self) -> None:
         # The lock waits for the batch in progress, the drain for every batch in flight: records
         # acknowledged, offsets committed. What is released is decided at the assignment.
         async with self.lock:
-            await self._drain()
+            await self.pipeline.drain()
+            records = self._totals_records()
             self.exporting = False
-            log.info("partitions revoked; batches in flight written and committed")
+        await self._send_totals(records)  # the last totals this worker holds, for the next owner
+        log.info("partitions revoked; batches in flight written and committed")
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
-            await self._drain()
-            if self._failure is not None:
-                log.error("a batch failed (%r): restoring every assigned partition", self._failure)
-                self._failure = None
+            await self.pipeline.drain()
+            if self.pipeline.failure is not None:
+                log.error(
+                    "a batch failed (%r): restoring every assigned partition", self.pipeline.failure
+                )
+                self.pipeline.clear_failure()
+                self._to_restore = None
                 self._release(set(self.owned))
             released = self.owned - assigned
             self._release(released)
@@ -333,71 +475,53 @@ class Worker:
             await self._fetch_committed(new)
             log.info(
                 "owned partitions now %s (released %s, restored %s)",
-                sorted(self._case_partitions()), sorted({tp.partition for tp in released}),
+                sorted(self.tables.case_partitions()),
+                sorted({tp.partition for tp in released}),
                 sorted({tp.partition for tp in new}),
             )
             self.ready.set()
 
     def _release(self, tps: Iterable[TopicPartition]) -> None:
+        tps = set(tps)
+        self.tables.release(tps)
         for tp in tps:
             self.owned.discard(tp)
             self.committed.pop(tp, None)
+            self.dirty.discard(tp)
             if tp.topic == self.cases_topic:
-                self.tables.cases.pop(tp.partition, None)
-                self.processor.forget(tp.partition)
+                self.totals.forget(tp.partition)
+                self.position.pop(tp.partition, None)
             else:
-                self.tables.ingest.pop(f"{tp.topic}:{tp.partition}", None)
+                self.acked_ingest.pop(tp, None)
 
     async def _stale_partitions(self, kept: set[TopicPartition]) -> set[int]:
         """Partitions kept across a rebalance whose changelog another worker wrote to meanwhile."""
         assert self._restorer is not None
-        changelogs = {
-            TopicPartition(self._changelog_of(tp), tp.partition) for tp in kept
-        }
+        changelogs = {self.changelogs.of(tp, self.cases_topic) for tp in kept}
         if not changelogs:
             return set()
         ends = await self._restorer.end_offsets(list(changelogs))
         return {tp.partition for tp, end in ends.items() if end != self.changelog_end.get(tp, 0)}
 
-    def _changelog_of(self, tp: TopicPartition) -> str:
-        return self.case_changelog if tp.topic == self.cases_topic else self.ingest_changelog
-
     async def _restore(self, tps: set[TopicPartition]) -> None:
-        """Read the changelog partitions behind `tps` from the beginning into the tables."""
         assert self._restorer is not None
-        if not tps:
-            return
-        started = time.monotonic()
-        case_partitions = {tp.partition for tp in tps if tp.topic == self.cases_topic}
-        ingest_keys = {f"{tp.topic}:{tp.partition}" for tp in tps if tp.topic != self.cases_topic}
-        changelogs = {TopicPartition(self.case_changelog, p) for p in case_partitions} | {
-            TopicPartition(self.ingest_changelog, tp.partition)
-            for tp in tps if tp.topic != self.cases_topic
-        }
-        tables, ends = await read_changelogs(self._restorer, changelogs)
-        cases = {p: tables[TopicPartition(self.case_changelog, p)] for p in case_partitions}
-        for tp, table in tables.items():
-            if tp.topic == self.ingest_changelog:
-                for key, value in table.items():
-                    name = key.decode()
-                    if name in ingest_keys:
-                        self.tables.ingest[name] = IngestStats.decode(value)
-        for tp in changelogs:
-            self.changelog_end[tp] = ends.get(tp, 0)
-        for partition, table in cases.items():
-            self.tables.cases[partition] = table
-            await self._rebuild_totals(partition, table.values())
-        log.info(
-            "restored %d cases and %d partner partitions for %s in %.2fs",
-            sum(len(t) for t in cases.values()), len(ingest_keys),
-            sorted({tp.partition for tp in tps}), time.monotonic() - started,
-        )
+        ends = await self.tables.restore(self._restorer, tps)
+        self.changelog_end.update(ends)
+        for tp in tps:
+            if tp.topic == self.cases_topic:
+                partition = tp.partition
+                await self._rebuild_totals(partition, self.tables.cases[partition].values())
+                self.position[partition] = ends.get(self.changelogs.of(tp, self.cases_topic), 0)
+            else:
+                self.acked_ingest[tp] = self.tables.ingest[tp].encode()
+            self.dirty.add(tp)
 
-    async def _rebuild_totals(self, partition: int, states: Iterable[bytes]) -> None:
-        states = list(states)
-        self.processor.forget(partition)
-        for start in range(0, len(states), YIELD_EVERY):
-            self.processor.add_states(partition, states[start : start + YIELD_EVERY])
+    async def _rebuild_totals(self, partition: int, values: Iterable[bytes]) -> None:
+        values = list(values)
+        self.totals.forget(partition)
+        self.totals.of(partition)
+        for start in range(0, len(values), YIELD_EVERY):
+            self.totals.add_stored(partition, values[start : start + YIELD_EVERY])
             await asyncio.sleep(0)  # heartbeats and /metrics keep going during a long rebuild
 
     async def _fetch_committed(self, tps: set[TopicPartition]) -> None:
@@ -407,52 +531,55 @@ class Worker:
             if offset is not None:
                 self.committed[tp] = offset
 
-    async def _reload_all(self) -> None:
-        """After a failed batch: state and positions as a fresh worker would find them."""
-        assert self._consumer is not None
-        owned = set(self.owned)
-        self._release(owned)
-        await self._restore(owned)
-        self.owned = owned
-        await self._fetch_committed(owned)
-        for tp in owned:
-            if tp in self.committed:
-                self._consumer.seek(tp, self.committed[tp])
-            else:
-                await self._consumer.seek_to_beginning(tp)
-
-    # -- what /metrics reads -------------------------------------------------------------------
-    def _case_partitions(self) -> set[int]:
-        return {tp.partition for tp in self.owned if tp.topic == self.cases_topic}
-
-    def owned_state(self) -> OwnedState:
-        exported = self.owned if self.exporting else set()
-        ingest = [
-            (self.topic_of[tp.topic], stats)
-            for tp in exported
-            if tp.topic in self.topic_of
-            and (stats := self.tables.ingest.get(f"{tp.topic}:{tp.partition}")) is not None
-        ]
-        owned = {tp.partition for tp in exported if tp.topic == self.cases_topic}
-        return OwnedState(
-            self.processor.owned_totals(owned),
-            ingest,
-            len(owned),
+    # -- what /metrics and /healthz read -------------------------------------------------------
+    def worker_health(self) -> WorkerHealth:
+        return WorkerHealth(
+            len(self.tables.case_partitions()) if self.exporting else 0,
             self._lag_by_topic(),
             self.commits.last_commit_timestamp,
             self.stalls.busy_seconds(),
+            self.health_report()["healthy"],
         )
+
+    def health_report(self) -> dict[str, Any]:
+        view_ready = self._reader is not None and self._reader.ready.is_set()
+        problems = []
+        if not self.ready.is_set():
+            problems.append("no partitions assigned and restored yet")
+        if not view_ready:
+            problems.append("totals view not caught up")
+        if self.pipeline.failure is not None:
+            problems.append(f"a batch failed and is being redone: {self.pipeline.failure!r}")
+        if self._reader is not None and self._reader.outage.failing:
+            problems.append("the totals topic cannot be read (broker away?)")
+        problems += [
+            f"{stage} busy beyond the processing timeout" for stage in self.stalls.overdue()
+        ]
+        return {
+            "healthy": not problems,
+            "problems": problems,
+            "ready": self.ready.is_set(),
+            "totals_view_ready": view_ready,
+            "owned_partitions": len(self.tables.case_partitions()),
+        }
 
     def _lag_by_topic(self) -> dict[str, int]:
         lag: dict[str, int] = {}
         consumer = self._consumer
         if consumer is None:
             return lag
-        for tp in self.owned:
+        for tp in list(self.owned):
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - self.committed.get(tp, 0))
         return lag
+
+
+class _BuildInfo:
+    def collect(self) -> Any:
+        info = InfoMetricFamily(names.BUILD_INFO, "The Ketenmonitor version this worker runs.")
+        info.add_metric([], {"version": __version__})
+        yield info
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -472,7 +599,9 @@ async def _report_stalls(worker: Worker) -> None:
         for stage in worker.stalls.overdue():
             log.error(
                 "%s has been working on one batch for %.0fs (timeout %.0fs)",
-                stage, worker.stalls.busy_seconds()[stage], worker.stalls.timeout,
+                stage,
+                worker.stalls.busy_seconds()[stage],
+                worker.stalls.timeout,
             )
 
 

@@ -2,7 +2,8 @@
 # Entrypoint of the `kafka` service in docker-compose.yml (image apache/kafka:4.x): a single KRaft
 # node in secure mode, the same model as `KAFKA_SECURITY=scram deploy/kafka/kafka.sh start`
 # (docs/security.md):
-#   - client listeners SASL_PLAINTEXT with SCRAM-SHA-512: INTERNAL kafka:19092, EXTERNAL :9092;
+#   - client listeners SASL_PLAINTEXT with SCRAM-SHA-512: INTERNAL kafka:19092 for the services,
+#     EXTERNAL :9092 advertised as $KAFKA_ADVERTISED_HOST:9092 for partners on other hosts;
 #   - StandardAuthorizer, allow.everyone.if.no.acl.found=false, super user admin;
 #   - the controller listener uses SASL PLAIN with a login generated at every start (only this
 #     JVM uses it), because the controller cannot authenticate itself with SCRAM;
@@ -16,6 +17,13 @@ LOG_DIR=/var/lib/kafka/data
 CONFIG=/tmp/server.properties
 ADMIN_CONFIG=/tmp/admin.properties   # for the health check
 : "${KAFKA_SCRAM_CREDENTIALS:?KAFKA_SCRAM_CREDENTIALS must name the users and passwords}"
+: "${KAFKA_ADVERTISED_HOST:?KAFKA_ADVERTISED_HOST must name the host partners connect to}"
+# A loopback address would send every partner on another host to itself.
+case "$KAFKA_ADVERTISED_HOST" in
+    localhost|127.*|::1|*[!A-Za-z0-9.:-]*)
+        echo "kafka-scram.sh: KAFKA_ADVERTISED_HOST='$KAFKA_ADVERTISED_HOST' is not an address partners can reach" >&2
+        exit 2 ;;
+esac
 
 admin_password=""
 scram_args=""
@@ -39,7 +47,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@kafka:9093
 listeners=INTERNAL://:19092,EXTERNAL://:9092,CONTROLLER://:9093
-advertised.listeners=INTERNAL://kafka:19092,EXTERNAL://localhost:9092
+advertised.listeners=INTERNAL://kafka:19092,EXTERNAL://$KAFKA_ADVERTISED_HOST:9092
 listener.security.protocol.map=INTERNAL:SASL_PLAINTEXT,EXTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
 inter.broker.listener.name=INTERNAL
 controller.listener.names=CONTROLLER

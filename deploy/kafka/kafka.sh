@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka 4 (KRaft, broker+controller in one JVM) for
-# development and tests. No Kafka tarball or Docker image: the broker's jars come
+# Local Apache Kafka 4 (KRaft, broker+controller in one JVM) for development and
+# tests: a single node, or one node of a loopback cluster (see Cluster below). No Kafka tarball or Docker image: the broker's jars come
 # from Maven Central through deploy/kafka/pom.xml, which is the only way in from
 # this environment.
 #
@@ -14,7 +14,25 @@
 #   KAFKA_HEAP              JVM heap flags                         (-Xmx768m -Xms256m)
 #   KAFKA_JVM_OPTS          extra JVM flags, appended
 #   KAFKA_START_TIMEOUT     seconds to wait for the broker         (60)
+#   KAFKA_STOP_TIMEOUT      seconds `stop` waits after SIGTERM     (30)
+#                           before SIGKILL (the last nodes of a cluster cannot finish a
+#                           controlled shutdown once the quorum is gone)
+#   KAFKA_EXTRA_CONFIG      server.properties lines appended to the rendered config, one
+#                           key=value a line (later keys win), e.g. broker.session.timeout.ms=6000
 #   JAVA_HOME               Java 17+; otherwise `java` from PATH
+#
+# Cluster: several nodes, each started by its own `kafka.sh start` with its own ports and data
+# dir and the same voters and cluster id. A node is ready only once a majority of the voters
+# runs, so start the first majority together (in parallel), not one after another
+# (ketenmonitor/infra/kafka_cluster.py does that).
+#   KAFKA_NODE_ID               this node's id                              (1)
+#   KAFKA_QUORUM_VOTERS         id@host:controller-port of every node, comma-separated
+#                                                                           (1@127.0.0.1:$KAFKA_CONTROLLER_PORT)
+#   KAFKA_CLUSTER_ID            cluster id the storage is formatted with (same on every node;
+#                               StorageTool random-uuid)                   (a random one)
+#   KAFKA_REPLICATION_FACTOR    default.replication.factor and the internal topics' (offsets,
+#                               transaction and share state) replication    (1)
+#   KAFKA_MIN_INSYNC_REPLICAS   min.insync.replicas, default and internal   (1)
 #
 # Secure mode (docs/security.md): KAFKA_SECURITY=scram starts the client listener as
 # SASL_PLAINTEXT with SCRAM-SHA-512, the StandardAuthorizer (deny unless an ACL allows) and
@@ -44,8 +62,15 @@ LIBS_DIR=${KAFKA_CACHE_DIR:-$REPO_ROOT/.cache/kafka/libs}
 DATA_DIR=${KAFKA_DATA_DIR:-$REPO_ROOT/.cache/kafka/data-$PORT}
 HEAP=${KAFKA_HEAP:--Xmx768m -Xms256m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
+STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 SECURITY=${KAFKA_SECURITY:-none}
 ADMIN_USER=${KAFKA_ADMIN_USER:-admin}
+NODE_ID=${KAFKA_NODE_ID:-1}
+QUORUM_VOTERS=${KAFKA_QUORUM_VOTERS:-$NODE_ID@127.0.0.1:$CONTROLLER_PORT}
+CLUSTER_ID=${KAFKA_CLUSTER_ID:-}
+REPLICATION_FACTOR=${KAFKA_REPLICATION_FACTOR:-1}
+MIN_INSYNC_REPLICAS=${KAFKA_MIN_INSYNC_REPLICAS:-1}
+EXTRA_CONFIG=${KAFKA_EXTRA_CONFIG:-}
 # The controller listener's login (SASL PLAIN, see security.properties.template); not a SCRAM user.
 CONTROLLER_USER=kraft-controller
 
@@ -82,6 +107,23 @@ done
 [[ $DATA_DIR != *,* ]] || die "KAFKA_DATA_DIR must not contain a comma: $DATA_DIR"
 [[ $SECURITY == none || $SECURITY == scram ]] || die "KAFKA_SECURITY must be none or scram, not '$SECURITY'"
 [[ $ADMIN_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "KAFKA_ADMIN_USER: only A-Z a-z 0-9 . _ - allowed"
+for p in "$NODE_ID" "$REPLICATION_FACTOR" "$MIN_INSYNC_REPLICAS"; do
+    [[ $p =~ ^[0-9]+$ ]] || die "not a number: '$p' (KAFKA_NODE_ID, KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS)"
+done
+(( REPLICATION_FACTOR >= 1 && MIN_INSYNC_REPLICAS >= 1 && MIN_INSYNC_REPLICAS <= REPLICATION_FACTOR )) \
+    || die "need 1 <= KAFKA_MIN_INSYNC_REPLICAS ($MIN_INSYNC_REPLICAS) <= KAFKA_REPLICATION_FACTOR ($REPLICATION_FACTOR)"
+VOTER='[0-9]+@[A-Za-z0-9.-]+:[0-9]+'
+[[ $QUORUM_VOTERS =~ ^$VOTER(,$VOTER)*$ ]] \
+    || die "KAFKA_QUORUM_VOTERS must be id@host:port[,id@host:port...], not '$QUORUM_VOTERS'"
+[[ ,$QUORUM_VOTERS, == *",$NODE_ID@127.0.0.1:$CONTROLLER_PORT,"* ]] \
+    || die "KAFKA_QUORUM_VOTERS ($QUORUM_VOTERS) must list this node as $NODE_ID@127.0.0.1:$CONTROLLER_PORT"
+[[ -z $CLUSTER_ID || $CLUSTER_ID =~ ^[A-Za-z0-9_-]{22}$ ]] \
+    || die "KAFKA_CLUSTER_ID must be 22 characters of base64url (StorageTool random-uuid), not '$CLUSTER_ID'"
+while IFS= read -r line; do
+    [[ -z $line || $line =~ ^[A-Za-z0-9._-]+=[^=] ]] || die "KAFKA_EXTRA_CONFIG: expected key=value lines, not '$line'"
+done <<<"$EXTRA_CONFIG"
+# The controller login of secure mode is a secret per data dir: one node only.
+[[ $SECURITY == none || $QUORUM_VOTERS != *,* ]] || die "KAFKA_SECURITY=scram is for a single node only"
 
 # ---------------------------------------------------------------- helpers --
 
@@ -104,9 +146,11 @@ find_java() {
 }
 
 # Runs a Kafka class with our classpath and logging (the storage tool logs too,
-# and without a config log4j2 would complain on the console).
+# and without a config log4j2 would complain on the console). A tool runs for
+# seconds: C1 only and the serial collector, no JIT or GC threads to warm up.
 run_kafka_class() {
-    "$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR" \
+    "$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+        -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dkafka.logs.dir="$DATA_DIR" \
         -cp "$LIBS_DIR/*" "$@"
 }
 
@@ -213,6 +257,13 @@ render_config() {
     text=${text//'${ADMIN_PASSWORD}'/"$ADMIN_PASSWORD"}
     text=${text//'${CONTROLLER_USER}'/"$CONTROLLER_USER"}
     text=${text//'${CONTROLLER_PASSWORD}'/"${CONTROLLER_PASSWORD:-}"}
+    text=${text//'${NODE_ID}'/"$NODE_ID"}
+    text=${text//'${QUORUM_VOTERS}'/"$QUORUM_VOTERS"}
+    text=${text//'${REPLICATION_FACTOR}'/"$REPLICATION_FACTOR"}
+    text=${text//'${MIN_INSYNC_REPLICAS}'/"$MIN_INSYNC_REPLICAS"}
+    if [[ -n $EXTRA_CONFIG ]]; then
+        text+=$'\n\n# KAFKA_EXTRA_CONFIG\n'$EXTRA_CONFIG
+    fi
     # The secure config holds passwords: never readable by others, not even briefly.
     (umask 077; printf '%s\n' "$text" >"$PROPS.tmp")
     mv "$PROPS.tmp" "$PROPS"
@@ -223,7 +274,8 @@ format_storage() {
     # fail (or, with --ignore-formatted, silently keep a cluster id we never saw).
     [[ -f $DATA_DIR/logs/meta.properties ]] && return 0
     local cluster_id i scram=()
-    cluster_id=$(run_kafka_class kafka.tools.StorageTool random-uuid)
+    cluster_id=$CLUSTER_ID
+    [[ -n $cluster_id ]] || cluster_id=$(run_kafka_class kafka.tools.StorageTool random-uuid)
     log "formatting $DATA_DIR/logs (cluster id $cluster_id, security $SECURITY)"
     if [[ $SECURITY == scram ]]; then
         # The storage tool takes SCRAM users only on its command line: they are visible in the

@@ -12,6 +12,7 @@
 #   MARKER         string that must appear in the process's command line (the data dir),
 #                  so that a stale pid file pointing at a reused pid is never trusted
 # optionally:
+#   STOP_TIMEOUT   seconds `stop` waits after SIGTERM before SIGKILL                   (30)
 #   PORTS          array: every port that must be free before a start        (PORT)
 #   ADDRESS        where the server answers, for messages         (http://127.0.0.1:$PORT)
 #   OUT_FILE       where the process's stdout/stderr go           ($DATA_DIR/$NAME.log)
@@ -172,10 +173,12 @@ cmd_stop() {
     # SIGTERM lets the server shut down cleanly (Kafka flushes its logs, so the next start
     # skips log recovery).
     kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$(( $(now_ms) + 30000 ))
+    local grace=${STOP_TIMEOUT:-30}
+    [[ $grace =~ ^[0-9]+$ ]] || die "not a number: '$grace' (stop timeout)"
+    local deadline=$(( $(now_ms) + grace * 1000 ))
     while is_alive "$pid" && (( $(now_ms) < deadline )); do sleep 0.1; done
     if is_alive "$pid"; then
-        log "pid $pid still running after 30s, killing it"
+        log "pid $pid still running after ${grace}s, killing it"
         kill -KILL "$pid" 2>/dev/null || true
         while is_alive "$pid"; do sleep 0.1; done
     fi

@@ -2,6 +2,7 @@
 
     ketenmonitor acl show                        # the plan, one grant a line (no broker needed)
     ketenmonitor acl apply [--prune]             # create it on the broker, as a super user
+    ketenmonitor acl strimzi --cluster kafka     # the same as Strimzi KafkaTopic/KafkaUser YAML
 
 The plan comes from the chain definition (one principal per partner) and the settings (topic
 prefix, app id). `apply` logs in with the KETENMONITOR_KAFKA_* credentials, which must be those of
@@ -22,8 +23,11 @@ from ketenmonitor.settings import Settings
 def register(subparsers: Any) -> None:
     acl = command_group(subparsers, "acl", "Kafka ACLs per partner, workers, operators")
     subcommand(acl, "show", "print the ACL plan", cmd_show, _principal_options)
-    subcommand(acl, "apply", "create the planned ACLs on the broker (as a super user)",
-               cmd_apply, _principal_options, _apply_options)
+    apply = subcommand(acl, "apply", "create the planned ACLs on the broker (as a super user)",
+                       cmd_apply, _principal_options, _apply_options)
+    apply.set_defaults(needs_kafka=True)
+    subcommand(acl, "strimzi", "print topics and users with their ACLs as Strimzi resources",
+               cmd_strimzi, _principal_options, _strimzi_options)
 
 
 @reports("acl", AclPlanError)
@@ -60,6 +64,25 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports("acl", AclPlanError)
+def cmd_strimzi(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ketenmonitor.access.strimzi import manifests
+
+    settings = Settings()
+    resources = manifests(
+        settings,
+        load_chain(settings.chain_file),
+        cluster=args.cluster,
+        replicas=args.replicas,
+        principals=_principals(args),
+        namespace=args.namespace,
+    )
+    print(yaml.safe_dump_all(resources, sort_keys=False), end="")
+    return 0
+
+
 def _principal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default="ketenmonitor", help="the workers' user (ketenmonitor)")
     p.add_argument(
@@ -82,12 +105,26 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="also delete ALLOW ACLs on Ketenmonitor's topics and group that are not planned",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the broker")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="Kafka bootstrap servers "
+                   "(default: $KETENMONITOR_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)")
 
 
-def _plan(args: argparse.Namespace, settings: Settings) -> list[Grant]:
-    principals = Principals(
+def _strimzi_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cluster", required=True, help="the Kafka resource's name (label strimzi.io/cluster)"
+    )
+    p.add_argument("--replicas", type=int, default=3, help="replication factor of each topic (3)")
+    p.add_argument("--namespace", default=None, help="the namespace the Strimzi operators watch")
+
+
+def _principals(args: argparse.Namespace) -> Principals:
+    return Principals(
         workers=args.workers,
         operators=tuple(args.operator or ("operator",)),
         partner_format=args.partner_format,
     )
-    return access_plan(load_chain(settings.chain_file).partner_ids, settings, principals)
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> list[Grant]:
+    return access_plan(load_chain(settings.chain_file).partner_ids, settings, _principals(args))

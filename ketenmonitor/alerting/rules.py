@@ -3,15 +3,18 @@
     text = render_rules(load_chain(), load_policy())                    # production windows
     text = render_rules(chain, policy, TimeScale(4 / 86_400, "3s"))     # a chain day lasts 4 s
 
-Every metric name comes from streams.metrics; every norm limit and target from chain.yaml; every
-other threshold from the alerting policy. The checked-in file
-deploy/prometheus/rules/ketenmonitor.rules.yml is this module's output;
-a unit test keeps them equal.
+Every metric name comes from ketenmonitor.metric_names; every norm limit and target from chain.yaml;
+every other threshold from the alerting policy. The checked-in file
+deploy/prometheus/rules/ketenmonitor.rules.yml is this module's output; a unit test keeps them equal.
 
-Counters and gauges are summed across workers FIRST and rates taken of the sums: a worker exports
-only the partitions it owns, so its own series drop when a partition moves away; the sum does not.
-Recorded names follow level:metric:operation; window suffixes are nominal ("rate7d" stays the name
-when a time scale shrinks the window).
+Every worker exports the whole chain's totals (streams/metrics.py), and each of its counter series
+only goes up. So the rules first sum a worker's own series over the labels a figure does not need
+(`worker_...:sum`, keeping the worker labels instance and job), take rate()/increase() of those per
+worker, subtract what corrections withdrew (its own monotonic counter), and only then take the max
+across workers: a worker that restarts, falls behind, or misses a scrape never lowers a counter, and
+two workers never add up. Gauges are max'ed across workers the same way. Recorded names follow
+level:metric:operation; window suffixes are nominal ("rate7d" stays the name when a time scale
+shrinks the window).
 """
 
 from __future__ import annotations
@@ -21,38 +24,63 @@ from typing import Any
 
 import yaml
 
+from ketenmonitor import metric_names as m
 from ketenmonitor.alerting.durations import TimeScale
 from ketenmonitor.alerting.policy import AlertPolicy
 from ketenmonitor.domain.chain import Chain, NormSpec
-from ketenmonitor.infra.prometheus import WORKER_JOB
-from streams import metrics as m
 
 CONSUMER_LAG = m.CONSUMER_LAG
 LAST_COMMIT = m.LAST_COMMIT
+WORKER_JOB = m.WORKER_JOB
+WORKER = ", ".join(m.WORKER_LABELS)  # "instance, job"
 
-# -- recorded series (dashboards may use these names too) ------------------------------------
-INFLOW_SUM = f"stage:{m.STAGE_INFLOW}_total:sum"
-OUTFLOW_SUM = f"stage:{m.STAGE_OUTFLOW}_total:sum"
-INFLOW_BY_TYPE_SUM = f"stage_case_type:{m.STAGE_INFLOW}_total:sum"
+# -- recorded series, per worker: sums of one worker's monotonic series ------------------------
+W_INFLOW = f"worker_stage:{m.STAGE_INFLOW}_total:sum"
+W_INFLOW_WITHDRAWN = f"worker_stage:{m.STAGE_INFLOW_WITHDRAWN}_total:sum"
+W_OUTFLOW = f"worker_stage:{m.STAGE_OUTFLOW}_total:sum"
+W_OUTFLOW_WITHDRAWN = f"worker_stage:{m.STAGE_OUTFLOW_WITHDRAWN}_total:sum"
+W_INFLOW_BY_TYPE = f"worker_stage_case_type:{m.STAGE_INFLOW}_total:sum"
+W_INFLOW_BY_TYPE_WITHDRAWN = f"worker_stage_case_type:{m.STAGE_INFLOW_WITHDRAWN}_total:sum"
+W_LEAD_BUCKET = f"worker_segment_case_type:{m.LEAD_TIME}_bucket:sum"
+W_LEAD_BUCKET_WITHDRAWN = f"worker_segment_case_type:{m.LEAD_TIME_WITHDRAWN}_bucket:sum"
+W_LEAD_COUNT = f"worker_segment_case_type:{m.LEAD_TIME}_count:sum"
+W_LEAD_COUNT_WITHDRAWN = f"worker_segment_case_type:{m.LEAD_TIME_WITHDRAWN}_count:sum"
+W_CLOSED = f"worker_outcome:{m.CASES_CLOSED}_total:sum"
+W_CLOSED_WITHDRAWN = f"worker_outcome:{m.CASES_CLOSED_WITHDRAWN}_total:sum"
+W_ACCEPTED = f"worker_organisation:{m.EVENTS_ACCEPTED}_total:sum"
+W_REJECTED = f"worker_organisation:{m.EVENTS_REJECTED}_total:sum"
+# -- recorded series, chain-wide (max across workers) ------------------------------------------
 BACKLOG_SUM = f"stage:{m.BACKLOG}:sum"
 BACKLOG_BY_TYPE_SUM = f"stage_case_type:{m.BACKLOG}:sum"
 OLDEST_AGE_MAX = f"stage:{m.BACKLOG_OLDEST_AGE}:max"
-LEAD_BUCKET_SUM = f"segment_case_type:{m.LEAD_TIME}_bucket:sum"
-LEAD_COUNT_SUM = f"segment_case_type:{m.LEAD_TIME}_count:sum"
-ACCEPTED_SUM = f"organisation:{m.EVENTS_ACCEPTED}_total:sum"
-REJECTED_SUM = f"organisation:{m.EVENTS_REJECTED}_total:sum"
 FEED_AGE = f"organisation:{m.PREFIX}_partner_feed_age_seconds"
 LAG_SUM = f"topic:{CONSUMER_LAG}:sum"
 WITHIN_NORM = f"{m.PREFIX}_segment_within_norm"  # ratio: share of completed segments within
 COMPLETED = f"{m.PREFIX}_segment_completed_cases"
+# (added, withdrawn) per-worker pairs by the figure they net to
+NET_PAIRS = {
+    "inflow": (W_INFLOW, W_INFLOW_WITHDRAWN),
+    "outflow": (W_OUTFLOW, W_OUTFLOW_WITHDRAWN),
+    "closed": (W_CLOSED, W_CLOSED_WITHDRAWN),
+}
 
 DERIVED = {"derived_from": "worker_metrics"}  # WorkerDown inhibits alerts carrying this label
 
 
 def le_label(seconds: float) -> str:
-    """The `le` label value the worker exports for a bucket bound (streams.metrics writes the
-    float's repr); Prometheus 2 compares `le` as a string, so it must match exactly."""
-    return repr(float(seconds))
+    """The `le` label of a bucket bound, as both Prometheus 2 and 3 store it."""
+    return m.le(seconds)
+
+
+def net_change(
+    function: str, added: str, withdrawn: str, window: str, by: str, selector: str = ""
+) -> str:
+    """PromQL: the net rate() or increase() of a figure over `window`, per worker, then the max
+    across workers, by the labels `by`."""
+    return (
+        f"max by ({by}) (\n"
+        f"  {function}({added}{selector}[{window}]) - {function}({withdrawn}{selector}[{window}])\n)"
+    )
 
 
 @dataclass
@@ -128,31 +156,52 @@ class RuleGenerator:
 
     def _sums(self, g: list[dict[str, Any]]) -> None:
         limits = sorted({n.within_seconds for n in self.chain.spec.norms})
-        le = "|".join(le_label(s).replace(".", r"\\.") for s in limits)
+        le = "|".join(le_label(s).replace(".", r"\\.").replace("+", r"\\+") for s in limits)
+        stage_by = f"{WORKER}, stage, organisation"
+
+        def per_worker(name: str, by: str, metric: str, fallback: str | None = None) -> None:
+            expr = f"sum by ({by}) ({metric})"
+            if fallback is not None:  # a figure with nothing withdrawn yet counts zero
+                expr += f" or ({fallback} * 0)"
+            g.append(_record(name, expr))
+
+        per_worker(W_INFLOW, stage_by, f"{m.STAGE_INFLOW}_total")
+        per_worker(W_INFLOW_WITHDRAWN, stage_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total", W_INFLOW)
+        # A stage without any outflow yet may export no outflow series: start it at zero.
+        per_worker(W_OUTFLOW, stage_by, f"{m.STAGE_OUTFLOW}_total", W_INFLOW)
+        per_worker(W_OUTFLOW_WITHDRAWN, stage_by, f"{m.STAGE_OUTFLOW_WITHDRAWN}_total", W_INFLOW)
+        type_by = f"{stage_by}, case_type"
+        per_worker(W_INFLOW_BY_TYPE, type_by, f"{m.STAGE_INFLOW}_total")
+        per_worker(
+            W_INFLOW_BY_TYPE_WITHDRAWN, type_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total",
+            W_INFLOW_BY_TYPE,
+        )
+        lead_by = f"{WORKER}, segment, case_type"
+        per_worker(W_LEAD_BUCKET, f"{lead_by}, le", f'{m.LEAD_TIME}_bucket{{le=~"{le}"}}')
+        per_worker(
+            W_LEAD_BUCKET_WITHDRAWN, f"{lead_by}, le",
+            f'{m.LEAD_TIME_WITHDRAWN}_bucket{{le=~"{le}"}}', W_LEAD_BUCKET,
+        )
+        per_worker(W_LEAD_COUNT, lead_by, f"{m.LEAD_TIME}_count")
+        per_worker(W_LEAD_COUNT_WITHDRAWN, lead_by, f"{m.LEAD_TIME_WITHDRAWN}_count", W_LEAD_COUNT)
+        per_worker(W_CLOSED, f"{WORKER}, outcome", f"{m.CASES_CLOSED}_total")
+        per_worker(
+            W_CLOSED_WITHDRAWN, f"{WORKER}, outcome", f"{m.CASES_CLOSED_WITHDRAWN}_total", W_CLOSED
+        )
+        per_worker(W_ACCEPTED, f"{WORKER}, organisation", f"{m.EVENTS_ACCEPTED}_total")
+        per_worker(
+            W_REJECTED, f"{WORKER}, organisation", f"{m.EVENTS_REJECTED}_total", W_ACCEPTED
+        )
         g += [
-            _record(INFLOW_SUM, f"sum by (stage, organisation) ({m.STAGE_INFLOW}_total)"),
-            # A stage without any outflow yet exports no outflow series: start it at zero.
             _record(
-                OUTFLOW_SUM,
-                f"sum by (stage, organisation) ({m.STAGE_OUTFLOW}_total) or ({INFLOW_SUM} * 0)",
+                BACKLOG_SUM,
+                f"max by (stage, organisation) (sum by ({stage_by}) ({m.BACKLOG}))",
             ),
             _record(
-                INFLOW_BY_TYPE_SUM,
-                f"sum by (stage, organisation, case_type) ({m.STAGE_INFLOW}_total)",
+                BACKLOG_BY_TYPE_SUM,
+                f"max by (stage, organisation, case_type) (sum by ({type_by}) ({m.BACKLOG}))",
             ),
-            _record(BACKLOG_SUM, f"sum by (stage, organisation) ({m.BACKLOG})"),
-            _record(BACKLOG_BY_TYPE_SUM, f"sum by (stage, organisation, case_type) ({m.BACKLOG})"),
             _record(OLDEST_AGE_MAX, f"max by (stage, organisation) ({m.BACKLOG_OLDEST_AGE})"),
-            _record(
-                LEAD_BUCKET_SUM,
-                f'sum by (segment, case_type, le) ({m.LEAD_TIME}_bucket{{le=~"{le}"}})',
-            ),
-            _record(LEAD_COUNT_SUM, f"sum by (segment, case_type) ({m.LEAD_TIME}_count)"),
-            _record(ACCEPTED_SUM, f"sum by (organisation) ({m.EVENTS_ACCEPTED}_total)"),
-            _record(
-                REJECTED_SUM,
-                f"sum by (organisation) ({m.EVENTS_REJECTED}_total) or ({ACCEPTED_SUM} * 0)",
-            ),
             _record(FEED_AGE, f"time() - max by (organisation) ({m.PARTNER_LAST_EVENT})"),
             _record(LAG_SUM, f"sum by (topic) ({CONSUMER_LAG})"),
         ]
@@ -160,29 +209,67 @@ class RuleGenerator:
     def _flow(self, g: list[dict[str, Any]]) -> None:
         p = self.policy
         for window in _unique(["1d", p.throughput.window]):
-            for total, metric in ((INFLOW_SUM, m.STAGE_INFLOW), (OUTFLOW_SUM, m.STAGE_OUTFLOW)):
-                g.append(_record(f"stage:{metric}:rate{window}", _rate(total, self.w(window))))
+            for figure, metric in (("inflow", m.STAGE_INFLOW), ("outflow", m.STAGE_OUTFLOW)):
+                added, withdrawn = NET_PAIRS[figure]
+                g.append(_record(
+                    f"stage:{metric}:rate{window}",
+                    net_change("rate", added, withdrawn, self.w(window), "stage, organisation"),
+                ))
         window = p.throughput.window
         inflow = f"stage:{m.STAGE_INFLOW}:increase{window}"
         outflow = f"stage:{m.STAGE_OUTFLOW}:increase{window}"
         g += [
-            _record(inflow, f"increase({INFLOW_SUM}[{self.w(window)}])"),
-            _record(outflow, f"increase({OUTFLOW_SUM}[{self.w(window)}])"),
+            _record(inflow, net_change(
+                "increase", *NET_PAIRS["inflow"], self.w(window), "stage, organisation"
+            )),
+            _record(outflow, net_change(
+                "increase", *NET_PAIRS["outflow"], self.w(window), "stage, organisation"
+            )),
             # Backlog growth from the counters (backlog = inflow - outflow), not from the gauge.
             _record(f"stage:{m.BACKLOG}:growth{window}", f"{inflow} - {outflow}"),
+            _record(
+                f"outcome:{m.CASES_CLOSED}:rate1d",
+                net_change("rate", *NET_PAIRS["closed"], self.w("1d"), "outcome"),
+            ),
+            _record(
+                f"organisation:{m.EVENTS_ACCEPTED}:rate1d",
+                f"max by (organisation) (rate({W_ACCEPTED}[{self.w('1d')}]))",
+            ),
         ]
         dl = p.dead_letter.window
+        w = self.w(dl)
         g += [
             _record(
                 f"organisation:{m.PREFIX}_events:increase{dl}",
-                f"increase({ACCEPTED_SUM}[{self.w(dl)}]) + increase({REJECTED_SUM}[{self.w(dl)}])",
+                f"max by (organisation) (\n"
+                f"  increase({W_ACCEPTED}[{w}]) + increase({W_REJECTED}[{w}])\n)",
             ),
             _record(
                 f"organisation:{m.EVENTS_REJECTED}:ratio{dl}",
-                f"increase({REJECTED_SUM}[{self.w(dl)}]) / "
-                f"organisation:{m.PREFIX}_events:increase{dl}",
+                f"max by (organisation) (\n"
+                f"  increase({W_REJECTED}[{w}])\n"
+                f"  / (increase({W_ACCEPTED}[{w}]) + increase({W_REJECTED}[{w}]))\n)",
             ),
         ]
+
+    def within_norm_ratio(self, norm: NormSpec, window: str, by: str) -> str:
+        """PromQL: per worker, the net completions within the norm's limit over the net
+        completions, summed by `by`; then the max across workers."""
+        sel = f'segment="{norm.segment}"{self.case_type_matcher(norm)}'
+        le = f', le="{le_label(norm.within_seconds)}"'
+        within = (
+            f"increase({W_LEAD_BUCKET}{{{sel}{le}}}[{window}])"
+            f" - increase({W_LEAD_BUCKET_WITHDRAWN}{{{sel}{le}}}[{window}])"
+        )
+        completed = (
+            f"increase({W_LEAD_COUNT}{{{sel}}}[{window}])"
+            f" - increase({W_LEAD_COUNT_WITHDRAWN}{{{sel}}}[{window}])"
+        )
+        return (
+            f"max by ({by}) (\n"
+            f"  sum by ({WORKER}, {by}) ({within})\n"
+            f"  / sum by ({WORKER}, {by}) ({completed})\n)"
+        )
 
     def _norm_records(self, g: list[dict[str, Any]]) -> None:
         p = self.policy
@@ -190,29 +277,26 @@ class RuleGenerator:
         long_windows = [t.long for t in p.burn_rate.tiers]
         for norm in self.chain.spec.norms:
             sel = f'segment="{norm.segment}"{self.case_type_matcher(norm)}'
-            bucket = f'{LEAD_BUCKET_SUM}{{{sel}, le="{le_label(norm.within_seconds)}"}}'
-            count = f"{LEAD_COUNT_SUM}{{{sel}}}"
             labels = {"norm": norm.id}
             for window in p.share_windows:
-                w = self.w(window)
                 g.append(_record(
                     f"norm_case_type:{WITHIN_NORM}:ratio{window}",
-                    f"sum by (segment, case_type) (increase({bucket}[{w}]))\n"
-                    f"  / sum by (segment, case_type) (increase({count}[{w}]))",
+                    self.within_norm_ratio(norm, self.w(window), "segment, case_type"),
                     labels,
                 ))
             for window in _unique([*p.share_windows, *burn_windows]):
-                w = self.w(window)
                 g.append(_record(
                     f"norm:{WITHIN_NORM}:ratio{window}",
-                    f"sum by (segment) (increase({bucket}[{w}]))\n"
-                    f"  / sum by (segment) (increase({count}[{w}]))",
+                    self.within_norm_ratio(norm, self.w(window), "segment"),
                     labels,
                 ))
             for window in _unique(long_windows):
+                w = self.w(window)
                 g.append(_record(
                     f"norm:{COMPLETED}:increase{window}",
-                    f"sum by (segment) (increase({count}[{self.w(window)}]))",
+                    f"max by (segment) (sum by ({WORKER}, segment) (\n"
+                    f"  increase({W_LEAD_COUNT}{{{sel}}}[{w}])"
+                    f" - increase({W_LEAD_COUNT_WITHDRAWN}{{{sel}}}[{w}])\n))",
                     labels,
                 ))
         trend = p.forecast.trend_window
@@ -226,10 +310,12 @@ class RuleGenerator:
                 f"sum by (stage, organisation) ({BACKLOG_BY_TYPE_SUM}{{{sel}}})",
                 labels,
             ))
+            w = self.w(trend)
             g.append(_record(
                 f"norm:{m.STAGE_INFLOW}:rate{trend}",
-                f"sum by (stage, organisation) "
-                f"(rate({INFLOW_BY_TYPE_SUM}{{{sel}}}[{self.w(trend)}]))",
+                f"max by (stage, organisation) (sum by ({WORKER}, stage, organisation) (\n"
+                f"  rate({W_INFLOW_BY_TYPE}{{{sel}}}[{w}])"
+                f" - rate({W_INFLOW_BY_TYPE_WITHDRAWN}{{{sel}}}[{w}])\n))",
                 labels,
             ))
 

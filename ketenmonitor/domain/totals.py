@@ -6,10 +6,13 @@
     totals.backlog()                      -> {(stage, case_type, district): open cases}
     totals.backlog_by_age(reference_time) -> {(stage, case_type, district, band): open cases}
 
-Totals are a pure fold over facts: adding a fact and withdrawing it again leaves them as they were,
-so the totals of a set of cases can always be rebuilt from their states (`rebuild`), which is what
-makes them survive restarts and rebalances. One `ChainTotals` per partition of case state; sums over
-partitions are plain additions.
+Totals are a fold over facts. The net figures (`inflow`, `outflow`, `closed`, `lead_times`: what
+is true now) return to what they were when a fact is added and withdrawn again; next to each, a
+monotonic count of the facts withdrawn (`inflow_withdrawn`, ...), so that what Prometheus reads as a
+counter never goes down: added = net + withdrawn, both only grow. The net totals of a set of cases
+can always be rebuilt from their states (`rebuild`); the withdrawn counts from the facts each case
+had withdrawn (`add_case(state, withdrawn)`), which the worker keeps with the case's state. One
+`ChainTotals` per partition of case state; sums over partitions are plain additions.
 
 The age of an open case in a stage is measured from the start of the hour in which it entered the
 stage: that keeps the memory per stage bounded by hours, not by cases.
@@ -68,6 +71,11 @@ class ChainTotals:
     open_entries_by_hour: dict[StageKey, Counter[int]] = field(default_factory=dict)
     lead_times: dict[SegmentKey, LeadTimeHistogram] = field(default_factory=dict)
     closed: Counter[ClosureKey] = field(default_factory=Counter)
+    # Monotonic counts of withdrawn facts (a correction or retraction took them back).
+    inflow_withdrawn: Counter[StageKey] = field(default_factory=Counter)
+    outflow_withdrawn: Counter[StageKey] = field(default_factory=Counter)
+    lead_times_withdrawn: dict[SegmentKey, LeadTimeHistogram] = field(default_factory=dict)
+    closed_withdrawn: Counter[ClosureKey] = field(default_factory=Counter)
     cases: int = 0
     duplicates: int = 0
     corrections: int = 0  # milestones held in a corrected (revision > 0) form
@@ -93,12 +101,15 @@ class ChainTotals:
         for fact in added:
             self._fold(fact, +1)
 
-    def add_case(self, state: CaseState) -> None:
+    def add_case(self, state: CaseState, withdrawn: Iterable[tuple] = ()) -> None:
+        """Fold a restored case: the facts of its state, and the facts it had withdrawn."""
         self.cases += 1
         self.duplicates += state.duplicates
         self.corrections += state.corrections
         for fact in fact_tuples(self.chain, state.records):
             self._fold(fact, +1)
+        for fact in withdrawn:
+            self._count_withdrawn(fact)
 
     def _fold(self, fact: Fact | tuple, sign: int) -> None:
         # Facts are read by position (see the `Fact` named tuples in case.py), so that the plain
@@ -113,16 +124,34 @@ class ChainTotals:
             self.outflow[key] += sign
             self._open(key, fact[3], -sign)
         elif kind == SEGMENT_COMPLETED:  # segment, case_type, district, started_at, completed_at
-            skey = fact[:3]
-            hist = self.lead_times.get(skey)
-            if hist is None:
-                hist = self.lead_times[skey] = LeadTimeHistogram([0] * (len(self._bounds) + 1))
-            lead = fact[4] - fact[3]
-            # Prometheus buckets are upper-inclusive (le): a lead time equal to a norm is within it.
-            hist.counts[bisect.bisect_left(self._bounds, lead)] += sign
-            hist.total_seconds += sign * lead
+            self._count_lead_time(self.lead_times, fact, sign)
         elif kind == CASE_CLOSED:  # outcome, closing_milestone, case_type, district, at
             self.closed[(fact[0], fact[2], fact[3])] += sign
+        if sign < 0:
+            self._count_withdrawn(fact)
+
+    def _count_withdrawn(self, fact: Fact | tuple) -> None:
+        kind = fact[-1]
+        if kind == STAGE_ENTERED:
+            self.inflow_withdrawn[fact[:3]] += 1
+        elif kind == STAGE_LEFT:
+            self.outflow_withdrawn[fact[:3]] += 1
+        elif kind == SEGMENT_COMPLETED:
+            self._count_lead_time(self.lead_times_withdrawn, fact, +1)
+        elif kind == CASE_CLOSED:
+            self.closed_withdrawn[(fact[0], fact[2], fact[3])] += 1
+
+    def _count_lead_time(
+        self, histograms: dict[SegmentKey, LeadTimeHistogram], fact: Fact | tuple, sign: int
+    ) -> None:
+        skey = fact[:3]
+        hist = histograms.get(skey)
+        if hist is None:
+            hist = histograms[skey] = LeadTimeHistogram([0] * (len(self._bounds) + 1))
+        lead = fact[4] - fact[3]
+        # Prometheus buckets are upper-inclusive (le): a lead time equal to a norm is within it.
+        hist.counts[bisect.bisect_left(self._bounds, lead)] += sign
+        hist.total_seconds += sign * lead
 
     def _open(self, key: StageKey, entered_at: float, sign: int) -> None:
         hours = self.open_entries_by_hour.get(key)

@@ -1,4 +1,4 @@
-"""Start and stop a local single-node Kafka broker from Python.
+"""Start and stop a local Kafka broker (a single node, or one node of a cluster) from Python.
 
 A thin wrapper over ``deploy/kafka/kafka.sh`` (the script does the work: fetching
 the jars from Maven Central, formatting KRaft storage, waiting until the broker
@@ -12,12 +12,16 @@ passwords are given by the caller (never from code) and must include the super u
 
     broker = LocalKafkaBroker(port=..., data_dir=tmp, secure=True, users={"admin": pw, ...})
     KafkaProducer(bootstrap_servers=broker.bootstrap_servers, **broker.client_security("police"))
+
+One node of a cluster (node_id, the voters and the cluster id): see LocalKafkaCluster in
+ketenmonitor/infra/kafka_cluster.py, which builds and starts them.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +46,29 @@ _SECURITY_VARS = (
     "KAFKA_SCRAM_CREDENTIALS_FILE",
     "KAFKA_ADMIN_USER",
 )
+# Cluster membership is this broker's too: an inherited KAFKA_QUORUM_VOTERS would make a single
+# node wait for voters that never come.
+_CLUSTER_VARS = (
+    "KAFKA_NODE_ID",
+    "KAFKA_QUORUM_VOTERS",
+    "KAFKA_CLUSTER_ID",
+    "KAFKA_REPLICATION_FACTOR",
+    "KAFKA_MIN_INSYNC_REPLICAS",
+    "KAFKA_EXTRA_CONFIG",
+)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 class BrokerError(ServerError):
@@ -78,6 +105,17 @@ class LocalKafkaBroker(ScriptRunner):
         data_dir: Path | None = None,
         secure: bool = False,
         users: Mapping[str, str] | None = None,
+        *,
+        node_id: int = 1,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
+        heap: str | None = None,
+        jvm_opts: str | None = None,
+        start_timeout: int | None = None,
+        stop_timeout: int | None = None,
+        extra_config: Mapping[str, str] | None = None,
     ) -> None:
         self.port = int(port)
         self.controller_port = (
@@ -90,6 +128,18 @@ class LocalKafkaBroker(ScriptRunner):
             raise ValueError("a secure broker needs users, including the super user 'admin'")
         if users and not secure:
             raise ValueError("users are only for a secure broker (secure=True)")
+        # Cluster membership and defaults (kafka.sh: KAFKA_NODE_ID, KAFKA_QUORUM_VOTERS, ...);
+        # the defaults are a single node's.
+        self.node_id = int(node_id)
+        self.quorum_voters = quorum_voters
+        self.cluster_id = cluster_id
+        self.replication_factor = int(replication_factor)
+        self.min_insync_replicas = int(min_insync_replicas)
+        self.heap = heap
+        self.jvm_opts = jvm_opts
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.extra_config = dict(extra_config or {})
 
     @property
     def bootstrap_servers(self) -> str:
@@ -125,6 +175,7 @@ class LocalKafkaBroker(ScriptRunner):
             ("controller_port", self.controller_port),
             ("data_dir", self.data_dir),
             ("secure", self.secure),
+            ("node_id", self.node_id),
         )
 
     @contextmanager
@@ -138,6 +189,19 @@ class LocalKafkaBroker(ScriptRunner):
         finally:
             os.kill(pid, signal.SIGCONT)
 
+    def kill(self) -> None:
+        """kill -9 of the broker's JVM: no clean shutdown, no log flush (a crashed machine).
+        Returns once the process is gone; `start()` brings the node back on the same data."""
+        pid_file = self._data_dir() / "kafka.pid"
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise self.error(f"broker pid {pid} still alive 30 s after SIGKILL")
+            time.sleep(0.05)
+        pid_file.unlink(missing_ok=True)
+
     def _data_dir(self) -> Path:
         return self.data_dir or _DEFAULT_DATA_ROOT / f"data-{self.port}"
 
@@ -147,12 +211,32 @@ class LocalKafkaBroker(ScriptRunner):
     def _script_env_drop(self) -> Iterable[str]:
         # An inherited KAFKA_DATA_DIR was meant for some other broker/port; security
         # settings are this broker's, never the caller's.
-        return ("KAFKA_DATA_DIR", *_SECURITY_VARS)
+        return ("KAFKA_DATA_DIR", *_CLUSTER_VARS, *_SECURITY_VARS)
 
     def _script_env(self) -> dict[str, str]:
-        env = {"KAFKA_PORT": str(self.port), "KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+        env = {
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_NODE_ID": str(self.node_id),
+            "KAFKA_REPLICATION_FACTOR": str(self.replication_factor),
+            "KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
+        }
         if self.data_dir is not None:
             env["KAFKA_DATA_DIR"] = str(self.data_dir)
+        if self.quorum_voters is not None:
+            env["KAFKA_QUORUM_VOTERS"] = self.quorum_voters
+        if self.cluster_id is not None:
+            env["KAFKA_CLUSTER_ID"] = self.cluster_id
+        if self.heap is not None:
+            env["KAFKA_HEAP"] = self.heap
+        if self.jvm_opts is not None:
+            env["KAFKA_JVM_OPTS"] = self.jvm_opts
+        if self.start_timeout is not None:
+            env["KAFKA_START_TIMEOUT"] = str(self.start_timeout)
+        if self.stop_timeout is not None:
+            env["KAFKA_STOP_TIMEOUT"] = str(self.stop_timeout)
+        if self.extra_config:
+            env["KAFKA_EXTRA_CONFIG"] = "\n".join(f"{k}={v}" for k, v in self.extra_config.items())
         if self.secure:
             env["KAFKA_SECURITY"] = "scram"
             # In the child's environment (readable only by its owner), not on a command line.

@@ -12,6 +12,7 @@ already needs for the chain definition.
 
 from __future__ import annotations
 
+import subprocess
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from ketenmonitor.infra.script_server import DEPLOY_DIR, ScriptServer, ServerError
+from ketenmonitor.metric_names import WORKER_JOB
 
 __all__ = [
     "ALERTMANAGER_JOB",
@@ -33,18 +35,57 @@ __all__ = [
 
 PROMETHEUS_SCRIPT = DEPLOY_DIR / "prometheus" / "prometheus.sh"
 DEFAULT_PORT = 9090
-# The scrape job of the stream workers: the alert rules (worker down) select on it.
-WORKER_JOB = "ketenmonitor_worker"
 ALERTMANAGER_JOB = "alertmanager"
+SAMPLE_LIMIT = 50_000  # the scrape budget of one worker (docs/metrics.md)
 
 
 class QueryError(ServerError):
     """Prometheus rejected a query (bad PromQL) or answered with status "error"."""
 
 
+def prometheus3_binary() -> Path:
+    """The Prometheus 3 binary that deploy/setup.sh builds (deploy/go-tools.sh); a missing one is
+    an error that says how to build it, never a silent fallback to Prometheus 2."""
+    tools = DEPLOY_DIR / "go-tools.sh"
+    path = Path(subprocess.run(
+        ["bash", str(tools), "path", "prometheus3"], check=True, capture_output=True, text=True
+    ).stdout.strip())
+    if not path.is_file():
+        raise ServerError(f"no Prometheus 3 at {path}: run `bash {tools}` (or deploy/setup.sh)")
+    return path
+
+
 class LocalPrometheus(ScriptServer):
+    """`binary`: the prometheus executable (default: Debian's Prometheus 2 on the PATH)."""
+
     script = PROMETHEUS_SCRIPT
     env_prefix = "PROMETHEUS"
+
+    def __init__(
+        self, port: int, config_file: Path, data_dir: Path, binary: Path | None = None
+    ) -> None:
+        super().__init__(port, config_file, data_dir)
+        self.binary = binary
+
+    def _script_env(self) -> dict[str, str]:
+        env = super()._script_env()
+        if self.binary is not None:
+            env["PROMETHEUS_BIN"] = str(self.binary)
+        return env
+
+    def query_range(
+        self, promql: str, start: float, end: float, step: float = 1.0
+    ) -> list[dict[str, Any]]:
+        """Range query (GET /api/v1/query_range): the `result` list (each with `values`)."""
+        params = {"query": promql, "start": repr(start), "end": repr(end), "step": repr(step)}
+        try:
+            answer = self._request("GET", "/api/v1/query_range?" + urllib.parse.urlencode(params))
+        except ServerError as exc:
+            raise QueryError(f"range query {promql!r} failed: {exc}") from exc
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            raise QueryError(f"range query {promql!r} failed: {answer!r}")
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
 
     def query(self, promql: str, time: float | None = None) -> list[dict[str, Any]]:
         """Instant query (GET /api/v1/query): the `result` list of the answer."""
@@ -85,6 +126,7 @@ def render_prometheus_config(
     scrape_interval: str = "15s",
     evaluation_interval: str = "15s",
     alertmanager_url: str | None = None,
+    scrape_timeout: str | None = None,
 ) -> str:
     """A prometheus.yml scraping the workers at `scrape_targets` ("host:port") as job
     ketenmonitor_worker, loading `rule_files` (made absolute) and, if given, sending alerts to
@@ -96,10 +138,15 @@ def render_prometheus_config(
             "scrape_interval": scrape_interval,
             "evaluation_interval": evaluation_interval,
             "external_labels": {"monitor": "ketenmonitor"},
+            **({"scrape_timeout": scrape_timeout} if scrape_timeout else {}),
         },
         "rule_files": [str(Path(f).resolve()) for f in rule_files],
         "scrape_configs": [
-            {"job_name": WORKER_JOB, "static_configs": [{"targets": list(scrape_targets)}]},
+            {
+                "job_name": WORKER_JOB,
+                "sample_limit": SAMPLE_LIMIT,
+                "static_configs": [{"targets": list(scrape_targets)}],
+            },
         ],
     }
     if alertmanager_url is not None:

@@ -7,6 +7,8 @@
     ketenmonitor replay --from-file events.jsonl | --from-topics [--no-progress]
 
 The store is KETENMONITOR_STORE_URL (or --store-url), e.g. sqlite:///var/ketenmonitor/store.db.
+`report` and `stuck` only read an existing store: a mistyped URL is refused with one line instead
+of creating an empty database that reports zeros.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ketenmonitor.cli_common import ServiceUnreachableError, console, fail
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.settings import Settings
 from ketenmonitor.store.engine import StoreError, make_engine, upgrade
@@ -33,13 +40,14 @@ class UsageError(ValueError):
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("store", help="case-fact store maintenance")
     store_sub = p.add_subparsers(dest="store_command", required=True)
-    up = store_sub.add_parser("upgrade", help="apply the store's migrations")
+    up = store_sub.add_parser("upgrade", help="create the store or apply its migrations")
     _store_url_option(up)
     up.set_defaults(func=_guarded(cmd_store_upgrade))
 
     p = subparsers.add_parser("report", help="event-time report of a month or quarter")
     p.add_argument("--period", required=True, help="YYYY-MM, YYYYQn or YYYY")
-    p.add_argument("--format", choices=("table", "csv", "html"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "html"), default="table",
+                   help="a table for the terminal, CSV, or one self-contained HTML page")
     p.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
     p.add_argument("--suppress-below", type=int, default=0, metavar="K",
                    help='show counts of 1..K-1 cases (and figures from them) as "<K"')
@@ -48,10 +56,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_guarded(cmd_report))
 
     p = subparsers.add_parser("stuck", help="oldest open cases of a stage (pseudonymous)")
-    p.add_argument("--stage", required=True)
-    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--stage", required=True, help="stage id from the chain definition")
+    p.add_argument("--top", type=int, default=20, help="how many cases to list, oldest first")
     p.add_argument("--at", default=None, help="reference moment, ISO 8601 + offset (default: now)")
-    p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "csv"), default="table", help="output format")
     _store_url_option(p)
     p.set_defaults(func=_guarded(cmd_stuck))
 
@@ -60,21 +68,27 @@ def register(subparsers: Any) -> None:
     source.add_argument("--from-topics", action="store_true", help="partner topics, from the start")
     source.add_argument("--from-file", type=Path, help="JSON Lines of raw partner messages")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="Kafka bootstrap servers for --from-topics "
+                   "(default: $KETENMONITOR_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)")
     _store_url_option(p)
-    p.set_defaults(func=_guarded(cmd_replay))
+    p.set_defaults(func=_guarded(cmd_replay), needs_kafka=lambda a: a.from_topics)
 
 
 def _store_url_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store-url", default=None, help="default: $KETENMONITOR_STORE_URL")
+    p.add_argument("--store-url", default=None,
+                   help="store URL, sqlite:///FILE or postgresql://USER@HOST/DB "
+                   "(default: $KETENMONITOR_STORE_URL)")
 
 
 def _guarded(func: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             return int(func(args))
+        except (ValidationError, BrokenPipeError, ServiceUnreachableError):
+            raise  # reported by the command line's main (cli.py) with their own status
         except (StoreError, PeriodError, UsageError, ValueError, OSError) as exc:
-            print(f"ketenmonitor {args.command}: {exc}", file=sys.stderr)
-            return 2
+            return fail(args.command, exc)
 
     return run
 
@@ -84,6 +98,44 @@ def _store_url(args: argparse.Namespace, settings: Settings) -> str:
     if not url:
         raise UsageError("no store: set KETENMONITOR_STORE_URL or pass --store-url")
     return str(url)
+
+
+def existing_store(url: str) -> Engine:
+    """An engine on a store that exists and holds Ketenmonitor's tables (brought to the newest
+    migration); never creates a database, so a mistyped URL cannot report an empty store."""
+    from alembic.migration import MigrationContext
+    from sqlalchemy.engine import make_url
+
+    hint = ("check --store-url / KETENMONITOR_STORE_URL; a store is created by a worker, "
+            "`ketenmonitor replay` or `ketenmonitor store upgrade`")
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UsageError(f"not a database URL: {_safe(url)} (e.g. sqlite:///store.db)") from None
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
+        raise UsageError(f"no store at {file}: {hint}")
+    engine = make_engine(url)
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ServiceUnreachableError(f"cannot open the store at {where}: {first}") from None
+    if revision is None:
+        raise UsageError(f"{where} holds no Ketenmonitor store: {hint}")
+    upgrade(engine)
+    return engine
+
+
+def _safe(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the given URL"
 
 
 def cmd_store_upgrade(args: argparse.Namespace) -> int:
@@ -101,8 +153,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     settings = Settings()
     chain = load_chain(settings.chain_file)
     period = parse_period(args.period, args.timezone)
-    engine = make_engine(_store_url(args, settings))
-    upgrade(engine)
+    engine = existing_store(_store_url(args, settings))
     report = build_report(engine, chain, period)
     k = args.suppress_below
     out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
@@ -127,8 +178,7 @@ def cmd_stuck(args: argparse.Namespace) -> int:
     settings = Settings()
     chain = load_chain(settings.chain_file)
     at = time.time() if args.at is None else _aware(args.at).timestamp()
-    engine = make_engine(_store_url(args, settings))
-    upgrade(engine)
+    engine = existing_store(_store_url(args, settings))
     cases = stuck_cases(engine, chain, args.stage, args.top, at)
     header = ["pseudonym", "stage", "entered_at", "age_days", "last_milestone",
               "last_milestone_at", "case_type", "district"]
@@ -142,7 +192,6 @@ def cmd_stuck(args: argparse.Namespace) -> int:
         writer.writerow(header)
         writer.writerows(lines)
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"Oldest open cases in {args.stage} at {_iso(at)}")
@@ -150,7 +199,7 @@ def cmd_stuck(args: argparse.Namespace) -> int:
         table.add_column(name)
     for line in lines:
         table.add_row(*line)
-    Console(width=180).print(table)
+    console(width=180).print(table)
     return 0
 
 

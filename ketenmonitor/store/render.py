@@ -100,11 +100,12 @@ def write_csv(report: Report, out: IO[str], suppress_below: int = 0) -> None:
 
 
 def print_table(report: Report, suppress_below: int = 0, file: IO[str] | None = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from ketenmonitor.cli_common import console as pipe_console
+
     cells = ReportCells(report, suppress_below)
-    console = Console(file=file, width=160)
+    console = pipe_console(file=file, width=160)
     period = report.period
     title = (
         f"Ketenmonitor {period.label} ({period.start_date} to {period.end_date}, "

@@ -6,7 +6,7 @@
     replayer.summary()  -> {"accepted": ..., "rejected": {...}, "cases": ...}
 
 Every message goes through the code the live worker runs: `Ingestor.route` (parse_event against
-the contract and the chain, pseudonymise) and `CaseProcessor.process_with_state` (apply_event),
+the contract and the chain, pseudonymise) and `CaseProcessor.apply` (apply_event),
 then to the sink. Case states start empty and live in memory (encoded, as in the worker's
 table), so the store ends up exactly as live processing of the same messages leaves it; event
 order does not matter to the domain core. Replaying twice writes the same rows.
@@ -43,11 +43,11 @@ class Replayer:
             self.rejected[routed.reason] += 1
             return
         self.accepted += 1
-        encoded, state = self.processor.process_with_state(
-            routed.partition, routed.pseudonym, routed.payload, self.states.get(routed.pseudonym)
+        step = self.processor.apply(
+            routed.pseudonym, routed.payload, self.states.get(routed.pseudonym)
         )
-        self.states[routed.pseudonym] = encoded
-        self.sink.add(routed.pseudonym, state)
+        self.states[routed.pseudonym] = step.stored
+        self.sink.add(routed.pseudonym, step.state)
 
     def finish(self) -> None:
         self.sink.flush()

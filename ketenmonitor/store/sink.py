@@ -66,14 +66,21 @@ class CaseFactSink:
         """
         if not self._buffer:
             return 0
-        batch = [case_rows(self.chain, p, s) for p, s in self._buffer.items()]
+        written = self.write_states(self._buffer)
+        self._buffer.clear()
+        return written
+
+    def write_states(self, states: dict[str, CaseState]) -> int:
+        """Write the given newest states in one transaction (the live worker hands each batch's
+        states over, from a thread, in batch order); raises StoreError and writes nothing on
+        failure."""
+        batch = [case_rows(self.chain, p, s) for p, s in states.items()]
         try:
             with self.engine.begin() as conn:
                 for start in range(0, len(batch), CHUNK):
                     _write(conn, batch[start : start + CHUNK])
         except Exception as exc:
             raise StoreError(f"writing {len(batch)} cases to the store failed: {exc}") from exc
-        self._buffer.clear()
         self.written += len(batch)
         return len(batch)
 

@@ -7,8 +7,11 @@ the point is to check the live pipeline against a second, simpler implementation
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from prometheus_client.utils import floatToGoString
 
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.simulator import SimulatedCase
@@ -105,7 +108,7 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
         out[_key("ketenmonitor_segment_lead_time_seconds_sum", **labels)] = lead_sum[(seg, ct, d)]
         out[_key("ketenmonitor_segment_lead_time_seconds_bucket", **labels, le="+Inf")] = n
         for b in bounds:
-            out[_key("ketenmonitor_segment_lead_time_seconds_bucket", **labels, le=str(float(b)))] = (
+            out[_key("ketenmonitor_segment_lead_time_seconds_bucket", **labels, le=floatToGoString(float(b)))] = (
                 lead_buckets[(seg, ct, d, float(b))]
             )
     for stage, hour in oldest.items():
@@ -119,3 +122,54 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
 def comparable(samples: dict, names: set[str]) -> dict:
     """The samples of the given metric names, zero-valued series left out (absent == 0)."""
     return {k: v for k, v in samples.items() if k[0] in names and v != 0}
+
+
+# A worker exports what was ever counted and, separately, what corrections withdrew; the truth
+# above is the net figure. Name of the added series -> name of its withdrawn counterpart.
+WITHDRAWN_OF = {
+    "ketenmonitor_stage_inflow_cases_total": "ketenmonitor_stage_inflow_withdrawn_cases_total",
+    "ketenmonitor_stage_outflow_cases_total": "ketenmonitor_stage_outflow_withdrawn_cases_total",
+    "ketenmonitor_cases_closed_total": "ketenmonitor_cases_closed_withdrawn_total",
+    **{
+        f"ketenmonitor_segment_lead_time_seconds_{part}":
+            f"ketenmonitor_segment_lead_time_withdrawn_seconds_{part}"
+        for part in ("bucket", "count", "sum")
+    },
+}
+
+
+def net_samples(samples: dict) -> dict:
+    """A worker's scrape with every added counter replaced by added - withdrawn."""
+    out = dict(samples)
+    for (name, labels), value in samples.items():
+        withdrawn = WITHDRAWN_OF.get(name)
+        if withdrawn is not None:
+            out[(name, labels)] = value - samples.get((withdrawn, labels), 0.0)
+    return out
+
+
+def differences(actual: dict, expected: dict) -> tuple[dict, dict]:
+    """(series whose value differs or is missing, series that should not be there)."""
+    wrong = {k: (actual.get(k), v) for k, v in expected.items() if actual.get(k) != v}
+    extra = {k: v for k, v in actual.items() if k not in expected}
+    return wrong, extra
+
+
+def wait_for_truth(
+    scrape: Callable[[], dict], expected: dict, names: set[str], timeout: float = 60.0
+) -> dict:
+    """Scrape until the net figures of `names` equal `expected` (what /metrics shows lags the
+    committed offsets by the totals publication interval); fail with the difference."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape()
+        actual = comparable(net_samples(samples), names)
+        wrong, extra = differences(actual, expected)
+        if not wrong and not extra:
+            return samples
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{len(wrong)} series differ, e.g. {list(wrong.items())[:5]}; "
+                f"{len(extra)} extra, e.g. {list(extra.items())[:5]}"
+            )
+        time.sleep(0.5)

@@ -1,7 +1,9 @@
 """Fixtures for tests against real servers that the suite starts itself.
 
 A server that cannot start makes the tests that need it fail (errors propagate): never a skip.
-Ports can be moved with KETENMONITOR_TEST_KAFKA_PORT so that two suites can run side by side.
+Ports can be moved with KETENMONITOR_TEST_KAFKA_PORT (the single broker: that port and the next)
+and KETENMONITOR_TEST_KAFKA_CLUSTER_PORT (the three-node cluster: that port and the next five) so
+that two suites can run side by side.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.kafka_cluster import LocalKafkaCluster
 from ketenmonitor.infra.worker_process import WorkerProcess
 
 # Not 9092/9093: a developer's own broker may be running there.
 KAFKA_TEST_PORT = int(os.environ.get("KETENMONITOR_TEST_KAFKA_PORT", "19092"))
 KAFKA_TEST_CONTROLLER_PORT = KAFKA_TEST_PORT + 1
+KAFKA_TEST_CLUSTER_PORT = int(os.environ.get("KETENMONITOR_TEST_KAFKA_CLUSTER_PORT", "19300"))
 TEST_PSEUDONYM_KEY = "integration-test-key-0123456789"
 
 
@@ -33,12 +37,30 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         port=KAFKA_TEST_PORT,
         controller_port=KAFKA_TEST_CONTROLLER_PORT,
         data_dir=tmp_path_factory.mktemp("kafka"),
+        # A restart mid-suite recovers every topic the suite made: slow on a loaded 2-core box.
+        start_timeout=180,
     )
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
+    """A fresh three-node KRaft cluster (each node broker and controller, -Xmx384m): replication
+    factor 3 and min.insync.replicas 2 by default and for the internal topics. Started for the
+    module that uses it (30-120 s on a busy 2-core machine) and stopped after it, so that three
+    idle JVMs do not sit beside the rest of the suite."""
+    cluster = LocalKafkaCluster(
+        base_port=KAFKA_TEST_CLUSTER_PORT, data_dir=tmp_path_factory.mktemp("kafka-cluster")
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -40,9 +40,9 @@ from ketenmonitor.infra.alertmanager import LocalAlertmanager
 from ketenmonitor.infra.prometheus import LocalPrometheus, render_prometheus_config
 from ketenmonitor.infra.worker_process import WorkerProcess, free_port
 from ketenmonitor.kafka_io import PartnerPublisher
+from ketenmonitor.metric_names import OWNED_PARTITIONS
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import SimulatedCase, iso, load_scenario, simulate_cases, step_event
-from streams.metrics import OWNED_PARTITIONS
 
 pytestmark = pytest.mark.integration
 

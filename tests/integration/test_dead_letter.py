@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -46,7 +47,10 @@ def test_malformed_events_are_dead_lettered_with_bytes_and_reason(monitor_env, s
     bad: list[tuple[bytes, str]] = [
         (b"this is not json", "not_json"),
         (dumps(event(1, milestone="coffee_break")), "unknown_milestone"),
-        (dumps(event(2, occurred_at=(NOW - timedelta(days=3)).replace(tzinfo=None).isoformat())), "naive_timestamp"),
+        (
+            dumps(event(2, occurred_at=(NOW - timedelta(days=3)).replace(tzinfo=None).isoformat())),
+            "naive_timestamp",
+        ),
         (dumps(event(3, suspect_name="J. Jansen")), "unknown_field"),
         (dumps(event(4, revision="high")), "wrong_type"),
         (dumps(event(5, organisation="om", milestone="om_intake")), "organisation_mismatch"),
@@ -71,7 +75,8 @@ def test_malformed_events_are_dead_lettered_with_bytes_and_reason(monitor_env, s
     wait_until_caught_up(
         settings.kafka_bootstrap,
         monitor_env["KETENMONITOR_APP_ID"],
-        [settings.partner_topic(p) for p in ("police", "om", "courts", "cjib")] + [settings.cases_topic],
+        [settings.partner_topic(p) for p in ("police", "om", "courts", "cjib")]
+        + [settings.cases_topic],
         timeout=180,
     )
     consumer = KafkaConsumer(
@@ -93,14 +98,20 @@ def test_malformed_events_are_dead_lettered_with_bytes_and_reason(monitor_env, s
         assert dead_values[raw] >= 1
     assert len(dead) == len(bad) + len(fuzz)
 
-    samples = worker.scrape()
+    accepted_key = ("ketenmonitor_events_accepted_total", frozenset({("organisation", "police")}))
+    deadline = time.monotonic() + 60  # /metrics trails the commits by the totals publication
+    while (samples := worker.scrape()).get(accepted_key) != len(valid) + 1:
+        assert time.monotonic() < deadline, samples.get(accepted_key)
+        time.sleep(0.5)
     rejected = {
         dict(labels)["reason"]: v
         for (name, labels), v in samples.items()
-        if name == "ketenmonitor_events_rejected_total"
+        if name == "ketenmonitor_events_rejected_total" and v
     }
     reasons_in_topic = Counter(h["reason"].decode() for _, h in dead)
     assert rejected == dict(reasons_in_topic)
-    accepted = samples[("ketenmonitor_events_accepted_total", frozenset({("organisation", "police")}))]
+    accepted = samples[
+        ("ketenmonitor_events_accepted_total", frozenset({("organisation", "police")}))
+    ]
     assert accepted == len(valid) + 1
     assert samples[("ketenmonitor_cases_tracked", frozenset())] == len(valid) + 1

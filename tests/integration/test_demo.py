@@ -23,11 +23,17 @@ def test_the_demo_shows_numbers_within_a_minute(kafka_broker, tmp_path):
     env.pop("KETENMONITOR_PSEUDONYM_KEY", None)  # the demo makes a throw-away key itself
     result = subprocess.run(
         [sys.executable, "-m", "ketenmonitor.cli", "demo", "--duration", "50", "--rate", "400"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     accepted = [int(n) for n in re.findall(r"accepted (\d+)", result.stdout)]
     assert accepted and max(accepted) > 0, result.stdout[-3000:]
     assert "Werkvoorraad per fase" in result.stdout
     # The summary shows stage rows with live counts, not only headers.
-    assert re.search(r"Opsporing \(politie\)\s*│\s*police\s*│\s*[1-9]", result.stdout), result.stdout[-3000:]
+    assert re.search(r"Opsporing \(politie\)\s*│\s*police\s*│\s*[1-9]", result.stdout), (
+        result.stdout[-3000:]
+    )

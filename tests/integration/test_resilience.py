@@ -1,6 +1,6 @@
 """Numbers stay exact under kill -9, restarts, rescaling, broker restarts, duplicates, shuffles and
-corrections. Each test compares the metrics summed over all live workers with the independent
-batch computation of the clean log (tests/integration/batch_truth.py)."""
+corrections. Each test compares the metrics of every live worker (each exports the whole chain)
+with the independent batch computation of the clean log (tests/integration/batch_truth.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from batch_truth import CASE_METRICS, comparable, expected_samples
+from batch_truth import CASE_METRICS, comparable, expected_samples, wait_for_truth
 
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
@@ -20,7 +20,6 @@ from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
 
 CHAIN = load_chain()
-MAX_ACROSS_WORKERS = {"ketenmonitor_backlog_oldest_age_seconds", "ketenmonitor_partner_last_event_timestamp_seconds"}
 FAST_FAILOVER = {"KETENMONITOR_SESSION_TIMEOUT_SECONDS": "6"}
 
 
@@ -30,25 +29,36 @@ class Run:
     def __init__(self, monitor_env: dict[str, str], cases: int, seed: int) -> None:
         self.reference = float(int(time.time()) - 3600)
         self.age_reference = datetime.fromtimestamp(self.reference, UTC).isoformat()
-        self.env = {**monitor_env, **FAST_FAILOVER, "KETENMONITOR_AGE_REFERENCE_TIME": self.age_reference}
+        self.env = {
+            **monitor_env,
+            **FAST_FAILOVER,
+            "KETENMONITOR_AGE_REFERENCE_TIME": self.age_reference,
+        }
         self.settings = Settings(
             kafka_bootstrap=monitor_env["KETENMONITOR_KAFKA_BOOTSTRAP"],
             topic_prefix=monitor_env["KETENMONITOR_TOPIC_PREFIX"],
         )
         self.group = monitor_env["KETENMONITOR_APP_ID"]
         self.seed = seed
-        self.cases = simulate_cases(load_scenario(), cases, self.reference - 2 * 365 * 86400, self.reference, seed=seed)
+        self.cases = simulate_cases(
+            load_scenario(), cases, self.reference - 2 * 365 * 86400, self.reference, seed=seed
+        )
         self.events = list(contract_events(self.cases, CHAIN, seed=seed))
-        self.expected = comparable(expected_samples(CHAIN, self.cases, self.reference), CASE_METRICS)
+        self.expected = comparable(
+            expected_samples(CHAIN, self.cases, self.reference), CASE_METRICS
+        )
         ensure_topics(
             self.settings.kafka_bootstrap,
-            [self.settings.partner_topic(p) for p in CHAIN.partner_ids] + [self.settings.cases_topic],
+            [self.settings.partner_topic(p) for p in CHAIN.partner_ids]
+            + [self.settings.cases_topic],
             6,
         )
 
     @property
     def topics(self) -> list[str]:
-        return [self.settings.partner_topic(p) for p in CHAIN.partner_ids] + [self.settings.cases_topic]
+        return [self.settings.partner_topic(p) for p in CHAIN.partner_ids] + [
+            self.settings.cases_topic
+        ]
 
     def publish(self, events: list[dict] | None = None, rate: float = 0.0) -> None:
         interval = 1.0 / rate if rate else 0.0
@@ -66,41 +76,32 @@ class Run:
     def assert_converges(
         self, workers: list[WorkerProcess], timeout: float = 120.0, metrics: set[str] = CASE_METRICS
     ) -> Samples:
-        """Wait until the group has committed everything, then until the summed metrics of the
-        live workers equal the batch computation; fail with the difference if they never do."""
+        """Wait until the group has committed everything and owns every partition, then until
+        EVERY live worker's /metrics (each exports the whole chain) equals the batch
+        computation; fail with the difference if one never does."""
         wait_until_caught_up(self.settings.kafka_bootstrap, self.group, self.topics, timeout=300)
         deadline = time.monotonic() + timeout
-        while True:
-            total = summed([w.scrape() for w in workers])
-            actual = comparable(total, metrics)
-            expected = {k: v for k, v in self.expected.items() if k[0] in metrics}
-            owned = total.get(("ketenmonitor_worker_owned_partitions", frozenset()), 0)
-            if actual == expected and owned == 6:
-                return total
-            if time.monotonic() > deadline:
-                wrong = {k: (actual.get(k), v) for k, v in expected.items() if actual.get(k) != v}
-                extra = {k: v for k, v in actual.items() if k not in expected}
+        owned_key = ("ketenmonitor_worker_owned_partitions", frozenset())
+        while (owned := sum(w.scrape().get(owned_key, 0) for w in workers)) != 6:
+            assert time.monotonic() < deadline, f"seed {self.seed}: {owned} partitions owned"
+            time.sleep(1.0)
+        expected = {k: v for k, v in self.expected.items() if k[0] in metrics}
+        samples: Samples = {}
+        for worker in workers:
+            try:
+                samples = wait_for_truth(worker.scrape, expected, metrics, timeout)
+            except AssertionError as exc:
                 raise AssertionError(
-                    f"seed {self.seed}: owned partitions {owned}, {len(wrong)} series differ, "
-                    f"e.g. {list(wrong.items())[:5]}, extra {list(extra.items())[:5]}"
-                )
-            time.sleep(2.0)
-
-
-def summed(all_samples: list[Samples]) -> Samples:
-    total: Samples = {}
-    for samples in all_samples:
-        for key, value in samples.items():
-            if key[0] in MAX_ACROSS_WORKERS:
-                total[key] = max(value, total.get(key, value))
-            else:
-                total[key] = total.get(key, 0.0) + value
-    return total
+                    f"seed {self.seed}, worker {worker.metrics_url}: {exc}"
+                ) from None
+        return samples
 
 
 def test_kill_9_of_a_worker_at_random_points_loses_and_doubles_nothing(monitor_env, start_worker):
     # KETENMONITOR_TEST_KILL_SEED replays a reported run's kill points.
-    seed = int(os.environ.get("KETENMONITOR_TEST_KILL_SEED") or random.SystemRandom().randrange(1_000_000))
+    seed = int(
+        os.environ.get("KETENMONITOR_TEST_KILL_SEED") or random.SystemRandom().randrange(1_000_000)
+    )
     print(f"kill test seed {seed}")
     rng = random.Random(seed)
     run = Run(monitor_env, cases=10_000, seed=seed)
@@ -113,7 +114,9 @@ def test_kill_9_of_a_worker_at_random_points_loses_and_doubles_nothing(monitor_e
         victim = start_worker(run.env)
     publisher.join()
     total = run.assert_converges([stable, victim])
-    assert total[("ketenmonitor_cases_tracked", frozenset())] == sum(1 for c in run.cases if c.steps)
+    assert total[("ketenmonitor_cases_tracked", frozenset())] == sum(
+        1 for c in run.cases if c.steps
+    )
 
 
 def test_rescaling_1_3_1_workers_while_the_stream_runs_keeps_the_numbers(monitor_env, start_worker):
@@ -140,7 +143,9 @@ def test_a_broker_restart_mid_stream_loses_nothing(monitor_env, start_worker, ka
     run.assert_converges([worker], timeout=180)
 
 
-def test_duplicates_shuffles_and_corrections_end_in_the_numbers_of_the_clean_log(monitor_env, start_worker):
+def test_duplicates_shuffles_and_corrections_end_in_the_numbers_of_the_clean_log(
+    monitor_env, start_worker
+):
     run = Run(monitor_env, cases=2000, seed=99)
     rng = random.Random(99)
     noisy: list[dict] = []
@@ -148,13 +153,22 @@ def test_duplicates_shuffles_and_corrections_end_in_the_numbers_of_the_clean_log
         roll = rng.random()
         if roll < 0.10:
             # First reported with a wrong time, then corrected with a higher revision.
-            wrong = {**event, "event_id": event["event_id"] + "-wrong", "occurred_at": run.events[0]["occurred_at"]}
+            wrong = {
+                **event,
+                "event_id": event["event_id"] + "-wrong",
+                "occurred_at": run.events[0]["occurred_at"],
+            }
             noisy += [wrong, {**event, "event_id": event["event_id"] + "-fix", "revision": 1}]
         elif roll < 0.15 and "outcome" not in event:
             # A milestone reported by mistake and retracted: the real one follows at revision 2.
             noisy += [
                 {**event, "event_id": event["event_id"] + "-oops"},
-                {**event, "event_id": event["event_id"] + "-undo", "revision": 1, "retracted": True},
+                {
+                    **event,
+                    "event_id": event["event_id"] + "-undo",
+                    "revision": 1,
+                    "retracted": True,
+                },
                 {**event, "event_id": event["event_id"] + "-real", "revision": 2},
             ]
         else:
@@ -165,7 +179,9 @@ def test_duplicates_shuffles_and_corrections_end_in_the_numbers_of_the_clean_log
     worker = start_worker(run.env)
     run.publish(noisy)
     # Accepted deliveries include the duplicates and corrections; every case number must match.
-    total = run.assert_converges([worker], metrics=CASE_METRICS - {"ketenmonitor_events_accepted_total"})
+    total = run.assert_converges(
+        [worker], metrics=CASE_METRICS - {"ketenmonitor_events_accepted_total"}
+    )
     # What counters cannot unsay is explicit: the duplicates and corrections are counted.
     assert total[("ketenmonitor_events_duplicate_total", frozenset())] == len(duplicates)
     assert total[("ketenmonitor_corrections_total", frozenset())] > 0

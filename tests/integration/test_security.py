@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -213,7 +214,17 @@ def processed(stack: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> I
             timeout=240,
             security=stack.broker.client_security(OPERATOR),
         )
-        samples = worker.scrape()
+        # /metrics trails the commits by the totals publication interval.
+        expected = sum(len(e) for e in by_partner.values())
+        deadline = time.monotonic() + 60
+        while True:
+            samples = worker.scrape()
+            accepted = sum(
+                v for (n, _), v in samples.items() if n == "ketenmonitor_events_accepted_total"
+            )
+            if accepted >= expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         worker.stop()
     log = (tmp / "worker.log").read_text(errors="replace")

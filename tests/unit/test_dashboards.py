@@ -19,8 +19,8 @@ from dashboards import queries
 from dashboards.build import BUILDERS, JSON_DIR, main, rendered_files
 from dashboards.model import DashboardModelError, Panel, PromQuery
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, Chain, chain_from_mapping, load_chain
+from ketenmonitor.metric_names import ALL_METRIC_NAMES
 from ketenmonitor.store.models import Base
-from streams.metrics import ALL_METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"

@@ -1,0 +1,90 @@
+"""The worker's state of the partitions it owns, and how it is restored and released.
+
+    tables = OwnedTables(cases_topic)
+    await tables.restore(restorer, {TopicPartition(cases_topic, 3),
+                                    TopicPartition("p.events.om", 3)})
+    tables.cases[3][pseudonym]          -> stored case value (streams/codec.py)
+    tables.ingest[TopicPartition(...)]  -> IngestStats of one partner-topic partition
+    tables.release({...})               -> partitions handed to another worker are dropped
+
+Each table mirrors a changelog: partition p of the `cases` changelog holds the case values of
+case-topic partition p; partition p of the `ingest-stats` changelog holds the counts of partition p
+of every partner topic, keyed by the partner topic's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.changelog import read_changelogs
+from streams.ingest import IngestStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Changelogs:
+    cases: str  # topic of the `cases` table
+    ingest: str  # topic of the `ingest-stats` table
+
+    def of(self, tp: TopicPartition, cases_topic: str) -> TopicPartition:
+        """The changelog partition that holds the state of input partition `tp`."""
+        return TopicPartition(self.cases if tp.topic == cases_topic else self.ingest, tp.partition)
+
+
+class OwnedTables:
+    def __init__(self, cases_topic: str, changelogs: Changelogs) -> None:
+        self.cases_topic = cases_topic
+        self.changelogs = changelogs
+        self.cases: dict[int, dict[bytes, bytes]] = {}  # partition -> pseudonym -> stored value
+        self.ingest: dict[TopicPartition, IngestStats] = {}  # partner partition -> counts
+
+    def case_partitions(self) -> set[int]:
+        return set(self.cases)
+
+    def ingest_stats(self, tp: TopicPartition) -> IngestStats:
+        stats = self.ingest.get(tp)
+        if stats is None:
+            stats = self.ingest[tp] = IngestStats()
+        return stats
+
+    def release(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            if tp.topic == self.cases_topic:
+                self.cases.pop(tp.partition, None)
+            else:
+                self.ingest.pop(tp, None)
+
+    async def restore(
+        self, restorer: AIOKafkaConsumer, tps: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Read the changelog partitions behind `tps` from their beginning to the end they had
+        when the read began; returns those end offsets per changelog partition."""
+        tps = set(tps)
+        if not tps:
+            return {}
+        started = time.monotonic()
+        changelogs = {self.changelogs.of(tp, self.cases_topic) for tp in tps}
+        read, ends = await read_changelogs(restorer, changelogs)
+        for tp in tps:
+            table = read[self.changelogs.of(tp, self.cases_topic)]
+            if tp.topic == self.cases_topic:
+                self.cases[tp.partition] = table
+            else:
+                raw = table.get(tp.topic.encode())
+                if raw is None:  # the key before version 2: "topic:partition"
+                    raw = table.get(f"{tp.topic}:{tp.partition}".encode())
+                self.ingest[tp] = IngestStats.decode(raw) if raw is not None else IngestStats()
+        log.info(
+            "restored %d cases and %d partner partitions for %s in %.2fs",
+            sum(len(self.cases[tp.partition]) for tp in tps if tp.topic == self.cases_topic),
+            sum(1 for tp in tps if tp.topic != self.cases_topic),
+            sorted({tp.partition for tp in tps}),
+            time.monotonic() - started,
+        )
+        return ends

@@ -1,0 +1,210 @@
+"""The chain's totals per partition, published to a compacted topic and read back by every worker.
+
+    publisher: owner of partition p, after its batches are acknowledged
+        producer.send(totals_topic, key=CASES_KEY, value=encode_case_totals(totals, position, now),
+                      partition=p)
+        producer.send(totals_topic, key=ingest_key(partner_topic), value=stats.encode(),
+                      partition=p)
+    view: every worker, over all partitions of the topic
+        view.apply(partition, key, value)     # keeps the record of the highest position per key
+        view.case_records(), view.ingest_records()
+
+Why a topic: what /metrics says must only go up as Prometheus sees it (a fall is read as a counter
+reset and a whole cumulative value is counted again). Sums over the partitions a worker happens to
+own fall whenever a partition moves; sums over the latest record of EVERY partition do not, since a
+partition's record only grows, whoever owns the partition. So every worker exports the whole
+chain; Prometheus takes a rate per worker and the max across workers (docs/metrics.md).
+
+A record carries its `position`: for case totals the end offset of the partition's `cases`
+changelog that it reflects, for ingest counts the next partner offset to count. Both grow across
+owners, so a record from a worker that lost the partition (a zombie, or a late publication) never
+replaces a newer one.
+
+Records are versioned JSON ({"v": 1, ...}); a newer version is refused (FormatVersionError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+
+from ketenmonitor.domain.totals import ChainTotals
+from streams.codec import FormatVersionError
+from streams.ingest import IngestStats
+
+CASE_TOTALS_VERSION = 1
+CASES_KEY = b"cases"
+INGEST_KEY_PREFIX = b"ingest:"
+
+
+def ingest_key(partner_topic: str) -> bytes:
+    return INGEST_KEY_PREFIX + partner_topic.encode()
+
+
+@dataclass(frozen=True)
+class CaseTotalsRecord:
+    """One partition's case totals as published: nets with monotonic withdrawn counts."""
+
+    position: int
+    cases: int = 0
+    duplicates: int = 0
+    corrections: int = 0
+    # (stage, case_type, district) -> (net, withdrawn)
+    inflow: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    outflow: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # (outcome, case_type, district) -> (net, withdrawn)
+    closed: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    # (segment, case_type, district) -> (net counts per bucket, net sum, withdrawn counts, sum)
+    lead: dict[tuple[str, str, str], tuple[list[int], float, list[int], float]] = field(
+        default_factory=dict
+    )
+    # (stage, case_type, district, age band) -> open cases, at `reference_time`
+    backlog_by_age: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    oldest_entry: dict[str, int] = field(default_factory=dict)  # stage -> hour it was entered
+    reference_time: float = 0.0
+
+
+def encode_case_totals(totals: ChainTotals, position: int, reference_time: float) -> bytes:
+    def pairs(net: dict, withdrawn: dict) -> list[list]:
+        return [[*k, net.get(k, 0), withdrawn.get(k, 0)] for k in sorted(net.keys() | withdrawn)]
+
+    width = len(totals.chain.lead_time_buckets_seconds) + 1
+    empty = [0] * width
+    lead = []
+    for key in sorted(totals.lead_times.keys() | totals.lead_times_withdrawn.keys()):
+        net = totals.lead_times.get(key)
+        gone = totals.lead_times_withdrawn.get(key)
+        lead.append(
+            [
+                *key,
+                net.counts if net else empty,
+                net.total_seconds if net else 0.0,
+                gone.counts if gone else empty,
+                gone.total_seconds if gone else 0.0,
+            ]
+        )
+    doc = {
+        "v": CASE_TOTALS_VERSION,
+        "position": position,
+        "cases": totals.cases,
+        "duplicates": totals.duplicates,
+        "corrections": totals.corrections,
+        "inflow": pairs(totals.inflow, totals.inflow_withdrawn),
+        "outflow": pairs(totals.outflow, totals.outflow_withdrawn),
+        "closed": pairs(totals.closed, totals.closed_withdrawn),
+        "lead": lead,
+        "age": [[*k, n] for k, n in sorted(totals.backlog_by_age(reference_time).items()) if n],
+        "oldest": totals.oldest_open_entry(),
+        "reference_time": reference_time,
+    }
+    return orjson.dumps(doc)
+
+
+def decode_case_totals(raw: bytes) -> CaseTotalsRecord:
+    doc = orjson.loads(raw)
+    if doc.get("v") != CASE_TOTALS_VERSION:
+        raise FormatVersionError("case totals", doc.get("v"), (CASE_TOTALS_VERSION,))
+
+    def pairs(rows: list[list]) -> dict[tuple[str, str, str], tuple[int, int]]:
+        return {(a, b, c): (net, gone) for a, b, c, net, gone in rows}
+
+    return CaseTotalsRecord(
+        position=doc["position"],
+        cases=doc["cases"],
+        duplicates=doc["duplicates"],
+        corrections=doc["corrections"],
+        inflow=pairs(doc["inflow"]),
+        outflow=pairs(doc["outflow"]),
+        closed=pairs(doc["closed"]),
+        lead={(a, b, c): (n, ns, w, ws) for a, b, c, n, ns, w, ws in doc["lead"]},
+        backlog_by_age={(a, b, c, d): n for a, b, c, d, n in doc["age"]},
+        oldest_entry=doc["oldest"],
+        reference_time=doc["reference_time"],
+    )
+
+
+class TotalsSource(Protocol):
+    """What the chain collector reads: the totals of every partition."""
+
+    def case_records(self) -> list[CaseTotalsRecord]: ...
+
+    def ingest_records(self) -> Iterator[tuple[str, IngestStats]]:
+        """(topic, counts) of every partner-topic partition."""
+        ...
+
+    @property
+    def partitions(self) -> int: ...
+
+
+class TotalsView:
+    """The newest published totals of every partition, as one worker has read them."""
+
+    def __init__(self) -> None:
+        self._cases: dict[int, CaseTotalsRecord] = {}
+        self._ingest: dict[tuple[int, str], IngestStats] = {}
+
+    def apply(self, partition: int, key: bytes | None, value: bytes | None) -> bool:
+        """Take one record of the totals topic; False when an older position was ignored."""
+        if key is None or value is None:
+            return False
+        if key == CASES_KEY:
+            record = decode_case_totals(value)
+            current = self._cases.get(partition)
+            if current is not None and record.position < current.position:
+                return False
+            self._cases[partition] = record
+            return True
+        if key.startswith(INGEST_KEY_PREFIX):
+            topic = key[len(INGEST_KEY_PREFIX) :].decode()
+            stats = IngestStats.decode(value)
+            held = self._ingest.get((partition, topic))
+            if held is not None and stats.next_offset < held.next_offset:
+                return False
+            self._ingest[(partition, topic)] = stats
+            return True
+        return False
+
+    def case_records(self) -> list[CaseTotalsRecord]:
+        # list(dict.values()) runs in C: a scrape thread sees a consistent set of records.
+        return list(self._cases.values())
+
+    def ingest_records(self) -> Iterator[tuple[str, IngestStats]]:
+        """(partner topic, counts) of every partner-topic partition."""
+        for (_, topic), stats in list(self._ingest.items()):
+            yield topic, stats
+
+    @property
+    def partitions(self) -> int:
+        return len(self._cases)
+
+
+class LocalTotals:
+    """Totals held in this process, read like a TotalsView (the benchmark's faust baseline and
+    the core loop, which have no totals topic): encoded and decoded on each read, exactly as
+    a published record would be."""
+
+    def __init__(
+        self,
+        case_totals: Callable[[], Iterable[ChainTotals]],
+        ingest: Callable[[], Iterable[tuple[str, IngestStats]]],
+        reference_time: Callable[[], float],
+    ) -> None:
+        self._case_totals = case_totals
+        self._ingest = ingest
+        self._reference_time = reference_time
+
+    def case_records(self) -> list[CaseTotalsRecord]:
+        reference = self._reference_time()
+        return [
+            decode_case_totals(encode_case_totals(t, 0, reference)) for t in self._case_totals()
+        ]
+
+    def ingest_records(self) -> Iterator[tuple[str, IngestStats]]:
+        yield from self._ingest()
+
+    @property
+    def partitions(self) -> int:
+        return len(list(self._case_totals()))

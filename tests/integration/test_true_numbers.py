@@ -1,0 +1,458 @@
+"""The numbers as people read them: Prometheus windows and alerts through faults, Prometheus 2 and 3.
+
+Three real workers are fed at a steady rate while a real Prometheus 2.42 (Debian) and a real
+Prometheus 3 (built with go install, deploy/go-tools.sh) scrape them every second and evaluate the
+project's generated rules, time-scaled so that a chain day lasts 8 s (a 7-day window is 56 s).
+During the run: kill -9 of a worker and its restart, a worker added, a worker stopped with SIGTERM,
+a worker frozen (SIGSTOP) across several scrapes and past the session timeout, then resumed, a
+batch of corrections (revision 1 of judgments, still late) and a batch of retractions.
+
+The truth is computed here, independently, from what this test published and when: each event's
+effect is known by construction (a report enters the police stage, a PV sent leaves it, a judgment
+completes a police-judge segment within or beyond 35 days, a retraction takes one back). Because
+the monitor shows an event some time after it was published, a recorded increase over [t-w, t] is
+right when it lies between the truth's increases over every [a-w', a] with a in [t-LAG, t] and
+window ends shifted by up to LAG: docs/metrics.md documents the lag (processing, the totals
+publication interval, a rebalance after a crash: the session timeout and the restore, one scrape
+and one rule evaluation). The errors this test exists for are a whole cumulative value counted
+again (5-30x), a dip to zero, or a ratio above 1.
+
+Alerts: at every second, in both Prometheus versions, the police-judge burn-rate alerts (truly
+breached: half the judgments come after 35 days) must not clear once they fired, and no throughput,
+dead-letter or feed alert may fire for the partners that publish (the truth has none).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ketenmonitor.alerting.durations import TimeScale
+from ketenmonitor.alerting.policy import load_policy
+from ketenmonitor.alerting.rules import render_rules
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.infra.prometheus import (
+    LocalPrometheus,
+    prometheus3_binary,
+    render_prometheus_config,
+)
+from ketenmonitor.infra.worker_process import WorkerProcess, free_port
+from ketenmonitor.kafka_io import PartnerPublisher
+from ketenmonitor.simulator import iso
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+CHAIN = load_chain()
+DAY = 86_400.0
+SCALE = TimeScale(8 / DAY, "3s")  # a chain day lasts 8 s
+LAG = 20.0  # seconds: the most a figure may trail what was published (docs/metrics.md)
+TICK = 0.25  # the feed publishes every TICK seconds
+POLICE_PER_TICK = 3  # new police cases (report, then PV sent 2 s later)
+COURT_PER_TICK = 2  # court cases (intake and judgment; every other one beyond 35 days)
+RUN_SECONDS = 170.0
+WORKER_ENV = {
+    "KETENMONITOR_PARTITIONS": "6",
+    "KETENMONITOR_SESSION_TIMEOUT_SECONDS": "6",
+    "KETENMONITOR_TOTALS_PUBLISH_SECONDS": "0.5",
+}
+POLICE_STAGE = "police_investigation"
+NORM = "police_judge"  # court_intake_to_judgment, case type standard, 35 days, 90%
+
+
+@dataclass
+class Truth:
+    """Cumulative net figures as step functions of publication time."""
+
+    steps: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, series: str, at: float, delta: int) -> None:
+        with self.lock:
+            self.steps.setdefault(series, []).append((at, delta))
+
+    def freeze(self) -> None:
+        """Index the steps for lookups (after the feed stopped)."""
+        self._index = {}
+        for series, steps in self.steps.items():
+            steps = sorted(steps)
+            self._index[series] = ([t for t, _ in steps], list(accumulate(d for _, d in steps)))
+
+    def value(self, series: str, at: float) -> int:
+        times, totals = self._index.get(series, ([], []))
+        n = bisect.bisect_right(times, at)
+        return totals[n - 1] if n else 0
+
+    def increase_bounds(self, series: str, t: float, window: float) -> tuple[float, float]:
+        grid = [i * 0.5 for i in range(int(LAG / 0.5) + 1)]
+        ends = [self.value(series, t - g) for g in grid]
+        starts = [self.value(series, t - window - g) for g in grid]
+        lows = [end - start for end in ends for start in starts]
+        return min(lows), max(lows)
+
+    def ratio_bounds(self, part: str, whole: str, t: float, window: float) -> tuple[float, float]:
+        grid = [i * 0.5 for i in range(int(LAG / 0.5) + 1)]
+        ratios = []
+        for g1 in grid:
+            for g2 in grid:
+                w = self.value(whole, t - g1) - self.value(whole, t - window - g2)
+                if w > 0:
+                    p = self.value(part, t - g1) - self.value(part, t - window - g2)
+                    ratios.append(p / w)
+        return (min(ratios), max(ratios)) if ratios else (0.0, 1.0)
+
+
+class Feed:
+    """Publishes the steady flow and keeps the truth of what it published."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.publisher = PartnerPublisher(bootstrap)
+        self.prefix = prefix
+        self.truth = Truth()
+        self.stop = threading.Event()
+        self.case = 0
+        self.judgments: list[
+            tuple[str, float, float, bool]
+        ] = []  # case key, intake, judged, within
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.failure: BaseException | None = None
+
+    def topic(self, organisation: str) -> str:
+        return f"{self.prefix}.events.{organisation}"
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.publisher.send(self.topic(event["organisation"]), event)
+
+    def event(
+        self, key: str, n: int, milestone: str, organisation: str, at: float, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "event_id": f"{key}-{n}",
+            "case_key": key,
+            "organisation": organisation,
+            "milestone": milestone,
+            "occurred_at": iso(at),
+            "case_type": "standard",
+            "district": "amsterdam",
+            **extra,
+        }
+
+    def _run(self) -> None:
+        try:
+            pending_pv: list[tuple[float, str, float]] = []
+            while not self.stop.is_set():
+                now = time.time()
+                for _ in range(POLICE_PER_TICK):
+                    self.case += 1
+                    key = f"p{self.case}"
+                    reported = now - 30 * DAY
+                    self.send(self.event(key, 0, "report_registered", "police", reported))
+                    self.truth.add("police_inflow", now, +1)
+                    self.truth.add("police_events", now, +1)
+                    pending_pv.append((now + 2.0, key, reported))
+                while pending_pv and pending_pv[0][0] <= now:
+                    _, key, reported = pending_pv.pop(0)
+                    self.send(self.event(key, 1, "file_sent_to_om", "police", reported + 10 * DAY))
+                    self.truth.add("police_outflow", now, +1)
+                    self.truth.add("police_events", now, +1)
+                for _ in range(COURT_PER_TICK):
+                    self.case += 1
+                    key = f"c{self.case}"
+                    within = self.case % 2 == 0
+                    intake = now - 100 * DAY
+                    judged = intake + (20 if within else 50) * DAY
+                    self.send(self.event(key, 0, "court_intake", "courts", intake))
+                    self.send(
+                        self.event(key, 1, "judgment", "courts", judged, outcome="conviction")
+                    )
+                    self.truth.add("completed", now, +1)
+                    self.truth.add("within", now, +1 if within else 0)
+                    self.judgments.append((key, intake, judged, within))
+                self.publisher.flush()
+                self.stop.wait(max(0.0, TICK - (time.time() - now)))
+        except BaseException as exc:  # reported by the test, never swallowed
+            self.failure = exc
+
+    def correct(self, count: int) -> None:
+        """Revision 1 of late judgments, one day earlier but still beyond the norm: net zero."""
+        late = [j for j in self.judgments if not j[3]][:count]
+        now = time.time()
+        for key, _intake, judged, _ in late:
+            self.send(
+                self.event(
+                    key, 2, "judgment", "courts", judged - DAY, outcome="conviction", revision=1
+                )
+            )
+        self.publisher.flush()
+        self.truth.add("corrections", now, len(late))
+
+    def retract(self, count: int) -> None:
+        """Retract judgments (half within, half late): those completions are taken back."""
+        chosen = self.judgments[-count:]
+        now = time.time()
+        for key, _intake, judged, within in chosen:
+            self.send(
+                self.event(
+                    key,
+                    3,
+                    "judgment",
+                    "courts",
+                    judged,
+                    outcome="conviction",
+                    revision=2,
+                    retracted=True,
+                )
+            )
+            self.truth.add("completed", now, -1)
+            self.truth.add("within", now, -1 if within else 0)
+        self.publisher.flush()
+
+
+@dataclass
+class Timeline:
+    start: float
+    marks: list[tuple[float, str]] = field(default_factory=list)
+
+    def mark(self, what: str) -> None:
+        self.marks.append((time.time(), what))
+
+    def describe(self, t: float) -> str:
+        return "; ".join(f"{what} at +{at - self.start:.0f}s" for at, what in self.marks if at <= t)
+
+
+def test_windows_ratios_and_alerts_stay_true_through_faults_on_prometheus_2_and_3(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    prefix = f"t{run}"
+    env = {
+        "KETENMONITOR_KAFKA_BOOTSTRAP": kafka_broker.bootstrap_servers,
+        "KETENMONITOR_TOPIC_PREFIX": prefix,
+        "KETENMONITOR_APP_ID": f"ketenmonitor-{run}",
+        "KETENMONITOR_PSEUDONYM_KEY": "true-numbers-test-key-0123456789",
+        **WORKER_ENV,
+    }
+    ports = [free_port() for _ in range(3)]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(render_rules(CHAIN, load_policy(), SCALE))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        render_prometheus_config(
+            [f"127.0.0.1:{p}" for p in ports], [rules], "1s", "1s", scrape_timeout="900ms"
+        )
+    )
+    workers: list[WorkerProcess] = []
+    proms: dict[str, LocalPrometheus] = {}
+
+    def worker(n: int) -> WorkerProcess:
+        w = WorkerProcess(
+            env, metrics_port=ports[n], log_path=tmp_path / f"worker-{n}-{len(workers)}.log"
+        )
+        workers.append(w)
+        w.start()
+        w.wait_ready()
+        return w
+
+    feed = Feed(kafka_broker.bootstrap_servers, prefix)
+    try:
+        proms["prometheus2"] = LocalPrometheus(free_port(), config, tmp_path / "p2").start()
+        proms["prometheus3"] = LocalPrometheus(
+            free_port(), config, tmp_path / "p3", binary=prometheus3_binary()
+        ).start()
+        w0, w1 = worker(0), worker(1)
+        _wait_for_chain_series(proms, w0, w1)
+        timeline = Timeline(time.time())
+        feed.thread.start()
+        alerts = AlertWatch(proms, timeline)
+        alerts.thread.start()
+
+        def at(offset: float, what: str, action: Callable[[], None]) -> None:
+            time.sleep(max(0.0, timeline.start + offset - time.time()))
+            action()
+            timeline.mark(what)
+
+        def restart_w1() -> None:
+            w1.kill()
+            w1.start()
+
+        at(30, "kill -9 and restart of worker 1", restart_w1)
+        at(50, "worker 2 added", lambda: workers.append(worker(2)))
+        at(70, "worker 0 stopped with SIGTERM", w0.stop)
+        w2 = workers[-1]
+        at(90, "worker 2 frozen (SIGSTOP)", lambda: os.killpg(w2.process.pid, signal.SIGSTOP))
+        at(102, "worker 2 resumed", lambda: os.killpg(w2.process.pid, signal.SIGCONT))
+        at(115, "50 corrections", lambda: feed.correct(50))
+        at(125, "20 retractions", lambda: feed.retract(20))
+        at(RUN_SECONDS, "feed stopped", feed.stop.set)
+        feed.thread.join(timeout=10)
+        assert feed.failure is None, feed.failure
+        time.sleep(LAG)  # let every figure catch up before the last checks
+        alerts.stop.set()
+        alerts.thread.join(timeout=10)
+        end = time.time()
+        feed.truth.freeze()
+
+        problems: list[str] = []
+        for name, prom in proms.items():
+            problems += _check_records(name, prom, feed.truth, timeline, end)
+        problems += alerts.problems()
+        assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:40])
+    finally:
+        feed.stop.set()
+        for w in workers:
+            if w.process is not None and w.process.poll() is None:
+                os.killpg(w.process.pid, signal.SIGCONT)
+            w.stop()
+        for prom in proms.values():
+            prom.stop()
+
+
+def _wait_for_chain_series(proms: dict[str, LocalPrometheus], *workers: WorkerProcess) -> None:
+    """Until both Prometheus versions hold the (zero) chain series of every started worker, so
+    that every counter starts at zero in Prometheus."""
+    deadline = time.monotonic() + 120
+    query = (
+        'count by (instance) (ketenmonitor_stage_inflow_cases_total{stage="police_investigation"})'
+    )
+    while time.monotonic() < deadline:
+        if all(len(prom.query(query)) == len(workers) for prom in proms.values()):
+            time.sleep(3)
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the workers' chain series never reached Prometheus")
+
+
+def _series(prom: LocalPrometheus, promql: str, start: float, end: float) -> dict[float, float]:
+    result = prom.query_range(promql, start, end, 1.0)
+    assert len(result) <= 1, (promql, result)
+    return {float(t): float(v) for t, v in result[0]["values"]} if result else {}
+
+
+def _check_records(
+    name: str, prom: LocalPrometheus, truth: Truth, timeline: Timeline, end: float
+) -> list[str]:
+    start = timeline.start
+    w7 = SCALE.seconds("7d")
+    w1 = SCALE.seconds("1d")
+    w3 = SCALE.seconds("3d")
+    checks: list[tuple[str, str, Callable[[float], tuple[float, float]]]] = [
+        (
+            f'stage:ketenmonitor_stage_inflow_cases:increase7d{{stage="{POLICE_STAGE}"}}',
+            "police_inflow",
+            lambda t: truth.increase_bounds("police_inflow", t, w7),
+        ),
+        (
+            f'stage:ketenmonitor_stage_outflow_cases:increase7d{{stage="{POLICE_STAGE}"}}',
+            "police_outflow",
+            lambda t: truth.increase_bounds("police_outflow", t, w7),
+        ),
+        (
+            f'{w1} * stage:ketenmonitor_stage_inflow_cases:rate1d{{stage="{POLICE_STAGE}"}}',
+            "police_inflow",
+            lambda t: truth.increase_bounds("police_inflow", t, w1),
+        ),
+        (
+            f'{w1} * organisation:ketenmonitor_events_accepted:rate1d{{organisation="police"}}',
+            "police_events",
+            lambda t: truth.increase_bounds("police_events", t, w1),
+        ),
+        (
+            f'norm:ketenmonitor_segment_completed_cases:increase3d{{norm="{NORM}"}}',
+            "completed",
+            lambda t: truth.increase_bounds("completed", t, w3),
+        ),
+        (
+            f'norm:ketenmonitor_segment_within_norm:ratio3d{{norm="{NORM}"}}',
+            "within/completed",
+            lambda t: truth.ratio_bounds("within", "completed", t, w3),
+        ),
+    ]
+    problems = []
+    for promql, what, bounds in checks:
+        values = _series(prom, promql, start + 5, end)
+        if not values:
+            problems.append(f"{name}: {promql} recorded nothing")
+            continue
+        for t, v in sorted(values.items()):
+            low, high = bounds(t)
+            # Prometheus extrapolates an increase to the window's edges (up to about one scrape
+            # interval of a 8-56 s window); a ratio of two such increases keeps its bounds.
+            slack = 0.02 if "ratio" in promql else 0.15 * high + 2
+            if not (low - slack <= v <= high + slack) or ("ratio" in promql and v > 1 + 1e-9):
+                problems.append(
+                    f"{name}: {promql} = {v:.2f} at +{t - start:.0f}s, truth ({what}) between "
+                    f"{low:.2f} and {high:.2f} [{timeline.describe(t)}]"
+                )
+    return problems
+
+
+class AlertWatch:
+    """Polls both Prometheus versions' alerts every second during the run."""
+
+    FORBIDDEN = ("KetenmonitorThroughputBreach", "KetenmonitorDeadLetterSurge")
+    PUBLISHING = ("police", "courts")
+
+    def __init__(self, proms: dict[str, LocalPrometheus], timeline: Timeline) -> None:
+        self.proms = proms
+        self.timeline = timeline
+        self.polls: dict[str, list[tuple[float, set[tuple[str, str, str]]]]] = {
+            n: [] for n in proms
+        }
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for name, prom in self.proms.items():
+                firing = {
+                    (
+                        a["labels"]["alertname"],
+                        a["labels"].get("norm", ""),
+                        a["labels"].get("organisation", "") + "/" + a["labels"].get("stage", ""),
+                    )
+                    for a in prom.alerts()
+                    if a["state"] == "firing"
+                }
+                self.polls[name].append((time.time(), firing))
+            self.stop.wait(1.0)
+
+    def problems(self) -> list[str]:
+        problems = []
+        for name, polls in self.polls.items():
+            burn_fired: dict[str, float] = {}
+            for t, firing in polls:
+                when = f"+{t - self.timeline.start:.0f}s [{self.timeline.describe(t)}]"
+                for alert, norm, where in firing:
+                    if alert in self.FORBIDDEN:
+                        problems.append(f"{name}: {alert} {where} fired at {when}; truth: none")
+                    if (
+                        alert.startswith("KetenmonitorPartnerFeed")
+                        and where.split("/")[0] in self.PUBLISHING
+                    ):
+                        problems.append(f"{name}: {alert} {where} fired at {when}; the feed runs")
+                    if alert.startswith("KetenmonitorNormBurnRate") and norm != NORM:
+                        problems.append(f"{name}: {alert} for {norm} at {when}; no such cases")
+                for tier in ("KetenmonitorNormBurnRateFast", "KetenmonitorNormBurnRateSlow"):
+                    now_firing = (tier, NORM) in {(a, n) for a, n, _ in firing}
+                    if now_firing:
+                        burn_fired.setdefault(tier, t)
+                    elif tier in burn_fired:
+                        problems.append(
+                            f"{name}: {tier} {NORM} cleared at {when}; truth: half the judgments "
+                            "are beyond the norm all the time"
+                        )
+            for tier in ("KetenmonitorNormBurnRateFast", "KetenmonitorNormBurnRateSlow"):
+                if tier not in burn_fired:
+                    problems.append(f"{name}: {tier} {NORM} never fired; truth: breached")
+        return problems

@@ -1,0 +1,133 @@
+"""The published totals (streams/totals.py) and every versioned encoding the worker keeps."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ketenmonitor.domain.case import CaseEvent, apply_event
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.domain.totals import ChainTotals
+from streams.codec import FormatVersionError, decode_case_value, encode_case_value
+from streams.ingest import IngestStats
+from streams.processing import CaseProcessor, PartitionTotals, decode_case_event
+from streams.totals import (
+    CASES_KEY,
+    TotalsView,
+    decode_case_totals,
+    encode_case_totals,
+    ingest_key,
+)
+
+CHAIN = load_chain()
+DAY = 86_400.0
+
+
+def event(n: int, milestone: str, at: float, **changes: object) -> CaseEvent:
+    fields = dict(
+        event_id=f"e{n}",
+        case_key="k",
+        milestone=milestone,
+        occurred_at=at,
+        case_type="standard",
+        district="amsterdam",
+    )
+    fields.update(changes)
+    return CaseEvent(**fields)  # type: ignore[arg-type]
+
+
+def payload(e: CaseEvent) -> bytes:
+    return orjson.dumps(
+        [
+            2,
+            e.event_id,
+            e.milestone,
+            e.occurred_at,
+            e.case_type,
+            e.district,
+            e.outcome,
+            e.revision,
+            e.retracted,
+        ]
+    )
+
+
+def test_a_correction_counts_its_withdrawn_facts_and_they_survive_a_restore() -> None:
+    processor, live = CaseProcessor(CHAIN), PartitionTotals(CHAIN)
+    stored = None
+    for e in (
+        event(1, "court_intake", 0.0),
+        event(2, "judgment", 50 * DAY, outcome="conviction"),
+        event(3, "judgment", 20 * DAY, outcome="conviction", revision=1),
+    ):
+        step = processor.apply("k", payload(e), stored)
+        live.fold(0, [step])
+        stored = step.stored
+    totals = live.of(0)
+    key = ("court_intake_to_judgment", "standard", "amsterdam")
+    assert totals.lead_times[key].count == 1 and totals.lead_times_withdrawn[key].count == 1
+    assert totals.outflow_withdrawn[("court_trial", "standard", "amsterdam")] == 1
+    restored = PartitionTotals(CHAIN)
+    restored.add_stored(0, [stored])
+    assert restored.of(0).lead_times_withdrawn == totals.lead_times_withdrawn
+    assert restored.of(0).outflow_withdrawn == totals.outflow_withdrawn
+    assert +restored.of(0).inflow == +totals.inflow
+
+
+def test_published_case_totals_round_trip() -> None:
+    totals = ChainTotals(CHAIN)
+    state = None
+    for e in (event(1, "court_intake", 0.0), event(2, "judgment", 50 * DAY, outcome="conviction")):
+        applied = apply_event(CHAIN, state, e)
+        totals.record(applied, new_case=state is None)
+        state = applied.state
+    record = decode_case_totals(encode_case_totals(totals, position=42, reference_time=100 * DAY))
+    assert record.position == 42 and record.cases == 1
+    assert record.inflow[("court_trial", "standard", "amsterdam")] == (1, 0)
+    counts, total, withdrawn, _ = record.lead[("court_intake_to_judgment", "standard", "amsterdam")]
+    assert sum(counts) == 1 and total == 50 * DAY and sum(withdrawn) == 0
+
+
+def test_the_view_keeps_the_newest_position_per_partition_and_key() -> None:
+    view = TotalsView()
+    newer = encode_case_totals(ChainTotals(CHAIN), position=10, reference_time=0.0)
+    older = encode_case_totals(ChainTotals(CHAIN), position=5, reference_time=0.0)
+    assert view.apply(3, CASES_KEY, newer)
+    assert not view.apply(3, CASES_KEY, older)  # a zombie's or a late publication
+    assert view.case_records()[0].position == 10
+    assert view.apply(4, CASES_KEY, older) and view.partitions == 2
+    key = ingest_key("p.events.om")
+    assert view.apply(3, key, IngestStats(next_offset=9, accepted=9).encode())
+    assert not view.apply(3, key, IngestStats(next_offset=4, accepted=4).encode())
+    assert [(t, s.accepted) for t, s in view.ingest_records()] == [("p.events.om", 9)]
+    assert not view.apply(3, b"unknown", b"{}")
+
+
+def test_version_1_records_are_read() -> None:
+    state, withdrawn = decode_case_value(
+        b'{"r":{"om_intake":["e1",100.0,"standard","amsterdam",null,0,false]}}'
+    )
+    assert state.records["om_intake"].occurred_at == 100.0 and withdrawn == ()
+    assert IngestStats.decode(orjson.dumps([5, 4, {"late": 1}, 1.5, [0] * 8, 0.0])).accepted == 4
+    old_event = orjson.dumps(["e1", "om_intake", 1.0, "standard", "amsterdam", None, 0, False])
+    assert decode_case_event("k", old_event).event_id == "e1"
+
+
+@pytest.mark.parametrize(
+    ("decode", "raw"),
+    [
+        (decode_case_value, b'{"v":3,"r":{}}'),
+        (IngestStats.decode, b'{"v":9,"next":1}'),
+        (lambda raw: decode_case_event("k", raw), b'[7,"e1","om_intake",1.0]'),
+        (decode_case_totals, b'{"v":2,"position":1}'),
+    ],
+)
+def test_a_record_of_an_unknown_version_is_refused_with_a_clear_error(decode, raw) -> None:
+    with pytest.raises(FormatVersionError, match="format version"):
+        decode(raw)
+
+
+def test_the_current_case_value_round_trips_with_withdrawn_facts() -> None:
+    state = apply_event(CHAIN, None, event(1, "om_intake", 5.0)).state
+    withdrawn = (("om_assessment", "standard", "amsterdam", 5.0, "stage_entered"),)
+    assert decode_case_value(encode_case_value(state, withdrawn)) == (state, withdrawn)
