@@ -20,6 +20,8 @@ from typing import Any
 BENCH_ROOT = Path(__file__).resolve().parent
 SUMMARY = BENCH_ROOT / "RESULTS.md"
 ANALYSIS = BENCH_ROOT / "analysis.md"
+# Hand-written like analysis.md: the contract and partner-side publishing figures (not the worker).
+PARTNER_SIDE = BENCH_ROOT / "partner_side.md"
 # What the results of a file describe when it does not say (written before the aiokafka runtime).
 FAUST_WORKER = "faust, batched, streams/app.py; up to commit 2cb3c4f"
 NAIVE = "naive per-event Faust agents (bench/naive_app.py)"
@@ -100,8 +102,9 @@ def render(results_dir: Path) -> str:
         lines += _recovery(found["recovery"][2])
     if "profile" in found:
         lines += _profile(found["profile"][2])
-    if ANALYSIS.exists():
-        lines += ["", ANALYSIS.read_text().rstrip(), ""]
+    for hand_written in (ANALYSIS, PARTNER_SIDE):
+        if hand_written.exists():
+            lines += ["", hand_written.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
 
 

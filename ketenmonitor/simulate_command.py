@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from ketenmonitor.cli_common import fail
 from ketenmonitor.delivery import Delivery, DeliveryPlanner, DeliveryStats, deliveries_in_order
+from ketenmonitor.publish import add_quiet, show_progress
 from ketenmonitor.simulator import DAY, Faults, Silence, load_scenario, stream_cases, truth_record
 
 
@@ -49,7 +53,8 @@ def register(subparsers: Any) -> None:
     volume = p.add_mutually_exclusive_group()
     volume.add_argument("--cases", type=int, default=None, help="number of cases (default 1000)")
     volume.add_argument(
-        "--national", action="store_true",
+        "--national",
+        action="store_true",
         help="the scenario's national volume (cases_per_year) for the period, times --scale",
     )
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the national volume")
@@ -78,9 +83,13 @@ def register(subparsers: Any) -> None:
     ):
         p.add_argument(f"--{flag}", type=float, default=None, help=what)
     p.add_argument(
-        "--silence", action="append", default=[], metavar="ORG:FROM_DAY:DAYS",
+        "--silence",
+        action="append",
+        default=[],
+        metavar="ORG:FROM_DAY:DAYS",
         help="a partner publishes nothing from day FROM_DAY of the period for DAYS days",
     )
+    add_quiet(p)
     p.set_defaults(func=cmd_simulate, needs_kafka=lambda a: a.output is None)
 
 
@@ -176,10 +185,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     truth = open(truth_file, "w", encoding="utf-8") if truth_file else None  # noqa: SIM115
     cases_seen = 0
+    # Cases are generated in order of their start, as their messages fall due: the bar counts them.
+    bar = tqdm(
+        total=count,
+        unit=" cases",
+        desc="simulate",
+        file=sys.stderr,
+        disable=not show_progress(None, args.quiet),
+    )
 
     def on_case(case: Any) -> None:
         nonlocal cases_seen
         cases_seen += 1
+        if cases_seen % 1024 == 0:
+            bar.update(1024)
         if truth is not None:
             truth.write(json.dumps(truth_record(case), separators=(",", ":")) + "\n")
 
@@ -197,9 +216,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             )
             where = str(args.output)
         else:
-            _publish(settings, chain.partner_ids, deliveries, wait)
+            _publish(settings, chain.partner_ids, deliveries, wait, pace=not _unpaced(args))
             where = f"Kafka at {settings.kafka_bootstrap}"
+        bar.update(cases_seen % 1024)
     finally:
+        bar.close()
         if truth is not None:
             truth.close()
     stats = planner.stats
@@ -211,15 +232,32 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unpaced(args: argparse.Namespace) -> bool:
+    return not (args.live or args.speed or args.rate)
+
+
 def _publish(
-    settings: Any, partners: list[str], deliveries: Any, wait: Callable[[float], None]
+    settings: Any,
+    partners: list[str],
+    deliveries: Any,
+    wait: Callable[[float], None],
+    pace: bool = True,
 ) -> None:
+    """Send every delivery to its partner's topic. Unpaced: whole record batches (BatchPublisher);
+    paced (--live, --speed, --rate): each message is flushed when it is due, as a partner would."""
+    from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.kafka_io import PartnerPublisher, ensure_topics
 
     ensure_topics(
         settings.kafka_bootstrap, [settings.partner_topic(p) for p in partners], settings.partitions
     )
     topics = {p: settings.partner_topic(p) for p in partners}
+    if not pace:
+        with BatchPublisher(settings.kafka_bootstrap) as batches:
+            send = batches.send_raw
+            for d in deliveries:
+                send(topics[d.organisation], d.value, d.key)
+        return
     with PartnerPublisher(settings.kafka_bootstrap) as publisher:
         for d in deliveries:
             assert isinstance(d, Delivery)

@@ -25,16 +25,20 @@ Plausible times: an event may lie at most MAX_CLOCK_SKEW in the future and not b
 The JSON Schema published to partners (schemas/json/) is generated from `ChainEventV1`
 (`python -m schemas.generate`); a test keeps it current.
 
-Speed: parse_event runs once per partner message (a year's replay is ~50M of them). A valid event
-is validated straight from the bytes by pydantic-core (no dict, no Python JSON decoder) and checked
-against look-ups built once per chain. Only a message that fails that fast path takes the slower
-step-by-step path (UTF-8, JSON, object, schema version, fields), which decides the rejection reason
-and detail: reasons never depend on which path saw the message first.
+Speed: parse_event runs once per partner message (a year's replay is ~50M of them). It first
+tries the compiled path (schemas/compiled.py: msgspec decodes the bytes, the chain is checked
+against look-ups built once per chain), which returns an event only when it is sure the contract
+accepts it with exactly those values. Everything else (invalid, or valid in one of pydantic's lax
+forms) goes through `parse_event_reference`: pydantic-core validates the bytes, and a message that
+fails takes the step-by-step path (UTF-8, JSON, object, schema version, fields) that decides the
+rejection reason and detail. So reasons never depend on which path saw the message first;
+tests/unit/test_compiled_contract.py fuzzes both paths against each other.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +62,7 @@ from ketenmonitor.domain.chain import (
     Chain,
     Milestone,
 )
+from schemas.compiled import CompiledContract
 
 SCHEMA_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(hours=1)
@@ -85,6 +90,7 @@ def _earliest_text(earliest_seconds: float) -> str:
 
 _DEFAULT_SAFE_YEAR = _safe_year(_EARLIEST_SECONDS)
 _EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_IDENTIFIER = re.compile(IDENTIFIER[1:-1]).fullmatch  # fullmatch: `$` would allow a final "\n"
 
 
 class ChainEventV1(BaseModel):
@@ -251,6 +257,7 @@ def _reason_for(exc: ValidationError) -> tuple[str, str]:
 
 # pydantic-core's own entry point: model_validate_json minus a Python-level wrapper.
 _validate_json = ChainEventV1.__pydantic_validator__.validate_json
+_compiled = CompiledContract(ChainEventV1, EARLIEST_EVENT_TIME, _MAX_SKEW_SECONDS)
 
 
 def parse_event(
@@ -262,6 +269,23 @@ def parse_event(
     its own milestones. `now` (Unix seconds, default: the clock at this call) is the moment an
     event may lie at most MAX_CLOCK_SKEW ahead of; a caller may read the clock once per batch.
     """
+    if now is None:
+        now = time.time()
+    last = _last
+    known = last[1] if last is not None and last[0] is chain else _lookups_of(chain)
+    # The compiled path checks the default earliest time: it may only be used where the chain's
+    # earliest time is not later (what it accepts, the reference then accepts too).
+    if known.fast and known.earliest <= _EARLIEST_SECONDS:
+        event = _compiled.parse(raw, known, topic_organisation, now)
+        if event is not None:
+            return event  # type: ignore[return-value]  # built as a ChainEventV1
+    return parse_event_reference(raw, chain, topic_organisation, now)
+
+
+def parse_event_reference(
+    raw: bytes, chain: Chain, topic_organisation: str | None = None, now: float | None = None
+) -> ChainEventV1:
+    """parse_event by the pydantic model alone: the definition the compiled path must equal."""
     last = _last
     known = last[1] if last is not None and last[0] is chain else _lookups_of(chain)
     context = {
@@ -316,6 +340,7 @@ class _ChainLookups:
     districts: frozenset[str]
     earliest: float  # the chain's earliest plausible event time, Unix seconds
     safe_year: int  # see _safe_year
+    fast: bool  # every identifier matches IDENTIFIER, as the compiled path assumes
 
 
 # Built once per Chain (a Chain is not changed after loading); weak keys let a chain be freed.
@@ -327,13 +352,17 @@ def _lookups_of(chain: Chain) -> _ChainLookups:
     global _last
     found = _lookups.get(chain)
     if found is None:
+        milestones = dict(chain.milestones)
+        ids = [*chain.partner_ids, *milestones, *chain.spec.case_types, *chain.spec.districts]
+        ids += [o for m in milestones.values() for o in m.outcomes]
         found = _lookups[chain] = _ChainLookups(
             frozenset(chain.partner_ids),
-            dict(chain.milestones),
+            milestones,
             frozenset(chain.spec.case_types),
             frozenset(chain.spec.districts),
             chain.earliest_event_seconds,
             _safe_year(chain.earliest_event_seconds),
+            all(_IDENTIFIER(i) for i in ids),
         )
     _last = (chain, found)
     return found
@@ -355,9 +384,7 @@ def check_against_chain(
         )
     milestone = known.milestones.get(event.milestone)
     if milestone is None:
-        raise EventRejected(
-            "unknown_milestone", "milestone is not in the chain definition"
-        )
+        raise EventRejected("unknown_milestone", "milestone is not in the chain definition")
     if milestone.organisation != organisation:
         raise EventRejected(
             "unknown_milestone",
