@@ -232,6 +232,7 @@ class CompiledContract:
                 "outcome": outcome,
                 "revision": revision,
                 "retracted": retracted,
+                "occurrence": None,
             },
         )
         _set(event, "__pydantic_fields_set__", set(fields_set))  # a set: pydantic checks
