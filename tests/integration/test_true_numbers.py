@@ -56,10 +56,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 CHAIN = load_chain()
 DAY = 86_400.0
-SCALE = TimeScale(8 / DAY, "3s")  # a chain day lasts 8 s
+SCALE = TimeScale(8 / DAY, "10s")  # a chain day lasts 8 s; no window below 10 s
 LAG = 20.0  # seconds: the most a figure may trail what was published (docs/metrics.md)
 TICK = 0.25  # the feed publishes every TICK seconds
-POLICE_PER_TICK = 3  # new police cases (report, then PV sent 2 s later)
+POLICE_PER_TICK = 3  # new police cases (report, then PV sent 1 s later)
 COURT_PER_TICK = 2  # court cases (intake and judgment; every other one beyond 35 days)
 RUN_SECONDS = 170.0
 WORKER_ENV = {
@@ -160,7 +160,7 @@ class Feed:
                     self.send(self.event(key, 0, "report_registered", "police", reported))
                     self.truth.add("police_inflow", now, +1)
                     self.truth.add("police_events", now, +1)
-                    pending_pv.append((now + 2.0, key, reported))
+                    pending_pv.append((now + 1.0, key, reported))
                 while pending_pv and pending_pv[0][0] <= now:
                     _, key, reported = pending_pv.pop(0)
                     self.send(self.event(key, 1, "file_sent_to_om", "police", reported + 10 * DAY))
