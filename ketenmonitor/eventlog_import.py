@@ -11,7 +11,8 @@ The mapping file (see examples/eventlog/mapping.yaml, documented in docs/partner
 column is the case key, the activity and the timestamp (its format and the timezone of timestamps
 without an offset), which activity is which milestone (with outcome), which activities to ignore,
 how ties between events of a case with the same timestamp are ordered, and which of several rows of
-one case with the same milestone counts (`repeated_milestone: first | last`).
+one case with the same milestone counts (`repeated_milestone: first | last`), or that every one is
+an occurrence of its own (`all`: the second and later get `occurrence` "2", "3", ... in event time).
 
 Each imported event gets the id `<event_id_prefix><line>` (the row's line in the log, or the event's
 position in an XES file): re-importing the same log is harmless (the monitor ignores ids it has
@@ -103,7 +104,9 @@ class Mapping(_Model):
     ignore: list[str] = Field(default_factory=list)
     unknown_activities: Literal["reject", "ignore"] = "reject"
     ties: Literal["file", "chain"] | list[str] = "chain"
-    repeated_milestone: Literal["first", "last"] = "first"
+    # first | last: one row per case and milestone counts; all: every row is an occurrence of its
+    # milestone (an adjourned hearing, an instalment, a loop back), sent with an occurrence id.
+    repeated_milestone: Literal["first", "last", "all"] = "first"
     event_id_prefix: str = Field(default="imp-", pattern=r"^[A-Za-z0-9._:-]{0,40}$")
 
     def activity_spec(self, name: str) -> ActivitySpec | None:
@@ -253,12 +256,16 @@ def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
     reader = read_xes_log(path) if mapping.format == "xes" else read_csv_log(path, mapping)
     tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
     kept: dict[tuple[str, str], _Mapped] = {}
+    every: list[_Mapped] = []
     for line, row in reader:
         mapped = _map_row(mapping, chain, line, row, tie_of)
         if mapped is None:
             continue
         if isinstance(mapped, tuple):
             yield Row(source, line, None, mapped)
+            continue
+        if mapping.repeated_milestone == "all":
+            every.append(mapped)
             continue
         key = (mapped.case_key, mapped.milestone)
         current = kept.get(key)
@@ -269,7 +276,9 @@ def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
         earlier = order < (current.at, current.tie, current.line)
         if earlier == (mapping.repeated_milestone == "first"):
             kept[key] = mapped
-    for m in sorted(kept.values(), key=lambda m: (m.at, m.tie, m.line)):
+    times: dict[tuple[str, str], int] = {}  # occurrences so far per case and milestone
+    for m in sorted([*kept.values(), *every], key=lambda m: (m.at, m.tie, m.line)):
+        n = times[(m.case_key, m.milestone)] = times.get((m.case_key, m.milestone), 0) + 1
         event: dict[str, Any] = {
             "schema_version": 1,
             "event_id": f"{mapping.event_id_prefix}{m.line}",
@@ -282,6 +291,8 @@ def import_rows(path: Path, mapping: Mapping, chain: Chain) -> Iterator[Row]:
         }
         if m.outcome:
             event["outcome"] = m.outcome
+        if n > 1:  # the second and later occurrences, in event time
+            event["occurrence"] = str(n)
         yield Row(source, m.line, json.dumps(event, separators=(",", ":")).encode())
 
 

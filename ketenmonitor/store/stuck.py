@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.store.models import Case, CaseStage
@@ -34,7 +34,11 @@ class StuckCase:
 
 
 def stuck_cases(engine: Engine, chain: Chain, stage: str, top: int, at: float) -> list[StuckCase]:
-    """The `top` cases that entered `stage` earliest (before `at`) and have not left it."""
+    """The `top` cases that waited in `stage` at `at` and had entered it earliest.
+
+    With hindsight: a visit that began at or before `at` and was left after it (or not yet) was
+    open at `at`, whatever arrived later. `last_milestone` is the case's latest milestone now.
+    """
     if stage not in chain.stage_ids:
         raise UnknownStageError(f"unknown stage {stage!r}; stages: {', '.join(chain.stage_ids)}")
     if top < 1:
@@ -49,7 +53,11 @@ def stuck_cases(engine: Engine, chain: Chain, stage: str, top: int, at: float) -
             Case.district,
         )
         .join(Case, Case.pseudonym == CaseStage.pseudonym)
-        .where(CaseStage.stage == stage, CaseStage.left_at.is_(None), CaseStage.entered_at <= at)
+        .where(
+            CaseStage.stage == stage,
+            CaseStage.entered_at <= at,
+            or_(CaseStage.left_at.is_(None), CaseStage.left_at > at),
+        )
         .order_by(CaseStage.entered_at, CaseStage.pseudonym)
         .limit(top)
     )

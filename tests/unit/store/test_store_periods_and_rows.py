@@ -10,7 +10,7 @@ import pytest
 
 from ketenmonitor.domain.case import CaseState, MilestoneRecord
 from ketenmonitor.domain.chain import load_chain
-from ketenmonitor.store.periods import PeriodError, parse_period
+from ketenmonitor.store.periods import PeriodError, parse_period, parse_range
 from ketenmonitor.store.report import nearest_rank
 from ketenmonitor.store.rows import case_rows
 
@@ -33,7 +33,18 @@ def test_periods_are_calendar_periods_in_amsterdam_time(text, first, after):
     assert period.end == datetime(*after, 1, tzinfo=AMS).timestamp()
 
 
-@pytest.mark.parametrize("text", ["2026-13", "2026Q5", "26-10", "oktober", ""])
+def test_a_day_and_a_range_of_periods_are_periods_too():
+    day = parse_period("2026-10-25")  # the day the clocks go back: 25 hours
+    assert day.start == datetime(2026, 10, 25, tzinfo=AMS).timestamp()
+    assert day.end - day.start == 25 * 3600
+    span = parse_range("2026-01", "2026Q3")
+    assert (span.start, span.end) == (parse_period("2026-01").start, parse_period("2026Q3").end)
+    assert span.label == "2026-01..2026Q3"
+    with pytest.raises(PeriodError, match="ends before it starts"):
+        parse_range("2026Q3", "2026-01")
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026Q5", "26-10", "oktober", "", "2026-02-30"])
 def test_malformed_periods_are_refused(text):
     with pytest.raises(PeriodError):
         parse_period(text)
@@ -82,3 +93,27 @@ def test_a_case_whose_milestones_are_all_retracted_has_no_case_row():
     rows = case_rows(chain, "p1", state)
     assert rows.case is None
     assert all(not children for children in rows.children.values())
+
+
+def test_rows_hold_every_occurrence_and_every_stage_visit():
+    from ketenmonitor.domain.case import CaseEvent, apply_event
+
+    chain = load_chain()
+    state = None
+    for n, (milestone, at, outcome, occurrence) in enumerate([
+        ("om_intake", 100.0, None, None), ("om_decision", 200.0, "summons", None),
+        ("court_intake", 300.0, None, None), ("om_intake", 400.0, None, "2"),
+    ]):
+        event = CaseEvent(f"e{n}", "k", milestone, at, "standard", "amsterdam", outcome, 0, False,
+                          occurrence)
+        state = apply_event(chain, state, event).state
+    rows = case_rows(chain, "p1", state)
+    occurrences = [(r["milestone"], r["occurrence"]) for r in rows.children["case_milestones"]]
+    assert sorted(occurrences) == [("court_intake", ""), ("om_decision", ""), ("om_intake", ""),
+                                   ("om_intake", "2")]
+    visits = [(r["stage"], r["entered_at"], r["left_at"]) for r in rows.children["case_stages"]]
+    assert visits == [("court_trial", 300.0, 400.0), ("om_assessment", 100.0, 200.0),
+                      ("om_assessment", 400.0, None)]
+    assert rows.case is not None
+    assert (rows.case["last_milestone"], rows.case["last_milestone_at"]) == ("om_intake", 400.0)
+    assert rows.case["current_stage"] == "om_assessment"
