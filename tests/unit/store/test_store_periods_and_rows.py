@@ -117,3 +117,45 @@ def test_rows_hold_every_occurrence_and_every_stage_visit():
     assert rows.case is not None
     assert (rows.case["last_milestone"], rows.case["last_milestone_at"]) == ("om_intake", 400.0)
     assert rows.case["current_stage"] == "om_assessment"
+
+
+def test_stuck_ages_cases_to_the_reference_time_and_lists_those_open_then(
+    tmp_path, monkeypatch, capsys
+):
+    from ketenmonitor.cli import main
+    from ketenmonitor.domain.case import CaseEvent, apply_event
+    from ketenmonitor.store.sink import CaseFactSink
+
+    chain = load_chain()
+    day = 86_400.0
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    t0 = datetime(2025, 1, 1, tzinfo=AMS).timestamp()
+    with CaseFactSink.from_url(url, chain) as sink:
+        sink.start()
+        for key, steps in {
+            "still-open": [("court_intake", 0)],
+            "left-later": [("court_intake", 10), ("judgment", 100)],
+            "entered-later": [("court_intake", 50)],
+        }.items():
+            state = None
+            for n, (milestone, days) in enumerate(steps):
+                outcome = "conviction" if milestone == "judgment" else None
+                event = CaseEvent(f"{key}-{n}", key, milestone, t0 + days * day, "standard",
+                                  "amsterdam", outcome)
+                state = apply_event(chain, state, event).state
+            sink.add(key, state)
+
+    def listed(*extra):
+        assert main(["stuck", "--stage", "court_trial", "--format", "csv", "--store-url", url,
+                     *extra]) == 0
+        rows = capsys.readouterr().out.splitlines()[1:]
+        return [(r.split(",")[0], float(r.split(",")[3])) for r in rows]
+
+    monkeypatch.setenv("KETENMONITOR_AGE_REFERENCE_TIME",
+                       datetime.fromtimestamp(t0 + 30 * day, AMS).isoformat())
+    assert listed() == [("still-open", 30.0), ("left-later", 20.0)]
+    at_60 = datetime.fromtimestamp(t0 + 60 * day, AMS).isoformat()
+    assert listed("--at", at_60) == [("still-open", 60.0), ("left-later", 50.0),
+                                     ("entered-later", 10.0)]
+    monkeypatch.delenv("KETENMONITOR_AGE_REFERENCE_TIME")
+    assert [p for p, _ in listed()] == ["still-open", "entered-later"]  # now: left-later left
