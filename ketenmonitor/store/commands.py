@@ -151,10 +151,11 @@ def cmd_stuck(args: argparse.Namespace) -> int:
     upgrade(engine)
     cases = stuck_cases(engine, chain, args.stage, args.top, at)
     header = ["pseudonym", "stage", "entered_at", "age_days", "last_milestone",
-              "last_milestone_at", "case_type", "district"]
+              "last_milestone_at", "case_type", "district", "dormant"]
     lines = [
         [c.pseudonym, c.stage, _iso(c.entered_at), f"{c.age_seconds / 86400:.1f}",
-         c.last_milestone, _iso(c.last_milestone_at), c.case_type, c.district]
+         c.last_milestone, _iso(c.last_milestone_at), c.case_type, c.district,
+         "yes" if c.dormant else "no"]
         for c in cases
     ]
     if args.format == "csv":

@@ -159,3 +159,32 @@ def test_stuck_ages_cases_to_the_reference_time_and_lists_those_open_then(
                                      ("entered-later", 10.0)]
     monkeypatch.delenv("KETENMONITOR_AGE_REFERENCE_TIME")
     assert [p for p, _ in listed()] == ["still-open", "entered-later"]  # now: left-later left
+
+
+def test_stuck_marks_cases_without_an_event_past_the_stage_limit_as_dormant(tmp_path):
+    from ketenmonitor.domain.case import CaseEvent, apply_event
+    from ketenmonitor.store.engine import make_engine
+    from ketenmonitor.store.sink import CaseFactSink
+    from ketenmonitor.store.stuck import stuck_cases
+
+    chain = load_chain()
+    limit = chain.fact_plan.dormant_after["court_trial"]
+    day = 86_400.0
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with CaseFactSink.from_url(url, chain) as sink:
+        sink.start()
+        state = None
+        for n, (milestone, at, occurrence) in enumerate([
+            ("court_intake", 0.0, None), ("first_hearing", 10 * day, None),
+            ("first_hearing", limit + 100 * day, "2"),
+        ]):
+            event = CaseEvent(f"e{n}", "k", milestone, at, "standard", "amsterdam", None, 0,
+                              False, occurrence)
+            state = apply_event(chain, state, event).state
+        sink.add("k", state)
+    engine = make_engine(url)
+    dormant_at = lambda at: [c.dormant for c in stuck_cases(engine, chain, "court_trial", 5, at)]  # noqa: E731
+    assert dormant_at(10 * day + limit) == [False]  # exactly the limit: still active
+    assert dormant_at(10 * day + limit + 1) == [True]  # then dormant, though a hearing came later
+    assert dormant_at(limit + 100 * day) == [False]  # the adjourned hearing woke it up
+    engine.dispose()
