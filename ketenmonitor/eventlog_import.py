@@ -11,7 +11,8 @@ The mapping file (see examples/eventlog/mapping.yaml, documented in docs/partner
 column is the case key, the activity and the timestamp (its format and the timezone of timestamps
 without an offset), which activity is which milestone (with outcome), which activities to ignore,
 how ties between events of a case with the same timestamp are ordered, and which of several rows of
-one case with the same milestone counts (`repeated_milestone: first | last`).
+one case with the same milestone counts (`repeated_milestone: first | last`), or that every one is
+an occurrence of its own (`all`: the second and later get `occurrence` "2", "3", ... in event time).
 
 Each imported event gets the id `<event_id_prefix><line>` (the row's line in the log, or the event's
 position in an XES file): re-importing the same log is harmless (the monitor ignores ids it has
@@ -111,7 +112,9 @@ class Mapping(_Model):
     ignore: list[str] = Field(default_factory=list)
     unknown_activities: Literal["reject", "ignore"] = "reject"
     ties: Literal["file", "chain"] | list[str] = "chain"
-    repeated_milestone: Literal["first", "last"] = "first"
+    # first | last: one row per case and milestone counts; all: every row is an occurrence of its
+    # milestone (an adjourned hearing, an instalment, a loop back), sent with an occurrence id.
+    repeated_milestone: Literal["first", "last", "all"] = "first"
     event_id_prefix: str = Field(default="imp-", pattern=r"^[A-Za-z0-9._:-]{0,40}$")
 
     def activity_spec(self, name: str) -> ActivitySpec | None:
@@ -456,6 +459,7 @@ def import_rows(
         reader = read_csv_log(path, mapping)  # csv.DictReader, every row through _map_row
     else:
         reader, fast = _read_csv_fast(path, mapping, chain, tie_of, parse)
+    every: list[_Mapped] = []
     for line, row in reader:
         if progress is not None and line % PROGRESS_EVERY == 0:
             progress.update(PROGRESS_EVERY)
@@ -469,6 +473,9 @@ def import_rows(
         if not isinstance(mapped, _Mapped):  # (reason, detail)
             yield Row(source, line, None, mapped)
             continue
+        if mapping.repeated_milestone == "all":
+            every.append(mapped)
+            continue
         key = (mapped.case_key, mapped.milestone)
         current = kept.get(key)
         order = (mapped.at, mapped.tie, mapped.line)
@@ -479,9 +486,11 @@ def import_rows(
         if earlier == (mapping.repeated_milestone == "first"):
             kept[key] = mapped
     if progress is not None:
-        progress.reset(total=len(kept))
+        progress.reset(total=len(kept) + len(every))
         progress.set_description(f"{path.name}: publishing")
-    for m in sorted(kept.values(), key=lambda m: (m.at, m.tie, m.line)):
+    times: dict[tuple[str, str], int] = {}  # occurrences so far per case and milestone
+    for m in sorted([*kept.values(), *every], key=lambda m: (m.at, m.tie, m.line)):
+        n = times[(m.case_key, m.milestone)] = times.get((m.case_key, m.milestone), 0) + 1
         event: dict[str, Any] = {
             "schema_version": 1,
             "event_id": f"{mapping.event_id_prefix}{m.line}",
@@ -494,6 +503,8 @@ def import_rows(
         }
         if m.outcome:
             event["outcome"] = m.outcome
+        if n > 1:  # the second and later occurrences, in event time
+            event["occurrence"] = str(n)
         yield Row(source, m.line, orjson.dumps(event), None, 1)  # compact, as json.dumps did
 
 

@@ -1,10 +1,11 @@
 """Subcommands of the case-fact store.
 
     ketenmonitor store upgrade                                  # migrations to the newest revision
-    ketenmonitor report --period 2026-10 | 2026Q3 [--format table|csv|html] [--output F]
-                        [--suppress-below K] [--timezone Europe/Amsterdam]
+    ketenmonitor report --period 2026-10 | 2026Q3 | --from 2026-01 --to 2026Q3
+                        [--format table|csv|html] [--output F] [--suppress-below K]
+                        [--timezone Europe/Amsterdam]
     ketenmonitor stuck --stage court_trial --top 20 [--at 2026-11-01T00:00:00+00:00] [--format csv]
-    ketenmonitor replay --from-file events.jsonl | --from-topics [--no-progress]
+    ketenmonitor replay --from-file events.jsonl | --from-topics [--known-at T] [--no-progress]
 
 The store is KETENMONITOR_STORE_URL (or --store-url), e.g. sqlite:///var/ketenmonitor/store.db.
 `report` and `stuck` only read an existing store: a mistyped URL is refused with one line instead
@@ -30,7 +31,7 @@ from ketenmonitor.cli_common import ServiceUnreachableError, console, fail
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.settings import Settings
 from ketenmonitor.store.engine import StoreError, make_engine, upgrade
-from ketenmonitor.store.periods import DEFAULT_TIMEZONE, PeriodError, parse_period
+from ketenmonitor.store.periods import DEFAULT_TIMEZONE, PeriodError, parse_period, parse_range
 
 
 class UsageError(ValueError):
@@ -44,8 +45,13 @@ def register(subparsers: Any) -> None:
     _store_url_option(up)
     up.set_defaults(func=_guarded(cmd_store_upgrade))
 
-    p = subparsers.add_parser("report", help="event-time report of a month or quarter")
-    p.add_argument("--period", required=True, help="YYYY-MM, YYYYQn or YYYY")
+    p = subparsers.add_parser("report", help="event-time report of a period or a range")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--period", help="YYYY-MM-DD, YYYY-MM, YYYYQn or YYYY")
+    which.add_argument("--from", dest="range_from", metavar="PERIOD",
+                       help="start of a range (with --to): the first period it covers")
+    p.add_argument("--to", dest="range_to", metavar="PERIOD",
+                   help="end of a range (with --from): the last period it covers")
     p.add_argument("--format", choices=("table", "csv", "html"), default="table",
                    help="a table for the terminal, CSV, or one self-contained HTML page")
     p.add_argument("--output", type=Path, default=None, help="file to write (default: stdout)")
@@ -58,7 +64,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("stuck", help="oldest open cases of a stage (pseudonymous)")
     p.add_argument("--stage", required=True, help="stage id from the chain definition")
     p.add_argument("--top", type=int, default=20, help="how many cases to list, oldest first")
-    p.add_argument("--at", default=None, help="reference moment, ISO 8601 + offset (default: now)")
+    p.add_argument("--at", default=None,
+                   help="list the cases open at this moment (ISO 8601 + offset) and age them"
+                        " to it (default: $KETENMONITOR_AGE_REFERENCE_TIME, else now)")
     p.add_argument("--format", choices=("table", "csv"), default="table", help="output format")
     _store_url_option(p)
     p.set_defaults(func=_guarded(cmd_stuck))
@@ -71,6 +79,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
                    help="Kafka bootstrap servers for --from-topics "
                    "(default: $KETENMONITOR_KAFKA_BOOTSTRAP, else 127.0.0.1:9092)")
+    p.add_argument("--known-at", default=None,
+                   help="with --from-topics: only messages published at or before this moment"
+                        " (ISO 8601 + offset): the store as the monitor knew it then")
     _store_url_option(p)
     p.set_defaults(func=_guarded(cmd_replay), needs_kafka=lambda a: a.from_topics)
 
@@ -152,8 +163,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = Settings()
     chain = load_chain(settings.chain_file)
-    period = parse_period(args.period, args.timezone)
+    if args.period is not None:
+        if args.range_to is not None:
+            raise UsageError("--to goes with --from, not with --period")
+        period = parse_period(args.period, args.timezone)
+    else:
+        if args.range_to is None:
+            raise UsageError("--from needs --to")
+        period = parse_range(args.range_from, args.range_to, args.timezone)
     engine = existing_store(_store_url(args, settings))
+    upgrade(engine)  # an existing store gets the newest migrations (0002: occurrences)
     report = build_report(engine, chain, period)
     k = args.suppress_below
     out = args.output.open("w", encoding="utf-8", newline="") if args.output else sys.stdout
@@ -177,14 +196,18 @@ def cmd_stuck(args: argparse.Namespace) -> int:
 
     settings = Settings()
     chain = load_chain(settings.chain_file)
-    at = time.time() if args.at is None else _aware(args.at).timestamp()
+    at = settings.age_reference_timestamp(time.time()) if args.at is None else (
+        _aware(args.at).timestamp()
+    )
     engine = existing_store(_store_url(args, settings))
+    upgrade(engine)
     cases = stuck_cases(engine, chain, args.stage, args.top, at)
     header = ["pseudonym", "stage", "entered_at", "age_days", "last_milestone",
-              "last_milestone_at", "case_type", "district"]
+              "last_milestone_at", "case_type", "district", "dormant"]
     lines = [
         [c.pseudonym, c.stage, _iso(c.entered_at), f"{c.age_seconds / 86400:.1f}",
-         c.last_milestone, _iso(c.last_milestone_at), c.case_type, c.district]
+         c.last_milestone, _iso(c.last_milestone_at), c.case_type, c.district,
+         "yes" if c.dormant else "no"]
         for c in cases
     ]
     if args.format == "csv":
@@ -213,12 +236,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sink.start()
     replayer = Replayer(chain, settings.pseudonym_secret(), settings.partitions, sink)
     progress = not args.no_progress
+    known_at = None if args.known_at is None else _aware(args.known_at).timestamp()
+    if known_at is not None and args.from_file is not None:
+        raise UsageError("--known-at needs --from-topics (a file has no publication times)")
     try:
         if args.from_file is not None:
             replay_file(args.from_file, replayer, progress=progress)
         else:
             topics = {settings.partner_topic(p): p for p in chain.partner_ids}
-            replay_topics(settings.kafka_bootstrap, topics, replayer, progress=progress)
+            replay_topics(settings.kafka_bootstrap, topics, replayer, progress=progress,
+                          known_at=known_at)
     finally:
         sink.close()
     print(json.dumps(replayer.summary()))

@@ -2,8 +2,9 @@
 
     select(CaseSegment.lead_time_seconds).where(CaseSegment.segment == "om_intake_to_decision")
 
-Every row is keyed by the case's pseudonym plus the milestone, stage or segment id, so writing
-the facts of a case again is an upsert that changes nothing. Times are event times, stored as
+Every row is keyed by the case's pseudonym plus the milestone and occurrence, the stage and the
+visit's entry time, or the segment id, so writing the facts of a case again is an upsert that
+changes nothing. Times are event times, stored as
 `timestamp with time zone` (UTC) and handed to Python as POSIX seconds, the unit of the domain core.
 Ids of milestones, stages and segments come from the chain definition: no enum is fixed here.
 """
@@ -72,7 +73,7 @@ class Case(Base):
 
 
 class CaseMilestone(Base):
-    """A milestone the case reached (retracted milestones have no row)."""
+    """An occurrence of a milestone the case reached (retracted occurrences have no row)."""
 
     __tablename__ = "case_milestones"
     __table_args__ = (Index(None, "milestone", "occurred_at"),)
@@ -85,10 +86,16 @@ class CaseMilestone(Base):
     event_id: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(ID)
     revision: Mapped[int] = mapped_column(Integer)
+    # The occurrence id ('' for the milestone's default occurrence): a case may reach a milestone
+    # more than once (an adjourned hearing held again, an instalment). Last, as migration 0002
+    # added it.
+    occurrence: Mapped[str] = mapped_column(ID, primary_key=True, server_default="")
 
 
 class CaseStage(Base):
-    """A stage the case entered; `left_at` is None while the case waits in it."""
+    """A visit of the case to a stage; `left_at` is None while the case waits in it.
+
+    A case that comes back to a stage (a loop back to an earlier partner) has a row per visit."""
 
     __tablename__ = "case_stages"
     __table_args__ = (Index(None, "stage", "entered_at"), Index(None, "stage", "left_at"))
@@ -97,7 +104,7 @@ class CaseStage(Base):
         PSEUDONYM, ForeignKey("cases.pseudonym", ondelete="CASCADE"), primary_key=True
     )
     stage: Mapped[str] = mapped_column(ID, primary_key=True)
-    entered_at: Mapped[float] = mapped_column(EventTime)
+    entered_at: Mapped[float] = mapped_column(EventTime, primary_key=True)
     left_at: Mapped[float | None] = mapped_column(EventTime)
 
 
@@ -116,9 +123,9 @@ class CaseSegment(Base):
     lead_time_seconds: Mapped[float] = mapped_column(Float)
 
 
-# (table, name of its key column next to the pseudonym), in write order (parents first).
-CHILD_TABLES = (
-    (CaseMilestone.__table__, "milestone"),
-    (CaseStage.__table__, "stage"),
-    (CaseSegment.__table__, "segment"),
+# (table, names of its key columns next to the pseudonym), in write order (parents first).
+CHILD_TABLES: tuple[tuple[Any, tuple[str, ...]], ...] = (
+    (CaseMilestone.__table__, ("milestone", "occurrence")),
+    (CaseStage.__table__, ("stage", "entered_at")),
+    (CaseSegment.__table__, ("segment",)),
 )

@@ -1,9 +1,13 @@
-"""Reporting periods: a month, a quarter or a year, in a time zone (default Europe/Amsterdam).
+"""Reporting periods: a day, month, quarter or year, or a range of them, in a time zone.
 
     period = parse_period("2026-10")      # October 2026
     period = parse_period("2026Q3")       # July to September 2026
     period = parse_period("2026")         # the calendar year
+    period = parse_period("2026-10-05")   # one day
+    period = parse_range("2026-01", "2026Q3")   # from the start of one to the end of the other
     period.start, period.end              # POSIX seconds, half-open [start, end)
+
+The default time zone is Europe/Amsterdam.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ DEFAULT_TIMEZONE = "Europe/Amsterdam"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _QUARTER = re.compile(r"^(\d{4})[Qq]([1-4])$")
 _YEAR = re.compile(r"^(\d{4})$")
+_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 
 
 class PeriodError(ValueError):
@@ -46,6 +51,13 @@ def parse_period(text: str, timezone: str = DEFAULT_TIMEZONE) -> Period:
     except (ZoneInfoNotFoundError, ValueError):
         raise PeriodError(f"unknown time zone {timezone!r}") from None
     text = text.strip()
+    if m := _DAY.match(text):
+        try:
+            day = datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=zone)
+        except ValueError:
+            raise PeriodError(f"no such day {text!r}") from None
+        following = datetime.fromordinal(day.toordinal() + 1).replace(tzinfo=zone)
+        return Period(text, day.timestamp(), following.timestamp(), timezone)
     if m := _MONTH.match(text):
         year, month = int(m[1]), int(m[2])
         if not 1 <= month <= 12:
@@ -57,10 +69,20 @@ def parse_period(text: str, timezone: str = DEFAULT_TIMEZONE) -> Period:
     elif m := _YEAR.match(text):
         first, months = (int(m[1]), 1), 12
     else:
-        raise PeriodError(f"period {text!r}: use YYYY-MM (month), YYYYQn (quarter) or YYYY")
+        raise PeriodError(
+            f"period {text!r}: use YYYY-MM-DD (day), YYYY-MM (month), YYYYQn (quarter) or YYYY"
+        )
     year, month = first
     end_index = year * 12 + month - 1 + months
     start = datetime(year, month, 1, tzinfo=zone)
     end = datetime(end_index // 12, end_index % 12 + 1, 1, tzinfo=zone)
     return Period(text.upper() if "q" in text.lower() else text, start.timestamp(),
                   end.timestamp(), timezone)
+
+
+def parse_range(first: str, last: str, timezone: str = DEFAULT_TIMEZONE) -> Period:
+    """From the start of period `first` to the end of period `last` (both included)."""
+    start, end = parse_period(first, timezone), parse_period(last, timezone)
+    if end.end <= start.start:
+        raise PeriodError(f"range {first!r} to {last!r} ends before it starts")
+    return Period(f"{start.label}..{end.label}", start.start, end.end, timezone)

@@ -36,9 +36,10 @@ class Replayer:
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
 
-    def feed(self, raw: bytes, organisation: str | None) -> None:
-        """One partner message; `organisation` is the partner whose topic it came from."""
-        routed = self.ingestor.route(raw, organisation)
+    def feed(self, raw: bytes, organisation: str | None, now: float | None = None) -> None:
+        """One partner message; `organisation` is the partner whose topic it came from; `now`
+        the moment the contract's clock-skew check compares with (default: the clock)."""
+        routed = self.ingestor.route(raw, organisation, now)
         if isinstance(routed, Rejected):
             self.rejected[routed.reason] += 1
             return
@@ -80,8 +81,14 @@ def replay_topics(
     replayer: Replayer,
     progress: bool = True,
     poll_timeout_ms: int = 1000,
+    known_at: float | None = None,
 ) -> None:
-    """Read `topics` ({topic: partner}) from the beginning up to their current ends."""
+    """Read `topics` ({topic: partner}) from the beginning up to their current ends.
+
+    `known_at` (POSIX seconds): only the messages whose Kafka timestamp (when the partner
+    published them) is at or before it, each checked against the clock as it was then: the store
+    as the live monitor knew it at that moment, without hindsight (docs/store.md).
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -110,7 +117,10 @@ def replay_topics(
         with _bar(total, progress, "topics") as bar:
             for records in _until_ends(consumer, todo, poll_timeout_ms):
                 for r in records:
-                    replayer.feed(r.value or b"", topics[r.topic])
+                    if known_at is None:
+                        replayer.feed(r.value or b"", topics[r.topic])
+                    elif r.timestamp / 1000 <= known_at:
+                        replayer.feed(r.value or b"", topics[r.topic], now=r.timestamp / 1000)
                 bar.update(len(records))
     finally:
         consumer.close()

@@ -4,6 +4,8 @@
     rows.case            -> {"pseudonym": ..., "case_type": ..., "current_stage": ...} or None
     rows.children        -> {"case_milestones": [...], "case_stages": [...], "case_segments": [...]}
 
+One milestone row per occurrence (`occurrence` '' for the default one), one stage row per visit.
+
 Rows are a pure function of the state, so the live worker and a replay that reach the same state
 write the same rows. `case` is None when every milestone of the case was retracted.
 """
@@ -14,14 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ketenmonitor.domain.case import (
+    OCCURRENCE_SEPARATOR,
     CaseClosed,
     CaseState,
-    MilestoneRecord,
     SegmentCompleted,
     StageEntered,
     StageLeft,
     case_attributes,
     facts_of,
+    milestone_of,
     timeline,
 )
 from ketenmonitor.domain.chain import Chain
@@ -43,31 +46,24 @@ def case_rows(chain: Chain, pseudonym: str, state: CaseState) -> CaseRows:
                                           "case_segments": []})
     facts = facts_of(chain, state)
     occurrences = timeline(chain, state)
-    first: dict[str, tuple[float, MilestoneRecord]] = {}
-    for t, m, r in occurrences:
-        first.setdefault(m, (t, r))
-    # One row per milestone (its first occurrence) and per stage (its latest visit) until the
-    # store keeps occurrences and visits (see docs/store.md).
     milestones = [
         {
             "pseudonym": pseudonym,
-            "milestone": m,
-            "occurred_at": t,
+            "milestone": milestone_of(key),
+            "occurrence": key.partition(OCCURRENCE_SEPARATOR)[2],
+            "occurred_at": r.occurred_at,
             "event_id": r.event_id,
             "outcome": r.outcome,
             "revision": r.revision,
         }
-        for m, (t, r) in sorted(first.items())
+        for key, r in sorted(present.items())
     ]
     left = {(f.stage, f.entered_at): f.at for f in facts if isinstance(f, StageLeft)}
-    latest_visit: dict[str, float] = {}
-    for f in facts:
-        if isinstance(f, StageEntered) and f.at >= latest_visit.get(f.stage, f.at):
-            latest_visit[f.stage] = f.at
     stages = [
-        {"pseudonym": pseudonym, "stage": stage, "entered_at": at,
-         "left_at": left.get((stage, at))}
-        for stage, at in latest_visit.items()
+        {"pseudonym": pseudonym, "stage": f.stage, "entered_at": f.at,
+         "left_at": left.get((f.stage, f.at))}
+        for f in facts
+        if isinstance(f, StageEntered)
     ]
     segments = [
         {
@@ -99,7 +95,7 @@ def case_rows(chain: Chain, pseudonym: str, state: CaseState) -> CaseRows:
         case,
         {
             "case_milestones": milestones,
-            "case_stages": sorted(stages, key=lambda r: r["stage"]),
+            "case_stages": sorted(stages, key=lambda r: (r["stage"], r["entered_at"])),
             "case_segments": sorted(segments, key=lambda r: r["segment"]),
         },
     )

@@ -7,9 +7,10 @@
     sink.close()
 
 The sink keeps only the newest state of each case until the next flush, so a busy case costs one
-write per flush. A flush is one transaction: per table, an upsert keyed by (case, milestone |
-stage | segment), and a delete of the rows a case no longer implies (a retracted milestone, a
-closure undone by an appeal). Writing the same states twice leaves the same rows.
+write per flush. A flush is one transaction: per table, an upsert keyed by (case, milestone and
+occurrence | stage and entry time | segment), and a delete of the rows a case no longer implies (a
+retracted milestone, a closure undone by an appeal, a visit moved by a late event). Writing the
+same states twice leaves the same rows.
 """
 
 from __future__ import annotations
@@ -101,28 +102,39 @@ def _write(conn: Connection, batch: Sequence[CaseRows]) -> None:
     pseudonyms = [rows.pseudonym for rows in batch]
     gone = [p.pseudonym for p in batch if p.case is None]
     # Parents first for inserts; children first for deletes.
-    for table, key in CHILD_TABLES:
-        wanted = {(r["pseudonym"], r[key]) for rows in batch for r in rows.children[table.name]}
-        _delete_stale(conn, table, key, pseudonyms, wanted)
+    for table, keys in CHILD_TABLES:
+        wanted = {
+            (r["pseudonym"], *(r[k] for k in keys))
+            for rows in batch
+            for r in rows.children[table.name]
+        }
+        _delete_stale(conn, table, keys, pseudonyms, wanted)
     if gone:
         conn.execute(delete(CASES).where(CASES.c.pseudonym.in_(gone)))
     _upsert(conn, CASES, ("pseudonym",), [rows.case for rows in batch if rows.case is not None])
-    for table, key in CHILD_TABLES:
+    for table, keys in CHILD_TABLES:
         children = [r for rows in batch for r in rows.children[table.name]]
-        _upsert(conn, table, ("pseudonym", key), children)
+        _upsert(conn, table, ("pseudonym", *keys), children)
 
 
 def _delete_stale(
-    conn: Connection, table: Table, key: str, pseudonyms: list[str], wanted: set[tuple[str, str]]
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    pseudonyms: list[str],
+    wanted: set[tuple[Any, ...]],
 ) -> None:
-    existing = conn.execute(
-        select(table.c.pseudonym, table.c[key]).where(table.c.pseudonym.in_(pseudonyms))
-    ).all()
-    stale = [{"p": p, "k": k} for p, k in existing if (p, k) not in wanted]
+    columns = [table.c.pseudonym, *(table.c[k] for k in keys)]
+    existing = conn.execute(select(*columns).where(table.c.pseudonym.in_(pseudonyms))).all()
+    stale = [
+        {f"k{n}": value for n, value in enumerate(row)}
+        for row in existing
+        if tuple(row) not in wanted
+    ]
     if stale:
         conn.execute(
             delete(table).where(
-                and_(table.c.pseudonym == bindparam("p"), table.c[key] == bindparam("k"))
+                and_(*(column == bindparam(f"k{n}") for n, column in enumerate(columns)))
             ),
             stale,
         )

@@ -181,6 +181,25 @@ def test_the_example_log_imports_cleanly_with_first_repeats_ignores_and_local_ti
     assert len(events) == 41
 
 
+def test_with_all_repeats_every_row_is_an_occurrence_of_its_milestone(tmp_path):
+    mapping = yaml.safe_load(MAPPING.read_text(encoding="utf-8"))
+    mapping["repeated_milestone"] = "all"
+    mapping_file = tmp_path / "mapping.yaml"
+    mapping_file.write_text(yaml.safe_dump(mapping), encoding="utf-8")
+    out = tmp_path / "events.jsonl"
+    result = import_to_file(MAPPING.parent / "sample_log.csv", mapping_file, out)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    hearings = [
+        e for e in events if e["case_key"] == "09-000002-24" and e["milestone"] == "first_hearing"
+    ]
+    assert [(h["occurred_at"], h.get("occurrence")) for h in hearings] == [
+        ("2024-12-17T12:30:00+00:00", None), (hearings[1]["occurred_at"], "2")
+    ]
+    assert hearings[1]["occurred_at"] > hearings[0]["occurred_at"]
+    assert len(events) > 41
+
+
 def test_unknown_activities_are_reported_with_their_line_and_not_sent(tmp_path):
     log = tmp_path / "log.csv"
     lines = (MAPPING.parent / "sample_log.csv").read_text().splitlines()

@@ -7,27 +7,50 @@ order with duplicates. Three computations must agree exactly:
 - PM4Py (a process-mining library) on the same events as an event log;
 - an independent batch computation here, from the simulator's ground truth (no domain code).
 What is compared: work in progress at several moments with hindsight (a case is open at t when its
-first event is at or before t and its last event after t), case durations, directly-follows
+first event is at or before t and its last event after t; also as the case-fact store answers it,
+with the stage visits open then), case durations, directly-follows
 durations, and outcome shares against PM4Py's end-activity shares for end activities that the
 chain maps to a closure.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import random
 import statistics
+import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pm4py
 import pytest
+import yaml
 from core_fixtures import CHAIN, DAY
 
 from ketenmonitor.domain.case import CaseClosed, CaseEvent, apply_event, facts_of, timeline
+from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE
 from ketenmonitor.domain.flow import rework_counts
 from ketenmonitor.simulator import load_scenario, occurrence_of, simulate_cases
+from ketenmonitor.store.asof import open_cases_at, open_visits_at
+from ketenmonitor.store.engine import make_engine
+from ketenmonitor.store.sink import CaseFactSink
+
+
+def _load_flow_truth():
+    # The independent reading of a case of tests/integration (no domain code), loaded by path.
+    path = Path(__file__).resolve().parents[1] / "integration" / "flow_truth.py"
+    spec = importlib.util.spec_from_file_location("crosscheck_flow_truth", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.case_flow
+
+
+case_flow = _load_flow_truth()
 
 END = 1_767_225_600.0  # 2026-01-01
 START = END - 3 * 365 * DAY
@@ -93,7 +116,19 @@ def test_the_log_has_loops_repeats_and_cases_that_never_close(log):
     assert len(never) > 10
 
 
-def test_work_in_progress_at_several_moments_equals_pm4py(log):
+@pytest.fixture(scope="module")
+def store(log, tmp_path_factory):
+    """The case-fact store (SQLite) written from the core's states, as the worker writes it."""
+    _, states, _ = log
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
+    with CaseFactSink.from_url(url, CHAIN) as sink:
+        sink.start()
+        for key, state in states.items():
+            sink.add(key, state)
+    return make_engine(url)
+
+
+def test_work_in_progress_at_several_moments_equals_pm4py(log, store):
     cases, states, frame = log
     product, truth = _product(states), _truth(cases)
     for moment in MOMENTS:
@@ -102,8 +137,26 @@ def test_work_in_progress_at_several_moments_equals_pm4py(log):
         expected = open_cases["case:concept:name"].nunique()
         ours = sum(1 for tl in product.values() if tl[0][0] <= moment < tl[-1][0])
         independent = sum(1 for tl in truth.values() if tl[0][0] <= moment < tl[-1][0])
-        assert ours == independent == expected
+        assert open_cases_at(store, moment) == ours == independent == expected
         assert expected > 20
+
+
+def test_stage_visits_open_at_a_moment_in_the_store_equal_the_independent_computation(
+    log, store
+):
+    cases, _, _ = log
+    spec = yaml.safe_load(DEFAULT_CHAIN_FILE.read_text(encoding="utf-8"))
+    flows = [case_flow(spec, [(s.milestone, s.outcome, s.occurred_at) for s in c.steps])
+             for c in cases]
+    for moment in MOMENTS:
+        expected = Counter(
+            stage
+            for flow in flows
+            for stage, visits in flow.visits.items()
+            for entered, left in visits
+            if entered <= moment and (left is None or left > moment)
+        )
+        assert open_visits_at(store, moment) == dict(expected)
 
 
 def test_case_durations_equal_pm4py(log):

@@ -1,21 +1,41 @@
 """An independent batch computation of the event-time report, for the tests only.
 
 Works from the simulator's ground truth (what happened to each case, in path order) and the chain
-definition read as data. It deliberately uses nothing from ketenmonitor.domain or
+definition read as data, through tests/integration/flow_truth.py (a case may visit a stage more
+than once). It deliberately uses nothing from ketenmonitor.domain or
 ketenmonitor.store: the store's report is checked against a second, simpler implementation.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE
 from ketenmonitor.simulator import SimulatedCase
+
+
+def _load_flow_truth() -> Any:
+    # tests/integration/flow_truth.py, the plain reading of a case shared by the batch truths.
+    name = "ketenmonitor_tests_flow_truth"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "flow_truth.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+case_flow = _load_flow_truth().case_flow
 
 DAY = 86_400
 
@@ -30,27 +50,9 @@ def percentile(values: list[float], p: int) -> float:
 
 
 def case_facts(spec: dict[str, Any], case: SimulatedCase) -> dict[str, Any]:
-    """Stages entered/left and segments completed by one simulated case."""
-    rank = {m["id"]: i for i, m in enumerate(m for p in spec["partners"] for m in p["milestones"])}
-    closures = {c["milestone"]: set(c["outcomes"]) for c in spec["closures"]}
-    times = {s.milestone: s.occurred_at for s in case.steps}
-    last = case.steps[-1]
-    closed_at = last.occurred_at if last.outcome in closures.get(last.milestone, ()) else None
-    stages = {}
-    for stage in spec["stages"]:
-        entries = [times[m] for m in stage["enter"] if m in times]
-        if not entries:
-            continue
-        exit_rank = max(rank[m] for m in stage["exit"])
-        leaving = [t for m, t in times.items() if m in stage["exit"] or rank[m] > exit_rank]
-        stages[stage["id"]] = (min(entries), min(leaving) if leaving else None)
-    segments = {}
-    for seg in spec["segments"]:
-        start = times.get(seg["from"])
-        end = closed_at if seg["to"] == "closed" else times.get(seg["to"])
-        if start is not None and end is not None and end >= start:
-            segments[seg["id"]] = (start, end)
-    return {"stages": stages, "segments": segments}
+    """Stage visits entered/left and segments completed by one simulated case."""
+    flow = case_flow(spec, [(s.milestone, s.outcome, s.occurred_at) for s in case.steps])
+    return {"stages": flow.visits, "segments": flow.segments}
 
 
 def expected_report(cases: Iterable[SimulatedCase], start: float, end: float) -> dict[str, Any]:
@@ -65,13 +67,15 @@ def expected_report(cases: Iterable[SimulatedCase], start: float, end: float) ->
         for seg_id, (s, e) in facts["segments"].items():
             if start <= e < end:
                 leads[(seg_id, case.case_type)].append(e - s)
-        for stage_id, (entered, left) in facts["stages"].items():
+        for stage_id, visits in facts["stages"].items():
             row = stage[stage_id]
-            row["inflow"] += start <= entered < end
-            row["outflow"] += left is not None and start <= left < end
-            if entered < end and (left is None or left >= end):
-                row["backlog"] += 1
-                row["oldest"] = entered if row["oldest"] is None else min(row["oldest"], entered)
+            for entered, left in visits:
+                row["inflow"] += start <= entered < end
+                row["outflow"] += left is not None and start <= left < end
+                if entered < end and (left is None or left >= end):
+                    row["backlog"] += 1
+                    oldest = row["oldest"]
+                    row["oldest"] = entered if oldest is None else min(oldest, entered)
     segments = {}
     for (seg_id, case_type), values in leads.items():
         norms = {

@@ -27,10 +27,10 @@ def write_log(cases: list[SimulatedCase], chain: Chain, path: Path, seed: int = 
 
 def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the store, in key order."""
-    tables = [(Case.__table__, "pseudonym"), *CHILD_TABLES]
+    tables = [(Case.__table__, ()), *CHILD_TABLES]
     out = {}
     with engine.connect() as conn:
-        for table, key in tables:
-            order = [table.c.pseudonym] if key == "pseudonym" else [table.c.pseudonym, table.c[key]]
+        for table, keys in tables:
+            order = [table.c.pseudonym, *(table.c[k] for k in keys)]
             out[table.name] = [tuple(r) for r in conn.execute(select(table).order_by(*order))]
     return out

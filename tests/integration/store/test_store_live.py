@@ -58,3 +58,46 @@ def test_live_worker_fills_the_store_equal_to_a_replay_from_file_and_from_topics
 
     assert _rows(from_file) == live
     assert _rows(from_topics) == live
+
+
+def test_a_replay_known_at_a_moment_holds_only_what_was_published_by_then(
+    chain, simulated_cases, monitor_env, monkeypatch, tmp_path, capsys
+):
+    import time
+    from datetime import UTC, datetime
+
+    from streams.topics import prepare_topics
+
+    for name, value in monitor_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    prepare_topics(settings, chain)
+    log = write_log(simulated_cases[:300], chain, tmp_path / "events.jsonl")
+    lines = log.read_text(encoding="utf-8").splitlines()
+    earlier, later = lines[: len(lines) // 2], lines[len(lines) // 2 :]
+    with PartnerPublisher(settings.kafka_bootstrap) as publisher:
+        for line in earlier:
+            event = json.loads(line)
+            publisher.send(settings.partner_topic(event["organisation"]), event)
+        publisher.flush()
+        known_at = time.time()
+        time.sleep(1.5)  # Kafka timestamps are milliseconds: the later ones are all after it
+        for line in later:
+            event = json.loads(line)
+            publisher.send(settings.partner_topic(event["organisation"]), event)
+    first_half = tmp_path / "earlier.jsonl"
+    first_half.write_text("\n".join(earlier) + "\n", encoding="utf-8")
+    then = f"sqlite:///{tmp_path / 'known-then.db'}"
+    expected = f"sqlite:///{tmp_path / 'earlier.db'}"
+    everything = f"sqlite:///{tmp_path / 'now.db'}"
+    moment = datetime.fromtimestamp(known_at, UTC).isoformat()
+    assert main(["replay", "--from-topics", "--known-at", moment, "--no-progress",
+                 "--store-url", then]) == 0
+    assert main(["replay", "--from-file", str(first_half), "--no-progress",
+                 "--store-url", expected]) == 0
+    assert main(["replay", "--from-topics", "--no-progress", "--store-url", everything]) == 0
+    summaries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [s["accepted"] for s in summaries] == [len(earlier), len(earlier), len(lines)]
+    assert _rows(then) == _rows(expected) != _rows(everything)
+    assert main(["replay", "--from-file", str(log), "--known-at", moment,
+                 "--store-url", then]) == 2  # a file has no publication times
