@@ -5,8 +5,10 @@
     python -m dashboards.build --chain my-chain.yaml --output /tmp/dashboards
 
 The JSON is generated, never edited by hand: norms, stages, partners and their Dutch labels come
-from the chain definition, metric names from streams/metrics.py. Output is stable (sorted keys,
-fixed ids), so a diff of the JSON shows exactly what a change to the builders did.
+from the chain definition, metric and recorded-series names from ketenmonitor/metric_names.py and
+ketenmonitor/alerting/rules.py; the dashboards themselves are built with grafana-foundation-sdk.
+Output is stable (sorted keys, fixed ids), so a diff of the JSON shows exactly what a change to the
+builders did. Each file carries `__inputs`, so Grafana's import asks for the data sources.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dashboards.board import Board
 from dashboards.drilldown import build_drilldown
 from dashboards.history import build_history
-from dashboards.model import Dashboard
 from dashboards.overview import build_overview
 from dashboards.pipeline import build_pipeline
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, Chain, load_chain
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 
-BUILDERS: dict[str, Callable[[Chain], Dashboard]] = {
+BUILDERS: dict[str, Callable[[Chain], Board]] = {
     "ketenoverzicht.json": build_overview,
     "fase.json": build_drilldown,
     "pijplijn.json": build_pipeline,
@@ -34,12 +36,12 @@ BUILDERS: dict[str, Callable[[Chain], Dashboard]] = {
 }
 
 
-def build_all(chain: Chain) -> dict[str, Dashboard]:
+def build_all(chain: Chain) -> dict[str, Board]:
     """File name -> dashboard, in a fixed order."""
     return {name: build(chain) for name, build in BUILDERS.items()}
 
 
-def render(board: Dashboard) -> str:
+def render(board: Board) -> str:
     return json.dumps(board.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -9,14 +9,27 @@ lead times are distributed (heatmap over the histogram buckets) and how throughp
 
 from __future__ import annotations
 
+from typing import Any
+
+from grafana_foundation_sdk.cog import builder as cogbuilder
+
 from dashboards import queries as q
-from dashboards.datasources import PROMETHEUS
-from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Variable
-from dashboards.options import LINES, PER_DAY
-from dashboards.panels import bars, instant, stat
+from dashboards.board import Board, dashboard
+from dashboards.panels import (
+    PER_DAY,
+    Link,
+    Override,
+    Prom,
+    bars,
+    heatmap_panel,
+    instant,
+    stat,
+    timeseries,
+)
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
 from dashboards.variables import choice, label_choice
 from ketenmonitor import metric_names as metrics
+from ketenmonitor.alerting import rules
 from ketenmonitor.domain.chain import Chain
 
 STAGE = q.regex("stage", "$stage")
@@ -34,7 +47,7 @@ def stage_segment(chain: Chain, stage_id: str) -> str | None:
     return None
 
 
-def variables(chain: Chain) -> tuple[Variable, ...]:
+def variables(chain: Chain) -> tuple[cogbuilder.Builder[Any], ...]:
     # The first stage's own segment comes first, so the default selection belongs together.
     first = stage_segment(chain, chain.stage_ids[0]) if chain.stage_ids else None
     segments = sorted(chain.spec.segments, key=lambda s: s.id != first)
@@ -57,41 +70,47 @@ def variables(chain: Chain) -> tuple[Variable, ...]:
     )
 
 
-def build_drilldown(chain: Chain) -> Dashboard:
+def build_drilldown(chain: Chain) -> Board:
     stage_filter = (STAGE, CASE_TYPE, DISTRICT)
-    backlog = q.selector(metrics.BACKLOG, *stage_filter)
     lead = (SEGMENT, CASE_TYPE, DISTRICT)
+    inflow = (metrics.STAGE_INFLOW, metrics.STAGE_INFLOW_WITHDRAWN)
+    outflow = (metrics.STAGE_OUTFLOW, metrics.STAGE_OUTFLOW_WITHDRAWN)
+    lead_buckets = (f"{metrics.LEAD_TIME}_bucket", f"{metrics.LEAD_TIME_WITHDRAWN}_bucket")
+    period = "in de gekozen periode (tijdkiezer)"
     summary = (
         stat("Werkvoorraad", "Zaken die nu in de gekozen fase wachten.", "short",
-              f"sum({backlog})"),
+             q.gauge(metrics.BACKLOG, *stage_filter)),
         stat(
             "Oudste open zaak",
             "Hoe lang de oudste zaak al in de gekozen fase wacht (alle zaaktypen en "
             "arrondissementen: deze meting kent geen uitsplitsing).",
             "s",
-            f"max({q.selector(metrics.BACKLOG_OLDEST_AGE, STAGE)})",
+            f"max({q.selector(rules.OLDEST_AGE_MAX, STAGE)})",
         ),
-        stat("Instroom", "Zaken per dag die de fase binnenkomen, nu.", PER_DAY,
-              q.per_day_rate(q.INFLOW_TOTAL, *stage_filter)),
-        stat("Uitstroom", "Zaken per dag die de fase verlaten, nu.", PER_DAY,
-              q.per_day_rate(q.OUTFLOW_TOTAL, *stage_filter)),
+        stat("Instroom", f"Zaken per dag die de fase binnenkwamen, gemiddeld {period}, "
+             "na correcties.", PER_DAY,
+             q.net_rate_per_day(*inflow, *stage_filter, window=q.RANGE)),
+        stat("Uitstroom", f"Zaken per dag die de fase verlieten, gemiddeld {period}, "
+             "na correcties.", PER_DAY,
+             q.net_rate_per_day(*outflow, *stage_filter, window=q.RANGE)),
         stat(
             "Doorlooptijd p50",
-            "De helft van de afgeronde trajecten (gekozen doorlooptijd) was binnen deze tijd "
-            "klaar.",
+            f"De helft van de trajecten (gekozen doorlooptijd) die {period} werden afgerond, "
+            "was binnen deze tijd klaar.",
             "s",
-            f"histogram_quantile(0.5, sum by (le) ({q.selector(q.LEAD_BUCKET, *lead)}))",
+            q.histogram_quantile(0.5, *lead_buckets, q.RANGE, *lead),
         ),
         stat(
             "Doorlooptijd p80",
-            "80% van de afgeronde trajecten (gekozen doorlooptijd) was binnen deze tijd klaar.",
+            f"80% van de trajecten (gekozen doorlooptijd) die {period} werden afgerond, was "
+            "binnen deze tijd klaar.",
             "s",
-            f"histogram_quantile(0.8, sum by (le) ({q.selector(q.LEAD_BUCKET, *lead)}))",
+            q.histogram_quantile(0.8, *lead_buckets, q.RANGE, *lead),
         ),
     )
     bands = (
         instant(
-            f"sum({q.selector(metrics.BACKLOG_BY_AGE, *stage_filter, q.eq('age_band', band))})"
+            f"{q.gauge(metrics.BACKLOG_BY_AGE, *stage_filter, q.eq('age_band', band))}"
             " or vector(0)",
             band.replace("d", " dagen"),
         )
@@ -106,87 +125,69 @@ def build_drilldown(chain: Chain) -> Dashboard:
         width=8,
         height=8,
     )
-    throughput = Panel(
-        "timeseries",
+    throughput = timeseries(
         "Doorstroom: instroom en uitstroom",
-        "Zaken per dag die de fase binnenkomen en verlaten, over de tijd.",
+        "Zaken per dag die de fase binnenkomen en verlaten, over de tijd (na correcties).",
         PER_DAY,
-        (
-            PromQuery(q.per_day_rate(q.INFLOW_TOTAL, *stage_filter), "Instroom"),
-            PromQuery(q.per_day_rate(q.OUTFLOW_TOTAL, *stage_filter), "Uitstroom"),
-        ),
+        Prom(q.net_rate_per_day(*inflow, *stage_filter), "Instroom"),
+        Prom(q.net_rate_per_day(*outflow, *stage_filter), "Uitstroom"),
         width=16,
         height=8,
-        min=0,
-        custom=LINES,
     )
-    heatmap = Panel(
-        "heatmap",
+    heatmap = heatmap_panel(
         "Verdeling doorlooptijd",
         "Hoeveel trajecten (gekozen doorlooptijd) in elk tijdvak afgerond werden, naar hun "
         "doorlooptijd: elke rij is een histogramklasse, de normtermijnen zijn klassegrenzen.",
-        "short",
-        (
-            PromQuery(
-                f"sum by (le) (increase({q.selector(q.LEAD_BUCKET, *lead)}[$__rate_interval]))",
-                "{{le}}",
-                format="heatmap",
-            ),
-        ),
+        Prom(q.bucket_increase(*lead_buckets, q.RATE_INTERVAL, *lead), "{{le}}",
+             format="heatmap"),
+        y_unit="s",
         width=16,
         height=9,
-        options={
-            "calculate": False,
-            "cellGap": 1,
-            "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64, "exponent": 0.5,
-                      "fill": "dark-orange", "reverse": False, "scale": "exponential"},
-            "legend": {"show": True},
-            "rowsFrame": {"layout": "auto"},
-            "tooltip": {"show": True, "yHistogram": True},
-            "yAxis": {"axisPlacement": "left", "unit": "s"},
-        },
     )
     by_district = bars(
         "Werkvoorraad per arrondissement",
         "Wachtende zaken in de fase per arrondissement.",
         "short",
-        instant(f"sum by (district) ({backlog})", "{{district}}"),
+        instant(q.gauge(metrics.BACKLOG, *stage_filter, by="district"), "{{district}}"),
         width=8,
         height=9,
         overrides=tuple(Override(d, display_name=label)
                         for d, label in chain.spec.districts.items()),
     )
-    backlog_trend = Panel(
-        "timeseries",
+    backlog_trend = timeseries(
         "Werkvoorraad over de tijd, per zaaktype",
         "Wachtende zaken in de fase, per zaaktype, over de tijd.",
         "short",
-        (PromQuery(f"sum by (case_type) ({backlog})", "{{case_type}}"),),
+        Prom(q.gauge(metrics.BACKLOG, *stage_filter, by="case_type"), "{{case_type}}"),
         width=12,
         height=8,
-        min=0,
+        stacked=True,
+        fill=20,
         overrides=tuple(Override(c, display_name=label)
                         for c, label in chain.spec.case_types.items()),
-        custom={"drawStyle": "line", "fillOpacity": 20, "stacking": {"mode": "normal"},
-                "showPoints": "never"},
     )
     closed = bars(
         "Afgesloten zaken naar uitkomst",
-        "Zaken die de keten verlieten (bijvoorbeeld sepot, vrijspraak, inning afgerond), naar "
-        "uitkomst, voor het gekozen zaaktype en arrondissement; over de hele keten.",
+        "Zaken die de keten verlieten (bijvoorbeeld sepot, vrijspraak, inning afgerond) "
+        f"{period}, naar uitkomst, voor het gekozen zaaktype en arrondissement; over de hele "
+        "keten, na correcties.",
         "short",
-        instant(f"sum by (outcome) ({q.selector(q.CLOSED_TOTAL, CASE_TYPE, DISTRICT)})",
-                "{{outcome}}"),
+        instant(
+            q.per_worker_max(
+                "increase", metrics.CASES_CLOSED, metrics.CASES_CLOSED_WITHDRAWN, q.RANGE,
+                CASE_TYPE, DISTRICT, by="outcome",
+            ),
+            "{{outcome}}",
+        ),
         width=12,
         height=8,
     )
-    return Dashboard(
-        uid=DRILLDOWN,
-        title="Details per fase",
-        description="Werkvoorraad, leeftijd, doorlooptijd en doorstroom van een fase, per "
+    return dashboard(
+        DRILLDOWN,
+        "Details per fase",
+        "Werkvoorraad, leeftijd, doorlooptijd en doorstroom van een fase, per "
         "organisatie, zaaktype en arrondissement.",
-        rows=(summary, (age, throughput), (heatmap, by_district), (backlog_trend, closed)),
-        datasource=PROMETHEUS,
+        (summary, (age, throughput), (heatmap, by_district), (backlog_trend, closed)),
         variables=variables(chain),
         links=(
             Link("Ketenoverzicht", f"/d/{OVERVIEW}"),

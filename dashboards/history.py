@@ -10,9 +10,13 @@ limits to the dashboard's time range, which here is a range of event times.
 
 from __future__ import annotations
 
+from typing import Any
+
+from grafana_foundation_sdk.cog import builder as cogbuilder
+
+from dashboards.board import Board, dashboard
 from dashboards.datasources import STORE
-from dashboards.model import Dashboard, Link, Override, SqlQuery, Step, Variable
-from dashboards.panels import timeseries
+from dashboards.panels import Link, Override, Sql, Step, timeseries
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW
 from dashboards.variables import choice
 from ketenmonitor.domain.chain import Chain, NormSpec
@@ -21,11 +25,9 @@ from ketenmonitor.store.models import Case, CaseSegment, CaseStage
 CASES = Case.__tablename__
 STAGES = CaseStage.__tablename__
 SEGMENTS = CaseSegment.__tablename__
-BARS = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1, "showPoints": "never"}
-MONTHLY_LINES = {"drawStyle": "line", "lineWidth": 2, "showPoints": "always", "pointSize": 6}
 
 
-def variables(chain: Chain) -> tuple[Variable, ...]:
+def variables(chain: Chain) -> tuple[cogbuilder.Builder[Any], ...]:
     return (
         choice("segment", "Doorlooptijd",
                "Het traject waarvan de doorlooptijd getoond wordt.",
@@ -39,7 +41,7 @@ def variables(chain: Chain) -> tuple[Variable, ...]:
     )
 
 
-def build_history(chain: Chain) -> Dashboard:
+def build_history(chain: Chain) -> Board:
     segment_of_type = (
         f"FROM {SEGMENTS} s JOIN {CASES} c ON c.pseudonym = s.pseudonym\n"
         "WHERE $__timeFilter(s.completed_at) AND s.segment = '$segment'"
@@ -50,32 +52,34 @@ def build_history(chain: Chain) -> Dashboard:
         "Per maand van afronding (gebeurtenistijd): de doorlooptijd waarbinnen de helft (p50) en "
         "80% (p80) van de afgeronde trajecten van de gekozen soort klaar was.",
         "s",
-        SqlQuery(
+        Sql(
             "SELECT date_trunc('month', s.completed_at) AS time,\n"
             "  percentile_cont(0.5) WITHIN GROUP (ORDER BY s.lead_time_seconds) AS \"p50\",\n"
             "  percentile_cont(0.8) WITHIN GROUP (ORDER BY s.lead_time_seconds) AS \"p80\"\n"
             f"{segment_of_type}\nGROUP BY 1 ORDER BY 1"
         ),
         width=12,
-        custom=MONTHLY_LINES,
+        source=STORE,
+        style="monthly",
     )
     completed = timeseries(
         "Afgeronde trajecten per maand",
         "Aantal trajecten van de gekozen soort dat in de maand werd afgerond (gebeurtenistijd).",
         "short",
-        SqlQuery(
+        Sql(
             "SELECT date_trunc('month', s.completed_at) AS time, count(*) AS \"Afgerond\"\n"
             f"{segment_of_type}\nGROUP BY 1 ORDER BY 1"
         ),
         width=12,
-        custom=BARS,
+        source=STORE,
+        style="bars",
     )
     norms = timeseries(
         "Aandeel binnen norm per maand",
         "Per norm en per maand van afronding: het deel van de afgeronde trajecten dat binnen de "
         "normtermijn bleef. De normen en hun termijnen komen uit de ketendefinitie.",
         "percentunit",
-        *(SqlQuery(_norm_sql(norm)) for norm in chain.spec.norms),
+        *(Sql(_norm_sql(norm)) for norm in chain.spec.norms),
         width=24,
         height=9,
         max=1,
@@ -83,23 +87,25 @@ def build_history(chain: Chain) -> Dashboard:
             Override(norm.label, thresholds=(Step("red"), Step("green", norm.target)))
             for norm in chain.spec.norms
         ),
-        custom=MONTHLY_LINES,
+        source=STORE,
+        style="monthly",
     )
     stage_flows = timeseries(
         "Instroom en uitstroom per maand",
         "Zaken die in de maand de gekozen fase binnenkwamen en verlieten (gebeurtenistijd).",
         "short",
-        SqlQuery(_stage_count_sql("entered_at", "Instroom")),
-        SqlQuery(_stage_count_sql("left_at", "Uitstroom")),
+        Sql(_stage_count_sql("entered_at", "Instroom")),
+        Sql(_stage_count_sql("left_at", "Uitstroom")),
         width=12,
-        custom=BARS,
+        source=STORE,
+        style="bars",
     )
     month_end_backlog = timeseries(
         "Werkvoorraad aan het eind van de maand",
         "Zaken die aan het eind van elke maand in de gekozen fase wachtten: binnengekomen voor "
         "het einde van de maand en toen nog niet vertrokken (gebeurtenistijd).",
         "short",
-        SqlQuery(
+        Sql(
             "SELECT m AS time, count(st.pseudonym) AS \"Werkvoorraad\"\n"
             "FROM generate_series(date_trunc('month', $__timeFrom()::timestamptz),\n"
             "                     $__timeTo()::timestamptz, interval '1 month') AS m\n"
@@ -111,13 +117,14 @@ def build_history(chain: Chain) -> Dashboard:
             "GROUP BY m ORDER BY m"
         ),
         width=12,
-        custom=MONTHLY_LINES,
+        source=STORE,
+        style="monthly",
     )
     closed = timeseries(
         "Afgesloten zaken per maand, naar uitkomst",
         "Zaken die in de maand de keten verlieten, naar uitkomst (gebeurtenistijd).",
         "short",
-        SqlQuery(
+        Sql(
             "SELECT date_trunc('month', closed_at) AS time, outcome AS metric,"
             " count(*) AS value\n"
             f"FROM {CASES}\n"
@@ -125,15 +132,17 @@ def build_history(chain: Chain) -> Dashboard:
             "GROUP BY 1, 2 ORDER BY 1"
         ),
         width=24,
-        custom={**BARS, "stacking": {"mode": "normal"}},
+        source=STORE,
+        style="bars",
+        stacked=True,
     )
-    return Dashboard(
-        uid=HISTORY,
-        title="Historie",
-        description="Doorlooptijden, aandeel binnen norm en volumes per maand, in "
+    return dashboard(
+        HISTORY,
+        "Historie",
+        "Doorlooptijden, aandeel binnen norm en volumes per maand, in "
         "gebeurtenistijd, uit de opslag van zaakfeiten.",
-        rows=((lead_times, completed), (norms,), (stage_flows, month_end_backlog), (closed,)),
-        datasource=STORE,
+        ((lead_times, completed), (norms,), (stage_flows, month_end_backlog), (closed,)),
+        source=STORE,
         variables=variables(chain),
         time_from="now-2y",
         refresh="",

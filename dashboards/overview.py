@@ -10,13 +10,27 @@ panel says in its description what it counts, in Dutch, for a reader who is not 
 
 from __future__ import annotations
 
+from typing import Any
+
+from grafana_foundation_sdk.builders import bargauge, stat
+
 from dashboards import queries as q
-from dashboards.datasources import PROMETHEUS
-from dashboards.model import Dashboard, Link, Override, Panel, PromQuery, Step, pack
-from dashboards.options import PER_DAY, stat_options
-from dashboards.panels import bars, instant, timeseries
+from dashboards.board import Board, dashboard
+from dashboards.panels import (
+    PER_DAY,
+    Link,
+    Override,
+    Prom,
+    Step,
+    bars,
+    instant,
+    pack,
+    table_panel,
+    timeseries,
+)
+from dashboards.panels import stat as stat_panel
 from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
-from ketenmonitor import metric_names as metrics
+from ketenmonitor.alerting import rules
 from ketenmonitor.alerting.durations import parse_duration
 from ketenmonitor.alerting.policy import AlertPolicy, load_policy
 from ketenmonitor.domain.chain import Chain, NormSpec, PartnerSpec
@@ -41,7 +55,7 @@ def freshness_thresholds(policy: AlertPolicy, partner: str) -> tuple[Step, ...]:
     return (Step(GREEN), Step(ORANGE, stale / 2), Step(RED, stale))
 
 
-def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard:
+def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Board:
     policy = policy or load_policy()
     partner_names = tuple(
         Override(p.id, display_name=p.label) for p in chain.spec.partners
@@ -50,30 +64,29 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
         "Details per fase",
         f"/d/{DRILLDOWN}?${{__url_time_range}}&var-organisation=${{__field.labels.organisation}}",
     )
-    backlog = q.selector(metrics.BACKLOG)
+    backlog = rules.BACKLOG_SUM  # per stage, already the max across workers
     header = (
-        Panel(
-            "stat",
+        stat_panel(
             "Werkvoorraad keten",
             "Aantal zaken dat nu in een fase van de keten wacht (werkvoorraad), opgeteld over "
             "alle fasen en organisaties. Een zaak telt mee in elke fase waarin zij nu open staat.",
             "short",
-            (instant(f"sum({backlog})", "Werkvoorraad"),),
+            instant(f"sum({backlog})", "Werkvoorraad"),
             width=4,
             height=5,
+            thresholds=(Step("green"),),
+            color_mode="palette-classic",
         ),
-        Panel(
-            "stat",
+        stat_panel(
             "Werkvoorraad: verandering 4 weken",
             "Hoeveel zaken de werkvoorraad van de hele keten in de laatste vier weken is gegroeid "
             "(positief, rood) of gekrompen (negatief, groen); meet Prometheus nog geen vier "
             "weken, dan de verandering sinds het begin van de metingen.",
             "short",
-            (instant(q.backlog_change(window=CHANGE_WINDOW), "Verandering"),),
+            instant(q.backlog_change(window=CHANGE_WINDOW), "Verandering"),
             width=4,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
-            color_mode="thresholds",
         ),
         bars(
             "Werkvoorraad per organisatie",
@@ -99,18 +112,16 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             overrides=partner_names,
             data_links=(drill,),
         ),
-        Panel(
-            "stat",
+        stat_panel(
             "Actieve waarschuwingen",
             "Aantal waarschuwingen (alerts) dat nu afgaat: normoverschrijding, groeiende "
             "werkvoorraad, een partner die stil valt of een storing in de monitor.",
             "short",
-            (instant(f'count({q.selector(q.ALERTS, q.eq("alertstate", "firing"))}) or vector(0)',
-                     "Waarschuwingen"),),
+            instant(f'count({q.selector(q.ALERTS, q.eq("alertstate", "firing"))}) or vector(0)',
+                    "Waarschuwingen"),
             width=4,
             height=5,
             thresholds=(Step(GREEN), Step(RED, 1)),
-            color_mode="thresholds",
         ),
     )
     flows = tuple(_flow_panel(chain, partner.id, partner.label) for partner in _stage_owners(chain))
@@ -128,10 +139,7 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             f"{policy.stale_feed.after}), oranje vanaf de helft daarvan: dan lopen de cijfers "
             "van die partner achter.",
             "s",
-            instant(
-                f"time() - max by (organisation) ({q.selector(metrics.PARTNER_LAST_EVENT)})",
-                "{{organisation}}",
-            ),
+            instant(f"max by (organisation) ({rules.FEED_AGE})", "{{organisation}}"),
             width=6,
             height=8,
             color_mode="thresholds",
@@ -141,30 +149,25 @@ def build_overview(chain: Chain, policy: AlertPolicy | None = None) -> Dashboard
             ),
         ),
     )
-    alerts_table = Panel(
-        "table",
+    alerts_table = table_panel(
         "Waarschuwingen per organisatie",
         "De waarschuwingen die nu afgaan, per soort, eigenaar (organisatie) en ernst.",
         "short",
-        (
-            PromQuery(
-                "count by (alertname, organisation, severity) "
-                f'({q.selector(q.ALERTS, q.eq("alertstate", "firing"))})',
-                instant=True,
-                format="table",
-            ),
+        Prom(
+            "count by (alertname, organisation, severity) "
+            f'({q.selector(q.ALERTS, q.eq("alertstate", "firing"))})',
+            instant=True,
+            format="table",
         ),
         width=6,
         height=8,
-        options={"showHeader": True, "cellHeight": "sm"},
     )
-    return Dashboard(
-        uid=OVERVIEW,
-        title="Ketenoverzicht",
-        description="De strafrechtketen in een oogopslag: werkvoorraad, instroom en uitstroom, "
+    return dashboard(
+        OVERVIEW,
+        "Ketenoverzicht",
+        "De strafrechtketen in een oogopslag: werkvoorraad, instroom en uitstroom, "
         "doorlooptijden tegen de normen, versheid van de gegevens en waarschuwingen.",
-        rows=(header, flows, *norm_rows, (*footer, alerts_table)),
-        datasource=PROMETHEUS,
+        (header, flows, *norm_rows, (*footer, alerts_table)),
         links=(
             Link("Details per fase", f"/d/{DRILLDOWN}"),
             Link("Gezondheid monitor", f"/d/{PIPELINE}"),
@@ -178,42 +181,45 @@ def _stage_owners(chain: Chain) -> list[PartnerSpec]:  # partners that own at le
     return [p for p in chain.spec.partners if p.id in owners]
 
 
-def _flow_panel(chain: Chain, organisation: str, label: str) -> Panel:
+def _flow_panel(chain: Chain, organisation: str, label: str) -> Any:
     org = q.eq("organisation", organisation)
     return timeseries(
         f"{label}: instroom en uitstroom",
-        f"Zaken per dag die een fase van {label} binnenkomen (instroom) en verlaten (uitstroom). "
-        "Ligt de uitstroom langere tijd onder de instroom, dan groeit de werkvoorraad.",
+        f"Zaken per dag die een fase van {label} binnenkomen (instroom) en verlaten (uitstroom), "
+        "telkens gemiddeld over de voorafgaande dag (na correcties). Ligt de uitstroom langere "
+        "tijd onder de instroom, dan groeit de werkvoorraad.",
         PER_DAY,
-        PromQuery(q.per_day_rate(q.INFLOW_TOTAL, org), "Instroom"),
-        PromQuery(q.per_day_rate(q.OUTFLOW_TOTAL, org), "Uitstroom"),
+        Prom(q.recorded_rate_per_day(rules.INFLOW_RATE1D, org), "Instroom"),
+        Prom(q.recorded_rate_per_day(rules.OUTFLOW_RATE1D, org), "Uitstroom"),
         width=24 // max(1, len(_stage_owners(chain))),
         height=7,
     )
 
 
-def _chain_flow_panel(chain: Chain) -> Panel:
+def _chain_flow_panel(chain: Chain) -> stat.Panel:
     """Chain-wide: cases entering the first stage against cases leaving the chain (closed)."""
     first = chain.spec.stages[0]
-    return Panel(
-        "stat",
+    return stat_panel(
         "Keten: instroom en afgesloten",
         f"Zaken per dag die de keten binnenkomen (instroom in de eerste fase, {first.label}) en "
         "zaken per dag die de keten verlaten (afgesloten, bijvoorbeeld sepot, vrijspraak of "
-        "inning afgerond). Blijft het tweede getal achter, dan groeit de keten als geheel.",
+        "inning afgerond), gemiddeld over de laatste dag. Blijft het tweede getal achter, dan "
+        "groeit de keten als geheel.",
         PER_DAY,
-        (
-            instant(q.per_day_rate(q.INFLOW_TOTAL, q.eq("stage", first.id)), "Instroom"),
-            instant(q.per_day_rate(q.CLOSED_TOTAL), "Afgesloten"),
+        instant(
+            q.recorded_rate_per_day(rules.INFLOW_RATE1D, q.eq("stage", first.id)), "Instroom"
         ),
+        instant(q.recorded_rate_per_day(rules.CLOSED_RATE1D), "Afgesloten"),
+        text="value_and_name",
         width=8,
         height=4,
         decimals=0,
-        options={**stat_options(), "textMode": "value_and_name"},
+        thresholds=(Step("green"),),
+        color_mode="palette-classic",
     )
 
 
-def _norm_panel(chain: Chain, norm: NormSpec) -> Panel:
+def _norm_panel(chain: Chain, norm: NormSpec) -> stat.Panel:
     segment = next(s.label for s in chain.spec.segments if s.id == norm.segment)
     types = ""
     if norm.case_types:
@@ -221,28 +227,23 @@ def _norm_panel(chain: Chain, norm: NormSpec) -> Panel:
     interim = ""
     if norm.interim_target is not None:
         interim = f" Tussendoel {norm.interim_target:.0%} (oranje)."
-    return Panel(
-        "stat",
+    return stat_panel(
         norm.label,
-        f"Van alle afgeronde trajecten '{segment}'{types} die de monitor kent: het deel dat "
-        f"binnen {norm.within_days} dagen klaar was. Norm: {norm.target:.0%} (groen)."
-        + interim
-        + " Rood: onder de norm.",
+        f"Van de trajecten '{segment}'{types} die in de gekozen periode (tijdkiezer) werden "
+        f"afgerond: het deel dat binnen {norm.within_days} dagen klaar was, na correcties. "
+        f"Norm: {norm.target:.0%} (groen)." + interim + " Rood: onder de norm.",
         "percentunit",
-        (instant(q.share_within_norm(norm), "Binnen norm"),),
-        width=4,
-        height=4,
+        instant(q.share_within_norm(norm), "Binnen norm"),
+        color="background",
         thresholds=norm_thresholds(norm),
-        color_mode="thresholds",
         min=0,
         max=1,
         decimals=0,
-        options=stat_options("background"),
     )
 
 
-def _lead_time_panel(chain: Chain) -> Panel:
-    queries: list[PromQuery] = []
+def _lead_time_panel(chain: Chain) -> bargauge.Panel:
+    queries: list[Prom] = []
     overrides: list[Override] = []
     for norm in chain.spec.norms:
         for quantile, name in ((0.5, "p50"), (0.8, "p80")):
@@ -253,8 +254,9 @@ def _lead_time_panel(chain: Chain) -> Panel:
             )
     return bars(
         "Doorlooptijd tegen de norm (p50 en p80)",
-        "Per norm de doorlooptijd waarbinnen de helft (p50) en 80% (p80) van de afgeronde "
-        "trajecten klaar was. Rood: langer dan de normtermijn.",
+        "Per norm de doorlooptijd waarbinnen de helft (p50) en 80% (p80) van de trajecten die "
+        "in de gekozen periode (tijdkiezer) werden afgerond klaar was, na correcties. Rood: "
+        "langer dan de normtermijn.",
         "s",
         *queries,
         width=12,

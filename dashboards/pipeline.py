@@ -10,23 +10,22 @@ lag (through the recorded per-topic sum) and the time since each worker's last o
 from __future__ import annotations
 
 from dashboards import queries as q
-from dashboards.datasources import PROMETHEUS
-from dashboards.model import Dashboard, Link, Override, PromQuery, Step
-from dashboards.options import LINES
-from dashboards.panels import bars, instant, stat, timeseries
+from dashboards.board import Board, dashboard
+from dashboards.panels import Link, Override, Prom, Step, bars, instant, stat, timeseries
 from dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
 from ketenmonitor import metric_names as metrics
-from ketenmonitor.alerting.rules import LAG_SUM, LAST_COMMIT
+from ketenmonitor.alerting.rules import FEED_AGE, LAG_SUM, LAST_COMMIT, W_ACCEPTED, W_REJECTED
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.metric_names import WORKER_JOB
 
-RATE = "[$__rate_interval]"
+RATE = f"[{q.RATE_INTERVAL}]"
 
 
-def build_pipeline(chain: Chain) -> Dashboard:
+def build_pipeline(chain: Chain) -> Board:
     workers_up = q.selector(q.UP, q.eq("job", WORKER_JOB))
-    accepted = f"sum(rate({q.ACCEPTED_TOTAL}{RATE}))"
-    rejected = f"sum(rate({q.REJECTED_TOTAL}{RATE}))"
+    # Events per second now: per worker (recorded per-worker sums), then the max across workers.
+    accepted = f"sum by ({q.WORKER}) (rate({W_ACCEPTED}{RATE}))"
+    duplicates = q.total(metrics.EVENTS_DUPLICATE)
     partner_names = tuple(Override(p.id, display_name=p.label) for p in chain.spec.partners)
     summary = (
         stat(
@@ -41,26 +40,30 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Events per seconde",
             "Geaccepteerde events per seconde, alle partners samen (verwerkingstijd).",
             "cps",
-            accepted,
+            f"max({accepted})",
         ),
         stat(
             "Aandeel afgekeurd",
             "Deel van de binnenkomende events dat het contract schond en naar de "
-            "dead-letter-topic ging.",
+            "dead-letter-topic ging, in de gekozen periode (tijdkiezer).",
             "percentunit",
-            f"{rejected} / ({accepted} + {rejected})",
+            "max(\n"
+            f"  sum by ({q.WORKER}) (increase({W_REJECTED}[{q.RANGE}]))\n"
+            f"  / (sum by ({q.WORKER}) (increase({W_ACCEPTED}[{q.RANGE}]))"
+            f" + sum by ({q.WORKER}) (increase({W_REJECTED}[{q.RANGE}])))\n)",
         ),
         stat(
             "Dubbele aanleveringen",
-            "Aantal keren dat een event-id opnieuw binnenkwam en genegeerd werd (totaal).",
+            "Aantal keren dat een event-id in de gekozen periode (tijdkiezer) opnieuw binnenkwam "
+            "en genegeerd werd.",
             "short",
-            f"sum({q.DUPLICATE_TOTAL})",
+            f"max({q.worker_sum(f'increase({duplicates}[{q.RANGE}])')})",
         ),
         stat(
             "Zaken in toestand",
-            "Zaken die de workers in hun toestand bijhouden, opgeteld over alle workers.",
+            "Zaken die de keten nu in haar toestand bijhoudt (elke worker meldt de hele keten).",
             "short",
-            f"sum({metrics.CASES_TRACKED})",
+            q.gauge(metrics.CASES_TRACKED),
         ),
         stat(
             "Partities in bezit",
@@ -75,8 +78,7 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Binnenkomende events per partner",
             "Geaccepteerde events per seconde, per partner (inclusief dubbele aanleveringen).",
             "cps",
-            PromQuery(f"sum by (organisation) (rate({q.ACCEPTED_TOTAL}{RATE}))",
-                      "{{organisation}}"),
+            Prom(f"max by (organisation) (rate({W_ACCEPTED}{RATE}))", "{{organisation}}"),
             width=6,
             overrides=partner_names,
         ),
@@ -85,8 +87,10 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Events per seconde die het contract schonden, per reden (bijvoorbeeld ongeldige "
             "JSON of een onbekende mijlpaal) en partner.",
             "cps",
-            PromQuery(f"sum by (organisation, reason) (rate({q.REJECTED_TOTAL}{RATE}))",
-                      "{{organisation}}: {{reason}}"),
+            Prom(
+                f"max by (organisation, reason) (rate({q.total(metrics.EVENTS_REJECTED)}{RATE}))",
+                "{{organisation}}: {{reason}}",
+            ),
             width=6,
         ),
         timeseries(
@@ -95,8 +99,8 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "partner: mediaan en 90e percentiel over de geaccepteerde events van het venster.",
             "s",
             *(
-                PromQuery(
-                    f"histogram_quantile({quantile}, sum by (le, organisation) "
+                Prom(
+                    f"histogram_quantile({quantile}, max by (le, organisation) "
                     f"(rate({metrics.EVENT_LATENESS}_bucket{RATE})))",
                     f"{{{{organisation}}}} p{int(quantile * 100)}",
                 )
@@ -108,7 +112,7 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Dubbele aanleveringen",
             "Events per seconde met een event-id dat al verwerkt was; die tellen niet dubbel mee.",
             "cps",
-            PromQuery(f"sum(rate({q.DUPLICATE_TOTAL}{RATE}))", "Dubbel"),
+            Prom(f"max({q.worker_sum(f'rate({duplicates}{RATE})')})", "Dubbel"),
             width=6,
         ),
     )
@@ -117,8 +121,7 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Versheid per partner",
             "Tijd sinds het nieuwste bericht van elke partner (Kafka-tijdstip), over de tijd.",
             "s",
-            PromQuery(f"time() - max by (organisation) ({metrics.PARTNER_LAST_EVENT})",
-                      "{{organisation}}"),
+            Prom(f"max by (organisation) ({FEED_AGE})", "{{organisation}}"),
             width=8,
             overrides=partner_names,
         ),
@@ -135,19 +138,20 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Bereikbaarheid workers",
             "1 als Prometheus de worker kon uitlezen, 0 als niet.",
             "short",
-            PromQuery(f"sum by (instance) ({workers_up})", "{{instance}}"),
+            Prom(f"sum by (instance) ({workers_up})", "{{instance}}"),
             width=8,
             max=1,
-            custom={**LINES, "lineInterpolation": "stepAfter"},
+            style="steps",
         ),
     )
     progress = (
         timeseries(
             "Achterstand verwerking (consumer lag)",
             "Berichten per topic die binnengekomen zijn maar nog niet verwerkt en vastgelegd "
-            "(commit). Blijft dit oplopen, dan houden de workers het aanbod niet bij.",
+            "(commit), opgeteld over de workers (elke worker meldt zijn eigen partities). "
+            "Blijft dit oplopen, dan houden de workers het aanbod niet bij.",
             "short",
-            PromQuery(f"sum by (topic) ({LAG_SUM})", "{{topic}}"),
+            Prom(f"sum by (topic) ({LAG_SUM})", "{{topic}}"),
             width=12,
         ),
         timeseries(
@@ -155,17 +159,16 @@ def build_pipeline(chain: Chain) -> Dashboard:
             "Hoe lang geleden elke worker voor het laatst zijn voortgang (offsets) vastlegde. "
             "Loopt dit op terwijl er berichten wachten, dan staat de worker stil.",
             "s",
-            PromQuery(f"time() - max by (instance) ({LAST_COMMIT})", "{{instance}}"),
+            Prom(f"time() - max by (instance) ({LAST_COMMIT})", "{{instance}}"),
             width=12,
         ),
     )
-    return Dashboard(
-        uid=PIPELINE,
-        title="Gezondheid monitor",
-        description="Werkt de monitor zelf, en zijn de cijfers actueel? Eventstromen, afkeur, "
+    return dashboard(
+        PIPELINE,
+        "Gezondheid monitor",
+        "Werkt de monitor zelf, en zijn de cijfers actueel? Eventstromen, afkeur, "
         "dubbele aanleveringen, versheid en workers.",
-        rows=(summary, rates, workers, progress),
-        datasource=PROMETHEUS,
+        (summary, rates, workers, progress),
         time_from="now-6h",
         refresh="30s",
         links=(

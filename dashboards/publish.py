@@ -7,6 +7,8 @@
 
     results = publish(boards, GrafanaTarget(url, token))    # from Python
 
+The files carry `__inputs` (${DS_PROMETHEUS}, ${DS_STORE}) for Grafana's import form; this API
+does not fill them in, so the publisher binds them to the provisioned data-source uids first.
 Idempotent: every dashboard has a fixed uid and is written with overwrite=True into one folder
 (created on first use, found by its uid afterwards), so publishing twice leaves one copy of each.
 Grafana that cannot be reached, or that refuses the token, stops the run with a message that says
@@ -29,6 +31,8 @@ from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaTimeoutError
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dashboards.datasources import bind_inputs
 
 DEFAULT_FOLDER = "Ketenmonitor"
 DEFAULT_FOLDER_UID = "ketenmonitor"
@@ -177,13 +181,13 @@ def load_boards(json_dir: Path | None) -> list[dict[str, Any]]:
         files = sorted(json_dir.glob("*.json"))
         if not files:
             raise PublishError(f"no dashboard JSON files in {json_dir}")
-        return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+        return [bind_inputs(json.loads(f.read_text(encoding="utf-8"))) for f in files]
     from dashboards.build import build_all
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
 
     chain = load_chain(Settings().chain_file)
-    return [board.to_json() for board in build_all(chain).values()]
+    return [bind_inputs(board.to_json()) for board in build_all(chain).values()]
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

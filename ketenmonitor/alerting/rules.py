@@ -50,6 +50,10 @@ W_CLOSED_WITHDRAWN = f"worker_outcome:{m.CASES_CLOSED_WITHDRAWN}_total:sum"
 W_ACCEPTED = f"worker_organisation:{m.EVENTS_ACCEPTED}_total:sum"
 W_REJECTED = f"worker_organisation:{m.EVENTS_REJECTED}_total:sum"
 # -- recorded series, chain-wide (max across workers) ------------------------------------------
+INFLOW_RATE1D = f"stage:{m.STAGE_INFLOW}:rate1d"  # net cases per second, over the last day
+OUTFLOW_RATE1D = f"stage:{m.STAGE_OUTFLOW}:rate1d"
+CLOSED_RATE1D = f"outcome:{m.CASES_CLOSED}:rate1d"
+ACCEPTED_RATE1D = f"organisation:{m.EVENTS_ACCEPTED}:rate1d"
 BACKLOG_SUM = f"stage:{m.BACKLOG}:sum"
 BACKLOG_BY_TYPE_SUM = f"stage_case_type:{m.BACKLOG}:sum"
 OLDEST_AGE_MAX = f"stage:{m.BACKLOG_OLDEST_AGE}:max"
@@ -70,6 +74,33 @@ DERIVED = {"derived_from": "worker_metrics"}  # WorkerDown inhibits alerts carry
 def le_label(seconds: float) -> str:
     """The `le` label of a bucket bound, as both Prometheus 2 and 3 store it."""
     return m.le(seconds)
+
+
+def within_norm_ratio(norm: NormSpec, window: str, by: str) -> str:
+    """PromQL: per worker, the net completions within the norm's limit over the net completions,
+    summed by `by`; then the max across workers. `window` may be a Grafana range ($__range)."""
+    sel = f'segment="{norm.segment}"{case_type_matcher(norm)}'
+    le = f', le="{le_label(norm.within_seconds)}"'
+    within = (
+        f"increase({W_LEAD_BUCKET}{{{sel}{le}}}[{window}])"
+        f" - increase({W_LEAD_BUCKET_WITHDRAWN}{{{sel}{le}}}[{window}])"
+    )
+    completed = (
+        f"increase({W_LEAD_COUNT}{{{sel}}}[{window}])"
+        f" - increase({W_LEAD_COUNT_WITHDRAWN}{{{sel}}}[{window}])"
+    )
+    return (
+        f"max by ({by}) (\n"
+        f"  sum by ({WORKER}, {by}) ({within})\n"
+        f"  / sum by ({WORKER}, {by}) ({completed})\n)"
+    )
+
+
+def case_type_matcher(norm: NormSpec) -> str:
+    """The label matcher (with a leading comma) for the case types a norm applies to, if any."""
+    if norm.case_types is None:
+        return ""
+    return f', case_type=~"{"|".join(norm.case_types)}"'
 
 
 def net_change(
@@ -122,9 +153,7 @@ class RuleGenerator:
         return self.chain.milestone(segment.start).organisation
 
     def case_type_matcher(self, norm: NormSpec) -> str:
-        if norm.case_types is None:
-            return ""
-        return f', case_type=~"{"|".join(norm.case_types)}"'
+        return case_type_matcher(norm)
 
     def stage_norms(self) -> list[tuple[str, NormSpec]]:
         """(stage, norm) pairs where the norm's segment is exactly the stage: entry to exit."""
@@ -156,8 +185,6 @@ class RuleGenerator:
         return {"groups": rules.groups}
 
     def _sums(self, g: list[dict[str, Any]]) -> None:
-        limits = sorted({n.within_seconds for n in self.chain.spec.norms})
-        le = "|".join(le_label(s).replace(".", r"\\.").replace("+", r"\\+") for s in limits)
         stage_by = f"{WORKER}, stage, organisation"
 
         # No `or (... * 0)` fallbacks: a failed scrape can land between two rules of the same
@@ -174,10 +201,11 @@ class RuleGenerator:
         per_worker(W_INFLOW_BY_TYPE, type_by, f"{m.STAGE_INFLOW}_total")
         per_worker(W_INFLOW_BY_TYPE_WITHDRAWN, type_by, f"{m.STAGE_INFLOW_WITHDRAWN}_total")
         lead_by = f"{WORKER}, segment, case_type"
-        per_worker(W_LEAD_BUCKET, f"{lead_by}, le", f'{m.LEAD_TIME}_bucket{{le=~"{le}"}}')
+        # Every bucket, not only the norm limits: the dashboards take p50/p80 over the time
+        # picker's range from these (histogram_quantile needs the whole histogram up to +Inf).
+        per_worker(W_LEAD_BUCKET, f"{lead_by}, le", f"{m.LEAD_TIME}_bucket")
         per_worker(
-            W_LEAD_BUCKET_WITHDRAWN, f"{lead_by}, le",
-            f'{m.LEAD_TIME_WITHDRAWN}_bucket{{le=~"{le}"}}',
+            W_LEAD_BUCKET_WITHDRAWN, f"{lead_by}, le", f"{m.LEAD_TIME_WITHDRAWN}_bucket",
         )
         per_worker(W_LEAD_COUNT, lead_by, f"{m.LEAD_TIME}_count")
         per_worker(W_LEAD_COUNT_WITHDRAWN, lead_by, f"{m.LEAD_TIME_WITHDRAWN}_count")
@@ -205,7 +233,7 @@ class RuleGenerator:
             for figure, metric in (("inflow", m.STAGE_INFLOW), ("outflow", m.STAGE_OUTFLOW)):
                 added, withdrawn = NET_PAIRS[figure]
                 g.append(_record(
-                    f"stage:{metric}:rate{window}",
+                    f"stage:{metric}:rate{window}",  # 1d: INFLOW_RATE1D, OUTFLOW_RATE1D
                     net_change("rate", added, withdrawn, self.w(window), "stage, organisation"),
                 ))
         window = p.throughput.window
@@ -221,11 +249,11 @@ class RuleGenerator:
             # Backlog growth from the counters (backlog = inflow - outflow), not from the gauge.
             _record(f"stage:{m.BACKLOG}:growth{window}", f"{inflow} - {outflow}"),
             _record(
-                f"outcome:{m.CASES_CLOSED}:rate1d",
+                CLOSED_RATE1D,
                 net_change("rate", *NET_PAIRS["closed"], self.w("1d"), "outcome"),
             ),
             _record(
-                f"organisation:{m.EVENTS_ACCEPTED}:rate1d",
+                ACCEPTED_RATE1D,
                 f"max by (organisation) (rate({W_ACCEPTED}[{self.w('1d')}]))",
             ),
         ]
@@ -246,23 +274,7 @@ class RuleGenerator:
         ]
 
     def within_norm_ratio(self, norm: NormSpec, window: str, by: str) -> str:
-        """PromQL: per worker, the net completions within the norm's limit over the net
-        completions, summed by `by`; then the max across workers."""
-        sel = f'segment="{norm.segment}"{self.case_type_matcher(norm)}'
-        le = f', le="{le_label(norm.within_seconds)}"'
-        within = (
-            f"increase({W_LEAD_BUCKET}{{{sel}{le}}}[{window}])"
-            f" - increase({W_LEAD_BUCKET_WITHDRAWN}{{{sel}{le}}}[{window}])"
-        )
-        completed = (
-            f"increase({W_LEAD_COUNT}{{{sel}}}[{window}])"
-            f" - increase({W_LEAD_COUNT_WITHDRAWN}{{{sel}}}[{window}])"
-        )
-        return (
-            f"max by ({by}) (\n"
-            f"  sum by ({WORKER}, {by}) ({within})\n"
-            f"  / sum by ({WORKER}, {by}) ({completed})\n)"
-        )
+        return within_norm_ratio(norm, window, by)
 
     def _norm_records(self, g: list[dict[str, Any]]) -> None:
         p = self.policy

@@ -3,8 +3,8 @@
 simulator -> Kafka -> a real `ketenmonitor worker` -> a real Prometheus (Debian package) that
 scrapes it and evaluates the shipped recording rules. Each panel query of dashboards/json/*.json,
 with its template variables resolved the way Grafana resolves them (the variable's own
-label_values query against the same Prometheus) and Grafana's $__rate_interval substituted, must
-answer with at least one series, and with numbers where numbers are certain.
+label_values query against the same Prometheus) and Grafana's $__rate_interval and $__range
+substituted, must answer with at least one series, and with numbers where numbers are certain.
 
 Run: KETENMONITOR_TEST_KAFKA_PORT=<port> .venv/bin/pytest \
      tests/integration/test_dashboard_queries.py
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dashboards.build import JSON_DIR
-from dashboards.model import ALL
+from dashboards.panels import ALL
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
 from ketenmonitor.infra.prometheus import LocalPrometheus, render_prometheus_config
@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED_RULES = REPO / "deploy" / "prometheus" / "rules" / "ketenmonitor.rules.yml"
 # Grafana's $__rate_interval is at least four scrape intervals; the test scrapes every second.
 RATE_INTERVAL = "30s"
+# The time picker's range: longer than the whole run, so windows see every event published.
+RANGE = "1h"
 # ALERTS only has series while an alert fires: this rule fires from its first evaluation, so the
 # alert panels are tested on the real ALERTS series (with the labels the shipped rules carry).
 ALWAYS_FIRING = """\
@@ -75,11 +77,14 @@ def resolve_variables(board: dict[str, Any], prometheus: LocalPrometheus) -> dic
     label_values(...) query, preferring the value with the most series behind it."""
     values: dict[str, str] = {}
     for variable in board["templating"]["list"]:
+        if variable["type"] == "datasource":
+            continue  # panels name it in their data source, never in a query
         if variable["type"] == "custom":
             values[variable["name"]] = variable["current"]["value"]
             continue
-        match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", variable["definition"])
-        assert match, variable["definition"]
+        definition = variable["query"]["query"]
+        match = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", definition)
+        assert match, definition
         selector, label = substitute(match.group(1), values), match.group(2)
         result = prometheus.query(f"sort_desc(count by ({label}) ({selector}))")
         assert result, f"variable {variable['name']}: no values from {selector}"
@@ -88,7 +93,7 @@ def resolve_variables(board: dict[str, Any], prometheus: LocalPrometheus) -> dic
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
-    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", RANGE)
     for name, value in sorted(values.items(), key=lambda kv: -len(kv[0])):
         expr = expr.replace(f"${name}", ".*" if value == ALL else re.escape(value))
     assert "$" not in expr, f"unresolved variable in {expr!r}"
@@ -149,7 +154,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             settings_to_try = [concrete]
             all_values = {
                 **concrete,
-                **{v["name"]: ALL for v in board["templating"]["list"] if v["includeAll"]},
+                **{v["name"]: ALL for v in board["templating"]["list"] if v.get("includeAll")},
             }
             if all_values != concrete:
                 settings_to_try.append(all_values)
@@ -167,6 +172,15 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         overview = shipped["ketenoverzicht.json"]
         for norm in chain.spec.norms:
             (panel,) = [p for p in overview["panels"] if p["title"] == norm.label]
-            (sample,) = prometheus.query(panel["targets"][0]["expr"])
+            (sample,) = prometheus.query(substitute(panel["targets"][0]["expr"], {}))
             share = float(sample["value"][1])
             assert 0.0 <= share <= 1.0 and not math.isnan(share), (norm.id, share)
+        # p50 <= p80, both finite and positive, over the time picker's range (net of corrections)
+        (lead,) = [p for p in overview["panels"] if p["title"].startswith("Doorlooptijd tegen")]
+        quantiles = {
+            t["legendFormat"]: float(prometheus.query(substitute(t["expr"], {}))[0]["value"][1])
+            for t in lead["targets"]
+        }
+        for norm in chain.spec.norms:
+            p50, p80 = quantiles[f"{norm.label} (p50)"], quantiles[f"{norm.label} (p80)"]
+            assert 0 < p50 <= p80 and math.isfinite(p80), (norm.id, p50, p80)

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from dashboards.build import JSON_DIR
-from dashboards.model import ALL
+from dashboards.panels import ALL
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.postgres import LocalPostgres
 from ketenmonitor.infra.worker_process import free_port
@@ -73,6 +73,8 @@ def variable_settings(board: dict[str, Any]) -> list[dict[str, str]]:
     """The defaults, and with every 'All' variable set to one concrete value instead."""
     defaults, concrete = {}, {}
     for v in board["templating"]["list"]:
+        if v["type"] == "datasource":
+            continue  # the panels' data source, not part of any SQL
         default = v["current"]["value"]
         defaults[v["name"]] = v["allValue"] if default == ALL else default
         concrete[v["name"]] = next(o["value"] for o in v["options"] if o["value"] != ALL)

@@ -150,6 +150,16 @@ def test_publish_creates_the_folder_then_writes_every_dashboard(grafana: FakeGra
         assert sent == by_uid[uid]  # the generated JSON, unchanged but for the id
 
 
+def test_published_dashboards_have_their_import_inputs_bound_to_the_provisioned_uids() -> None:
+    for board in boards():
+        text = json.dumps(board)
+        assert "__inputs" not in board and "${DS_" not in text, board["uid"]
+        sources = {v["name"]: v["current"]["value"] for v in board["templating"]["list"]
+                   if v["type"] == "datasource"}
+        assert set(sources.values()) <= {"ketenmonitor-prometheus", "ketenmonitor-store"}
+        assert sources, board["uid"]
+
+
 def test_publishing_twice_overwrites_by_uid_and_reuses_the_folder(grafana: FakeGrafana) -> None:
     target = GrafanaTarget(grafana.url, TOKEN)
     publish(boards(), target)

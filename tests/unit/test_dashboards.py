@@ -17,9 +17,11 @@ import yaml
 
 from dashboards import queries
 from dashboards.build import BUILDERS, JSON_DIR, main, rendered_files
-from dashboards.model import DashboardModelError, Panel, PromQuery
+from dashboards.datasources import ALL as SOURCES
+from dashboards.datasources import bind_inputs
+from dashboards.panels import DashboardModelError, stat
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, Chain, chain_from_mapping, load_chain
-from ketenmonitor.metric_names import ALL_METRIC_NAMES
+from ketenmonitor.metric_names import ALL_METRIC_NAMES, le
 from ketenmonitor.store.models import Base
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,11 +64,14 @@ def recording_rule_names() -> set[str]:
     return names
 
 
-def provisioned_datasource_uids() -> set[str]:
-    uids = set()
+def provisioned_datasources() -> dict[str, str]:
+    """uid -> plugin type of every provisioned data source."""
+    sources = {}
     for path in (PROVISIONING / "datasources").glob("*.yaml"):
-        uids.update(ds["uid"] for ds in yaml.safe_load(path.read_text())["datasources"])
-    return uids
+        sources.update(
+            (ds["uid"], ds["type"]) for ds in yaml.safe_load(path.read_text())["datasources"]
+        )
+    return sources
 
 
 def dashboards_json() -> dict[str, dict[str, Any]]:
@@ -84,7 +89,7 @@ def prometheus_expressions(board: dict[str, Any]) -> Iterator[str]:
                 yield target["expr"]
     for variable in board["templating"]["list"]:
         if variable["type"] == "query":
-            yield variable["definition"]
+            yield variable["query"]["query"]
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +157,46 @@ def test_every_panel_has_a_description_and_a_unit(boards: dict[str, dict[str, An
             assert p["targets"], (name, p["title"])
 
 
-def test_every_datasource_uid_is_provisioned(boards: dict[str, dict[str, Any]]) -> None:
-    provisioned = provisioned_datasource_uids()
+def test_panels_read_through_a_datasource_variable_bound_by_an_import_input(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    for name, board in boards.items():
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        inputs = {i["name"]: i for i in board["__inputs"]}
+        refs = [p["datasource"] for p in board["panels"]]
+        refs += [t["datasource"] for p in board["panels"] for t in p["targets"]]
+        refs += [v["datasource"] for v in variables.values() if "datasource" in v]
+        assert refs, name
+        for ref in refs:
+            variable = variables[ref["uid"].removeprefix("${").removesuffix("}")]
+            assert variable["type"] == "datasource" and variable["query"] == ref["type"], name
+            # The variable's default is an import input of the same plugin.
+            default = variable["current"]["value"].removeprefix("${").removesuffix("}")
+            assert inputs[default]["pluginId"] == ref["type"], name
+        assert "${DS_" not in json.dumps(bind_inputs(board)), name
+
+
+def test_bound_dashboards_name_only_provisioned_data_sources(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    provisioned = provisioned_datasources()
+    for source in SOURCES:
+        assert provisioned[source.provisioned_uid] == source.plugin
     used = set()
     for board in boards.values():
-        for p in board["panels"]:
-            used.add(p["datasource"]["uid"])
-            used.update(t["datasource"]["uid"] for t in p["targets"])
-        used.update(v["datasource"]["uid"] for v in board["templating"]["list"]
-                    if "datasource" in v)
-    assert used and used <= provisioned, used - provisioned
+        bound = bind_inputs(board)
+        used |= {v["current"]["value"] for v in bound["templating"]["list"]
+                 if v["type"] == "datasource"}
+    assert used == set(provisioned)
+
+
+def test_the_heatmap_uses_only_options_grafana_11_knows(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    (heatmap,) = [p for p in boards["fase.json"]["panels"] if p["type"] == "heatmap"]
+    assert "show" not in heatmap["options"]["tooltip"]  # removed in Grafana 10
+    assert heatmap["options"]["calculate"] is False
+    assert heatmap["targets"][0]["format"] == "heatmap"
 
 
 def test_dashboard_provider_points_at_where_compose_mounts_the_json() -> None:
@@ -229,8 +264,45 @@ def test_share_within_norm_thresholds_equal_the_configured_norms(
         assert by_color.get("orange") == norm.interim_target
         assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
         (expr,) = [t["expr"] for t in panel["targets"]]
-        assert f'le="{float(norm.within_seconds)!r}"' in expr
+        assert f'le="{le(norm.within_seconds)}"' in expr
         assert f'segment="{norm.segment}"' in expr
+        assert "[$__range]" in expr  # the time picker chooses the period
+
+
+def test_lead_time_quantiles_follow_the_time_picker(boards: dict[str, dict[str, Any]]) -> None:
+    panel = overview_panel(boards, "Doorlooptijd tegen de norm (p50 en p80)")
+    drill = [p for p in boards["fase.json"]["panels"] if p["title"].startswith("Doorlooptijd p")]
+    exprs = [t["expr"] for p in [panel, *drill] for t in p["targets"]]
+    assert len(exprs) >= 4
+    for expr in exprs:
+        assert expr.startswith("histogram_quantile(") and "[$__range]" in expr, expr
+        assert "withdrawn" in expr, expr  # net of corrections
+
+
+_AGGREGATED_RATE = re.compile(
+    r"\b(sum|avg|count)\s*(?:by\s*\(([^)]*)\))?\s*\(\s*(?:rate|increase|irate)\("
+)
+
+
+def test_no_query_adds_up_the_workers_copies_of_the_chain(
+    boards: dict[str, dict[str, Any]],
+) -> None:
+    """Every worker exports the whole chain: a rate may be summed within a worker only."""
+    checked = 0
+    for name, board in boards.items():
+        for expr in prometheus_expressions(board):
+            for match in _AGGREGATED_RATE.finditer(expr):
+                checked += 1
+                labels = {x.strip() for x in (match.group(2) or "").split(",")}
+                assert {"instance", "job"} <= labels, f"{name}: {expr}"
+    assert checked >= 10
+
+
+def test_an_aggregated_rate_over_workers_is_caught() -> None:
+    assert _AGGREGATED_RATE.search("sum by (organisation) (rate(x_total[5m]))")
+    assert _AGGREGATED_RATE.search("sum(increase(x_total[1h]))")
+    match = _AGGREGATED_RATE.search("max (sum by (instance, job) (rate(x_total[5m])))")
+    assert match is not None and "instance" in match.group(2)
 
 
 def test_lead_time_bars_turn_red_at_the_norm_limit(
@@ -255,16 +327,22 @@ def test_thresholds_follow_a_changed_chain_definition() -> None:
     (panel,) = [p for p in board["panels"] if p["title"] == changed["norms"][0]["label"]]
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in steps] == [None, 0.75, 0.95]
-    assert f'le="{200 * 86400.0!r}"' in panel["targets"][0]["expr"]
+    assert f'le="{le(200 * 86400)}"' in panel["targets"][0]["expr"]
 
 
-# -- the model refuses incomplete panels -----------------------------------------------------
+# -- the panel builders refuse incomplete panels ---------------------------------------------
 @pytest.mark.parametrize(
     ("description", "unit"), [("", "short"), ("   ", "short"), ("Telt zaken.", "")]
 )
 def test_a_panel_without_description_or_unit_is_refused(description: str, unit: str) -> None:
     with pytest.raises(DashboardModelError):
-        Panel("stat", "Titel", description, unit, (PromQuery("up"),))
+        stat("Titel", description, unit, "up")
+    stat("Titel", "Telt zaken.", "short", "up")  # complete: accepted
+
+
+def test_a_panel_without_a_query_is_refused() -> None:
+    with pytest.raises(DashboardModelError):
+        stat("Titel", "Telt zaken.", "short")
 
 
 def test_freshness_turns_red_where_the_stale_feed_alert_fires(
