@@ -36,7 +36,7 @@ __all__ = [
 PROMETHEUS_SCRIPT = DEPLOY_DIR / "prometheus" / "prometheus.sh"
 DEFAULT_PORT = 9090
 ALERTMANAGER_JOB = "alertmanager"
-SAMPLE_LIMIT = 50_000  # the scrape budget of one worker (docs/metrics.md)
+SAMPLE_LIMIT = 100_000  # the scrape budget of one worker (docs/metrics.md)
 
 
 class QueryError(ServerError):

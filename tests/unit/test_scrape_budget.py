@@ -1,5 +1,5 @@
 """One worker's /metrics at national dimensions stays within the scrape budget (docs/metrics.md):
-at most 50,000 samples (the sample_limit deploy/prometheus sets) and 1 MB gzip-compressed."""
+at most 100,000 samples (the sample_limit deploy/prometheus sets) and 1 MB gzip-compressed."""
 
 from __future__ import annotations
 
