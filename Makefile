@@ -1,4 +1,5 @@
-# The two commands of the README. Both do all set-up first (deploy/setup.sh, idempotent).
+# The two commands of the README. Both do all set-up first (deploy/setup.sh, idempotent);
+# `make test` runs the linter before the tests (CI calls `make test`).
 .PHONY: setup demo test lint
 
 setup:
@@ -7,8 +8,8 @@ setup:
 demo: setup
 	.venv/bin/ketenmonitor demo
 
-test: setup
+test: setup lint
 	.venv/bin/pytest
 
-lint:
+lint: setup
 	.venv/bin/ruff check .

@@ -20,7 +20,10 @@ RAW = yaml.safe_load(DEFAULT_CHAIN_FILE.read_text())
 def test_the_default_chain_has_the_four_partners_in_chain_order():
     chain = load_chain()
     assert chain.partner_ids == ["police", "om", "courts", "cjib"]
-    ranks = [chain.milestone(m).rank for m in ("report_registered", "om_decision", "judgment", "collection_closed")]
+    ranks = [
+        chain.milestone(m).rank
+        for m in ("report_registered", "om_decision", "judgment", "collection_closed")
+    ]
     assert ranks == sorted(ranks)
 
 
@@ -32,16 +35,35 @@ def test_every_norm_limit_is_a_lead_time_bucket_boundary():
 
 def test_a_partner_can_be_added_without_code():
     raw = copy.deepcopy(RAW)
-    raw["partners"].append({"id": "probation", "label": "Reclassering", "milestones": [{"id": "advice_given", "label": "Advies"}]})
-    raw["stages"].append({"id": "probation_advice", "label": "Advies", "enter": ["advice_given"], "exit": ["advice_given"]})
+    raw["partners"].append(
+        {
+            "id": "probation",
+            "label": "Reclassering",
+            "milestones": [{"id": "advice_given", "label": "Advies"}],
+        }
+    )
+    raw["stages"].append(
+        {
+            "id": "probation_advice",
+            "label": "Advies",
+            "enter": ["advice_given"],
+            "exit": ["advice_given"],
+        }
+    )
     chain = chain_from_mapping(raw)
-    assert "probation" in chain.partner_ids and chain.stage_organisation["probation_advice"] == "probation"
+    assert (
+        "probation" in chain.partner_ids
+        and chain.stage_organisation["probation_advice"] == "probation"
+    )
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda r: r["stages"][0].update(enter=["no_such_milestone"]), "unknown milestone 'no_such_milestone'"),
+        (
+            lambda r: r["stages"][0].update(enter=["no_such_milestone"]),
+            "unknown milestone 'no_such_milestone'",
+        ),
         (lambda r: r["norms"][0].update(segment="nowhere"), "unknown segment 'nowhere'"),
         (lambda r: r["norms"][0].update(case_types=["aliens"]), "unknown case type 'aliens'"),
         (lambda r: r["closures"][0].update(outcomes=["maybe"]), "unknown outcomes"),
