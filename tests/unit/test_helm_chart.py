@@ -244,7 +244,7 @@ def test_the_grafana_data_sources_have_the_uids_the_dashboards_use() -> None:
     (text,) = config_map["data"].values()
     sources = {s["uid"]: s for s in yaml.safe_load(text)["datasources"]}
     assert {(s["type"], s["uid"]) for s in sources.values()} == {
-        (d.type, d.uid) for d in datasources.ALL
+        (d.plugin, d.provisioned_uid) for d in datasources.ALL
     }
     store = sources["ketenmonitor-store"]
     assert store["user"] == "ketenmonitor_reader"
