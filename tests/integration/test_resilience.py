@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
 from batch_truth import CASE_METRICS, comparable, expected_samples, wait_for_truth
 
 from ketenmonitor.domain.chain import load_chain
@@ -20,6 +21,8 @@ from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
 
 CHAIN = load_chain()
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
 FAST_FAILOVER = {"KETENMONITOR_SESSION_TIMEOUT_SECONDS": "6"}
 
 
