@@ -276,9 +276,11 @@ class Pacer:
 
 
 def breach_cases(count: int) -> list[SimulatedCase]:
-    cases = simulate_cases(load_scenario(), count, 0.0, 1.0, seed=51)
-    assert {c.steps[0].milestone for c in cases} == {"report_registered"}
-    return cases
+    """Simulated police cases (the simulator also makes Wahv fines, which start at the CJIB)."""
+    cases = simulate_cases(load_scenario(), 3 * count, 0.0, 1.0, seed=51)
+    police = [c for c in cases if c.steps[0].milestone == "report_registered"][:count]
+    assert len(police) == count, f"only {len(police)} police cases simulated, {count} needed"
+    return police
 
 
 def closed_cases(chain: Chain, count: int) -> list[SimulatedCase]:
