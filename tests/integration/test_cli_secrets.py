@@ -119,6 +119,8 @@ def _valid_args(command: tuple[str, ...], f: dict[str, str], bootstrap: str) -> 
         ("dashboards", "build"): ["--output", str(tmp / "dashboards")],
         ("acl", "show"): [],
         ("acl", "apply"): ["--timeout", "5"],
+        ("acl", "strimzi"): ["--cluster", "ketenmonitor"],
+        ("chart", "sync"): ["--check"],
     }
     return [*command, *table[command]]
 
