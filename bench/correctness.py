@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -78,3 +79,16 @@ def compare(actual: Samples, expected: dict[Any, float], show: int = 10) -> Comp
                 "worker": actual.get(key, 0.0), "batch": expected.get(key, 0.0),
             })
     return Comparison(not differences, len(expected), differences[:show])
+
+
+def settled_comparison(
+    scrape: Callable[[], Samples], expected: dict[Any, float], timeout: float = 30.0
+) -> Comparison:
+    """Compare until equal or `timeout`: /metrics trails the committed offsets by the totals
+    publication interval (docs/metrics.md), so the first scrape after catch-up may be early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = compare(scrape(), expected)
+        if result.equal or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core_loop import run_core_loop
-from bench.correctness import compare, expected_metrics
+from bench.correctness import expected_metrics, settled_comparison
 from bench.kafka_env import LagWatch, create_topics, run_env
 from bench.machine import load_average
 from bench.naive_app import NaiveWorkerProcess, naive_cases_topic
@@ -93,7 +93,7 @@ def run_replay(
                 worker, watch, env["KETENMONITOR_APP_ID"],
                 [*partner_topics, settings.cases_topic], len(log), worker_timeout,
             )
-            timing["check"] = compare(worker.scrape(), batch.samples).as_dict()
+            timing["check"] = settled_comparison(worker.scrape, batch.samples).as_dict()
         finally:
             worker.stop()
         out["worker"] = {"runtime": WORKER_RUNTIME, **timing}
@@ -109,7 +109,7 @@ def run_replay(
                     case_topic=naive_cases_topic(settings),
                 )
                 if timing["completed"]:
-                    timing["check"] = compare(baseline.scrape(), batch.samples).as_dict()
+                    timing["check"] = settled_comparison(baseline.scrape, batch.samples).as_dict()
                 else:
                     timing["note"] = (
                         f"stopped after {naive_timeout:.0f} s; events_processed counts the case-"
