@@ -97,7 +97,8 @@ def test_topics_get_the_replication_of_the_settings_or_else_the_cluster_defaults
     )
     prepare_topics(configured, CHAIN)
     topics = all_topics(configured)
-    assert len(topics) == len(CHAIN.partner_ids) + 4
+    # partner topics, case topic, dead letters, and the cases, ingest-stats and totals changelogs
+    assert len(topics) == len(CHAIN.partner_ids) + 5
     assert replication_counts(configured.kafka_bootstrap, topics) == {t: {(2, 2)} for t in topics}
     assert min_insync_configs(configured.kafka_bootstrap, topics) == {
         t: ("1", "DYNAMIC_TOPIC_CONFIG") for t in topics
