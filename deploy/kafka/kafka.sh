@@ -286,7 +286,8 @@ format_storage() {
         log "SCRAM users: ${SCRAM_USERS[*]}"
     fi
     # Static quorum (controller.quorum.voters), hence no --standalone.
-    run_kafka_class kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" "${scram[@]}" >/dev/null
+    # --cluster-id=ID, not -t ID: a base64url id may start with "-", which argparse takes for a flag.
+    run_kafka_class kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$PROPS" "${scram[@]}" >/dev/null
     printf '%s\n' "$SECURITY" >"$MODE_FILE"
 }
 

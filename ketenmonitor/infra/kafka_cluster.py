@@ -58,7 +58,9 @@ class LocalKafkaCluster:
         self.data_dir = Path(data_dir).resolve()
         # One id for every node's storage (what StorageTool random-uuid prints: a UUID in
         # base64url without padding); a node formatted before keeps its own.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # a leading "-" reads as a flag to some tools
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         # Node i: clients on base_port + 2(i-1), its controller on the port after that.
         ports = {i: (base_port + 2 * i - 2, base_port + 2 * i - 1) for i in range(1, nodes + 1)}
         voters = ",".join(f"{i}@127.0.0.1:{controller}" for i, (_, controller) in ports.items())
