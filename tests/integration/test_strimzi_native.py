@@ -106,7 +106,8 @@ def test_strimzi_topics_equal_the_topics_the_native_path_created(
     finally:
         admin.close()
     on_broker = {(t, partitions[t], tuple(sorted(configs[t].items()))) for t in ours}
-    assert len(on_broker) == len(CHAIN.partner_ids) + 4  # partners, cases, dead letter, 2 logs
+    # partners, cases, dead letter, and the cases, ingest-stats and totals changelogs
+    assert len(on_broker) == len(CHAIN.partner_ids) + 5
     assert any(config for _, _, config in on_broker)  # the changelogs are compacted
     topics = [d for d in strimzi_resources(settings) if d["kind"] == "KafkaTopic"]
     rendered = {
