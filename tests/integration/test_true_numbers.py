@@ -25,6 +25,7 @@ dead-letter or feed alert may fire for the partners that publish (the truth has 
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import signal
 import threading
@@ -81,6 +82,13 @@ class Truth:
     def add(self, series: str, at: float, delta: int) -> None:
         with self.lock:
             self.steps.setdefault(series, []).append((at, delta))
+
+    def level_bounds(self, added: str, removed: str, t: float) -> tuple[float, float]:
+        """Bounds of added - removed at t (a backlog), each side counted up to LAG late."""
+        grid = [t - i * 0.5 for i in range(int(LAG / 0.5) + 1)]
+        ins = [self.value(added, a) for a in grid]
+        outs = [self.value(removed, b) for b in grid]
+        return min(ins) - max(outs), max(ins) - min(outs)
 
     def freeze(self) -> None:
         """Index the steps for lookups (after the feed stopped)."""
@@ -173,6 +181,8 @@ class Feed:
                     intake = now - 100 * DAY
                     judged = intake + (20 if within else 50) * DAY
                     self.send(self.event(key, 0, "court_intake", "courts", intake))
+                    self.truth.add("court_inflow", now, +1)
+                    self.truth.add("court_outflow", now, +1)
                     self.send(
                         self.event(key, 1, "judgment", "courts", judged, outcome="conviction")
                     )
@@ -216,6 +226,7 @@ class Feed:
             )
             self.truth.add("completed", now, -1)
             self.truth.add("within" if within else "late", now, -1)
+            self.truth.add("court_outflow", now, -1)  # the case is back in the courts' backlog
         self.publisher.flush()
 
 
@@ -306,6 +317,7 @@ def test_windows_ratios_and_alerts_stay_true_through_faults_on_prometheus_2_and_
         problems: list[str] = []
         for name, prom in proms.items():
             problems += _check_records(name, prom, feed.truth, timeline, end)
+            problems += _check_overview(name, prom, feed.truth, timeline, end)
         problems += alerts.problems()
         kinds = Counter(p.split(" = ")[0].split(" fired")[0] for p in problems)
         assert not problems, f"{len(problems)} problems ({dict(kinds)}):\n" + "\n".join(
@@ -408,6 +420,85 @@ def _check_records(
                 problems.append(
                     f"{name}: {promql} = {v:.2f} at +{t - start:.0f}s, truth ({what}) between "
                     f"{low:.2f} and {high:.2f} [{timeline.describe(t)}]"
+                )
+    return problems
+
+
+OVERVIEW = Path(__file__).resolve().parents[2] / "dashboards" / "json" / "ketenoverzicht.json"
+
+
+def _overview_queries() -> dict[str, list[str]]:
+    """Panel title -> its PromQL, from the checked-in SG overview dashboard."""
+    dashboard = json.loads(OVERVIEW.read_text())
+
+    def panels(items: list[dict[str, Any]]) -> Any:
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    return {
+        p["title"]: [t["expr"] for t in p.get("targets", []) if t.get("expr")]
+        for p in panels(dashboard["panels"])
+    }
+
+
+def _check_overview(
+    name: str, prom: LocalPrometheus, truth: Truth, timeline: Timeline, end: float
+) -> list[str]:
+    """The SG overview's panels as Grafana would run them over the time picker's range (the
+    3-day window here), against the same truth, at every second of the run."""
+    start = timeline.start
+    w1, w3 = SCALE.seconds("1d"), SCALE.seconds("3d")
+    per_day = DAY / w1  # a rate1d panel shows cases per chain day: increase over w1 x per_day
+    queries = _overview_queries()
+
+    def backlog(t: float) -> tuple[float, float]:
+        police = truth.level_bounds("police_inflow", "police_outflow", t)
+        court = truth.level_bounds("court_inflow", "court_outflow", t)
+        return police[0] + court[0], police[1] + court[1]
+
+    def inflow_per_day(t: float) -> tuple[float, float]:
+        low, high = truth.increase_bounds("police_inflow", t, w1)
+        return low * per_day, high * per_day
+
+    checks: list[tuple[str, str, Callable[[float], tuple[float, float]], float]] = [
+        ("Werkvoorraad keten", queries["Werkvoorraad keten"][0], backlog, 2.0),
+        ("Politie: instroom", queries["Politie: instroom en uitstroom"][0], inflow_per_day, 0.0),
+        (
+            "Politierechter binnen 5 weken",
+            queries["Politierechter binnen 5 weken"][0].replace("$__range", f"{int(w3)}s"),
+            lambda t: truth.ratio_bounds("within", "late", t, w3),
+            0.02,
+        ),
+        (
+            "Keten: afgesloten",
+            queries["Keten: instroom en afgesloten"][1],
+            lambda t: (0.0, 0.0),  # convictions without appeal or enforcement close nothing
+            0.0,
+        ),
+    ]
+    problems = []
+    for title, promql, bounds, slack in checks:
+        values = _series(prom, promql, start + LAG, end)
+        if not values:
+            problems.append(f"{name}: overview panel {title!r} showed nothing")
+        for t, v in sorted(values.items()):
+            low, high = bounds(t)
+            extra = slack if slack != 0.0 else 0.15 * abs(high) + 2 * per_day
+            if not (low - extra <= v <= high + extra):
+                problems.append(
+                    f"{name}: overview panel {title!r} = {v:.2f} at +{t - start:.0f}s, truth "
+                    f"between {low:.2f} and {high:.2f} [{timeline.describe(t)}]"
+                )
+    freshness = prom.query_range(queries["Versheid gegevens per partner"][0], start + LAG, end, 1.0)
+    for series in freshness:
+        organisation = series["metric"].get("organisation")
+        if organisation in ("police", "courts"):
+            worst = max(float(v) for _, v in series["values"])
+            if worst > LAG:
+                problems.append(
+                    f"{name}: overview freshness of {organisation} reached {worst:.0f}s; the feed "
+                    f"publishes every {TICK}s and the lag is at most {LAG:.0f}s"
                 )
     return problems
 
