@@ -89,10 +89,13 @@ def within_norm_ratio(norm: NormSpec, window: str, by: str) -> str:
         f"increase({W_LEAD_COUNT}{{{sel}}}[{window}])"
         f" - increase({W_LEAD_COUNT_WITHDRAWN}{{{sel}}}[{window}])"
     )
+    # clamp_max: increase() extrapolates each series to the window's edges on its own, and a
+    # histogram that first appeared inside the window (its first completion) is extrapolated
+    # toward zero differently from its count: a share can read 1.01. A share is never above 1.
     return (
-        f"max by ({by}) (\n"
+        f"clamp_max(max by ({by}) (\n"
         f"  sum by ({WORKER}, {by}) ({within})\n"
-        f"  / sum by ({WORKER}, {by}) ({completed})\n)"
+        f"  / sum by ({WORKER}, {by}) ({completed})\n), 1)"
     )
 
 
