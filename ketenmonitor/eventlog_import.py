@@ -217,7 +217,10 @@ def parse_time(value: str, spec: TimestampSpec) -> datetime:
     parsed = datetime.strptime(text, spec.format) if spec.format else datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(spec.timezone))
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 00:00 in Amsterdam is in year 0 in UTC
+        raise ValueError(f"time data {text!r} lies outside the years 1-9999 in UTC") from None
 
 
 _DIRECTIVE = re.compile(r"%(.)")
@@ -268,10 +271,9 @@ class TimeParser:
         if match is not None and match.end() == len(text):
             try:
                 local = datetime(*map(int, match.group(*self._names)))
-            except ValueError:
-                pass  # let strptime say it
-            else:
                 return local.replace(tzinfo=self.zone).astimezone(UTC)
+            except (ValueError, OverflowError):
+                pass  # let parse_time say it
         return parse_time(value, self.spec)
 
 

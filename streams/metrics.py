@@ -11,10 +11,11 @@ of them only goes up as Prometheus sees it, through rebalances, restarts, a fail
 corrections (withdrawn facts are their own counters). Rules and panels take a rate per worker and
 then the max across workers; a worker whose view has not yet caught up with the topic exports no
 chain series at all rather than a lower value. Every stage and closure series the chain definition
-allows is exported from the start (at zero), so that increase() sees a series' first events; a
-lead-time histogram appears, with its withdrawn counterpart at zero, with the first completion of
-its (segment, case type, district), which keeps a scrape small until the chain reaches every
-combination (docs/metrics.md, scrape budget).
+allows is exported from the start (at zero), so that increase() sees a series' first events, and so
+is the lead-time histogram of every (segment, case type) a norm measures, in every district. Any
+other lead-time histogram appears, with its withdrawn counterpart at zero, with the first
+completion of its (segment, case type, district), which keeps a scrape small until the chain
+reaches every combination (docs/metrics.md, scrape budget).
 
 Names come from ketenmonitor/metric_names.py; bucket bounds are written as Prometheus 3 stores
 them (metric_names.le).
@@ -74,6 +75,17 @@ class ChainCollector(Collector):
         self._stage_keys = sorted(product(chain.stage_ids, ct, d))
         self._closure_keys = sorted(product(chain.outcomes_of_closures(), ct, d))
         self._lead_les = [n.le(b) for b in chain.lead_time_buckets_seconds] + ["+Inf"]
+        # What a norm measures exists from the start, at zero, in every district: the share within
+        # norm and its burn-rate alerts are increase() ratios, which would miss the completions
+        # that made a series appear (a fresh stack fed two years of history read 0/0 everywhere).
+        self._norm_lead_keys = sorted(
+            {
+                (norm.segment, case_type, district)
+                for norm in chain.spec.norms
+                for case_type in (norm.case_types or ct)
+                for district in d
+            }
+        )
         self._lateness_les = [n.le(b) for b in LATENESS_BUCKETS_SECONDS] + ["+Inf"]
 
     def collect(self) -> Iterator[Metric]:
@@ -156,7 +168,9 @@ class ChainCollector(Collector):
         inflow = {k: [0, 0] for k in self._stage_keys}
         outflow = {k: [0, 0] for k in self._stage_keys}
         closed = {k: [0, 0] for k in self._closure_keys}
-        lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {}
+        lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {
+            key: ([0] * width, [0.0], [0] * width, [0.0]) for key in self._norm_lead_keys
+        }
         by_age: Counter[tuple[str, str, str, str]] = Counter()
         oldest: dict[str, int] = {}
         cases = duplicates = corrections = 0

@@ -177,3 +177,23 @@ def test_every_partner_has_a_route_to_its_own_receiver() -> None:
             f"organisation={partner}", "severity=info",
         )
         assert result.stdout.strip() == f"partner-{partner}", result.stdout + result.stderr
+
+
+def test_what_a_norm_measures_is_exported_at_zero_before_any_completion() -> None:
+    """increase() misses the completions that make a series appear: a fresh stack fed history
+    within one scrape would read 0/0 for every norm. Norm histograms therefore start at zero."""
+    collector = ChainCollector(CHAIN, LocalTotals(lambda: [ChainTotals(CHAIN)], list, float), {})
+    counts = {
+        (s.labels["segment"], s.labels["case_type"], s.labels["district"]): s.value
+        for family in collector.collect()
+        for s in family.samples
+        if s.name == "ketenmonitor_segment_lead_time_seconds_count"
+    }
+    measured = {
+        (norm.segment, case_type, district)
+        for norm in CHAIN.spec.norms
+        for case_type in norm.case_types or CHAIN.case_types
+        for district in CHAIN.districts
+    }
+    assert set(counts) == measured  # and nothing a norm does not measure
+    assert set(counts.values()) == {0}
