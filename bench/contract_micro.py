@@ -21,10 +21,11 @@ import sys
 import time
 from collections.abc import Callable
 
+from ketenmonitor.schemas import events
+
 from bench.machine import load_average, machine_facts
 from bench.workload import replay_log
 from ketenmonitor.domain.chain import load_chain
-from schemas import events
 
 
 def wait_for_quiet(limit: float, give_up_seconds: float) -> list[float]:

@@ -3,7 +3,7 @@
     result = run_core_loop(chain, log.raw)     # CoreLoopResult: seconds, states, totals
 
 Each event goes through exactly what the two agents call: Ingestor.route (contract validation by
-schemas.events.parse_event, HMAC pseudonym, re-encoding) and CaseProcessor.apply with
+ketenmonitor.schemas.events.parse_event, HMAC pseudonym, re-encoding) and CaseProcessor.apply with
 PartitionTotals.fold (decode state, ketenmonitor.domain core, fold totals, encode state) with a
 dict for the table. The gap between this loop's rate and the worker's is the cost of Kafka.
 Also used to measure the bytes of state per case (the values the worker keeps in its table).
@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ketenmonitor.streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
+
 from ketenmonitor.domain.chain import Chain
-from streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
 
 BENCH_PSEUDONYM_KEY = "benchmark-pseudonym-key-0123456789"
 

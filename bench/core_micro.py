@@ -3,10 +3,10 @@
     .venv/bin/python -m bench.core_micro --events 50000 [--repeat 3] [--faults]
 
 The log (bench.workload.replay_log, or with --faults a delivery with duplicates, out-of-order
-events and corrections) is routed once by streams.processing.Ingestor (not timed). Then, per
+events and corrections) is routed once by streams/processing.py's Ingestor (not timed). Then, per
 event, with process CPU time, best of --repeat runs:
 - process: CaseProcessor.apply, the whole per-event work of the case agent;
-- decode / encode: streams.codec on the states the loop met;
+- decode / encode: ketenmonitor.streams.codec on the states the loop met;
 - apply_event: the domain core on the decoded states (facts included);
 - facts_of: the facts of every state the loop produced;
 - fold: ChainTotals.record of the recorded `Applied` results.
@@ -19,13 +19,14 @@ import argparse
 import time
 from collections.abc import Callable
 
+from ketenmonitor.streams.codec import decode_state, encode_state
+from ketenmonitor.streams.processing import CaseProcessor, Ingestor, Rejected, decode_case_event
+
 from bench.core_loop import BENCH_PSEUDONYM_KEY
 from bench.workload import replay_log
 from ketenmonitor.domain.case import apply_event, facts_of
 from ketenmonitor.domain.chain import Chain, load_chain
 from ketenmonitor.domain.totals import ChainTotals
-from streams.codec import decode_state, encode_state
-from streams.processing import CaseProcessor, Ingestor, Rejected, decode_case_event
 
 
 def faulty_raw(chain: Chain, events: int, seed: int = 8) -> list[tuple[str, bytes]]:

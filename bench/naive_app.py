@@ -21,16 +21,16 @@ import time
 from typing import Any
 
 import faust
+from ketenmonitor.streams.ingest import IngestStats
+from ketenmonitor.streams.metrics import ChainCollector
+from ketenmonitor.streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
+from ketenmonitor.streams.totals import LocalTotals
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ketenmonitor.domain.chain import Chain, load_chain
 from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.kafka_io import ensure_topics
 from ketenmonitor.settings import Settings
-from streams.ingest import IngestStats
-from streams.metrics import ChainCollector
-from streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
-from streams.totals import LocalTotals
 
 
 def naive_cases_topic(settings: Settings) -> str:

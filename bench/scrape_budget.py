@@ -23,6 +23,10 @@ import time
 from itertools import product
 from pathlib import Path
 
+from ketenmonitor.schemas.events import REJECTION_REASONS
+from ketenmonitor.streams.ingest import IngestStats
+from ketenmonitor.streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
+from ketenmonitor.streams.totals import LocalTotals
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -36,10 +40,6 @@ from ketenmonitor.domain.case import (
 )
 from ketenmonitor.domain.chain import Chain, load_chain
 from ketenmonitor.domain.totals import ChainTotals
-from schemas.events import REJECTION_REASONS
-from streams.ingest import IngestStats
-from streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
-from streams.totals import LocalTotals
 
 DAY = 86_400.0
 NOW = 1_790_000_000.0

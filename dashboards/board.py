@@ -19,9 +19,8 @@ from grafana_foundation_sdk.builders import dashboard as d
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
-
-from dashboards.datasources import PROMETHEUS, Source
-from dashboards.panels import Link, layout
+from ketenmonitor.dashboards.datasources import PROMETHEUS, Source
+from ketenmonitor.dashboards.panels import Link, layout
 
 GRAFANA_VERSION = "11.0.0"  # the oldest Grafana the SDK version in pyproject targets
 

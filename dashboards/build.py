@@ -1,8 +1,8 @@
 """Generate the dashboard JSON files that Grafana provisions and the publisher uploads.
 
-    python -m dashboards.build              # writes dashboards/json/*.json from the default chain
-    python -m dashboards.build --check      # exit 1 if the checked-in JSON is out of date
-    python -m dashboards.build --chain my-chain.yaml --output /tmp/dashboards
+    python -m ketenmonitor.dashboards.build          # dashboards/json/*.json from the default chain
+    python -m ketenmonitor.dashboards.build --check  # exit 1 if the checked-in JSON is out of date
+    python -m ketenmonitor.dashboards.build --chain my-chain.yaml --output /tmp/dashboards
 
 The JSON is generated, never edited by hand: norms, stages, partners and their Dutch labels come
 from the chain definition, metric and recorded-series names from ketenmonitor/metric_names.py and
@@ -19,11 +19,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dashboards.board import Board
-from dashboards.drilldown import build_drilldown
-from dashboards.history import build_history
-from dashboards.overview import build_overview
-from dashboards.pipeline import build_pipeline
+from ketenmonitor.dashboards.board import Board
+from ketenmonitor.dashboards.drilldown import build_drilldown
+from ketenmonitor.dashboards.history import build_history
+from ketenmonitor.dashboards.overview import build_overview
+from ketenmonitor.dashboards.pipeline import build_pipeline
+
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, Chain, load_chain
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
@@ -69,7 +70,9 @@ def stale_files(chain: Chain, output: Path = JSON_DIR) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards.build", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ketenmonitor.dashboards.build", description=__doc__
+    )
     parser.add_argument("--chain", type=Path, default=DEFAULT_CHAIN_FILE,
                         help="chain definition (default: the shipped one)")
     parser.add_argument("--output", type=Path, default=JSON_DIR)
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files(chain, args.output)
         if stale:
-            print(f"out of date: {', '.join(stale)} (run python -m dashboards.build)",
+            print(f"out of date: {', '.join(stale)} (run python -m ketenmonitor.dashboards.build)",
                   file=sys.stderr)
             return 1
         print("dashboards up to date")

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
-
-from dashboards import queries as q
-from dashboards.board import Board, dashboard
-from dashboards.panels import (
+from ketenmonitor.dashboards import queries as q
+from ketenmonitor.dashboards.board import Board, dashboard
+from ketenmonitor.dashboards.panels import (
     PER_DAY,
     Link,
     Override,
@@ -26,8 +25,9 @@ from dashboards.panels import (
     stat,
     timeseries,
 )
-from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
-from dashboards.variables import choice, label_choice
+from ketenmonitor.dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
+from ketenmonitor.dashboards.variables import choice, label_choice
+
 from ketenmonitor import metric_names as metrics
 from ketenmonitor.alerting import rules
 from ketenmonitor.domain.chain import Chain

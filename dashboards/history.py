@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from ketenmonitor.dashboards.board import Board, dashboard
+from ketenmonitor.dashboards.datasources import STORE
+from ketenmonitor.dashboards.panels import Link, Override, Sql, Step, timeseries
+from ketenmonitor.dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW
+from ketenmonitor.dashboards.variables import choice
 
-from dashboards.board import Board, dashboard
-from dashboards.datasources import STORE
-from dashboards.panels import Link, Override, Sql, Step, timeseries
-from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW
-from dashboards.variables import choice
 from ketenmonitor.domain.chain import Chain, NormSpec
 from ketenmonitor.store.models import Case, CaseSegment, CaseStage
 

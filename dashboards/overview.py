@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, stat
-
-from dashboards import queries as q
-from dashboards.board import Board, dashboard
-from dashboards.panels import (
+from ketenmonitor.dashboards import queries as q
+from ketenmonitor.dashboards.board import Board, dashboard
+from ketenmonitor.dashboards.panels import (
     PER_DAY,
     Link,
     Override,
@@ -28,8 +27,9 @@ from dashboards.panels import (
     table_panel,
     timeseries,
 )
-from dashboards.panels import stat as stat_panel
-from dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
+from ketenmonitor.dashboards.panels import stat as stat_panel
+from ketenmonitor.dashboards.uids import DRILLDOWN, HISTORY, OVERVIEW, PIPELINE
+
 from ketenmonitor.alerting import rules
 from ketenmonitor.alerting.durations import parse_duration
 from ketenmonitor.alerting.policy import AlertPolicy, load_policy

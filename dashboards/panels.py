@@ -29,9 +29,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models import prometheus as pm
-
-from dashboards.datasources import PROMETHEUS, Source
-from dashboards.sql import SqlQuery
+from ketenmonitor.dashboards.datasources import PROMETHEUS, Source
+from ketenmonitor.dashboards.sql import SqlQuery
 
 GRID_WIDTH = 24
 ALL = "$__all"  # the value Grafana gives the "All" choice of a variable

@@ -9,10 +9,20 @@ lag (through the recorded per-topic sum) and the time since each worker's last o
 
 from __future__ import annotations
 
-from dashboards import queries as q
-from dashboards.board import Board, dashboard
-from dashboards.panels import Link, Override, Prom, Step, bars, instant, stat, timeseries
-from dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
+from ketenmonitor.dashboards import queries as q
+from ketenmonitor.dashboards.board import Board, dashboard
+from ketenmonitor.dashboards.panels import (
+    Link,
+    Override,
+    Prom,
+    Step,
+    bars,
+    instant,
+    stat,
+    timeseries,
+)
+from ketenmonitor.dashboards.uids import DRILLDOWN, OVERVIEW, PIPELINE
+
 from ketenmonitor import metric_names as metrics
 from ketenmonitor.alerting.rules import FEED_AGE, LAG_SUM, LAST_COMMIT, W_ACCEPTED, W_REJECTED
 from ketenmonitor.domain.chain import Chain

@@ -29,10 +29,9 @@ from typing import Any
 import niquests
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaTimeoutError
+from ketenmonitor.dashboards.datasources import bind_inputs
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from dashboards.datasources import bind_inputs
 
 DEFAULT_FOLDER = "Ketenmonitor"
 DEFAULT_FOLDER_UID = "ketenmonitor"
@@ -182,7 +181,8 @@ def load_boards(json_dir: Path | None) -> list[dict[str, Any]]:
         if not files:
             raise PublishError(f"no dashboard JSON files in {json_dir}")
         return [bind_inputs(json.loads(f.read_text(encoding="utf-8"))) for f in files]
-    from dashboards.build import build_all
+    from ketenmonitor.dashboards.build import build_all
+
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
 
@@ -204,7 +204,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from dashboards.build import write_all
+    from ketenmonitor.dashboards.build import write_all
+
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
 

@@ -17,9 +17,8 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
     VariableSort,
 )
-
-from dashboards.datasources import PROMETHEUS
-from dashboards.panels import ALL
+from ketenmonitor.dashboards.datasources import PROMETHEUS
+from ketenmonitor.dashboards.panels import ALL
 
 
 def choice(

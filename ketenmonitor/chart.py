@@ -7,7 +7,8 @@ Helm reads only files inside the chart directory, so the chart carries copies of
 generators write, plus one file of its own:
 - files/ketenmonitor.rules.yml: deploy/prometheus/rules/ketenmonitor.rules.yml (`ketenmonitor
   rules generate`), rendered as a PrometheusRule;
-- files/dashboards/*.json: dashboards/json/*.json (`python -m dashboards.build`), rendered as
+- files/dashboards/*.json: dashboards/json/*.json (`python -m ketenmonitor.dashboards.build`),
+  rendered as
   ConfigMaps for Grafana's dashboard sidecar;
 - files/strimzi.yaml: topics and per-principal ACLs for Strimzi (ketenmonitor/access/strimzi.py)
   from the chain definition and the settings (KETENMONITOR_TOPIC_PREFIX, _APP_ID, _PARTITIONS,

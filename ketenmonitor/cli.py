@@ -91,7 +91,7 @@ def add_bootstrap_option(parser: argparse.ArgumentParser) -> None:
 def cmd_topics(args: argparse.Namespace) -> int:
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
-    from streams.topics import create_monitor_topics
+    from ketenmonitor.streams.topics import create_monitor_topics
 
     settings = Settings()
     create_monitor_topics(settings, load_chain(settings.chain_file))
@@ -102,8 +102,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
-    from streams.topics import TopicLayoutError
-    from streams.worker import run_worker
+    from ketenmonitor.streams.topics import TopicLayoutError
+    from ketenmonitor.streams.worker import run_worker
 
     settings = Settings()
     chain = load_chain(settings.chain_file)
@@ -131,7 +131,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ketenmonitor.eventlog_import",
     "ketenmonitor.store.commands",
     "ketenmonitor.alerting.commands",
-    "dashboards.publish",
+    "ketenmonitor.dashboards.publish",
     "ketenmonitor.access.commands",
     "ketenmonitor.chart",
 )

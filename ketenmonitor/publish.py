@@ -6,7 +6,7 @@
     report = publish_file(Path("events.jsonl"), "police", chain, send)   # send(value, key)
     print(report.summary())
 
-Every row is validated with schemas.events.parse_event (as the monitor will) before anything is
+Every row is validated with schemas/events.py `parse_event` (as the monitor will) before anything is
 sent: an invalid row is reported as `file:line: reason: detail` and never sent, the valid rows go to
 the organisation's topic through batch_publish.BatchPublisher (idempotent, acks=all, retries;
 whole record batches). A row whose event_id already occurred earlier in the same file is refused
@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from tqdm import tqdm
 
 from ketenmonitor.domain.chain import Chain
-from schemas.events import ChainEventV1, EventRejected, parse_event
+from ketenmonitor.schemas.events import ChainEventV1, EventRejected, parse_event
 
 Send = Callable[[bytes, bytes], None]  # (value, key)
 PROGRESS_MIN_BYTES = 1 << 20

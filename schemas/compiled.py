@@ -4,7 +4,7 @@
     event = fast.parse(raw, lookups, topic_organisation, now)   # a ChainEventV1, or None
 
 `parse` returns an event only when it is certain that the pydantic contract plus the chain check
-(schemas.events.parse_event_reference) accept `raw` with exactly these values; for anything else,
+(events.py `parse_event_reference`) accept `raw` with exactly these values; for anything else,
 valid-but-unusual (lax forms such as `"revision": "3"`) or invalid, it returns None and the caller
 runs the reference path, which decides the rejection reason and detail. So the compiled path can
 never give another reason than the contract: it gives none. tests/unit/test_compiled_contract.py
@@ -49,7 +49,7 @@ class _Milestone(Protocol):
 
 
 class Lookups(Protocol):
-    """What the compiled path asks of a chain (schemas.events._ChainLookups)."""
+    """What the compiled path asks of a chain (ketenmonitor.schemas.events._ChainLookups)."""
 
     partners: Collection[str]
     milestones: Mapping[str, _Milestone]

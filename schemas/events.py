@@ -23,7 +23,7 @@ Plausible times: an event may lie at most MAX_CLOCK_SKEW in the future and not b
 `earliest_event_time` (chain.yaml; default 2000-01-01T00:00:00Z).
 
 The JSON Schema published to partners (schemas/json/) is generated from `ChainEventV1`
-(`python -m schemas.generate`); a test keeps it current.
+(`python -m ketenmonitor.schemas.generate`); a test keeps it current.
 
 Speed: parse_event runs once per partner message (a year's replay is ~50M of them). It first
 tries the compiled path (schemas/compiled.py: msgspec decodes the bytes, the chain is checked
@@ -46,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
+from ketenmonitor.schemas.compiled import CompiledContract
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -62,7 +63,6 @@ from ketenmonitor.domain.chain import (
     Chain,
     Milestone,
 )
-from schemas.compiled import CompiledContract
 
 SCHEMA_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(hours=1)

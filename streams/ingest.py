@@ -8,7 +8,7 @@ The counts and the next uncounted offset travel in one changelog record, so a me
 delivered again after a crash (its offset not yet committed) is recognised and not counted twice.
 
 Encoded as versioned JSON ({"v": 2, ...}); version 1 (a positional array) is still read, a newer
-version is refused (streams.codec.FormatVersionError).
+version is refused (ketenmonitor.streams.codec.FormatVersionError).
 
 Lateness is how long after the milestone happened (event time) its event reached Kafka (the
 message timestamp), counted per bucket of LATENESS_BUCKETS_SECONDS for accepted events.
@@ -20,8 +20,7 @@ import bisect
 from dataclasses import dataclass, field
 
 import orjson
-
-from streams.codec import FormatVersionError
+from ketenmonitor.streams.codec import FormatVersionError
 
 INGEST_STATS_VERSION = 2
 

@@ -29,6 +29,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, product
 
+from ketenmonitor.schemas.events import REJECTION_REASONS
+from ketenmonitor.streams.ingest import LATENESS_BUCKETS_SECONDS, IngestStats
+from ketenmonitor.streams.totals import CaseTotalsRecord, TotalsSource
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -39,9 +42,6 @@ from prometheus_client.registry import Collector
 
 from ketenmonitor import metric_names as n
 from ketenmonitor.domain.chain import Chain
-from schemas.events import REJECTION_REASONS
-from streams.ingest import LATENESS_BUCKETS_SECONDS, IngestStats
-from streams.totals import CaseTotalsRecord, TotalsSource
 
 Key3 = tuple[str, str, str]
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import orjson
+from ketenmonitor.schemas.events import EventRejected, parse_event
+from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, encode_case_value
 
 from ketenmonitor.domain.case import Applied, CaseEvent, CaseState, apply_event
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
 from ketenmonitor.domain.totals import ChainTotals
-from schemas.events import EventRejected, parse_event
-from streams.codec import FormatVersionError, decode_case_value, encode_case_value
 
 CASE_EVENT_VERSION = 2
 MAX_EVENT_BYTES = 64 * 1024

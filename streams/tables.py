@@ -20,9 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from streams.changelog import read_changelogs
-from streams.ingest import IngestStats
+from ketenmonitor.streams.changelog import read_changelogs
+from ketenmonitor.streams.ingest import IngestStats
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
+from ketenmonitor.streams.codec import FormatVersionError
+from ketenmonitor.streams.ingest import IngestStats
 
 from ketenmonitor.domain.totals import ChainTotals
-from streams.codec import FormatVersionError
-from streams.ingest import IngestStats
 
 CASE_TOTALS_VERSION = 1
 CASES_KEY = b"cases"

@@ -20,9 +20,8 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-
-from streams.health import Outage
-from streams.totals import TotalsView
+from ketenmonitor.streams.health import Outage
+from ketenmonitor.streams.totals import TotalsView
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,23 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
+from ketenmonitor.streams.batch_sender import BatchSender
+from ketenmonitor.streams.health import CommitWatch, Outage, StallWatch
+from ketenmonitor.streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
+from ketenmonitor.streams.pipeline import CommitPipeline
+from ketenmonitor.streams.processing import (
+    CaseProcessor,
+    CaseStep,
+    Ingestor,
+    PartitionTotals,
+    Rejected,
+)
+from ketenmonitor.streams.store_sink import open_store_sink
+from ketenmonitor.streams.tables import Changelogs, OwnedTables
+from ketenmonitor.streams.topics import prepare_topics
+from ketenmonitor.streams.totals import CASES_KEY, TotalsView, encode_case_totals, ingest_key
+from ketenmonitor.streams.totals_io import TotalsPublisher, TotalsReader
+from ketenmonitor.streams.web import MetricsServer
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import InfoMetricFamily
 
@@ -53,17 +70,6 @@ from ketenmonitor import __version__
 from ketenmonitor import metric_names as names
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
-from streams.batch_sender import BatchSender
-from streams.health import CommitWatch, Outage, StallWatch
-from streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
-from streams.pipeline import CommitPipeline
-from streams.processing import CaseProcessor, CaseStep, Ingestor, PartitionTotals, Rejected
-from streams.store_sink import open_store_sink
-from streams.tables import Changelogs, OwnedTables
-from streams.topics import prepare_topics
-from streams.totals import CASES_KEY, TotalsView, encode_case_totals, ingest_key
-from streams.totals_io import TotalsPublisher, TotalsReader
-from streams.web import MetricsServer
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ custom resources and the operator creates them, users with SCRAM-SHA-512 passwor
 the user's name and the user's ACLs. This module turns what the native path creates into those
 resources, so both routes give the same cluster:
 
-- topics: the partner, case and dead-letter topics (`streams.topics.monitor_topics`) and the
-  changelogs the workers create before they join the group (`streams.topics.prepare_topics`),
+- topics: the partner, case and dead-letter topics (streams/topics.py `monitor_topics`) and the
+  changelogs the workers create before they join the group (streams/topics.py `prepare_topics`),
   with the same names, partition counts and topic configs; the replication factor is the
   cluster's business (a value of the chart), since the native broker has one node;
 - users: one KafkaUser per principal of the access plan (`ketenmonitor.access.plan`), its ACLs
@@ -31,7 +31,7 @@ from typing import Any
 from ketenmonitor.access.plan import AclPlanError, Grant, Principals, access_plan
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
-from streams.topics import CHANGELOG_CONFIG, TABLES, monitor_topics
+from ketenmonitor.streams.topics import CHANGELOG_CONFIG, TABLES, monitor_topics
 
 API_VERSION = "kafka.strimzi.io/v1"  # Strimzi 1.x (v1beta2 is no longer served there)
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

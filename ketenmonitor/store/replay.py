@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 from ketenmonitor.store.sink import CaseFactSink
-from streams.processing import CaseProcessor, Ingestor, Rejected
+from ketenmonitor.streams.processing import CaseProcessor, Ingestor, Rejected
 
 
 class Replayer:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ketenmonitor.dashboards.build import JSON_DIR
+from ketenmonitor.dashboards.panels import ALL
 
-from dashboards.build import JSON_DIR
-from dashboards.panels import ALL
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
 from ketenmonitor.infra.prometheus import LocalPrometheus, render_prometheus_config

@@ -21,9 +21,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from ketenmonitor.dashboards.build import JSON_DIR
+from ketenmonitor.dashboards.panels import ALL
 
-from dashboards.build import JSON_DIR
-from dashboards.panels import ALL
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.postgres import LocalPostgres
 from ketenmonitor.infra.worker_process import free_port

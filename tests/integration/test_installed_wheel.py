@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 from tests.integration.cli_helpers import REPO
@@ -52,6 +53,13 @@ def test_the_installed_wheel_runs_from_another_directory(tmp_path: Path) -> None
                   "--no-index", "-w", str(dist), str(source)], tmp_path, _with_wheel(env, tmp_path))
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     (wheel,) = dist.glob("ketenmonitor-*.whl")
+    # One installed name: streams/, schemas/ and dashboards/ are ketenmonitor's subpackages.
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+    assert {t for t in top_level if not t.endswith(".dist-info")} == {"ketenmonitor"}, top_level
+    for package in ("streams", "schemas", "dashboards"):
+        assert f"ketenmonitor/{package}/__init__.py" in archive.namelist(), package
+    assert "ketenmonitor/schemas/json/chain-event.v1.schema.json" in archive.namelist()
 
     venv = tmp_path / "venv"
     made = _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env)

@@ -15,6 +15,7 @@ import pytest
 from batch_truth import CASE_METRICS, comparable, expected_samples, net_samples
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError
+from ketenmonitor.streams.topics import TABLES, describe_topics, monitor_topics, prepare_topics
 
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
@@ -23,7 +24,6 @@ from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
-from streams.topics import TABLES, describe_topics, monitor_topics, prepare_topics
 
 CHAIN = load_chain()
 TEST_PSEUDONYM_KEY = "integration-test-key-0123456789"

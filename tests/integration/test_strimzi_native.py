@@ -4,7 +4,7 @@ operations, resources, patterns).
 
 A secure broker of its own (SASL/SCRAM, authorizer) with one user per role. The native path is
 run as an operator runs it: `ketenmonitor topics` and `ketenmonitor acl apply` as admin, then the
-workers' own topic preparation (streams.topics.prepare_topics, what `ketenmonitor worker` calls
+workers' own topic preparation (streams/topics.py `prepare_topics`, what `ketenmonitor worker` calls
 first) as the workers' user, which creates the changelogs. What the broker then holds is read
 back with the admin client and compared with the KafkaTopic and KafkaUser resources that
 `ketenmonitor acl strimzi` prints for the same settings.
@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from ketenmonitor.streams.topics import prepare_topics
 
 from ketenmonitor.access.kafka_acls import Scope, current_grants
 from ketenmonitor.access.strimzi import grants_of
@@ -32,7 +33,6 @@ from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import free_port
 from ketenmonitor.settings import Settings
-from streams.topics import prepare_topics
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN = load_chain()

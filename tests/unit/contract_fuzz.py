@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
+from ketenmonitor.schemas.events import EARLIEST_EVENT_TIME, MAX_CLOCK_SKEW
 
 from ketenmonitor.domain.chain import load_chain
-from schemas.events import EARLIEST_EVENT_TIME, MAX_CLOCK_SKEW
 
 CHAIN = load_chain()
 PARTNERS = list(CHAIN.partner_ids)

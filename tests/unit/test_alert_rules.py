@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ketenmonitor.streams.metrics import ChainCollector
+from ketenmonitor.streams.totals import LocalTotals
 
 from ketenmonitor.alerting.durations import TimeScale, format_duration, parse_duration
 from ketenmonitor.alerting.policy import load_policy
@@ -20,8 +22,6 @@ from ketenmonitor.alerting.rules import le_label, render_rules
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.domain.totals import ChainTotals
 from ketenmonitor.metric_names import ALL_METRIC_NAMES
-from streams.metrics import ChainCollector
-from streams.totals import LocalTotals
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/prometheus/rules/ketenmonitor.rules.yml"

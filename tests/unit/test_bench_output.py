@@ -9,6 +9,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from ketenmonitor.streams.ingest import IngestStats
+from ketenmonitor.streams.metrics import ChainCollector
+from ketenmonitor.streams.totals import LocalTotals
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.core_loop import run_core_loop
@@ -20,9 +23,6 @@ from bench.summary import render
 from bench.workload import open_cases_log, replay_log
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.worker_process import parse_samples
-from streams.ingest import IngestStats
-from streams.metrics import ChainCollector
-from streams.totals import LocalTotals
 
 
 def _metrics_of(chain, log) -> dict:

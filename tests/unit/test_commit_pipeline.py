@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from streams.pipeline import CommitPipeline
+from ketenmonitor.streams.pipeline import CommitPipeline
 
 
 class Commits:

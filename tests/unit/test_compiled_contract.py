@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from ketenmonitor.schemas import events
+from ketenmonitor.schemas.events import (
+    REJECTION_REASONS,
+    EventRejected,
+    parse_event,
+    parse_event_reference,
+)
 
-from schemas import events
-from schemas.events import REJECTION_REASONS, EventRejected, parse_event, parse_event_reference
 from tests.unit.contract_fuzz import CHAIN, NOW, boundary_times, corpus, messages
 
 

@@ -13,10 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, chain_from_mapping, load_chain
-from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of, pseudonymise
-from schemas.events import (
+from ketenmonitor.schemas.events import (
     EARLIEST_EVENT_TIME,
     MAX_CLOCK_SKEW,
     REJECTION_REASONS,
@@ -24,7 +21,10 @@ from schemas.events import (
     EventRejected,
     parse_event,
 )
-from schemas.generate import SCHEMA_DIR, SCHEMAS, render
+from ketenmonitor.schemas.generate import SCHEMA_DIR, SCHEMAS, render
+
+from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, chain_from_mapping, load_chain
+from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of, pseudonymise
 
 CHAIN = load_chain()
 SAMPLE = json.loads((Path(__file__).parent / "samples" / "valid_event.json").read_text())
@@ -102,7 +102,7 @@ def test_random_bytes_are_rejected_never_crash(raw):
 def test_checked_in_json_schema_is_current():
     for name, model in SCHEMAS.items():
         assert (SCHEMA_DIR / name).read_text() == render(model), (
-            f"run python -m schemas.generate ({name})"
+            f"run python -m ketenmonitor.schemas.generate ({name})"
         )
 
 

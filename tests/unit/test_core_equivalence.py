@@ -16,6 +16,8 @@ import yaml
 from core_fixtures import CHAIN, DAY, fold_live
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ketenmonitor.streams.codec import decode_state, encode_state
+from ketenmonitor.streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
 
 from ketenmonitor.delivery import DeliveryPlanner, deliveries_in_order
 from ketenmonitor.domain.case import (
@@ -31,8 +33,6 @@ from ketenmonitor.domain.case import (
 from ketenmonitor.domain.chain import CLOSED, DEFAULT_CHAIN_FILE, Chain, chain_from_mapping
 from ketenmonitor.domain.totals import ChainTotals, rebuild
 from ketenmonitor.simulator import Faults, load_scenario, stream_cases
-from streams.codec import decode_state, encode_state
-from streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
 
 MILESTONES = list(CHAIN.milestones)
 

@@ -18,9 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from dashboards.build import JSON_DIR
-from dashboards.publish import (
+from ketenmonitor.dashboards.build import JSON_DIR
+from ketenmonitor.dashboards.publish import (
     COMMIT_MESSAGE,
     GrafanaAuthError,
     GrafanaTarget,
@@ -28,6 +27,7 @@ from dashboards.publish import (
     load_boards,
     publish,
 )
+
 from ketenmonitor.cli import main
 from ketenmonitor.infra.worker_process import free_port
 

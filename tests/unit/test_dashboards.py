@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
+from ketenmonitor.dashboards import queries
+from ketenmonitor.dashboards.build import BUILDERS, JSON_DIR, main, rendered_files
+from ketenmonitor.dashboards.datasources import ALL as SOURCES
+from ketenmonitor.dashboards.datasources import bind_inputs
+from ketenmonitor.dashboards.panels import DashboardModelError, stat
 
-from dashboards import queries
-from dashboards.build import BUILDERS, JSON_DIR, main, rendered_files
-from dashboards.datasources import ALL as SOURCES
-from dashboards.datasources import bind_inputs
-from dashboards.panels import DashboardModelError, stat
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, Chain, chain_from_mapping, load_chain
 from ketenmonitor.metric_names import ALL_METRIC_NAMES, le
 from ketenmonitor.store.models import Base
@@ -112,9 +112,11 @@ def overview_panel(boards: dict[str, dict[str, Any]], title: str) -> dict[str, A
 def test_checked_in_json_equals_what_the_builders_generate_now() -> None:
     generated = rendered_files(load_chain(DEFAULT_CHAIN_FILE))
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in JSON_DIR.glob("*.json")}
-    assert set(on_disk) == set(generated), "run: python -m dashboards.build"
+    assert set(on_disk) == set(generated), "run: python -m ketenmonitor.dashboards.build"
     for name, text in generated.items():
-        assert on_disk[name] == text, f"{name} is out of date: run python -m dashboards.build"
+        assert on_disk[name] == text, (
+            f"{name} is out of date: run python -m ketenmonitor.dashboards.build"
+        )
 
 
 def test_build_check_fails_on_a_stale_file_and_passes_on_fresh_ones(tmp_path: Path) -> None:
@@ -318,7 +320,7 @@ def test_lead_time_bars_turn_red_at_the_norm_limit(
 
 
 def test_thresholds_follow_a_changed_chain_definition() -> None:
-    from dashboards.overview import build_overview
+    from ketenmonitor.dashboards.overview import build_overview
 
     raw = yaml.safe_load(DEFAULT_CHAIN_FILE.read_text())
     changed = copy.deepcopy(raw)
@@ -362,7 +364,7 @@ def test_freshness_turns_red_where_the_stale_feed_alert_fires(
 
 
 def test_a_chain_with_more_norms_gets_a_panel_for_each_on_the_grid() -> None:
-    from dashboards.overview import build_overview
+    from ketenmonitor.dashboards.overview import build_overview
 
     raw = yaml.safe_load(DEFAULT_CHAIN_FILE.read_text())
     extra = [{**norm, "id": f"{norm['id']}_copy"} for norm in raw["norms"][:5]]

@@ -26,14 +26,14 @@ import jsonschema
 import pytest
 import yaml
 from k8s_schemas import CRDS, validate_core
+from ketenmonitor.dashboards import datasources
+from ketenmonitor.streams.topics import CHANGELOG_CONFIG, TABLES, monitor_topics
 
-from dashboards import datasources
 from ketenmonitor.access.plan import access_plan
 from ketenmonitor.access.strimzi import grants_of
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.prometheus import WORKER_JOB
 from ketenmonitor.settings import Settings
-from streams.topics import CHANGELOG_CONFIG, TABLES, monitor_topics
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "ketenmonitor"

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-
-from streams.ingest import IngestStats
-from streams.tables import Changelogs, OwnedTables
+from ketenmonitor.streams.ingest import IngestStats
+from ketenmonitor.streams.tables import Changelogs, OwnedTables
 
 CASES = "p.cases"
 LOGS = Changelogs("app-cases-changelog", "app-ingest-stats-changelog")

@@ -31,22 +31,22 @@ import jsonschema
 import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker, ValidationError
-
-from schemas.events import (
+from ketenmonitor.schemas.events import (
     REJECTION_REASONS,
     ChainEventV1,
     EventRejected,
     parse_event,
 )
-from schemas.generate import (
+from ketenmonitor.schemas.generate import (
     ASYNCAPI_FILE,
     PARTNER_DOC,
     SCHEMA_DIR,
     render_asyncapi,
     render_partner_doc,
 )
-from schemas.published import DOC_BEGIN, DOC_END, EXAMPLE_EVENT, TIME_PATTERN
-from streams.processing import Rejected
+from ketenmonitor.schemas.published import DOC_BEGIN, DOC_END, EXAMPLE_EVENT, TIME_PATTERN
+from ketenmonitor.streams.processing import Rejected
+
 from tests.unit.contract_fuzz import CHAIN, NOW, corpus, messages
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "asyncapi"
@@ -216,7 +216,9 @@ def test_the_schema_lists_the_chain_and_says_what_it_cannot_express():
 
 # -- AsyncAPI -------------------------------------------------------------------------------------
 def test_the_asyncapi_document_is_current():
-    assert ASYNCAPI_FILE.read_text() == render_asyncapi(), "run python -m schemas.generate"
+    assert ASYNCAPI_FILE.read_text() == render_asyncapi(), (
+        "run python -m ketenmonitor.schemas.generate"
+    )
 
 
 def test_the_asyncapi_document_is_valid_asyncapi_3():
@@ -251,7 +253,7 @@ def test_dead_letter_headers_as_the_worker_writes_them_match_the_document():
 
 def test_the_partner_doc_shows_the_generated_values_and_a_valid_example():
     doc = PARTNER_DOC.read_text()
-    assert doc == render_partner_doc(), "run python -m schemas.generate"
+    assert doc == render_partner_doc(), "run python -m ketenmonitor.schemas.generate"
     example = doc[doc.index("```json", doc.index(DOC_BEGIN)) + 7 : doc.index("```\n" + DOC_END)]
     assert parse_event(example.encode(), CHAIN, "om", NOW).milestone == "om_decision"
     for partner in CHAIN.partner_ids:

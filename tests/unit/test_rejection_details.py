@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from ketenmonitor.schemas.events import EventRejected, parse_event
 
 from ketenmonitor.domain.chain import load_chain
-from schemas.events import EventRejected, parse_event
 
 CHAIN = load_chain()
 SECRET = "PN999-000424242"  # looks like a case key; must never come back

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 import pytest
+from ketenmonitor.schemas.events import EventRejected, parse_event
 
 from ketenmonitor.cli import main
 from ketenmonitor.delivery import (
@@ -39,7 +40,6 @@ from ketenmonitor.simulator import (
     sorted_starts,
     stream_cases,
 )
-from schemas.events import EventRejected, parse_event
 
 END_TIME = 1_750_000_000.0  # a fixed 'now' in the past: runs are reproducible and never future
 YEAR = 365 * DAY

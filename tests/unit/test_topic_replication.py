@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from ketenmonitor.streams.topics import UnderReplicatedError, check_replication
 from pydantic import ValidationError
 
 from ketenmonitor.settings import Settings
-from streams.topics import UnderReplicatedError, check_replication
 
 HEALTHY = {p: ([1, 2, 3], [1, 2, 3]) for p in range(6)}
 

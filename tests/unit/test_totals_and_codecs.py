@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
-from ketenmonitor.domain.case import CaseEvent, apply_event
-from ketenmonitor.domain.chain import load_chain
-from ketenmonitor.domain.totals import ChainTotals
-from streams.codec import FormatVersionError, decode_case_value, encode_case_value
-from streams.ingest import IngestStats
-from streams.processing import CaseProcessor, PartitionTotals, decode_case_event
-from streams.totals import (
+from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, encode_case_value
+from ketenmonitor.streams.ingest import IngestStats
+from ketenmonitor.streams.processing import CaseProcessor, PartitionTotals, decode_case_event
+from ketenmonitor.streams.totals import (
     CASES_KEY,
     TotalsView,
     decode_case_totals,
     encode_case_totals,
     ingest_key,
 )
+
+from ketenmonitor.domain.case import CaseEvent, apply_event
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.domain.totals import ChainTotals
 
 CHAIN = load_chain()
 DAY = 86_400.0

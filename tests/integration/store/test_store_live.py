@@ -66,7 +66,7 @@ def test_a_replay_known_at_a_moment_holds_only_what_was_published_by_then(
     import time
     from datetime import UTC, datetime
 
-    from streams.topics import prepare_topics
+    from ketenmonitor.streams.topics import prepare_topics
 
     for name, value in monitor_env.items():
         monkeypatch.setenv(name, value)
