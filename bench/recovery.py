@@ -5,15 +5,20 @@
 A worker consumes N one-milestone cases (bench/open_cases.py), its /metrics are read (the
 reference), and it is stopped with SIGTERM (it finishes the batch in progress, commits and leaves
 the group). A new `ketenmonitor worker` with the same settings (same group, same changelog topics)
-is started; the clock runs from its start until a scrape shows exactly the reference's case series
-and cases_tracked == N. The worker (streams/worker.py, aiokafka) keeps its tables only in memory
-and has no local store to reopen: on assignment it reads the partitions it owns of the compacted
+is started; two clocks run from its start: until a scrape shows exactly the reference's case series
+and cases_tracked == N (what Prometheus sees: since every worker reads the chain's totals from the
+compacted totals topic, this no longer waits for the restore), and until the worker's log says it
+restored all N cases into its own tables (the restore itself, after which it processes new events;
+the log line "restored N cases ... in S s" per assignment). The worker (streams/worker.py,
+aiokafka) keeps its tables only in memory and has no local store to reopen: on assignment it reads
+the partitions it owns of the compacted
 `<app_id>-cases-changelog` and `<app_id>-ingest-stats-changelog` topics from the beginning (one
 record per case here) and rebuilds the totals from the restored case states, before consuming.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,13 @@ from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import Samples, WorkerProcess
 
 TRACKED = ("ketenmonitor_cases_tracked", frozenset())
+RESTORED = re.compile(r"restored (\d+) cases and \d+ partner partitions for .* in ([\d.]+)s")
+
+
+def restored_cases(log_path: Path) -> tuple[int, float]:
+    """Cases the worker's log says it restored, and the seconds its restores took, summed."""
+    found = RESTORED.findall(log_path.read_text(errors="replace")) if log_path.exists() else []
+    return sum(int(c) for c, _ in found), sum(float(s) for _, s in found)
 RUNTIME = "changelog restore (streams/worker.py, aiokafka)"
 
 
@@ -60,7 +72,7 @@ def _restart(
     env: dict[str, str], reference: Samples, cases: int, log_path: Path, timeout: float
 ) -> dict[str, Any]:
     expected = {k: v for k, v in reference.items() if k[0] in CASE_METRICS and v != 0}
-    worker = WorkerProcess(env, log_path=log_path, loglevel="warning")
+    worker = WorkerProcess(env, log_path=log_path, loglevel="info")
     started = time.monotonic()
     worker.start()
     try:
@@ -70,7 +82,15 @@ def _restart(
         ready = time.monotonic() - started
         check = None
         slow_scrapes = 0
+        metrics_correct = restored_at = None
         while time.monotonic() - started < timeout:
+            if restored_at is None and restored_cases(log_path)[0] >= cases:
+                restored_at = time.monotonic() - started
+            if metrics_correct is not None:
+                if restored_at is not None:
+                    break
+                time.sleep(0.1)
+                continue
             try:
                 samples = worker.scrape()
             except OSError:  # /metrics did not answer within 5 s: the event loop is busy
@@ -79,16 +99,24 @@ def _restart(
             if samples.get(TRACKED) == cases:
                 check = compare(samples, expected)
                 if check.equal:
-                    break
+                    metrics_correct = time.monotonic() - started
+                    continue
             time.sleep(0.25)
         elapsed = time.monotonic() - started
+        restored, restore_log_seconds = restored_cases(log_path)
         rss = clock.rss_bytes()
         cpu = clock.cpu_seconds()
     finally:
         worker.stop()
     return {
-        "recovered": bool(check and check.equal),
-        "seconds_to_correct_metrics": round(elapsed, 2),
+        "recovered": bool(check and check.equal) and restored_at is not None,
+        "seconds_to_correct_metrics": (
+            round(metrics_correct, 2) if metrics_correct is not None else None
+        ),
+        "seconds_to_restored_state": round(restored_at, 2) if restored_at is not None else None,
+        "cases_restored_per_log": restored,
+        "restore_seconds_per_log": round(restore_log_seconds, 2),
+        "seconds_observed": round(elapsed, 2),
         "seconds_to_http_ready": round(ready, 2),
         "scrapes_unanswered_within_5s": slow_scrapes,
         "cpu_seconds": round(cpu, 2),

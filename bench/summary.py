@@ -200,9 +200,10 @@ def _memory(r: dict[str, Any]) -> list[str]:
 def _recovery(r: dict[str, Any]) -> list[str]:
     n = r["cases"]
     out = [f"## Recovery after a restart ({_k(n)} open cases in state)", "",
-           "| worker | correct metrics after s | HTTP ready after s | CPU s | metrics equal before "
-           "restart | extrapolated to 1M cases | load avg | scrapes unanswered in 5 s |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| worker | correct metrics after s | state restored after s | HTTP ready after s | "
+           "CPU s | metrics equal before restart | extrapolated to 1M cases | load avg | "
+           "scrapes unanswered in 5 s |",
+           "|---|---|---|---|---|---|---|---|---|"]
     if "restore" in r:
         rows = [(r.get("runtime", "changelog restore"), r["restore"])]
     else:  # per-store figures of the faust-based worker
@@ -210,11 +211,16 @@ def _recovery(r: dict[str, Any]) -> list[str]:
                 if name in r]
     for label, x in rows:
         if "error" in x:
-            out.append(f"| {label} | failed: `{x['error'][:200]}` | | | NO | | | |")
+            out.append(f"| {label} | failed: `{x['error'][:200]}` | | | | NO | | | |")
             continue
-        extrapolated = x["seconds_to_correct_metrics"] * 1_000_000 / n
+        # The restore is what grows with the cases held; files before it was timed apart from the
+        # metrics (which now come from the totals topic) only have the metrics figure.
+        restored = x.get("seconds_to_restored_state")
+        scaling = restored if restored is not None else x["seconds_to_correct_metrics"]
+        extrapolated = scaling * 1_000_000 / n
         out.append(
-            f"| {label} | {x['seconds_to_correct_metrics']} | {x['seconds_to_http_ready']} | "
+            f"| {label} | {x['seconds_to_correct_metrics']} | "
+            f"{restored if restored is not None else 'not timed'} | {x['seconds_to_http_ready']} | "
             f"{x['cpu_seconds']} | {'yes' if x['recovered'] else 'NO'} | "
             f"{'measured' if n >= 1_000_000 else f'~{extrapolated:.0f} s (linear)'} | "
             f"{x['load_average']} | {x.get('scrapes_unanswered_within_5s', 0)} |"

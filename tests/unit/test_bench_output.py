@@ -157,6 +157,15 @@ def test_recovery_summary_reads_old_per_store_files_and_prefers_the_newest_resto
     new["restore"]["check"]["equal"] = False
     assert not checks_pass(document)
 
+    # Metrics come from the totals topic before the restore ends: the restore, timed from the
+    # worker's log, is the figure that grows with the cases held and is extrapolated.
+    timed = {**new, "restore": {**_restore_figure(0.75), "seconds_to_restored_state": 2.5}}
+    document = _document("2026-01-03T00:00:00+00:00", {"recovery": timed})
+    (tmp_path / "c-newer.json").write_text(json.dumps(document))
+    section = _section(render(tmp_path), "## Recovery")
+    assert "| changelog restore (worker) | 0.75 | 2.5 |" in section
+    assert "~2500 s (linear)" in section
+
 
 def test_summary_renders_a_results_file_and_checks_pass_reads_every_check(tmp_path: Path):
     document = json.loads((Path(__file__).parent / "samples" / "bench_result.json").read_text())
