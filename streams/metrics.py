@@ -12,7 +12,8 @@ corrections (withdrawn facts are their own counters). Rules and panels take a ra
 then the max across workers; a worker whose view has not yet caught up with the topic exports no
 chain series at all rather than a lower value. Every stage and closure series the chain definition
 allows is exported from the start (at zero), so that increase() sees a series' first events, and so
-is the lead-time histogram of every (segment, case type) a norm measures, in every district. Any
+is the lead-time histogram of every (segment, case type) a norm measures, in every district (with
+only its norms' buckets until its first completion). Any
 other lead-time histogram appears, with its withdrawn counterpart at zero, with the first
 completion of its (segment, case type, district), which keeps a scrape small until the chain
 reaches every combination (docs/metrics.md, scrape budget).
@@ -76,16 +77,21 @@ class ChainCollector(Collector):
         self._closure_keys = sorted(product(chain.outcomes_of_closures(), ct, d))
         self._lead_les = [n.le(b) for b in chain.lead_time_buckets_seconds] + ["+Inf"]
         # What a norm measures exists from the start, at zero, in every district: the share within
-        # norm and its burn-rate alerts are increase() ratios, which would miss the completions
-        # that made a series appear (a fresh stack fed two years of history read 0/0 everywhere).
-        self._norm_lead_keys = sorted(
-            {
-                (norm.segment, case_type, district)
-                for norm in chain.spec.norms
-                for case_type in (norm.case_types or ct)
-                for district in d
-            }
-        )
+        # norm and its burn-rate alerts are increase() ratios of the norm's bucket and the count,
+        # which would miss the completions that made a series appear (a fresh stack fed two years
+        # of history within one scrape read 0/0 for every norm). Until its first completion such a
+        # histogram carries only the buckets its norms read (and +Inf): all 19 would triple the
+        # cost of every scrape (docs/metrics.md).
+        norm_les: dict[Key3, set[int]] = {}
+        for norm in chain.spec.norms:
+            for case_type in norm.case_types or ct:
+                for district in d:
+                    key = (norm.segment, case_type, district)
+                    norm_les.setdefault(key, set()).add(norm.within_seconds)
+        self._norm_lead_zero = {
+            key: [(n.le(b), 0) for b in sorted(bounds)] + [("+Inf", 0)]
+            for key, bounds in norm_les.items()
+        }
         self._lateness_les = [n.le(b) for b in LATENESS_BUCKETS_SECONDS] + ["+Inf"]
 
     def collect(self) -> Iterator[Metric]:
@@ -168,9 +174,7 @@ class ChainCollector(Collector):
         inflow = {k: [0, 0] for k in self._stage_keys}
         outflow = {k: [0, 0] for k in self._stage_keys}
         closed = {k: [0, 0] for k in self._closure_keys}
-        lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {
-            key: ([0] * width, [0.0], [0] * width, [0.0]) for key in self._norm_lead_keys
-        }
+        lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {}
         by_age: Counter[tuple[str, str, str, str]] = Counter()
         oldest: dict[str, int] = {}
         cases = duplicates = corrections = 0
@@ -279,7 +283,12 @@ class ChainCollector(Collector):
             "had been counted with.",
             labels=labels,
         )
-        for key, (net, net_sum, withdrawn, withdrawn_sum) in sorted(lead.items()):
+        for key in sorted(lead.keys() | self._norm_lead_zero.keys()):
+            if key not in lead:  # a norm's key before its first completion
+                added.add_metric(list(key), self._norm_lead_zero[key], 0.0)
+                gone.add_metric(list(key), self._norm_lead_zero[key], 0.0)
+                continue
+            net, net_sum, withdrawn, withdrawn_sum = lead[key]
             total = [a + b for a, b in zip(net, withdrawn, strict=True)]
             added.add_metric(
                 list(key), _buckets(self._lead_les, total), net_sum[0] + withdrawn_sum[0]

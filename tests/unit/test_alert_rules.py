@@ -197,3 +197,14 @@ def test_what_a_norm_measures_is_exported_at_zero_before_any_completion() -> Non
     }
     assert set(counts) == measured  # and nothing a norm does not measure
     assert set(counts.values()) == {0}
+    # Each carries (at least) the bucket its norms read, so the share is a ratio of two series.
+    buckets = {
+        (s.labels["segment"], s.labels["case_type"], s.labels["le"])
+        for family in collector.collect()
+        for s in family.samples
+        if s.name == "ketenmonitor_segment_lead_time_seconds_bucket"
+    }
+    for norm in CHAIN.spec.norms:
+        for case_type in norm.case_types or CHAIN.case_types:
+            assert (norm.segment, case_type, le_label(norm.within_seconds)) in buckets
+            assert (norm.segment, case_type, "+Inf") in buckets
