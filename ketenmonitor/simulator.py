@@ -29,11 +29,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.chain import SECONDS_PER_DAY, Chain
 
 DEFAULT_SCENARIO_FILE = Path(__file__).resolve().parent / "simulation.yaml"
 END = "end"
-DAY = 86_400
 MALFORMED_KINDS = (
     "not_json", "unknown_milestone", "naive_timestamp", "unknown_field", "wrong_type"
 )
@@ -176,7 +175,7 @@ def _walk(
         if not options:
             return steps, True
         chosen = rng.choices(options, [o.p for o in options])[0]
-        median = chosen.median_days * pace * DAY
+        median = chosen.median_days * pace * SECONDS_PER_DAY
         lead = median * math.exp(rng.gauss(0.0, scenario.sigma)) if median else 0.0
         t = float(int(t + lead)) + 1.0  # whole seconds; a step never shares its predecessor's time
         node = chosen.to

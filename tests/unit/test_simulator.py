@@ -27,10 +27,10 @@ from ketenmonitor.delivery import (
     deliveries_in_order,
     malformed_message,
 )
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.simulate_command import stats_path, truth_path
 from ketenmonitor.simulator import (
-    DAY,
     END,
     MALFORMED_KINDS,
     Silence,
