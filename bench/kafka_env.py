@@ -23,6 +23,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from bench.core_loop import BENCH_PSEUDONYM_KEY
+from ketenmonitor.infra.consumer_progress import uncommitted
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.kafka_io import ensure_topics
 
@@ -94,13 +95,7 @@ class LagWatch:
                 raise
             return -1
         partitions = [tp for t in topics for tp in self._partitions_of(t)]
-        ends = self.consumer.end_offsets(partitions)
-        total = 0
-        for tp in partitions:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            total += max(0, ends[tp] - done)
-        return total
+        return uncommitted(committed, self.consumer.end_offsets(partitions), partitions)
 
     def committed(self, group: str, topic: str) -> int:
         """Sum of the group's committed offsets on `topic` (its messages processed, if fresh)."""

@@ -130,29 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     codes = dict(c.split("=", 1) for c in args.code) or {"this": str(ROOT)}
     inputs = make_inputs(args.workdir, args.repeat, args.log_cases)
     mapping = ROOT / "examples" / "eventlog" / "mapping.yaml"
+    simulate = ["simulate", "--cases", str(args.sim_cases), "--seed", "3", "--end", "1764000000"]
     commands = {
         "publish": ["publish", str(inputs["publish"]), "--organisation", "police"],
         "import-log": ["import-log", str(inputs["import-log"]), "--mapping", str(mapping)],
-        "simulate": [
-            "simulate",
-            "--cases",
-            str(args.sim_cases),
-            "--seed",
-            "3",
-            "--end",
-            "1764000000",
-        ],
-        "simulate-to-file": [
-            "simulate",
-            "--cases",
-            str(args.sim_cases),
-            "--seed",
-            "3",
-            "--end",
-            "1764000000",
-            "--output",
-            str(args.workdir / "sim-out.jsonl"),
-        ],
+        "simulate": simulate,
+        "simulate-to-file": [*simulate, "--output", str(args.workdir / "sim-out.jsonl")],
     }
     wanted = args.only.split(",")
     if "simulate" in wanted:

@@ -38,10 +38,10 @@ from ketenmonitor.domain.case import (
     STAGE_ENTERED,
     STAGE_LEFT,
 )
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.domain.chain import Chain, load_chain
 from ketenmonitor.domain.totals import ChainTotals
 
-DAY = 86_400.0
 NOW = 1_790_000_000.0
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import orjson
 from kafka import KafkaProducer
 
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.simulator import (
     SimulatedCase,
@@ -28,7 +29,6 @@ from ketenmonitor.simulator import (
     simulate_cases,
 )
 
-DAY = 86_400
 EVENTS_PER_CASE = 7.2  # of the default scenario over two years (measured; only sizes the log)
 
 

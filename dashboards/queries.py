@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ketenmonitor import metric_names as metrics
 from ketenmonitor.alerting import rules
-from ketenmonitor.domain.chain import NormSpec
+from ketenmonitor.domain.chain import SECONDS_PER_DAY, NormSpec
 
 # Series that Prometheus itself writes: firing alerts and the scrape health of every target.
 ALERTS = "ALERTS"
@@ -32,7 +32,6 @@ PROMETHEUS_SERIES = frozenset({ALERTS, UP})
 WORKER = ", ".join(metrics.WORKER_LABELS)  # "instance, job": one worker's copy of the totals
 RANGE = "$__range"  # the time picker's range (Grafana)
 RATE_INTERVAL = "$__rate_interval"  # a few scrape intervals: "now", on a time series panel
-SECONDS_PER_DAY = 86_400
 
 
 def eq(label: str, value: str) -> str:

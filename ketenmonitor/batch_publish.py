@@ -29,14 +29,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from ketenmonitor.kafka_io import _SECURITY_KEYS, PublishError, environment_security
+from ketenmonitor.kafka_io import FlushOnExit, PublishError, with_environment_security
 
 BATCH_BYTES = 512 * 1024  # below the broker's default max.message.bytes (1 MiB) with room
 MAX_IN_FLIGHT = 24
 _NO_HEADERS: list[tuple[str, bytes]] = []  # never changed: the C builder only reads it
 
 
-class BatchPublisher:
+class BatchPublisher(FlushOnExit):
     def __init__(
         self,
         bootstrap: str,
@@ -44,8 +44,7 @@ class BatchPublisher:
         max_in_flight: int = MAX_IN_FLIGHT,
         **config: Any,
     ) -> None:
-        if not any(key in config for key in _SECURITY_KEYS):
-            config = {**environment_security(), **config}
+        config = with_environment_security(config)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="ketenmonitor-publisher", daemon=True
@@ -148,13 +147,3 @@ class BatchPublisher:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop.close()
-
-    def __enter__(self) -> BatchPublisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:
-                self.flush()
-        finally:
-            self.close()

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
+from ketenmonitor.domain.chain import SECONDS_PER_HOUR as HOUR
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.simulator import DAY, Faults, PublishDelay, SimulatedCase, iso, step_event
+from ketenmonitor.simulator import Faults, PublishDelay, SimulatedCase, iso, step_event
 
 MINUTE = 60
-HOUR = 3600
 
 
 @dataclass(frozen=True, slots=True)

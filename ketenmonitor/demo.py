@@ -27,15 +27,13 @@ from rich.table import Table
 from ketenmonitor import metric_names as m
 from ketenmonitor.cli_common import ConfigurationError
 from ketenmonitor.cli_common import console as pipe_console
-from ketenmonitor.domain.chain import Chain, load_chain
+from ketenmonitor.domain.chain import SECONDS_PER_DAY, Chain, load_chain
 from ketenmonitor.infra.script_server import DEPLOY_DIR
 from ketenmonitor.infra.worker_process import Samples, WorkerProcess
 from ketenmonitor.kafka_check import require_kafka
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
-
-DAY = 86_400
 
 
 def run_demo(
@@ -153,7 +151,8 @@ def _publish(
     stop: threading.Event, published: list[int],
 ) -> None:
     end = time.time() - 60
-    simulated = simulate_cases(load_scenario(), cases, end - 2 * 365 * DAY, end, seed=seed)
+    start = end - 2 * 365 * SECONDS_PER_DAY
+    simulated = simulate_cases(load_scenario(), cases, start, end, seed=seed)
     interval = 1.0 / rate if rate > 0 else 0.0
     next_send = time.monotonic()
     with PartnerPublisher(settings.kafka_bootstrap) as publisher:
@@ -224,7 +223,7 @@ def render_summary(chain: Chain, samples: Samples, published: int) -> Group:
         stages.add_row(
             stage.label, chain.stage_organisation[stage.id],
             f"{inflow.get(stage.id, 0):.0f}", f"{outflow.get(stage.id, 0):.0f}",
-            f"{backlog.get(stage.id, 0):.0f}", f"{oldest.get(stage.id, 0) / DAY:.0f}",
+            f"{backlog.get(stage.id, 0):.0f}", f"{oldest.get(stage.id, 0) / SECONDS_PER_DAY:.0f}",
         )
 
     norms = Table(title="Doorlooptijd p80 tegen de norm (lead time p80 against the norm)")
@@ -246,7 +245,7 @@ def render_summary(chain: Chain, samples: Samples, published: int) -> Group:
         within = buckets.get(float(norm.within_seconds), 0.0) / total if total else None
         norms.add_row(
             norm.label, f"{total:.0f}",
-            "-" if p80 is None else f"{p80 / DAY:.0f}", f"{norm.within_days}",
+            "-" if p80 is None else f"{p80 / SECONDS_PER_DAY:.0f}", f"{norm.within_days}",
             "-" if within is None else f"{within:.0%}", f"{norm.target:.0%}",
         )
     header = Table.grid()

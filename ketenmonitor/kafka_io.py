@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -34,6 +34,34 @@ _SECURITY_KEYS = ("security_protocol", "sasl_mechanism", "sasl_plain_username", 
 def environment_security() -> dict[str, Any]:
     """kafka-python security settings from the environment ({} for a PLAINTEXT broker)."""
     return Settings().kafka_python_security()
+
+
+def with_environment_security(config: dict[str, Any]) -> dict[str, Any]:
+    """A client's `config` as given if it names any security setting, else on top of the
+    environment's security settings."""
+    if any(key in config for key in _SECURITY_KEYS):
+        return config
+    return {**environment_security(), **config}
+
+
+class FlushOnExit:
+    """What the publishers share: `with publisher:` flushes on a clean exit, and always closes."""
+
+    def flush(self, timeout: float | None = 60.0) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self.close()
 
 
 def ensure_topics(
@@ -71,10 +99,9 @@ def ensure_topics(
         admin.close()
 
 
-class PartnerPublisher:
+class PartnerPublisher(FlushOnExit):
     def __init__(self, bootstrap: str, **config: Any) -> None:
-        if not any(key in config for key in _SECURITY_KEYS):
-            config = {**environment_security(), **config}
+        config = with_environment_security(config)
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -104,16 +131,6 @@ class PartnerPublisher:
 
     def close(self) -> None:
         self._producer.close()
-
-    def __enter__(self) -> PartnerPublisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:
-                self.flush()
-        finally:
-            self.close()
 
 
 class PublishError(RuntimeError):

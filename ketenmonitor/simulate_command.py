@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from ketenmonitor.cli_common import fail
 from ketenmonitor.delivery import Delivery, DeliveryPlanner, DeliveryStats, deliveries_in_order
+from ketenmonitor.domain.chain import SECONDS_PER_DAY
 from ketenmonitor.publish import add_quiet, show_progress
-from ketenmonitor.simulator import DAY, Faults, Silence, load_scenario, stream_cases, truth_record
+from ketenmonitor.simulator import Faults, Silence, load_scenario, stream_cases, truth_record
 
 
 class SimulateUsageError(ValueError):
@@ -124,11 +125,11 @@ def _period(args: argparse.Namespace, now: float) -> tuple[float, float]:
     if args.live:
         if args.end is not None:
             raise SimulateUsageError("--live simulates from now on: leave out --end")
-        return now, now + args.days * DAY
+        return now, now + args.days * SECONDS_PER_DAY
     end = now if args.end is None else args.end
     if end > now:
         raise SimulateUsageError("--end lies in the future: event times must not (use --live)")
-    return end - args.days * DAY, end
+    return end - args.days * SECONDS_PER_DAY, end
 
 
 def _check_writable(*paths: Path | None) -> None:

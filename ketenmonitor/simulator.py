@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +29,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.chain import SECONDS_PER_DAY, Chain
 
 DEFAULT_SCENARIO_FILE = Path(__file__).resolve().parent / "simulation.yaml"
 END = "end"
-DAY = 86_400
 MALFORMED_KINDS = (
     "not_json", "unknown_milestone", "naive_timestamp", "unknown_field", "wrong_type"
 )
@@ -176,7 +175,7 @@ def _walk(
         if not options:
             return steps, True
         chosen = rng.choices(options, [o.p for o in options])[0]
-        median = chosen.median_days * pace * DAY
+        median = chosen.median_days * pace * SECONDS_PER_DAY
         lead = median * math.exp(rng.gauss(0.0, scenario.sigma)) if median else 0.0
         t = float(int(t + lead)) + 1.0  # whole seconds; a step never shares its predecessor's time
         node = chosen.to
@@ -188,21 +187,30 @@ def simulate_cases(
 ) -> list[SimulatedCase]:
     """`count` cases starting uniformly in [start, end), in index order (not time order)."""
     rng = random.Random(seed)
+    return list(_generate(scenario, count, end, seed, rng, lambda: rng.uniform(start, end)))
+
+
+def _generate(
+    scenario: Scenario,
+    count: int,
+    end: float,
+    seed: int,
+    rng: random.Random,
+    next_start: Callable[[], float],
+) -> Iterator[SimulatedCase]:
+    """The cases one by one: per case its type and district from `rng`, then its start time from
+    `next_start` (called once per case, after those two draws), then its walk from `rng`."""
     case_types, ct_weights = zip(*scenario.case_types.items(), strict=True)
     districts, d_weights = zip(*scenario.districts.items(), strict=True)
-    cases = []
     for index in range(count):
         case_type = rng.choices(case_types, ct_weights)[0]
         district = rng.choices(districts, d_weights)[0]
         pace = scenario.case_type_pace.get(case_type, 1.0)
-        t = float(int(rng.uniform(start, end)))
+        t = float(int(next_start()))
         steps, complete = _walk(rng, scenario, t, end, pace, case_type)
-        cases.append(
-            SimulatedCase(
-                index, case_key(seed, index), case_type, district, tuple(steps), complete
-            )
+        yield SimulatedCase(
+            index, case_key(seed, index), case_type, district, tuple(steps), complete
         )
-    return cases
 
 
 def sorted_starts(rng: random.Random, count: int, start: float, end: float) -> Iterator[float]:
@@ -222,18 +230,9 @@ def stream_cases(
     scenario: Scenario, count: int, start: float, end: float, seed: int = 0
 ) -> Iterator[SimulatedCase]:
     """Like simulate_cases, but yielded in order of start time and generated on demand."""
-    start_rng = random.Random(f"starts:{seed}")
+    starts = sorted_starts(random.Random(f"starts:{seed}"), count, start, end)
     rng = random.Random(f"cases:{seed}")
-    case_types, ct_weights = zip(*scenario.case_types.items(), strict=True)
-    districts, d_weights = zip(*scenario.districts.items(), strict=True)
-    for index, t0 in enumerate(sorted_starts(start_rng, count, start, end)):
-        case_type = rng.choices(case_types, ct_weights)[0]
-        district = rng.choices(districts, d_weights)[0]
-        pace = scenario.case_type_pace.get(case_type, 1.0)
-        steps, complete = _walk(rng, scenario, float(int(t0)), end, pace, case_type)
-        yield SimulatedCase(
-            index, case_key(seed, index), case_type, district, tuple(steps), complete
-        )
+    yield from _generate(scenario, count, end, seed, rng, starts.__next__)
 
 
 def step_event(

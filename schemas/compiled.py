@@ -35,10 +35,11 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 from pydantic import BaseModel
 
+from ketenmonitor.domain.chain import SECONDS_PER_DAY
+
 _new = object.__new__
 _set = object.__setattr__
 _UNSET = msgspec.UNSET
-_DAY = 86_400
 _EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
 _LONG_FRACTION = re.compile(rb"\.[0-9]{7}").search  # in an id too: then only slower, not wrong
 
@@ -211,7 +212,7 @@ class CompiledContract:
         limit = now + shape.max_skew
         if not (
             occurred_at.year > shape.earliest_year
-            and occurred_at.toordinal() <= limit // _DAY + _EPOCH_ORDINAL - 2
+            and occurred_at.toordinal() <= limit // SECONDS_PER_DAY + _EPOCH_ORDINAL - 2
         ):
             seconds = occurred_at.timestamp()
             if seconds < shape.earliest or seconds > limit:

@@ -59,6 +59,7 @@ from pydantic import (
 
 from ketenmonitor.domain.chain import (
     DEFAULT_EARLIEST_EVENT_TIME,
+    IDENTIFIER,
     SECONDS_PER_DAY,
     Chain,
     Milestone,
@@ -67,7 +68,6 @@ from ketenmonitor.domain.chain import (
 SCHEMA_VERSION = 1
 MAX_CLOCK_SKEW = timedelta(hours=1)
 EARLIEST_EVENT_TIME = DEFAULT_EARLIEST_EVENT_TIME  # the default; a chain file may set another
-IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 # The same bounds in Unix seconds: comparing two aware datetimes asks both for their UTC offset,
 # which for pydantic's own tzinfo is a slow Python-level call.
 _EARLIEST_SECONDS = EARLIEST_EVENT_TIME.timestamp()

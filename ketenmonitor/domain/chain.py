@@ -32,6 +32,7 @@ from pydantic import (
 DEFAULT_CHAIN_FILE = Path(__file__).resolve().parent.parent / "chain.yaml"
 CLOSED = "closed"  # pseudo-milestone usable as a segment end: the moment the case was closed
 SECONDS_PER_DAY = 86_400
+SECONDS_PER_HOUR = 3_600
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 # Events before this moment are implausible unless the chain file says otherwise
 # (`earliest_event_time`).

@@ -35,9 +35,7 @@ from ketenmonitor.domain.case import (
     Fact,
     fact_tuples,
 )
-from ketenmonitor.domain.chain import Chain
-
-HOUR = 3600
+from ketenmonitor.domain.chain import SECONDS_PER_HOUR, Chain
 
 StageKey = tuple[str, str, str]  # stage, case_type, district
 SegmentKey = tuple[str, str, str]  # segment, case_type, district
@@ -157,7 +155,7 @@ class ChainTotals:
         hours = self.open_entries_by_hour.get(key)
         if hours is None:
             hours = self.open_entries_by_hour[key] = Counter()
-        hour = int(entered_at // HOUR) * HOUR
+        hour = int(entered_at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR
         n = hours.get(hour, 0) + sign  # get: Counter's __missing__ would run in Python
         if n:
             hours[hour] = n

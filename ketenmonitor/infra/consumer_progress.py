@@ -37,16 +37,26 @@ def consumer_lag(
             for t in topics
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
-        ends = consumer.end_offsets(partitions)
-        lag = 0
-        for tp in partitions:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(0, ends[tp] - done)
-        return lag
+        return uncommitted(committed, consumer.end_offsets(partitions), partitions)
     finally:
         consumer.close()
         admin.close()
+
+
+def uncommitted(
+    committed: Mapping[TopicPartition, Any],
+    ends: Mapping[TopicPartition, int],
+    partitions: Iterable[TopicPartition],
+) -> int:
+    """Messages of `partitions` up to their log `ends` beyond the group's `committed` offsets
+    (OffsetAndMetadata per partition, as KafkaAdminClient.list_group_offsets gives them; a
+    partition without a commit counts from offset 0)."""
+    total = 0
+    for tp in partitions:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        total += max(0, ends[tp] - done)
+    return total
 
 
 def wait_until_caught_up(

@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+from ketenmonitor.infra.script_server import StartStopContext
 
 __all__ = ["LocalKafkaCluster"]
 
@@ -36,7 +36,7 @@ DEFAULT_HEAP = "-Xmx384m -Xms128m"
 DEFAULT_JVM_OPTS = "-XX:TieredStopAtLevel=1"
 
 
-class LocalKafkaCluster:
+class LocalKafkaCluster(StartStopContext):
     def __init__(
         self,
         base_port: int,
@@ -117,17 +117,6 @@ class LocalKafkaCluster:
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:
             raise errors[0]
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (

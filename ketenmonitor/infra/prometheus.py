@@ -78,26 +78,23 @@ class LocalPrometheus(ScriptServer):
     ) -> list[dict[str, Any]]:
         """Range query (GET /api/v1/query_range): the `result` list (each with `values`)."""
         params = {"query": promql, "start": repr(start), "end": repr(end), "step": repr(step)}
-        try:
-            answer = self._request("GET", "/api/v1/query_range?" + urllib.parse.urlencode(params))
-        except ServerError as exc:
-            raise QueryError(f"range query {promql!r} failed: {exc}") from exc
-        if not isinstance(answer, dict) or answer.get("status") != "success":
-            raise QueryError(f"range query {promql!r} failed: {answer!r}")
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
+        return self._result("/api/v1/query_range", params, f"range query {promql!r}")
 
     def query(self, promql: str, time: float | None = None) -> list[dict[str, Any]]:
         """Instant query (GET /api/v1/query): the `result` list of the answer."""
         params = {"query": promql}
         if time is not None:
             params["time"] = repr(time)
+        return self._result("/api/v1/query", params, f"query {promql!r}")
+
+    def _result(self, path: str, params: dict[str, str], what: str) -> list[dict[str, Any]]:
+        """The `data.result` list of a successful answer to GET `path`; QueryError otherwise."""
         try:
-            answer = self._request("GET", "/api/v1/query?" + urllib.parse.urlencode(params))
+            answer = self._request("GET", path + "?" + urllib.parse.urlencode(params))
         except ServerError as exc:
-            raise QueryError(f"query {promql!r} failed: {exc}") from exc
+            raise QueryError(f"{what} failed: {exc}") from exc
         if not isinstance(answer, dict) or answer.get("status") != "success":
-            raise QueryError(f"query {promql!r} failed: {answer!r}")
+            raise QueryError(f"{what} failed: {answer!r}")
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 

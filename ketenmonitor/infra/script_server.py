@@ -26,7 +26,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-__all__ = ["DEPLOY_DIR", "ScriptRunner", "ScriptServer", "ServerError", "ServerStartError"]
+__all__ = [
+    "DEPLOY_DIR",
+    "ScriptRunner",
+    "ScriptServer",
+    "ServerError",
+    "ServerStartError",
+    "StartStopContext",
+]
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -39,7 +46,31 @@ class ServerStartError(ServerError):
     """The server could not be started (binary missing, port taken, bad config, timeout)."""
 
 
-class ScriptRunner:
+class StartStopContext:
+    """`with x:` starts x (its `start` returns it) and stops it on the way out, whatever happened.
+
+    Shared by the script runners, the local Kafka cluster and the worker process.
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ScriptRunner(StartStopContext):
     """Start, stop and query a server through `bash <script> start|stop|status`.
 
     A subclass sets `script`, says what the script gets in `_script_env` (and which inherited
@@ -75,17 +106,6 @@ class ScriptRunner:
         """The end of the server's log, for error messages ("(no log)" if there is none)."""
         log = self._log_file()
         return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         fields = ", ".join(

@@ -22,6 +22,8 @@ from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ketenmonitor.infra.script_server import StartStopContext
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -31,7 +33,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class WorkerProcess:
+class WorkerProcess(StartStopContext):
     def __init__(
         self,
         env: Mapping[str, str],
@@ -103,12 +105,6 @@ class WorkerProcess:
         if self.log_path and self.log_path.exists():
             return self.log_path.read_text(errors="replace")[-3000:]
         return "(no log)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def parse_samples(text: str) -> Samples:

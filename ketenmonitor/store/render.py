@@ -16,13 +16,12 @@ import csv
 from collections.abc import Iterator
 from typing import IO
 
+from ketenmonitor.domain.chain import SECONDS_PER_DAY
 from ketenmonitor.store.report import PERCENTILES, Report, SegmentRow, StageRow
-
-DAY = 86_400.0
 
 
 def days(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / DAY:.1f}"
+    return "" if seconds is None else f"{seconds / SECONDS_PER_DAY:.1f}"
 
 
 def percent(share: float | None) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ketenmonitor.domain.chain import load_chain
+from tests.integration.chromium import chromium_dump_dom
 from tests.integration.cli_helpers import REPO, run_cli
 
 MEASURE = """<script>
@@ -66,24 +65,9 @@ def test_the_html_report_is_dutch_uncut_and_names_no_server_path(tmp_path: Path)
 
     measured = tmp_path / "measured.html"
     measured.write_text(text.replace("</body>", MEASURE), encoding="utf-8")
-    dom = _chromium_dump_dom(measured)
+    dom = chromium_dump_dom(measured)
     found = re.search(r'<pre id="overflow">(.*?)</pre>', dom, flags=re.S)
     assert found, dom[-2000:]
     assert json.loads(html.unescape(found.group(1))) == []
     # Labels are drawn whole (they used to be shortened with an ellipsis).
     assert "…" not in visible
-
-
-def _chromium_dump_dom(page: Path) -> str:
-    with tempfile.TemporaryDirectory(prefix="ketenmonitor-chromium-") as profile:
-        result = subprocess.run(
-            [
-                "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                "--dump-dom", page.as_uri(),
-            ],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import iso
 
 pytestmark = pytest.mark.integration
-
-DAY = 86_400.0
 
 
 def _event(n: int) -> dict[str, Any]:

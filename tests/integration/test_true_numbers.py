@@ -43,6 +43,7 @@ import pytest
 from ketenmonitor.alerting.durations import TimeScale
 from ketenmonitor.alerting.policy import AlertPolicy, load_policy
 from ketenmonitor.alerting.rules import render_rules
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.prometheus import (
     LocalPrometheus,
@@ -56,7 +57,6 @@ from ketenmonitor.simulator import iso
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 CHAIN = load_chain()
-DAY = 86_400.0
 SCALE = TimeScale(8 / DAY, "10s")  # a chain day lasts 8 s; no window below 10 s
 LAG = 20.0  # seconds: the most a figure may trail what was published (docs/metrics.md)
 TICK = 0.25  # the feed publishes every TICK seconds

@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from ketenmonitor.domain.case import CaseEvent, CaseState, apply_event
-from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.domain.chain import SECONDS_PER_DAY, load_chain
 from ketenmonitor.domain.totals import ChainTotals
 
 CHAIN = load_chain()
-DAY = 86_400.0
+DAY = float(SECONDS_PER_DAY)  # event times are floats
 
 
 def apply_all(events: Iterable[CaseEvent]) -> tuple[CaseState | None, Counter]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from core_fixtures import CHAIN, DAY
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, encode_case_value
 from ketenmonitor.streams.ingest import IngestStats
 from ketenmonitor.streams.processing import CaseProcessor, PartitionTotals, decode_case_event
@@ -16,11 +17,7 @@ from ketenmonitor.streams.totals import (
 )
 
 from ketenmonitor.domain.case import CaseEvent, apply_event
-from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.domain.totals import ChainTotals
-
-CHAIN = load_chain()
-DAY = 86_400.0
 
 
 def event(n: int, milestone: str, at: float, **changes: object) -> CaseEvent:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE
+from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.simulator import SimulatedCase
 
 
@@ -36,8 +37,6 @@ def _load_flow_truth() -> Any:
 
 
 case_flow = _load_flow_truth().case_flow
-
-DAY = 86_400
 
 
 def chain_data() -> dict[str, Any]:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import subprocess
-import tempfile
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +18,7 @@ from ketenmonitor.store.periods import parse_period, parse_range
 from ketenmonitor.store.replay import Replayer, replay_file
 from ketenmonitor.store.report import build_report
 from ketenmonitor.store.stuck import stuck_cases
+from tests.integration.chromium import chromium_dump_dom
 
 PERIODS = ["2024-11", "2024Q4", "2025-03"]
 
@@ -133,28 +131,13 @@ def test_html_report_shows_its_charts_in_headless_chromium(filled_store, tmp_pat
     assert set(re.findall(r"https?://[^\"' >]+", html)) == {"http://www.w3.org/2000/svg"}
     assert "<script" not in html and "<link" not in html
 
-    dom = _chromium_dump_dom(page)
+    dom = chromium_dump_dom(page)
     charts = re.findall(r'<svg id="([a-z-]+)".*?</svg>', dom, flags=re.S)
     assert charts == ["norm-shares", "stage-flows", "stage-backlog"]
     for chart_id in charts:
         svg = re.search(rf'<svg id="{chart_id}".*?</svg>', dom, flags=re.S).group(0)
         widths = [float(w) for w in re.findall(r'<rect[^>]* width="([0-9.]+)"', svg)]
         assert widths and max(widths) > 0, chart_id
-
-
-def _chromium_dump_dom(page: Path) -> str:
-    with tempfile.TemporaryDirectory(prefix="ketenmonitor-chromium-") as profile:
-        result = subprocess.run(
-            [
-                "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                "--dump-dom", page.as_uri(),
-            ],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
 
 
 def test_stuck_lists_the_oldest_open_cases_a_key_holder_can_match(
