@@ -15,8 +15,6 @@ import pytest
 
 from ketenmonitor.infra.worker_process import free_port
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_the_demo_shows_numbers_within_a_minute(kafka_broker, tmp_path):
     run = uuid.uuid4().hex[:8]
@@ -146,7 +144,7 @@ def test_sigterm_stops_the_demo_and_the_broker_it_started(tmp_path):
     port = free_port()
     while _listening(port + 1):  # the controller takes the next port
         port = free_port()
-    env = _demo_env(None)
+    env = {**_demo_env(None), "KAFKA_DATA_DIR": str(tmp_path / "kafka")}
     out_path = tmp_path / "demo.out"
     with open(out_path, "w") as out:
         proc = subprocess.Popen(
@@ -169,7 +167,7 @@ def test_sigterm_stops_the_demo_and_the_broker_it_started(tmp_path):
         )
     try:
         output = _wait_for(proc, out_path, "Werkvoorraad per fase", 180)
-        pid_file = REPO / ".cache" / "kafka" / f"demo-{port}" / "kafka.pid"
+        pid_file = tmp_path / "kafka" / "kafka.pid"
         broker_pid = int(pid_file.read_text())
         assert _pid_alive(broker_pid)
         metrics_port = int(env["KETENMONITOR_METRICS_PORT"])

@@ -20,9 +20,10 @@ writes (events.jsonl) stay out of the checkout. Commands that regenerate checked
 (`rules generate`, `chart sync`) write through the links: the checkout must be unchanged after.
 
 The environment is what the docs tell a user to set: KETENMONITOR_KAFKA_BOOTSTRAP (the suite's
-broker), KETENMONITOR_PSEUDONYM_KEY, KETENMONITOR_STORE_URL, and the port variables of
-docs/alerting.md. Two literal addresses are replaced, because the machine is shared and those
-ports may be taken: 127.0.0.1:9092 by the suite's broker and 29092 by a free port (PORTS).
+broker), KETENMONITOR_PSEUDONYM_KEY, KETENMONITOR_STORE_URL, the port and data variables of
+docs/alerting.md and KAFKA_DATA_DIR of the demo's broker (docs/cli.md). Two literal addresses are
+replaced, because the machine is shared and those ports may be taken: 127.0.0.1:9092 by the
+suite's broker and 29092 by a free port (PORTS).
 The files a document names as the user's own (export.jsonl, export.csv, log.csv, mapping.yaml)
 are made by the test (USER_FILES).
 """
@@ -176,10 +177,10 @@ COMMANDS: dict[str, dict[str, Run | LongRunning | NotRun]] = {
             " deploy/setup.sh installs them",
             _setup_installs("prometheus", "prometheus-alertmanager"),
         ),
-        "deploy/alertmanager/alertmanager.sh start": Run(r"started"),
-        "deploy/prometheus/prometheus.sh start": Run(r"started"),
+        "deploy/alertmanager/alertmanager.sh start": Run(r"ready on http://127\.0\.0\.1:"),
+        "deploy/prometheus/prometheus.sh start": Run(r"ready on http://127\.0\.0\.1:"),
         "deploy/prometheus/prometheus.sh status; deploy/prometheus/prometheus.sh stop": Run(
-            r"running"
+            r"running on http(.|\n)*stopped"
         ),
         "deploy/alertmanager/alertmanager.sh stop": Run(r"stopped"),
         "ketenmonitor rules generate --output deploy/prometheus/rules/ketenmonitor.rules.yml": Run(
@@ -325,6 +326,7 @@ def _env(broker_bootstrap: str, root: Path) -> dict[str, str]:
         PROMETHEUS_DATA_DIR=str(root.parent / "prometheus"),
         ALERTMANAGER_PORT=str(free_port()),
         ALERTMANAGER_DATA_DIR=str(root.parent / "alertmanager"),
+        KAFKA_DATA_DIR=str(root.parent / "kafka"),  # the demo's own broker (docs/cli.md)
     )
     return env
 
