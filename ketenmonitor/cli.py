@@ -290,6 +290,10 @@ def describe_error(exc: BaseException) -> tuple[int | None, str]:
     kafka = _kafka_error(exc)
     if kafka is not None:
         return kafka
+    from ketenmonitor.kafka_io import PublishError
+
+    if isinstance(exc, PublishError):
+        return EXIT_UNREACHABLE, f"sending to Kafka failed: {exc}"
     if isinstance(exc, OSError) and exc.filename is not None:
         return EXIT_USAGE, f"{exc.filename}: {exc.strerror or exc}"
     return None, ""

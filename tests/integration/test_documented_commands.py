@@ -30,7 +30,6 @@ are made by the test (USER_FILES).
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import os
@@ -360,22 +359,17 @@ def _tracked_changes() -> str:
 
 def _partner_messages(env: dict[str, str]) -> int:
     """Messages on the partner topics of the default prefix (the docs set none)."""
-    return asyncio.run(_messages_on(env["KETENMONITOR_KAFKA_BOOTSTRAP"], "ketenmonitor"))
+    from kafka import KafkaConsumer, TopicPartition
 
-
-async def _messages_on(bootstrap: str, prefix: str) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
+    consumer = KafkaConsumer(bootstrap_servers=env["KETENMONITOR_KAFKA_BOOTSTRAP"])
     try:
-        topics = [t for t in await consumer.topics() if t.startswith(f"{prefix}.events.")]
+        topics = [t for t in consumer.topics() if t.startswith("ketenmonitor.events.")]
         parts = [
             TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
         ]
-        return sum((await consumer.end_offsets(parts)).values()) if parts else 0
+        return sum(consumer.end_offsets(parts).values()) if parts else 0
     finally:
-        await consumer.stop()
+        consumer.close()
 
 
 def _run(command: str, handling: Run, env: dict[str, str], root: Path) -> None:
