@@ -227,7 +227,7 @@ COMMANDS: dict[str, dict[str, Run | LongRunning | NotRun]] = {
         "ketenmonitor simulate --cases 5000 --speed 86400": LongRunning(
             topics=True, status=130, after=INTERRUPTED.after
         ),
-        "ketenmonitor simulate --live --days 1 --cases 300": LongRunning(
+        "ketenmonitor simulate --live --days 1 --cases 10000 --no-delays": LongRunning(
             topics=True, status=130, after=INTERRUPTED.after
         ),
         "ketenmonitor simulate --cases 500 --duplicates 0.02 --out-of-order 0.02 --late 0.01 "
