@@ -417,9 +417,13 @@ def _long_running(command: str, handling: LongRunning, env: dict[str, str], root
             proc.send_signal(signal.SIGINT)
         status = proc.wait(90)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:  # failed: SIGTERM lets a demo stop its worker and broker
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     output = out_path.read_text(errors="replace")
     assert status == handling.status, f"{command}: exit {status}\n{output[-3000:]}"
     assert re.search(handling.after, output, re.M), f"{command}: {handling.after!r}\n{output}"
