@@ -187,12 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed of the simulation")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: run until stopped)")
-    p.add_argument("--kafka-port", type=int, default=9092,
-                   help="port of the demo's own Kafka broker on 127.0.0.1 "
-                   "(its controller uses the next port)")
-    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
-                   help="use this running Kafka instead of starting one "
-                   "(default: $KETENMONITOR_KAFKA_BOOTSTRAP if set)")
+    broker = p.add_mutually_exclusive_group()
+    broker.add_argument("--kafka-port", type=int, default=None,
+                        help="start the demo's own Kafka broker on this port of 127.0.0.1, even "
+                        "when KETENMONITOR_KAFKA_BOOTSTRAP is set (its controller uses the next "
+                        "port; default: 9092, unless a running broker is named)")
+    broker.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                        help="use this running Kafka instead of starting one "
+                        "(default: $KETENMONITOR_KAFKA_BOOTSTRAP if set)")
     p.set_defaults(func=cmd_demo)
 
     for module in COMMAND_MODULES:
@@ -288,6 +290,10 @@ def describe_error(exc: BaseException) -> tuple[int | None, str]:
     kafka = _kafka_error(exc)
     if kafka is not None:
         return kafka
+    from ketenmonitor.kafka_io import PublishError
+
+    if isinstance(exc, PublishError):
+        return EXIT_UNREACHABLE, f"sending to Kafka failed: {exc}"
     if isinstance(exc, OSError) and exc.filename is not None:
         return EXIT_USAGE, f"{exc.filename}: {exc.strerror or exc}"
     return None, ""

@@ -1,12 +1,13 @@
 """`ketenmonitor demo`: a broker, a worker and simulated partners, with a live summary.
 
-Starts a local Kafka broker on --kafka-port (unless --bootstrap or KETENMONITOR_KAFKA_BOOTSTRAP
-names one), one worker process, and a simulator thread that publishes two years of cases for the
-four partners at a steady rate. The terminal shows backlog, inflow and outflow per stage and p80
-lead time against each norm, read from the worker's /metrics, until Ctrl-C, SIGTERM (or
---duration) stops everything, the broker it started included. Each run has its own topic prefix
-and consumer group (unless KETENMONITOR_TOPIC_PREFIX / _APP_ID are set), so running the demo twice
-does not count the same simulated cases twice.
+Starts a local Kafka broker on --kafka-port (9092 unless given; without --kafka-port, --bootstrap
+or KETENMONITOR_KAFKA_BOOTSTRAP names a running broker instead), one worker process, and a
+simulator thread that publishes two years of cases for the four partners at a steady rate. The
+terminal shows backlog, inflow and outflow per stage and p80 lead time against each norm, read
+from the worker's /metrics, until Ctrl-C, SIGTERM (or --duration) stops everything, the broker it
+started included (its data: KAFKA_DATA_DIR, default .cache/kafka/demo-<port>). Each run has its
+own topic prefix and consumer group (unless KETENMONITOR_TOPIC_PREFIX / _APP_ID are set), so
+running the demo twice does not count the same simulated cases twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ketenmonitor import metric_names as m
-from ketenmonitor.cli_common import ConfigurationError
+from ketenmonitor.cli_common import ConfigurationError, ServiceUnreachableError
 from ketenmonitor.cli_common import console as pipe_console
 from ketenmonitor.domain.chain import SECONDS_PER_DAY, Chain, load_chain
 from ketenmonitor.infra.script_server import DEPLOY_DIR
@@ -41,9 +42,13 @@ def run_demo(
     rate: float,
     seed: int,
     duration: float | None = None,
-    kafka_port: int = 9092,
+    kafka_port: int | None = None,
     bootstrap: str | None = None,
 ) -> int:
+    if kafka_port is not None and bootstrap is not None:
+        raise ConfigurationError(
+            "--kafka-port starts the demo's own broker, --bootstrap uses a running one: give one"
+        )
     console = pipe_console() if os.isatty(1) else pipe_console(width=160)
     run = time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     # This run's own topics and consumer group: a second demo on the same broker (whose data is
@@ -55,21 +60,35 @@ def run_demo(
     if not {"KETENMONITOR_PSEUDONYM_KEY", "KETENMONITOR_PSEUDONYM_KEY_FILE"} & set(os.environ):
         # A throw-away key: pseudonyms of this demo cannot be linked to anything afterwards.
         env["KETENMONITOR_PSEUDONYM_KEY"] = secrets.token_hex(32)
-    bootstrap = bootstrap or os.environ.get("KETENMONITOR_KAFKA_BOOTSTRAP")
+    if kafka_port is None:  # an explicit --kafka-port overrides KETENMONITOR_KAFKA_BOOTSTRAP
+        bootstrap = bootstrap or os.environ.get("KETENMONITOR_KAFKA_BOOTSTRAP")
+        kafka_port = 9092
     broker = None
     worker = None
     stop = threading.Event()
     previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop
     try:
         if bootstrap is None:
-            from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
+            from ketenmonitor.infra.kafka_broker import BrokerStartError, LocalKafkaBroker
 
             script = kafka_script()
             console.print(f"starting Kafka on 127.0.0.1:{kafka_port} ...")
-            data_dir = script.parents[2] / ".cache" / "kafka" / f"demo-{kafka_port}"
-            broker = LocalKafkaBroker(port=kafka_port, data_dir=data_dir)
+            data_dir = Path(
+                os.environ.get("KAFKA_DATA_DIR")
+                or script.parents[2] / ".cache" / "kafka" / f"demo-{kafka_port}"
+            )
+            # A JVM on a busy 2-core machine may need minutes; a user would rather wait.
+            broker = LocalKafkaBroker(port=kafka_port, data_dir=data_dir, start_timeout=180)
             broker.script = script
-            broker.start()
+            try:
+                broker.start()
+            except BrokerStartError as exc:
+                lines = str(exc).splitlines()
+                reason = next((ln for ln in lines if "error:" in ln), lines[0]).strip()
+                raise ServiceUnreachableError(
+                    f"the demo's Kafka on 127.0.0.1:{kafka_port} did not start ({reason}); "
+                    f"its log: {data_dir / 'kafka.log'}"
+                ) from None
             bootstrap = broker.bootstrap_servers
         env["KETENMONITOR_KAFKA_BOOTSTRAP"] = bootstrap
         os.environ.update(env)

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ketenmonitor.settings import Settings
 
@@ -95,8 +96,33 @@ def ensure_topics(
             # Created concurrently by another process: fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
+            _wait_for_leaders(admin, [topic.name for topic in missing])
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout: float = 120.0) -> None:
+    """A topic just created has no partition leaders for a while (seconds on a busy machine):
+    sends before then fail with NotLeaderForPartition and use up the producer's retries (a paced
+    simulate on a busy machine logged 25 such retries within its first second). After `timeout`
+    the producer's own errors report what is still wrong."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            described = admin.describe_topics(names)
+        except KafkaError:
+            return  # not allowed to describe, say: the producer's errors will tell
+        if len(described) == len(names) and not any(map(_without_leaders, described)):
+            return
+        time.sleep(0.2)
+
+
+def _without_leaders(topic: Mapping[str, Any]) -> bool:
+    code = topic.get("error_code", 0)
+    if code in (3, 5):  # UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE: not there yet
+        return True
+    partitions = topic.get("partitions") or []
+    return code == 0 and (not partitions or any(p["leader_id"] < 0 for p in partitions))
 
 
 class PartnerPublisher(FlushOnExit):
@@ -114,6 +140,8 @@ class PartnerPublisher(FlushOnExit):
         self._failures: list[BaseException] = []
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        if self._failures:  # a paced run must stop at its first lost message, not at its end
+            raise PublishError(f"{len(self._failures)} sends failed; first: {self._failures[0]!r}")
         future = self._producer.send(topic, value=value, key=key)
         future.add_errback(self._failures.append)
 

@@ -90,6 +90,11 @@ def test_an_unknown_log_level_is_one_usage_line_with_the_choices():
     _one_line(result, 2, "verbose", "debug, info, warning, error".replace(", ", "', '"))
 
 
+def test_the_demo_takes_its_own_broker_port_or_a_running_broker_not_both():
+    result = run_cli(["demo", "--kafka-port", "29092", "--bootstrap", "127.0.0.1:9092"], {})
+    _one_line(result, 2, "--bootstrap", "--kafka-port")
+
+
 def test_simulate_into_a_missing_folder_is_refused_before_simulating(tmp_path):
     target = tmp_path / "no-such-folder" / "events.jsonl"
     result = run_cli(["simulate", "--cases", "5", "--output", str(target)], {})
