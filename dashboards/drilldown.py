@@ -4,7 +4,9 @@
 
 Where the overview says that a partner's backlog grows, this one shows in which stage, for which
 case types and districts, how old the waiting cases are (age bands from the chain definition), how
-lead times are distributed (heatmap over the histogram buckets) and how throughput developed.
+lead times are distributed (heatmap over the histogram buckets) and how throughput developed; and
+what the owning partner has to act on: dormant cases ('slapende zaken', no event past the stage's
+limit, counted apart from the backlog) and rework (milestones reached again, stages visited again).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def build_drilldown(chain: Chain) -> Board:
     lead_buckets = (f"{metrics.LEAD_TIME}_bucket", f"{metrics.LEAD_TIME_WITHDRAWN}_bucket")
     period = "in de gekozen periode (tijdkiezer)"
     summary = (
-        stat("Werkvoorraad", "Zaken die nu in de gekozen fase wachten.", "short",
+        stat("Werkvoorraad", "Actieve zaken die nu in de gekozen fase wachten (zonder de "
+             "slapende zaken).", "short",
              q.gauge(metrics.BACKLOG, *stage_filter)),
         stat(
             "Oudste open zaak",
@@ -182,12 +185,52 @@ def build_drilldown(chain: Chain) -> Board:
         width=12,
         height=8,
     )
+    dormant = timeseries(
+        "Slapende zaken",
+        "Open zaken in de fase zonder enige gebeurtenis langer dan de termijn van de fase "
+        "(dormant_after_days in de ketendefinitie), per zaaktype. Ze tellen niet mee in de "
+        "werkvoorraad tot er weer een gebeurtenis komt; werkvoorraad + slapende zaken = alle "
+        "open zaken. De lijst per partner: `ketenmonitor stuck --organisation ... --dormant`.",
+        "short",
+        Prom(q.gauge(metrics.DORMANT, *stage_filter, by="case_type"), "{{case_type}}"),
+        width=12,
+        height=8,
+        stacked=True,
+        fill=20,
+        overrides=tuple(Override(c, display_name=label)
+                        for c, label in chain.spec.case_types.items()),
+    )
+    organisation = q.regex("organisation", "$organisation")
+    rework = bars(
+        "Herhaald werk",
+        f"Mijlpalen van de organisatie die een zaak opnieuw bereikte (een aangehouden zitting "
+        f"opnieuw, een tweede aanmaning) en zaken die opnieuw in de fase kwamen, {period}, "
+        "na correcties; alle zaaktypen en arrondissementen.",
+        "short",
+        instant(
+            q.per_worker_max(
+                "increase", metrics.MILESTONE_REPEATS, metrics.MILESTONE_REPEATS_WITHDRAWN,
+                q.RANGE, organisation, by="milestone",
+            ),
+            "{{milestone}}",
+        ),
+        instant(
+            q.per_worker_max(
+                "increase", metrics.STAGE_REENTRIES, metrics.STAGE_REENTRIES_WITHDRAWN,
+                q.RANGE, STAGE, by="stage",
+            ),
+            "opnieuw in fase {{stage}}",
+        ),
+        width=12,
+        height=8,
+    )
     return dashboard(
         DRILLDOWN,
         "Details per fase",
         "Werkvoorraad, leeftijd, doorlooptijd en doorstroom van een fase, per "
         "organisatie, zaaktype en arrondissement.",
-        (summary, (age, throughput), (heatmap, by_district), (backlog_trend, closed)),
+        (summary, (age, throughput), (heatmap, by_district), (backlog_trend, closed),
+         (dormant, rework)),
         variables=variables(chain),
         links=(
             Link("Ketenoverzicht", f"/d/{OVERVIEW}"),

@@ -34,9 +34,14 @@ CASES_CLOSED = f"{PREFIX}_cases_closed"
 CASES_CLOSED_WITHDRAWN = f"{PREFIX}_cases_closed_withdrawn"
 LEAD_TIME = f"{PREFIX}_segment_lead_time_seconds"  # histogram
 LEAD_TIME_WITHDRAWN = f"{PREFIX}_segment_lead_time_withdrawn_seconds"  # histogram
-BACKLOG = f"{PREFIX}_backlog_cases"
+BACKLOG = f"{PREFIX}_backlog_cases"  # active cases only: dormant ones are counted apart
+DORMANT = f"{PREFIX}_dormant_cases"  # open cases without an event past the stage's limit
 BACKLOG_BY_AGE = f"{PREFIX}_backlog_age_band_cases"
 BACKLOG_OLDEST_AGE = f"{PREFIX}_backlog_oldest_age_seconds"
+MILESTONE_REPEATS = f"{PREFIX}_milestone_repeats"  # rework: a milestone reached again
+MILESTONE_REPEATS_WITHDRAWN = f"{PREFIX}_milestone_repeats_withdrawn"
+STAGE_REENTRIES = f"{PREFIX}_stage_reentries_cases"  # rework: a stage visited again
+STAGE_REENTRIES_WITHDRAWN = f"{PREFIX}_stage_reentries_withdrawn_cases"
 CASES_TRACKED = f"{PREFIX}_cases_tracked"
 NORM_LIMIT = f"{PREFIX}_norm_limit_seconds"
 NORM_TARGET = f"{PREFIX}_norm_target_ratio"
@@ -53,12 +58,13 @@ BUILD_INFO = f"{PREFIX}_build"  # Info: exported as ketenmonitor_build_info
 COUNTERS = (
     EVENTS_ACCEPTED, EVENTS_REJECTED, EVENTS_DUPLICATE, CORRECTIONS, STAGE_INFLOW,
     STAGE_INFLOW_WITHDRAWN, STAGE_OUTFLOW, STAGE_OUTFLOW_WITHDRAWN, CASES_CLOSED,
-    CASES_CLOSED_WITHDRAWN,
+    CASES_CLOSED_WITHDRAWN, MILESTONE_REPEATS, MILESTONE_REPEATS_WITHDRAWN, STAGE_REENTRIES,
+    STAGE_REENTRIES_WITHDRAWN,
 )
 HISTOGRAMS = (EVENT_LATENESS, LEAD_TIME, LEAD_TIME_WITHDRAWN)
 GAUGES = (
-    PARTNER_LAST_EVENT, BACKLOG, BACKLOG_BY_AGE, BACKLOG_OLDEST_AGE, CASES_TRACKED, NORM_LIMIT,
-    NORM_TARGET, TOTALS_PARTITIONS, OWNED_PARTITIONS, WORKER_HEALTHY, CONSUMER_LAG,
+    PARTNER_LAST_EVENT, BACKLOG, DORMANT, BACKLOG_BY_AGE, BACKLOG_OLDEST_AGE, CASES_TRACKED,
+    NORM_LIMIT, NORM_TARGET, TOTALS_PARTITIONS, OWNED_PARTITIONS, WORKER_HEALTHY, CONSUMER_LAG,
     LAST_COMMIT, AGENT_BUSY,
 )
 ALL_METRIC_NAMES = frozenset(

@@ -1,14 +1,19 @@
 """Versioned bytes for what the worker keeps in Kafka: case state (the `cases` changelog), with the
 facts the case had withdrawn.
 
-    raw = encode_case_value(state, withdrawn)        # version 2
-    state, withdrawn = decode_case_value(raw)         # reads version 1 and 2; refuses newer ones
+    raw = encode_case_value(state, withdrawn)        # version 3
+    state, withdrawn = decode_case_value(raw)         # reads versions 1 to 3; refuses newer ones
 
-Version 2 is JSON: {"v": 2, "r": {milestone: [event_id, t, case_type, district, outcome, revision,
-retracted]}, "x": [superseded event ids], "d": duplicates, "w": [withdrawn fact tuples]}. Record
-event ids are not repeated in "x": together they are the ids already applied. Version 1 (no "v")
-is the same without "w". A record of a version this worker does not know is refused with a
-FormatVersionError, never half-read: a newer worker wrote it, and only a newer worker may read it.
+Version 3 is JSON: {"v": 3, "r": {milestone: [event_id, t, case_type, district, outcome, revision,
+retracted]}, "x": [superseded event ids], "d": duplicates, "w": [withdrawn tuples]}. Record
+event ids are not repeated in "x": together they are the ids already applied. "w" holds the facts
+the case had withdrawn and, since version 3, the rework items it had withdrawn ([kind, milestone or
+stage, k, "rework"], domain/flow.py). Version 2 is the same with withdrawn facts only (read as a
+case that never withdrew rework); version 1 (no "v") is the same without "w". A version-2 worker
+would read a version-3 value but drop its withdrawn rework, and a later upgrade would then see the
+rework counters fall: hence a new version, which such a worker refuses. A record of a version this
+worker does not know is refused with a FormatVersionError, never half-read: a newer worker wrote
+it, and only a newer worker may read it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import orjson
 
 from ketenmonitor.domain.case import CaseState, MilestoneRecord
 
-CASE_VALUE_VERSION = 2
+CASE_VALUE_VERSION = 3
+READABLE_CASE_VALUE_VERSIONS = (1, 2, CASE_VALUE_VERSION)
 
 
 class FormatVersionError(ValueError):
@@ -64,11 +70,11 @@ _NONE: tuple[tuple, ...] = ()
 
 
 def decode_case_value(raw: bytes) -> tuple[CaseState, tuple[tuple, ...]]:
-    """(state, withdrawn facts) of a stored case value, version 1 or 2."""
+    """(state, withdrawn facts and rework items) of a stored case value, versions 1 to 3."""
     doc = orjson.loads(raw)
     version = doc.get("v", 1)
-    if version != CASE_VALUE_VERSION and version != 1:
-        raise FormatVersionError("case state", version, (1, CASE_VALUE_VERSION))
+    if version != CASE_VALUE_VERSION and version not in READABLE_CASE_VALUE_VERSIONS:
+        raise FormatVersionError("case state", version, READABLE_CASE_VALUE_VERSIONS)
     fields = doc["r"]
     if set(map(len, fields.values())) <= _COMPLETE:
         # Built in C (zip/map, no comprehension frame); the two iterate the same dict.

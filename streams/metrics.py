@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, product
+from typing import TypeVar
 
 from ketenmonitor.schemas.events import REJECTION_REASONS
 from ketenmonitor.streams.ingest import LATENESS_BUCKETS_SECONDS, IngestStats
@@ -45,6 +46,7 @@ from ketenmonitor import metric_names as n
 from ketenmonitor.domain.chain import Chain
 
 Key3 = tuple[str, str, str]
+K = TypeVar("K")
 
 
 @dataclass
@@ -75,6 +77,11 @@ class ChainCollector(Collector):
         ct, d = chain.case_types, chain.districts
         self._stage_keys = sorted(product(chain.stage_ids, ct, d))
         self._closure_keys = sorted(product(chain.outcomes_of_closures(), ct, d))
+        limits = chain.fact_plan.dormant_after
+        self._dormant_keys = [k for k in self._stage_keys if k[0] in limits]
+        self._rework_keys = [("milestone", m) for m in sorted(chain.fact_plan.rank)] + [
+            ("stage", s) for s in chain.stage_ids
+        ]
         self._lead_les = [n.le(b) for b in chain.lead_time_buckets_seconds] + ["+Inf"]
         # What a norm measures exists from the start, at zero, in every district: the share within
         # norm and its burn-rate alerts are increase() ratios of the norm's bucket and the count,
@@ -176,6 +183,8 @@ class ChainCollector(Collector):
         closed = {k: [0, 0] for k in self._closure_keys}
         lead: dict[Key3, tuple[list[int], list[float], list[int], list[float]]] = {}
         by_age: Counter[tuple[str, str, str, str]] = Counter()
+        dormant: Counter[Key3] = Counter(dict.fromkeys(self._dormant_keys, 0))
+        rework = {k: [0, 0] for k in self._rework_keys}
         oldest: dict[str, int] = {}
         cases = duplicates = corrections = 0
         for record in records:
@@ -191,6 +200,8 @@ class ChainCollector(Collector):
                 _add_into(into[2], gone)
                 into[3][0] += gone_sum
             by_age.update(record.backlog_by_age)
+            dormant.update(record.dormant)
+            _add_pairs(rework, record.rework)
             for stage, hour in record.oldest_entry.items():
                 oldest[stage] = min(hour, oldest.get(stage, hour))
             cases += record.cases
@@ -245,10 +256,26 @@ class ChainCollector(Collector):
                 staged(values, 1),
             )
         gauge = GaugeMetricFamily(
-            n.BACKLOG, "Cases in a stage now (backlog, 'werkvoorraad').", labels=stage_labels
+            n.BACKLOG,
+            "Active cases in a stage now (backlog, 'werkvoorraad'): open cases that are not "
+            f"dormant; open = this + {n.DORMANT}.",
+            labels=stage_labels,
         )
         for (stage, ct, d), (net_in, _) in sorted(inflow.items()):
-            gauge.add_metric([stage, org[stage], ct, d], net_in - outflow[(stage, ct, d)][0])
+            key = (stage, ct, d)
+            gauge.add_metric(
+                [stage, org[stage], ct, d], net_in - outflow[key][0] - dormant.get(key, 0)
+            )
+        yield gauge
+        gauge = GaugeMetricFamily(
+            n.DORMANT,
+            "Open cases in a stage without any event for longer than the stage's "
+            "dormant_after_days ('slapende zaken'), counted apart from the backlog until their "
+            "next event; the owning organisation's to act on.",
+            labels=stage_labels,
+        )
+        for (stage, ct, d), count in sorted(dormant.items()):
+            gauge.add_metric([stage, org[stage], ct, d], count)
         yield gauge
         gauge = GaugeMetricFamily(
             n.BACKLOG_BY_AGE,
@@ -268,6 +295,40 @@ class ChainCollector(Collector):
         for stage, hour in sorted(oldest.items()):
             gauge.add_metric([stage, org[stage]], max(0.0, reference - hour))
         yield gauge
+
+        milestone_org = {m: chain.milestone(m).organisation for m in chain.fact_plan.rank}
+        for kind, name, withdrawn_name, what, owner in (
+            (
+                "milestone",
+                n.MILESTONE_REPEATS,
+                n.MILESTONE_REPEATS_WITHDRAWN,
+                "Milestones reached again by a case that had reached them before (rework: an "
+                "adjourned hearing held again, a second reminder)",
+                milestone_org,
+            ),
+            (
+                "stage",
+                n.STAGE_REENTRIES,
+                n.STAGE_REENTRIES_WITHDRAWN,
+                "Visits of a case to a stage it had visited before (rework: back at the OM after "
+                "an objection)",
+                org,
+            ),
+        ):
+            pairs = [(key[1], pair) for key, pair in rework.items() if key[0] == kind]
+            yield _counter(
+                name,
+                f"{what}, ever counted.",
+                [kind, "organisation"],
+                (((i, owner[i]), p[0] + p[1]) for i, p in sorted(pairs)),
+            )
+            yield _counter(
+                withdrawn_name,
+                f"{what.split(' (')[0]} that a correction, retraction or late event took back; "
+                f"net = {name}_total - this.",
+                [kind, "organisation"],
+                (((i, owner[i]), p[1]) for i, p in sorted(pairs)),
+            )
 
         labels = ["segment", "case_type", "district"]
         added = HistogramMetricFamily(
@@ -384,7 +445,7 @@ def _counter(
     return family
 
 
-def _add_pairs(into: dict[Key3, list[int]], pairs: dict[Key3, tuple[int, int]]) -> None:
+def _add_pairs(into: dict[K, list[int]], pairs: dict[K, tuple[int, int]]) -> None:
     for key, (net, withdrawn) in pairs.items():
         pair = into.get(key)
         if pair is None:

@@ -4,8 +4,10 @@
    event bound for the case topic (keyed and partitioned by pseudonym) or a rejection with a reason.
 2. `CaseProcessor.apply(pseudonym, payload, stored)`: a case event is applied to the case's
    stored value (state and withdrawn facts) by the domain core; the new value goes to the
-   changelogged table, the `Applied` facts to `PartitionTotals.fold` once Kafka has acknowledged
-   the batch (what /metrics shows is never ahead of what a restore would find).
+   changelogged table, the `Applied` facts and the case's marks before and after the event
+   (dormancy and rework, domain/flow.py) to `PartitionTotals.fold` once Kafka has acknowledged
+   the batch (what /metrics shows is never ahead of what a restore would find). Rework items an
+   event takes back are kept in the stored value next to the withdrawn facts.
 
 Case-topic payloads are versioned JSON arrays: [2, event_id, milestone, occurred_at, case_type,
 district, outcome, revision, retracted]; version 1 (the same without the leading 2) is still read.
@@ -25,6 +27,7 @@ from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, en
 
 from ketenmonitor.domain.case import Applied, CaseEvent, CaseState, apply_event
 from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.flow import Marks, marks_of
 from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
 from ketenmonitor.domain.totals import ChainTotals
 
@@ -115,6 +118,7 @@ class CaseStep(NamedTuple):
     state: CaseState
     applied: Applied
     new_case: bool
+    marks: tuple[Marks | None, Marks] | None = None  # before, after; None: the marks are unchanged
 
 
 class CaseProcessor:
@@ -130,10 +134,22 @@ class CaseProcessor:
         else:
             current, withdrawn = decode_case_value(stored)
         applied = apply_event(self.chain, current, event)
-        if applied.removed:
+        marks = None
+        if current is None or applied.state.records is not current.records:
+            before = None if current is None else marks_of(self.chain, current)
+            after = marks_of(self.chain, applied.state)
+            marks = (before, after)
+            gone = () if before is None else sorted(before.rework - after.rework)
+            if applied.removed or gone:
+                withdrawn = (*withdrawn, *map(tuple, applied.removed), *gone)
+        elif applied.removed:
             withdrawn = (*withdrawn, *map(tuple, applied.removed))
         return CaseStep(
-            encode_case_value(applied.state, withdrawn), applied.state, applied, current is None
+            encode_case_value(applied.state, withdrawn),
+            applied.state,
+            applied,
+            current is None,
+            marks,
         )
 
 
@@ -156,9 +172,12 @@ class PartitionTotals:
         return totals
 
     def fold(self, partition: int, steps: Iterable[CaseStep]) -> None:
-        record = self.of(partition).record
+        totals = self.of(partition)
+        record, mark = totals.record, totals.mark
         for step in steps:
             record(step.applied, new_case=step.new_case)
+            if step.marks is not None:
+                mark(*step.marks)
 
     def add_stored(self, partition: int, values: Iterable[bytes]) -> None:
         """Fold restored case values into the totals of their partition."""

@@ -20,7 +20,10 @@ changelog that it reflects, for ingest counts the next partner offset to count. 
 owners, so a record from a worker that lost the partition (a zombie, or a late publication) never
 replaces a newer one.
 
-Records are versioned JSON ({"v": 1, ...}); a newer version is refused (FormatVersionError).
+Records are versioned JSON ({"v": 2, ...}); a newer version is refused (FormatVersionError).
+Version 2 added dormant cases ("dormant", at the record's reference time) and rework counts
+("rework": net and withdrawn); a version-1 record is read with none of either (its owner publishes
+again within REPUBLISH_SECONDS of being upgraded).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from ketenmonitor.streams.ingest import IngestStats
 
 from ketenmonitor.domain.totals import ChainTotals
 
-CASE_TOTALS_VERSION = 1
+CASE_TOTALS_VERSION = 2
+READABLE_CASE_TOTALS_VERSIONS = (1, CASE_TOTALS_VERSION)
 CASES_KEY = b"cases"
 INGEST_KEY_PREFIX = b"ingest:"
 
@@ -65,6 +69,10 @@ class CaseTotalsRecord:
     backlog_by_age: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     oldest_entry: dict[str, int] = field(default_factory=dict)  # stage -> hour it was entered
     reference_time: float = 0.0
+    # (stage, case_type, district) -> open cases that are dormant at `reference_time`
+    dormant: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (kind, milestone or stage) -> (net, withdrawn) rework (domain/flow.py)
+    rework: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
 
 def encode_case_totals(totals: ChainTotals, position: int, reference_time: float) -> bytes:
@@ -99,14 +107,19 @@ def encode_case_totals(totals: ChainTotals, position: int, reference_time: float
         "age": [[*k, n] for k, n in sorted(totals.backlog_by_age(reference_time).items()) if n],
         "oldest": totals.oldest_open_entry(),
         "reference_time": reference_time,
+        "dormant": [[*k, n] for k, n in sorted(totals.dormant(reference_time).items()) if n],
+        "rework": [
+            [*k, totals.rework.get(k, 0), totals.rework_withdrawn.get(k, 0)]
+            for k in sorted(totals.rework.keys() | totals.rework_withdrawn.keys())
+        ],
     }
     return orjson.dumps(doc)
 
 
 def decode_case_totals(raw: bytes) -> CaseTotalsRecord:
     doc = orjson.loads(raw)
-    if doc.get("v") != CASE_TOTALS_VERSION:
-        raise FormatVersionError("case totals", doc.get("v"), (CASE_TOTALS_VERSION,))
+    if doc.get("v") not in READABLE_CASE_TOTALS_VERSIONS:
+        raise FormatVersionError("case totals", doc.get("v"), READABLE_CASE_TOTALS_VERSIONS)
 
     def pairs(rows: list[list]) -> dict[tuple[str, str, str], tuple[int, int]]:
         return {(a, b, c): (net, gone) for a, b, c, net, gone in rows}
@@ -123,6 +136,8 @@ def decode_case_totals(raw: bytes) -> CaseTotalsRecord:
         backlog_by_age={(a, b, c, d): n for a, b, c, d, n in doc["age"]},
         oldest_entry=doc["oldest"],
         reference_time=doc["reference_time"],
+        dormant={(a, b, c): n for a, b, c, n in doc.get("dormant", ())},  # version 1: none
+        rework={(a, b): (net, gone) for a, b, net, gone in doc.get("rework", ())},
     )
 
 

@@ -56,6 +56,7 @@ CLOSED_RATE1D = f"outcome:{m.CASES_CLOSED}:rate1d"
 ACCEPTED_RATE1D = f"organisation:{m.EVENTS_ACCEPTED}:rate1d"
 BACKLOG_SUM = f"stage:{m.BACKLOG}:sum"
 BACKLOG_BY_TYPE_SUM = f"stage_case_type:{m.BACKLOG}:sum"
+DORMANT_SUM = f"stage:{m.DORMANT}:sum"  # dormant cases per stage and owning organisation
 OLDEST_AGE_MAX = f"stage:{m.BACKLOG_OLDEST_AGE}:max"
 FEED_AGE = f"organisation:{m.PREFIX}_partner_feed_age_seconds"
 LAG_SUM = f"topic:{CONSUMER_LAG}:sum"
@@ -224,6 +225,10 @@ class RuleGenerator:
             _record(
                 BACKLOG_BY_TYPE_SUM,
                 f"max by (stage, organisation, case_type) (sum by ({type_by}) ({m.BACKLOG}))",
+            ),
+            _record(
+                DORMANT_SUM,
+                f"max by (stage, organisation) (sum by ({stage_by}) ({m.DORMANT}))",
             ),
             _record(OLDEST_AGE_MAX, f"max by (stage, organisation) ({m.BACKLOG_OLDEST_AGE})"),
             _record(FEED_AGE, f"time() - max by (organisation) ({m.PARTNER_LAST_EVENT})"),

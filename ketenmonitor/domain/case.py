@@ -304,8 +304,8 @@ def _closure(plan: FactPlan, milestone: str, record: MilestoneRecord) -> tuple |
 
 
 def _walk(plan: FactPlan, items: list[_Occurrence], all_facts: bool = True) -> _Walk:
-    """Walk the occurrences (sorted). Without `all_facts`, only where the walk ended is wanted:
-    facts of ended visits and segments are left out."""
+    """Walk the occurrences (sorted). Without `all_facts`, only where the walk ended and the
+    stage facts are wanted: segment facts are left out."""
     walk = _Walk()
     if not items:
         return walk
@@ -313,7 +313,7 @@ def _walk(plan: FactPlan, items: list[_Occurrence], all_facts: bool = True) -> _
     ct = walk.case_type = top.case_type
     d = walk.district = top.district
     walk.last = (t, r, key)
-    facts = walk.facts if all_facts else set()
+    facts = walk.facts
     closed = walk.closed = _closure(plan, m, top)
     if closed is not None:
         facts.add(closed)
@@ -383,6 +383,30 @@ def _segment_fact(
         if end_at >= started_at:
             return (segment_id, ct, d, started_at, end_at, SEGMENT_COMPLETED)
     return None
+
+
+class StageOutline(NamedTuple):
+    """Where a case stands, for readings that need no segments (domain/flow.py: marks_of)."""
+
+    case_type: str
+    district: str
+    last_at: float  # event time of the latest present occurrence
+    open: dict[str, float]  # stage -> when its open visit was entered
+    stage_facts: set[tuple]  # StageEntered and StageLeft (and CaseClosed) facts, as tuples
+    milestones: list[str]  # the milestone of every present occurrence
+
+
+def stage_outline(chain: Chain, records: Mapping[str, MilestoneRecord]) -> StageOutline | None:
+    """The case's stage facts and open visits (None when nothing is present): one walk without
+    segments, cheaper than `fact_tuples`."""
+    plan = chain.fact_plan
+    items = _occurrences(plan, records)
+    if not items:
+        return None
+    walk = _walk(plan, items, all_facts=False)
+    return StageOutline(
+        walk.case_type, walk.district, walk.last[0], walk.open, walk.facts, [i[3] for i in items]
+    )
 
 
 def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tuple]:

@@ -11,11 +11,16 @@ objection) counts its extra visits.
 
 Dormancy: a case waiting in a stage whose latest event (in event time, any milestone) lies longer
 before the reference time than the stage's `dormant_after_days` (chain.yaml) is dormant, not
-active backlog. Any later event makes it active again: dormancy is a function of the state and the
-reference time, so nothing has to be undone. Stages without a limit are never dormant.
+active backlog. Like a backlog age (domain/totals.py), the time without events is measured from
+the start of the hour of the latest event (`is_dormant`): live totals then keep one count per hour,
+not per case, and the live gauge, the store and these functions agree exactly. Any later event
+makes the case active again: dormancy is a function of the state and the reference time, so nothing
+has to be undone. Stages without a limit are never dormant.
 
-These are separate from ChainTotals (domain/totals.py) on purpose: they read states at a reference
-time, like a scrape does, and are not folded from facts.
+These functions read states at a reference time, like a scrape does. What the live totals fold
+per case (`marks_of`: its waiting visits by hour of its latest event, and its rework as items) is
+derived from the same definitions, and a case's marks before and after an event are all that
+ChainTotals needs to keep dormant counts and rework counters (domain/totals.py).
 """
 
 from __future__ import annotations
@@ -24,11 +29,35 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ketenmonitor.domain.case import CaseState, StageEntered, StageLeft, facts_of, milestone_of
-from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.case import (
+    STAGE_ENTERED,
+    CaseState,
+    StageEntered,
+    StageLeft,
+    facts_of,
+    milestone_of,
+    stage_outline,
+)
+from ketenmonitor.domain.chain import SECONDS_PER_HOUR, Chain
 
 ACTIVE = "active"
 DORMANT = "dormant"
+MILESTONE = "milestone"  # rework kinds: a milestone reached again, a stage visited again
+STAGE = "stage"
+# The kind tag of a rework item (`marks_of`): the last field, like a fact's, so that a withdrawn
+# rework item can be kept and counted next to withdrawn facts (ChainTotals._count_withdrawn).
+REWORK = "rework"
+
+
+def hour_of(t: float) -> int:
+    """The start of the hour in which `t` lies."""
+    return int(t // SECONDS_PER_HOUR) * SECONDS_PER_HOUR
+
+
+def is_dormant(limit: float | None, last_event_at: float, reference_time: float) -> bool:
+    """Whether a visit with stage limit `limit` (seconds; None: never) is dormant at
+    `reference_time`, its case's latest event having occurred at `last_event_at`."""
+    return limit is not None and reference_time - hour_of(last_event_at) > limit
 
 
 class Rework(NamedTuple):
@@ -86,8 +115,7 @@ def open_visits(chain: Chain, state: CaseState, reference_time: float) -> list[O
     out = []
     for f in facts:
         if isinstance(f, StageEntered) and (f.stage, f.at) not in left:
-            limit = limits.get(f.stage)
-            dormant = limit is not None and reference_time - last > limit
+            dormant = is_dormant(limits.get(f.stage), last, reference_time)
             out.append(OpenVisit(f.stage, f.case_type, f.district, f.at, last, dormant))
     return sorted(out)
 
@@ -101,3 +129,48 @@ def dormancy_counts(
         for visit in open_visits(chain, state, reference_time):
             out[(visit.stage, visit.case_type, visit.district, visit.status)] += 1
     return out
+
+
+WaitingMark = tuple[str, str, str, int]  # stage, case_type, district, hour of the latest event
+ReworkItem = tuple[str, str, int, str]  # kind, milestone or stage, n-th repeat (1, 2, ...), REWORK
+
+
+class Marks(NamedTuple):
+    """What one case contributes to the live dormancy and rework figures.
+
+    waiting: per open visit of a stage that has a dormancy limit, (stage, case_type, district,
+        start of the hour of the case's latest event): dormant once the reference time is more than
+        the stage's limit past that hour.
+    rework: one item per extra occurrence of a milestone, ("milestone", m, k, "rework") for its
+        k-th repeat, and per extra visit of a stage, ("stage", s, k, "rework"). Items, not counts,
+        so that what an event takes back is a set difference that can be stored and counted as
+        withdrawn.
+    """
+
+    waiting: frozenset[WaitingMark] = frozenset()
+    rework: frozenset[ReworkItem] = frozenset()
+
+
+NO_MARKS = Marks()
+
+
+def marks_of(chain: Chain, state: CaseState | None) -> Marks:
+    """The case's marks (see `Marks`)."""
+    if state is None:
+        return NO_MARKS
+    outline = stage_outline(chain, state.records)
+    if outline is None:
+        return NO_MARKS
+    limits = chain.fact_plan.dormant_after
+    hour = hour_of(outline.last_at)
+    ct, d = outline.case_type, outline.district
+    waiting = frozenset([(s, ct, d, hour) for s in outline.open if s in limits])
+    # Most cases have no rework: the set comparisons spare them building counters (hot path).
+    milestones = outline.milestones
+    entered = [f[0] for f in outline.stage_facts if f[-1] == STAGE_ENTERED]
+    if len(set(milestones)) == len(milestones) and len(set(entered)) == len(entered):
+        return Marks(waiting)
+    rework = [
+        (MILESTONE, m, k, REWORK) for m, n in Counter(milestones).items() for k in range(1, n)
+    ] + [(STAGE, s, k, REWORK) for s, n in Counter(entered).items() for k in range(1, n)]
+    return Marks(waiting, frozenset(rework))

@@ -5,6 +5,8 @@
     totals.apply(applied.added, applied.removed)
     totals.backlog()                      -> {(stage, case_type, district): open cases}
     totals.backlog_by_age(reference_time) -> {(stage, case_type, district, band): open cases}
+    totals.mark(marks_of(chain, before), marks_of(chain, applied.state))   # dormancy, rework
+    totals.dormant(reference_time)        -> {(stage, case_type, district): dormant cases}
 
 Totals are a fold over facts. The net figures (`inflow`, `outflow`, `closed`, `lead_times`: what
 is true now) return to what they were when a fact is added and withdrawn again; next to each, a
@@ -16,6 +18,13 @@ had withdrawn (`add_case(state, withdrawn)`), which the worker keeps with the ca
 
 The age of an open case in a stage is measured from the start of the hour in which it entered the
 stage: that keeps the memory per stage bounded by hours, not by cases.
+
+Dormancy and rework (domain/flow.py) are not facts: whether a case is dormant depends on when its
+latest event occurred, which any event of the case moves. They are folded from the case's `Marks`
+before and after each event (`mark`): open visits of stages with a dormancy limit, counted per hour
+of the case's latest event, and rework items, whose withdrawn ones are kept with the case like
+withdrawn facts (`add_case` counts both). `dormant(reference_time)` is then computed like
+`backlog_by_age`, from counts per hour, and backlog() - dormant() is the active backlog.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from ketenmonitor.domain.case import (
     fact_tuples,
 )
 from ketenmonitor.domain.chain import SECONDS_PER_HOUR, Chain
+from ketenmonitor.domain.flow import REWORK, Marks, is_dormant, marks_of
 
 StageKey = tuple[str, str, str]  # stage, case_type, district
 SegmentKey = tuple[str, str, str]  # segment, case_type, district
@@ -74,6 +84,11 @@ class ChainTotals:
     outflow_withdrawn: Counter[StageKey] = field(default_factory=Counter)
     lead_times_withdrawn: dict[SegmentKey, LeadTimeHistogram] = field(default_factory=dict)
     closed_withdrawn: Counter[ClosureKey] = field(default_factory=Counter)
+    # Open visits of stages with a dormancy limit, per hour of their case's latest event.
+    waiting_by_last_event_hour: dict[StageKey, Counter[int]] = field(default_factory=dict)
+    # (kind, milestone or stage) -> extra occurrences or visits (domain/flow.py: rework)
+    rework: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rework_withdrawn: Counter[tuple[str, str]] = field(default_factory=Counter)
     cases: int = 0
     duplicates: int = 0
     corrections: int = 0  # milestones held in a corrected (revision > 0) form
@@ -108,6 +123,30 @@ class ChainTotals:
             self._fold(fact, +1)
         for fact in withdrawn:
             self._count_withdrawn(fact)
+        self.mark(None, marks_of(self.chain, state))
+
+    def mark(self, before: Marks | None, after: Marks) -> None:
+        """Fold the change of one case's marks (None: a case not seen before). A rework item
+        that `before` has and `after` lacks is withdrawn: the caller keeps it with the case's
+        withdrawn facts, so that `add_case` counts it again after a restore."""
+        if before is None:
+            gone_waiting, new_waiting = (), after.waiting
+            gone_rework, new_rework = (), after.rework
+        else:
+            gone_waiting = before.waiting - after.waiting
+            new_waiting = after.waiting - before.waiting
+            gone_rework = before.rework - after.rework
+            new_rework = after.rework - before.rework
+        waiting = self.waiting_by_last_event_hour
+        for stage, case_type, district, hour in gone_waiting:
+            _add_hour(waiting, (stage, case_type, district), hour, -1)
+        for stage, case_type, district, hour in new_waiting:
+            _add_hour(waiting, (stage, case_type, district), hour, +1)
+        for item in gone_rework:
+            self.rework[item[:2]] -= 1
+            self._count_withdrawn(item)
+        for item in new_rework:
+            self.rework[item[:2]] += 1
 
     def _fold(self, fact: Fact | tuple, sign: int) -> None:
         # Facts are read by position (see the `Fact` named tuples in case.py), so that the plain
@@ -138,6 +177,8 @@ class ChainTotals:
             self._count_lead_time(self.lead_times_withdrawn, fact, +1)
         elif kind == CASE_CLOSED:
             self.closed_withdrawn[(fact[0], fact[2], fact[3])] += 1
+        elif kind == REWORK:  # kind, milestone or stage, k
+            self.rework_withdrawn[fact[:2]] += 1
 
     def _count_lead_time(
         self, histograms: dict[SegmentKey, LeadTimeHistogram], fact: Fact | tuple, sign: int
@@ -152,15 +193,8 @@ class ChainTotals:
         hist.total_seconds += sign * lead
 
     def _open(self, key: StageKey, entered_at: float, sign: int) -> None:
-        hours = self.open_entries_by_hour.get(key)
-        if hours is None:
-            hours = self.open_entries_by_hour[key] = Counter()
         hour = int(entered_at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR
-        n = hours.get(hour, 0) + sign  # get: Counter's __missing__ would run in Python
-        if n:
-            hours[hour] = n
-        else:
-            del hours[hour]
+        _add_hour(self.open_entries_by_hour, key, hour, sign)
 
     # -- reading ------------------------------------------------------------------------------
     def backlog(self) -> dict[StageKey, int]:
@@ -176,6 +210,17 @@ class ChainTotals:
                 out[(stage, case_type, district, band)] += n
         return dict(out)
 
+    def dormant(self, reference_time: float) -> dict[StageKey, int]:
+        """Open visits whose case has had no event for longer than the stage's limit."""
+        limits = self.chain.fact_plan.dormant_after
+        out: Counter[StageKey] = Counter()
+        for key, hours in self.waiting_by_last_event_hour.items():
+            limit = limits[key[0]]
+            for hour, n in hours.items():
+                if is_dormant(limit, hour, reference_time):
+                    out[key] += n
+        return dict(out)
+
     def oldest_open_entry(self) -> dict[str, int]:
         """Per stage, the start of the hour in which its oldest open case entered it."""
         oldest: dict[str, int] = {}
@@ -184,6 +229,17 @@ class ChainTotals:
                 first = min(hours)
                 oldest[stage] = min(first, oldest.get(stage, first))
         return oldest
+
+
+def _add_hour(index: dict[StageKey, Counter[int]], key: StageKey, hour: int, sign: int) -> None:
+    hours = index.get(key)
+    if hours is None:
+        hours = index[key] = Counter()
+    n = hours.get(hour, 0) + sign  # get: Counter's __missing__ would run in Python
+    if n:
+        hours[hour] = n
+    else:
+        del hours[hour]
 
 
 def rebuild(chain: Chain, states: Iterable[CaseState]) -> ChainTotals:

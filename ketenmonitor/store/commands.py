@@ -5,6 +5,7 @@
                         [--format table|csv|html] [--output F] [--suppress-below K]
                         [--timezone Europe/Amsterdam]
     ketenmonitor stuck --stage court_trial --top 20 [--at 2026-11-01T00:00:00+00:00] [--format csv]
+    ketenmonitor stuck --organisation om --dormant     # a partner's dormant cases, oldest first
     ketenmonitor replay --from-file events.jsonl | --from-topics [--known-at T] [--no-progress]
 
 The store is KETENMONITOR_STORE_URL (or --store-url), e.g. sqlite:///var/ketenmonitor/store.db.
@@ -61,8 +62,15 @@ def register(subparsers: Any) -> None:
     _store_url_option(p)
     p.set_defaults(func=_guarded(cmd_report))
 
-    p = subparsers.add_parser("stuck", help="oldest open cases of a stage (pseudonymous)")
-    p.add_argument("--stage", required=True, help="stage id from the chain definition")
+    p = subparsers.add_parser(
+        "stuck", help="oldest open cases of a stage or partner (pseudonymous)"
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stage", help="stage id from the chain definition")
+    which.add_argument("--organisation",
+                       help="partner id: the cases in every stage it owns (its feedback list)")
+    p.add_argument("--dormant", action="store_true",
+                   help="only dormant cases (no event past the stage's dormant_after_days)")
     p.add_argument("--top", type=int, default=20, help="how many cases to list, oldest first")
     p.add_argument("--at", default=None,
                    help="list the cases open at this moment (ISO 8601 + offset) and age them"
@@ -201,7 +209,8 @@ def cmd_stuck(args: argparse.Namespace) -> int:
     )
     engine = existing_store(_store_url(args, settings))
     upgrade(engine)
-    cases = stuck_cases(engine, chain, args.stage, args.top, at)
+    cases = stuck_cases(engine, chain, args.stage, args.top, at,
+                        organisation=args.organisation, dormant_only=args.dormant)
     header = ["pseudonym", "stage", "entered_at", "age_days", "last_milestone",
               "last_milestone_at", "case_type", "district", "dormant"]
     lines = [
@@ -217,7 +226,9 @@ def cmd_stuck(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"Oldest open cases in {args.stage} at {_iso(at)}")
+    where = args.stage or f"the stages of {args.organisation}"
+    kind = "dormant" if args.dormant else "open"
+    table = Table(title=f"Oldest {kind} cases in {where} at {_iso(at)}")
     for name in header:
         table.add_column(name)
     for line in lines:

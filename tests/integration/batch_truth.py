@@ -4,6 +4,12 @@ Written for the tests only, from the chain definition (data) and the simulator's
 (what happened to each case, in path order), read by flow_truth.py. It deliberately does not use
 ketenmonitor.domain: the point is to check the live pipeline against a second, simpler
 implementation. Every stage visit counts (a case that loops back enters a stage again).
+
+Dormancy, as docs/metrics.md defines it: an open visit of a stage with `dormant_after_days` whose
+case's latest event (its last step) lies, counted from the start of that event's hour, more than
+the limit before the reference time is dormant; every other open visit is backlog. Rework: every
+step of a milestone the case had reached before is a repeat (the simulator gives each repeat its
+own occurrence id), every visit of a stage beyond the first a re-entry.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ CASE_METRICS = {
     "ketenmonitor_stage_inflow_cases_total",
     "ketenmonitor_stage_outflow_cases_total",
     "ketenmonitor_backlog_cases",
+    "ketenmonitor_dormant_cases",
+    "ketenmonitor_milestone_repeats_total",
+    "ketenmonitor_stage_reentries_cases_total",
     "ketenmonitor_backlog_age_band_cases",
     "ketenmonitor_backlog_oldest_age_seconds",
     "ketenmonitor_segment_lead_time_seconds_bucket",
@@ -84,9 +93,16 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
         if not steps:
             continue
         ct, d = case.case_type, case.district
+        seen: set[str] = set()
         for s in steps:
             org = organisation[s.milestone]
             out[_key("ketenmonitor_events_accepted_total", organisation=org)] += 1
+            if s.milestone in seen:
+                repeat = _key("ketenmonitor_milestone_repeats_total", milestone=s.milestone,
+                              organisation=org)
+                out[repeat] += 1
+            seen.add(s.milestone)
+        last_event_hour = max(s.occurred_at for s in steps) // 3600 * 3600
         flow = case_flow(spec_data, [(s.milestone, s.outcome, s.occurred_at) for s in steps])
         if flow.closed is not None:
             outcome = flow.closed[0]
@@ -98,12 +114,20 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
             stage = next(s for s in spec.stages if s.id == stage_id)
             labels = {"stage": stage.id, "organisation": organisation[stage.enter[0]],
                       "case_type": ct, "district": d}
+            if len(visits) > 1:
+                reentries = _key("ketenmonitor_stage_reentries_cases_total", stage=stage.id,
+                                 organisation=labels["organisation"])
+                out[reentries] += len(visits) - 1
+            limit = stage.dormant_after_days
             for entered, left in visits:
                 out[_key("ketenmonitor_stage_inflow_cases_total", **labels)] += 1
                 if left is not None:
                     out[_key("ketenmonitor_stage_outflow_cases_total", **labels)] += 1
                     continue
-                out[_key("ketenmonitor_backlog_cases", **labels)] += 1
+                if limit is not None and reference_time - last_event_hour > limit * 86400:
+                    out[_key("ketenmonitor_dormant_cases", **labels)] += 1
+                else:
+                    out[_key("ketenmonitor_backlog_cases", **labels)] += 1
                 hour = entered // 3600 * 3600
                 age = reference_time - hour
                 band = next(name for name, upper in bands if age <= upper)
@@ -145,6 +169,9 @@ WITHDRAWN_OF = {
     "ketenmonitor_stage_inflow_cases_total": "ketenmonitor_stage_inflow_withdrawn_cases_total",
     "ketenmonitor_stage_outflow_cases_total": "ketenmonitor_stage_outflow_withdrawn_cases_total",
     "ketenmonitor_cases_closed_total": "ketenmonitor_cases_closed_withdrawn_total",
+    "ketenmonitor_milestone_repeats_total": "ketenmonitor_milestone_repeats_withdrawn_total",
+    "ketenmonitor_stage_reentries_cases_total":
+        "ketenmonitor_stage_reentries_withdrawn_cases_total",
     **{
         f"ketenmonitor_segment_lead_time_seconds_{part}":
             f"ketenmonitor_segment_lead_time_withdrawn_seconds_{part}"

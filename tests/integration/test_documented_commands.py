@@ -155,6 +155,9 @@ COMMANDS: dict[str, dict[str, Run | LongRunning | NotRun]] = {
         "ketenmonitor report --period 2026Q3": Run(r"Ketenmonitor 2026Q3"),
         "ketenmonitor report --from 2025-11 --to 2026Q1": Run(r"Ketenmonitor 2025-11\.\.2026Q1"),
         "ketenmonitor stuck --stage court_trial --top 20": Run(r"Oldest open cases in court_trial"),
+        "ketenmonitor stuck --organisation om --dormant": Run(
+            r"Oldest dormant cases in the stages of om"
+        ),
         "helm install km deploy/helm/ketenmonitor --set "
         "kafka.bootstrap=kafka-kafka-bootstrap.kafka.svc:9093 --set "
         "pseudonymKey.existingSecret=ketenmonitor-pseudonym-key --set strimzi.enabled=true "

@@ -67,6 +67,9 @@ def test_metrics_of_a_simulated_log_equal_an_independent_batch_computation(
     )
     expected = comparable(expected_samples(chain, cases, reference), CASE_METRICS)
     assert len(expected) > 1000  # the comparison covers thousands of series
+    for name in ("ketenmonitor_dormant_cases", "ketenmonitor_milestone_repeats_total",
+                 "ketenmonitor_stage_reentries_cases_total"):  # the log has some of each
+        assert sum(v for k, v in expected.items() if k[0] == name) > 0, name
     actual = comparable(wait_for_truth(worker.scrape, expected, CASE_METRICS), CASE_METRICS)
     assert sum(v for k, v in actual.items() if k[0] == "ketenmonitor_events_accepted_total") == sum(
         len(c.steps) for c in cases

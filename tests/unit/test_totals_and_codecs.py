@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import orjson
 import pytest
 from core_fixtures import CHAIN, DAY
@@ -45,6 +47,7 @@ def payload(e: CaseEvent) -> bytes:
             e.outcome,
             e.revision,
             e.retracted,
+            *((e.occurrence,) if e.occurrence is not None else ()),
         ]
     )
 
@@ -113,10 +116,10 @@ def test_version_1_records_are_read() -> None:
 @pytest.mark.parametrize(
     ("decode", "raw"),
     [
-        (decode_case_value, b'{"v":3,"r":{}}'),
+        (decode_case_value, b'{"v":4,"r":{}}'),
         (IngestStats.decode, b'{"v":9,"next":1}'),
         (lambda raw: decode_case_event("k", raw), b'[7,"e1","om_intake",1.0]'),
-        (decode_case_totals, b'{"v":2,"position":1}'),
+        (decode_case_totals, b'{"v":3,"position":1}'),
     ],
 )
 def test_a_record_of_an_unknown_version_is_refused_with_a_clear_error(decode, raw) -> None:
@@ -128,3 +131,48 @@ def test_the_current_case_value_round_trips_with_withdrawn_facts() -> None:
     state = apply_event(CHAIN, None, event(1, "om_intake", 5.0)).state
     withdrawn = (("om_assessment", "standard", "amsterdam", 5.0, "stage_entered"),)
     assert decode_case_value(encode_case_value(state, withdrawn)) == (state, withdrawn)
+
+
+def test_version_2_case_values_are_read_as_cases_without_withdrawn_rework() -> None:
+    raw = (
+        b'{"v":2,"r":{"om_intake":["e1",5.0,"standard","amsterdam",null,0,false]},'
+        b'"w":[["om_assessment","standard","amsterdam",5.0,"stage_entered"]]}'
+    )
+    state, withdrawn = decode_case_value(raw)
+    assert state.records["om_intake"].occurred_at == 5.0
+    assert withdrawn == (("om_assessment", "standard", "amsterdam", 5.0, "stage_entered"),)
+    restored = PartitionTotals(CHAIN)
+    restored.add_stored(0, [raw])
+    assert +restored.of(0).rework_withdrawn == Counter()
+    assert restored.of(0).inflow_withdrawn[("om_assessment", "standard", "amsterdam")] == 1
+
+
+def test_version_1_case_totals_are_read_without_dormant_cases_or_rework() -> None:
+    doc = orjson.loads(encode_case_totals(ChainTotals(CHAIN), position=3, reference_time=1.0))
+    del doc["dormant"], doc["rework"]
+    doc["v"] = 1
+    record = decode_case_totals(orjson.dumps(doc))
+    assert record.position == 3 and record.dormant == {} and record.rework == {}
+
+
+def test_withdrawn_rework_is_stored_with_the_case_and_counted_again_after_a_restore() -> None:
+    processor, live = CaseProcessor(CHAIN), PartitionTotals(CHAIN)
+    stored = None
+    for e in (
+        event(1, "court_intake", 0.0),
+        event(2, "first_hearing", 10 * DAY, occurrence="1"),
+        event(3, "first_hearing", 20 * DAY, occurrence="2"),  # held again: one repeat
+        event(4, "first_hearing", 20 * DAY, occurrence="2", revision=1, retracted=True),
+    ):
+        step = processor.apply("k", payload(e), stored)
+        live.fold(0, [step])
+        stored = step.stored
+    totals = live.of(0)
+    assert totals.rework[("milestone", "first_hearing")] == 0
+    assert totals.rework_withdrawn[("milestone", "first_hearing")] == 1
+    restored = PartitionTotals(CHAIN)
+    restored.add_stored(0, [stored])
+    assert +restored.of(0).rework_withdrawn == +totals.rework_withdrawn
+    assert +restored.of(0).rework == +totals.rework
+    record = decode_case_totals(encode_case_totals(totals, position=1, reference_time=30 * DAY))
+    assert record.rework[("milestone", "first_hearing")] == (0, 1)

@@ -188,3 +188,49 @@ def test_stuck_marks_cases_without_an_event_past_the_stage_limit_as_dormant(tmp_
     assert dormant_at(10 * day + limit + 1) == [True]  # then dormant, though a hearing came later
     assert dormant_at(limit + 100 * day) == [False]  # the adjourned hearing woke it up
     engine.dispose()
+
+
+def test_stuck_lists_a_partners_dormant_cases_across_its_stages(tmp_path):
+    from ketenmonitor.domain.case import CaseEvent, apply_event
+    from ketenmonitor.store.engine import make_engine
+    from ketenmonitor.store.sink import CaseFactSink
+    from ketenmonitor.store.stuck import UnknownStageError, stuck_cases
+
+    chain = load_chain()
+    day = 86_400.0
+    at = 2000 * day
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    cases = {  # pseudonym -> its events (milestone, day)
+        "asleep-om": [("om_intake", 10)],  # OM assessment, no event for ~5 years
+        "awake-om": [("om_intake", 20), ("om_intake", 1990, "2")],  # repeated intake: active
+        "asleep-court": [("court_intake", 5)],  # dormant, but in a court stage
+        "edge-om": [("om_intake", 2000 - 365)],  # exactly the limit: still active
+    }
+    with CaseFactSink.from_url(url, chain) as sink:
+        sink.start()
+        for pseudonym, events in cases.items():
+            state = None
+            for n, (milestone, d, *occurrence) in enumerate(events):
+                event = CaseEvent(f"{pseudonym}{n}", pseudonym, milestone, d * day, "standard",
+                                  "amsterdam", None, 0, False, *occurrence)
+                state = apply_event(chain, state, event).state
+            sink.add(pseudonym, state)
+    engine = make_engine(url)
+    listed = lambda **kw: [(c.pseudonym, c.stage, c.dormant)  # noqa: E731
+                           for c in stuck_cases(engine, chain, None, 10, at, **kw)]
+    assert listed(organisation="om") == [
+        ("asleep-om", "om_assessment", True),
+        ("awake-om", "om_assessment", False),
+        ("edge-om", "om_assessment", False),
+    ]
+    assert listed(organisation="om", dormant_only=True) == [("asleep-om", "om_assessment", True)]
+    assert listed(organisation="courts", dormant_only=True) == [
+        ("asleep-court", "court_trial", True)
+    ]
+    # One hour later the edge case's limit has passed (from the start of its event's hour).
+    later = [c.pseudonym for c in stuck_cases(engine, chain, None, 10, at + 3600,
+                                              organisation="om", dormant_only=True)]
+    assert later == ["asleep-om", "edge-om"]
+    with pytest.raises(UnknownStageError, match="owns no stage"):
+        stuck_cases(engine, chain, None, 10, at, organisation="nobody")
+    engine.dispose()

@@ -1,0 +1,208 @@
+"""Dormant cases and rework in the live totals: the domain fold, and what /metrics exports.
+
+The exported figures are compared with the independent batch computation of
+tests/integration/batch_truth.py, which reads the chain definition as data and uses nothing from
+ketenmonitor.domain.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import orjson
+from core_fixtures import CHAIN, DAY
+from ketenmonitor.streams.metrics import ChainCollector
+from ketenmonitor.streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
+from ketenmonitor.streams.totals import LocalTotals
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from ketenmonitor.delivery import DeliveryPlanner, deliveries_in_order
+from ketenmonitor.domain.case import CaseEvent, apply_event
+from ketenmonitor.domain.flow import NO_MARKS, dormancy_counts, is_dormant, marks_of
+from ketenmonitor.domain.totals import ChainTotals, rebuild
+from ketenmonitor.infra.worker_process import parse_samples
+from ketenmonitor.simulator import Faults, load_scenario, stream_cases
+
+HOUR = 3600.0
+KEY = ("court_trial", "standard", "amsterdam")
+LIMIT = CHAIN.fact_plan.dormant_after["court_trial"]
+
+
+def ev(n, milestone, at, outcome=None, occurrence=None, revision=0, retracted=False, key="case"):
+    return CaseEvent(f"e{n}", key, milestone, at, "standard", "amsterdam", outcome, revision,
+                     retracted, occurrence)
+
+
+class Case:
+    """One case folded into totals the way the worker does: facts, then marks before/after."""
+
+    def __init__(self, totals: ChainTotals, key: str = "case") -> None:
+        self.totals, self.key, self.state, self.n = totals, key, None, 0
+
+    def send(self, milestone, at, **changes) -> None:
+        self.n += 1
+        before = None if self.state is None else marks_of(CHAIN, self.state)
+        applied = apply_event(CHAIN, self.state, ev(f"{self.key}{self.n}", milestone, at,
+                                                    key=self.key, **changes))
+        self.totals.record(applied, new_case=self.state is None)
+        self.totals.mark(before, marks_of(CHAIN, applied.state))
+        self.state = applied.state
+
+
+def open_and_dormant(totals: ChainTotals, at: float) -> tuple[int, int, int]:
+    open_ = totals.backlog().get(KEY, 0)
+    dormant = totals.dormant(at).get(KEY, 0)
+    return open_, open_ - dormant, dormant
+
+
+# -- the domain fold ----------------------------------------------------------------------------
+def test_a_case_without_events_past_the_stage_limit_is_dormant_not_active_until_its_next_event():
+    totals = ChainTotals(CHAIN)
+    case = Case(totals)
+    case.send("om_intake", 0.0)
+    case.send("court_intake", 10 * DAY + 0.5 * HOUR)  # measured from 10 days, 0:00
+    assert open_and_dormant(totals, 10 * DAY + LIMIT) == (1, 1, 0)  # exactly the limit: active
+    assert open_and_dormant(totals, 10 * DAY + LIMIT + 1) == (1, 0, 1)
+    case.send("first_hearing", 10 * DAY + LIMIT + DAY)  # an event wakes it up
+    assert open_and_dormant(totals, 10 * DAY + LIMIT + 2 * DAY) == (1, 1, 0)
+    assert open_and_dormant(totals, 11 * DAY + 2 * LIMIT + 1) == (1, 0, 1)
+    case.send("judgment", 11 * DAY + 2 * LIMIT + 2 * DAY, outcome="acquittal")
+    assert open_and_dormant(totals, 100 * 365 * DAY) == (0, 0, 0)  # closed: never dormant
+    assert totals.waiting_by_last_event_hour[KEY] == Counter()
+
+
+def test_a_late_event_in_event_time_wakes_a_case_only_if_it_is_its_latest():
+    totals = ChainTotals(CHAIN)
+    case = Case(totals)
+    case.send("court_intake", 100 * DAY)
+    case.send("om_intake", 50 * DAY)  # arrives late but happened before: still 100 days
+    at = 100 * DAY + LIMIT + HOUR
+    assert open_and_dormant(totals, at) == (1, 0, 1)
+    case.send("first_hearing", 100 * DAY + LIMIT)  # the latest event now
+    assert open_and_dormant(totals, at) == (1, 1, 0)
+    case.send("first_hearing", 100 * DAY + LIMIT, revision=1, retracted=True)  # taken back
+    assert open_and_dormant(totals, at) == (1, 0, 1)
+
+
+def test_the_live_fold_agrees_with_the_state_reading_of_domain_flow_at_any_reference_time():
+    totals = ChainTotals(CHAIN)
+    states = []
+    for i, (start, gap) in enumerate([(0, 5), (3, 400), (7, 20), (30, 700), (31, 1), (90, 366)]):
+        case = Case(totals, key=f"c{i}")
+        case.send("om_intake", start * DAY)
+        case.send("om_decision", (start + 5) * DAY, outcome="summons")
+        case.send("court_intake", (start + 6) * DAY + 0.3 * HOUR)
+        case.send("first_hearing", (start + 6 + gap) * DAY)
+        states.append(case.state)
+    for day in (10, 380, 400, 600, 1000, 5000):
+        reading = dormancy_counts(CHAIN, states, day * DAY)
+        expected = {k[:3]: n for k, n in reading.items() if k[3] == "dormant"}
+        assert totals.dormant(day * DAY) == expected, day
+        assert rebuild(CHAIN, states).dormant(day * DAY) == expected, day
+    assert sum(totals.dormant(1000 * DAY).values()) > 0
+
+
+def test_is_dormant_counts_from_the_start_of_the_hour_of_the_latest_event():
+    assert not is_dormant(None, 0.0, 10**12)
+    assert not is_dormant(DAY, 0.5 * HOUR, DAY)
+    assert is_dormant(DAY, 0.5 * HOUR, DAY + 1)  # 0.5 h after the event, but a day after 0:00
+
+
+def test_rework_items_count_repeats_and_reentries_and_their_withdrawal():
+    totals = ChainTotals(CHAIN)
+    case = Case(totals)
+    case.send("court_intake", 0.0)
+    case.send("first_hearing", 10 * DAY)
+    case.send("first_hearing", 40 * DAY, occurrence="2")  # adjourned and held again
+    case.send("first_hearing", 70 * DAY, occurrence="3")
+    assert totals.rework[("milestone", "first_hearing")] == 2
+    assert marks_of(CHAIN, case.state).rework == {
+        ("milestone", "first_hearing", 1, "rework"),
+        ("milestone", "first_hearing", 2, "rework"),
+    }
+    case.send("first_hearing", 70 * DAY, occurrence="3", revision=1, retracted=True)
+    assert totals.rework[("milestone", "first_hearing")] == 1
+    assert totals.rework_withdrawn[("milestone", "first_hearing")] == 1
+    # Back at the OM after the court stage, then at court again: re-entries of two stages.
+    case.send("om_intake", 100 * DAY, occurrence="2")
+    case.send("court_intake", 120 * DAY, occurrence="2")
+    assert totals.rework[("stage", "court_trial")] == 1
+    assert totals.rework[("milestone", "court_intake")] == 1
+    assert marks_of(CHAIN, None) == NO_MARKS
+
+
+# -- what /metrics exports, against the independent computation ----------------------------------
+def _batch_truth():
+    path = Path(__file__).resolve().parents[1] / "integration" / "batch_truth.py"
+    spec = importlib.util.spec_from_file_location("dormancy_batch_truth", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_exported_dormant_active_and_rework_figures_equal_the_independent_computation():
+    """A faulty delivery (duplicates, out of order, late, corrected times) of simulated cases
+    through the worker's steps, exported by its collector from the published records, and read
+    again after a restore from the stored case values."""
+    truth = _batch_truth()
+    scenario = load_scenario()
+    end = 1_767_225_600.0  # 2026-01-01
+    start = end - 3 * 365 * DAY
+    sims = list(stream_cases(scenario, 1500, start, end, seed=23))
+    faults = Faults(duplicate_rate=0.05, out_of_order_rate=0.2, late_rate=0.05,
+                    correction_rate=0.1)
+    planner = DeliveryPlanner(CHAIN, scenario.publish_delay, faults, start, end, seed=23)
+    ingestor = Ingestor(CHAIN, b"dormancy-test-key", 3)
+    processor, live = CaseProcessor(CHAIN), PartitionTotals(CHAIN)
+    table: dict[str, tuple[int, bytes]] = {}
+    for delivery in deliveries_in_order(sims, planner, start, end):
+        routed = ingestor.route(delivery.value, delivery.organisation, now=end)
+        if isinstance(routed, Rejected):
+            continue
+        stored = table.get(routed.pseudonym)
+        step = processor.apply(routed.pseudonym, routed.payload, stored and stored[1])
+        live.fold(routed.partition, [step])
+        table[routed.pseudonym] = (routed.partition, step.stored)
+    reference = end + 30 * DAY
+    names = truth.CASE_METRICS - {"ketenmonitor_events_accepted_total"}
+    expected = truth.comparable(truth.expected_samples(CHAIN, sims, reference), names)
+
+    def exported(partition_totals: PartitionTotals) -> dict:
+        registry = CollectorRegistry()
+        source = LocalTotals(lambda: partition_totals.by_partition.values(), list,
+                             lambda: reference)
+        registry.register(ChainCollector(CHAIN, source, {}, reference_time=lambda: reference))
+        return parse_samples(generate_latest(registry).decode())
+
+    restored = PartitionTotals(CHAIN)
+    for partition, raw in table.values():
+        restored.add_stored(partition, [raw])
+    for totals in (live, restored):
+        samples = exported(totals)
+        actual = truth.comparable(truth.net_samples(samples), names)
+        wrong, extra = truth.differences(actual, expected)
+        assert not wrong and not extra, (list(wrong.items())[:5], list(extra.items())[:5])
+    for name in ("ketenmonitor_dormant_cases", "ketenmonitor_backlog_cases",
+                 "ketenmonitor_milestone_repeats_total",
+                 "ketenmonitor_stage_reentries_cases_total"):
+        assert sum(v for k, v in expected.items() if k[0] == name) > 10, name
+    # The restore found what the live fold had withdrawn (the corrected times withdrew facts;
+    # withdrawn rework and its restore are checked in test_totals_and_codecs.py).
+    withdrawn = {k: v for k, v in samples.items() if "withdrawn" in k[0]}
+    assert withdrawn == {k: v for k, v in exported(live).items() if "withdrawn" in k[0]}
+    assert sum(withdrawn.values()) > 0
+    # Every open case is either active backlog or dormant, per stage and label.
+    open_cases = Counter()
+    for p in live.by_partition.values():
+        open_cases.update(p.backlog())
+    for (stage, ct, d), n in open_cases.items():
+        labels = {("stage", stage), ("organisation", CHAIN.stage_organisation[stage]),
+                  ("case_type", ct), ("district", d)}
+        active = samples.get(("ketenmonitor_backlog_cases", frozenset(labels)), 0)
+        dormant = samples.get(("ketenmonitor_dormant_cases", frozenset(labels)), 0)
+        assert active + dormant == n
+    assert orjson.loads(table[next(iter(table))][1])["v"] == 3
