@@ -123,7 +123,7 @@ class Worker:
         self._to_restore: set[TopicPartition] | None = None  # a recovery not yet completed
         # Frozen (SIGSTOP, a VM pause) longer than this: the group may have moved the partitions
         # on; write and publish nothing until the next assignment says what this worker owns.
-        self._freeze_limit = max(2.0, settings.session_timeout_seconds / 2)
+        self._freeze_limit = max(2.0, settings.session_timeout_seconds * 0.75)
         self._tick = time.monotonic()
         self._suspended = False
         # An assignment whose restore failed (broker away): retried from the consume loop.
@@ -566,17 +566,23 @@ class Worker:
             # After a failed attempt, records of the assigned partitions were fetched and
             # dropped: restore everything and seek back to the committed offsets.
             retry = self._pending_assignment is not None
-            reseek = self.pipeline.failure is not None or self._suspended or retry
-            if reseek:
+            failed = self.pipeline.failure is not None or retry
+            reseek = failed or self._suspended
+            if failed:
                 log.error(
-                    "a batch failed (%r), the worker was frozen or an earlier restore failed: "
-                    "restoring every assigned partition", self.pipeline.failure,
+                    "a batch failed (%r) or an earlier restore failed: restoring every assigned "
+                    "partition", self.pipeline.failure,
                 )
                 self.pipeline.clear_failure()
                 self._to_restore = None
-                self._suspended = False
-                self._tick = time.monotonic()
                 self._release(set(self.owned))
+            elif self._suspended:
+                # Every batch is written (drained, none failed): the tables equal their
+                # changelogs. Kept partitions that nobody else wrote to are not read again (a
+                # full restore per stall made a loaded machine stall again, rejoin again, ...).
+                log.warning("resuming after the freeze: re-reading from the committed offsets")
+            self._suspended = False
+            self._tick = time.monotonic()
             released = self.owned - assigned
             self._release(released)
             stale = await self._stale_partitions(self.owned & assigned)
@@ -587,7 +593,7 @@ class Worker:
             await self._restore(new)
             self.owned = set(assigned)
             self.exporting = True
-            await self._fetch_committed(new)
+            await self._fetch_committed(set(assigned) if reseek else new)
             if reseek:  # records fetched but not processed must be read again
                 assert self._consumer is not None
                 for tp in assigned:
