@@ -8,27 +8,75 @@
 for the read and unassigned after. Each partition is read from its beginning (compaction may have
 moved it) to the end offset it had when the read began: records written later belong to whoever
 writes them and are not part of this restore.
+
+A record may carry the input position it reflects (header `SOURCE_HEADER`: for the cases table the
+case-topic offset after the last event applied to that case, for the ingest counts the next
+partner offset to count). A worker thrown out of its group while its last batch was in the
+producer (frozen past the session timeout, then thawed) can land that batch's records after the
+next owner wrote newer ones for the same keys. Per key the record with the highest position wins,
+whatever the append order; `stale` lists the keys whose winner is not their last record, so that
+the caller appends the winner again (compaction keeps the last record of a key).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 FETCH_RECORDS = 50_000  # records per fetch while reading
+SOURCE_HEADER = "src"
+
+
+def source_header(position: int) -> list[tuple[str, bytes]]:
+    return [(SOURCE_HEADER, position.to_bytes(8, "big"))]
+
+
+def _source(message: Any) -> int:
+    for name, value in getattr(message, "headers", None) or ():
+        if name == SOURCE_HEADER:
+            return int.from_bytes(value, "big")
+    return -1
+
+
+class ChangelogRead:
+    """What read_changelogs found: tables, end offsets and the keys to write again."""
+
+    def __init__(self, tps: list[TopicPartition]) -> None:
+        self.tables: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in tps}
+        self.sources: dict[TopicPartition, dict[bytes, int]] = {tp: {} for tp in tps}
+        self.ends: dict[TopicPartition, int] = {}
+        self.stale: dict[TopicPartition, set[bytes]] = {tp: set() for tp in tps}
+
+    def repairs(self) -> list[tuple[TopicPartition, bytes, bytes, int]]:
+        """(changelog partition, key, winning value, its position) to append again."""
+        return [
+            (tp, key, self.tables[tp][key], self.sources[tp][key])
+            for tp, keys in self.stale.items()
+            for key in sorted(keys)
+            if key in self.tables[tp]
+        ]
 
 
 async def read_changelogs(
     consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
 ) -> tuple[dict[TopicPartition, dict[bytes, bytes]], dict[TopicPartition, int]]:
+    read = await read_changelogs_checked(consumer, partitions)
+    return read.tables, read.ends
+
+
+async def read_changelogs_checked(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> ChangelogRead:
     tps = list(partitions)
-    tables: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in tps}
+    read = ChangelogRead(tps)
+    tables = read.tables
     if not tps:
-        return tables, {}
+        return read
     consumer.assign(tps)
     try:
-        ends = await consumer.end_offsets(tps)
+        ends = read.ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining:
@@ -40,13 +88,23 @@ async def read_changelogs(
             batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=FETCH_RECORDS)
             for tp, messages in batch.items():
                 table, end = tables[tp], ends[tp]
+                sources, stale = read.sources[tp], read.stale[tp]
                 for m in messages:
                     if m.offset >= end:
                         break
+                    key = m.key
                     if m.value is None:
-                        table.pop(m.key, None)
-                    else:
-                        table[m.key] = m.value
+                        table.pop(key, None)
+                        sources.pop(key, None)
+                        stale.discard(key)
+                        continue
+                    source = _source(m)
+                    if source >= 0 and source < sources.get(key, -1):
+                        stale.add(key)  # older than the record it follows: a zombie's write
+                        continue
+                    table[key] = m.value
+                    sources[key] = source
+                    stale.discard(key)
     finally:
         consumer.assign([])
-    return tables, ends
+    return read

@@ -85,12 +85,16 @@ class CommitPipeline(Generic[Offsets]):
         if previous is not None:
             await asyncio.wait([previous])  # acknowledgements and commits stay in batch order
         if self.failure is not None:
+            for future in futures:  # their errors are the failure's; not reported again
+                asyncio.ensure_future(future).add_done_callback(_retrieve)
             return
         try:
             if futures:
                 await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
         except Exception as exc:  # a produce error or the timeout: nothing from here on commits
             self.failure = exc
+            for future in futures:
+                asyncio.ensure_future(future).add_done_callback(_retrieve)
             return
         if on_written is not None:
             on_written()
@@ -119,3 +123,8 @@ class CommitPipeline(Generic[Offsets]):
             if failing:
                 log.warning("resumed: the step that held the commits succeeded")
             return
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

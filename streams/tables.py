@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from ketenmonitor.streams.changelog import read_changelogs
+from ketenmonitor.streams.changelog import read_changelogs_checked
 from ketenmonitor.streams.ingest import IngestStats
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class OwnedTables:
         self.cases_topic = cases_topic
         self.changelogs = changelogs
         self.cases: dict[int, dict[bytes, bytes]] = {}  # partition -> pseudonym -> stored value
+        # Records a restore found superseded by an older write appended after them: the owner
+        # appends them again (streams/changelog.py); (changelog partition, key, value, position).
+        self.repairs: list[tuple[TopicPartition, bytes, bytes, int]] = []
         self.ingest: dict[TopicPartition, IngestStats] = {}  # partner partition -> counts
 
     def case_partitions(self) -> set[int]:
@@ -69,7 +72,9 @@ class OwnedTables:
             return {}
         started = time.monotonic()
         changelogs = {self.changelogs.of(tp, self.cases_topic) for tp in tps}
-        read, ends = await read_changelogs(restorer, changelogs)
+        checked = await read_changelogs_checked(restorer, changelogs)
+        read, ends = checked.tables, checked.ends
+        self.repairs.extend(checked.repairs())
         for tp in tps:
             table = read[self.changelogs.of(tp, self.cases_topic)]
             if tp.topic == self.cases_topic:
@@ -86,4 +91,10 @@ class OwnedTables:
             sorted({tp.partition for tp in tps}),
             time.monotonic() - started,
         )
+        if self.repairs:
+            log.warning(
+                "%d changelog records were followed by older writes of the same key (a worker "
+                "that lost its partitions while writing); the newer ones are written again",
+                len(self.repairs),
+            )
         return ends

@@ -45,8 +45,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from ketenmonitor.streams.batch_sender import BatchSender
+from ketenmonitor.streams.changelog import source_header
 from ketenmonitor.streams.health import CommitWatch, Outage, StallWatch
 from ketenmonitor.streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
 from ketenmonitor.streams.pipeline import CommitPipeline
@@ -75,6 +76,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 3  # handed to the producer, offsets not yet committed
 YIELD_EVERY = 5_000  # cases folded between yields to the event loop while rebuilding totals
+PROBE_SECONDS = 5.0  # how often /healthz's broker check asks the broker
 REPUBLISH_SECONDS = 60.0  # owned partitions are published at least this often (backlog ages move)
 
 Offsets = dict[TopicPartition, int]
@@ -121,9 +123,13 @@ class Worker:
         self._to_restore: set[TopicPartition] | None = None  # a recovery not yet completed
         # Frozen (SIGSTOP, a VM pause) longer than this: the group may have moved the partitions
         # on; write and publish nothing until the next assignment says what this worker owns.
-        self._freeze_limit = max(2.0, settings.session_timeout_seconds / 2)
+        self._freeze_limit = max(2.0, settings.session_timeout_seconds * 0.75)
         self._tick = time.monotonic()
         self._suspended = False
+        # An assignment whose restore failed (broker away): retried from the consume loop.
+        self._pending_assignment: set[TopicPartition] | None = None
+        self._assigning = Outage("restoring assigned partitions")
+        self.broker = Outage("reaching the broker")
 
     # -- lifecycle ------------------------------------------------------------------------------
     def registry(self) -> CollectorRegistry:
@@ -189,6 +195,7 @@ class Worker:
             asyncio.create_task(self._reader.run()),
             asyncio.create_task(self._publish_periodically()),
             asyncio.create_task(self._watch_the_clock()),
+            asyncio.create_task(self._probe_the_broker()),
         ]
         topics = [*self.topic_of, self.cases_topic]
         self._consumer.subscribe(topics, listener=_Rebalance(self))
@@ -229,8 +236,21 @@ class Worker:
         max_records = self.settings.batch_size
         timeout_ms = int(self.settings.batch_seconds * 1000)
         outage = Outage("restore after a failed batch")
+        fetching = Outage("consuming")
         while not self._stop.is_set():
-            records = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            if self._pending_assignment is not None:
+                await asyncio.sleep(self._assigning.backoff())
+                await self.on_assigned(self._pending_assignment)
+                continue
+            try:
+                records = await self._consumer.getmany(
+                    timeout_ms=timeout_ms, max_records=max_records
+                )
+            except KafkaError as exc:  # e.g. the group coordinator's errors during an outage
+                fetching.failed(exc)
+                await asyncio.sleep(fetching.backoff())
+                continue
+            fetching.recovered()
             if not records and self.pipeline.failure is None:
                 continue
             async with self.lock:
@@ -273,6 +293,21 @@ class Worker:
         self._to_restore = None
         self.pipeline.clear_failure()
 
+    async def _probe_the_broker(self) -> None:
+        """Asks the broker for the totals topic's end offsets every few seconds: an idle worker's
+        consumers retry quietly and raise nothing, so without this a worker with nothing to do
+        would look healthy through a broker outage."""
+        assert self._reader is not None
+        consumer, probe = self._reader.consumer, self._reader.tps[:1]
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            try:
+                await asyncio.wait_for(consumer.end_offsets(probe), PROBE_SECONDS * 2)
+            except (KafkaError, TimeoutError) as exc:
+                self.broker.failed(exc)
+            else:
+                self.broker.recovered()
+
     async def _watch_the_clock(self) -> None:
         while True:
             self._was_frozen()
@@ -289,7 +324,19 @@ class Worker:
             )
             self._suspended = True
             self.exporting = False
+            self._request_rejoin()
         return self._suspended
+
+    def _request_rejoin(self) -> None:
+        """Ask the group for an assignment now. A loop stalled past the freeze limit on a loaded
+        machine may still own its partitions: no rebalance would ever come, and a suspended
+        worker would stay suspended (seen in the two-minute broker outage test on a machine at
+        load 20). The rejoin ends the suspension either way: same partitions or new ones, each
+        restored and re-read from the committed offsets (`_assign`)."""
+        consumer = self._consumer
+        coordinator = getattr(consumer, "_coordinator", None)  # aiokafka has no public call
+        if coordinator is not None:
+            coordinator.request_rejoin()
 
     # -- one batch ------------------------------------------------------------------------------
     async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
@@ -314,7 +361,14 @@ class Worker:
             for tp, messages in records.items():
                 if tp.topic == self.cases_topic:
                     steps[tp.partition] = self._apply(tp, messages, sender, store_states)
-            futures = await sender.send()
+            try:
+                futures = await sender.send()
+            except KafkaError as exc:  # no metadata within the request timeout: broker away
+                # The batch fails in its turn: batches before it commit, nothing from it on does,
+                # and the worker restores and re-reads from the committed offsets.
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                futures = [failed]
         offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
 
         def written() -> None:  # in batch order, once every record of the batch is acknowledged
@@ -380,7 +434,10 @@ class Worker:
                 sender.add(cases_topic, routed.partition, routed.pseudonym.encode(), routed.payload)
                 stats.count(m.offset, timestamp, None, routed.occurred_at)
         counts = stats.encode()
-        sender.add(self.changelogs.ingest, tp.partition, tp.topic.encode(), counts)
+        sender.add(
+            self.changelogs.ingest, tp.partition, tp.topic.encode(), counts,
+            source_header(messages[-1].offset + 1),
+        )
         return counts
 
     def _apply(
@@ -391,6 +448,7 @@ class Worker:
         apply = self.processor.apply
         keep_states = self.sink is not None
         changed: dict[bytes, bytes] = {}
+        source: dict[bytes, int] = {}
         steps = []
         for m in messages:
             key = m.key
@@ -403,12 +461,13 @@ class Worker:
                 self._dead_letter_case_record(tp, m, exc, sender)
                 continue
             table[key] = changed[key] = step.stored
+            source[key] = m.offset + 1
             steps.append(step)
             if keep_states:
                 store[pseudonym] = step.state
         # One changelog record per case per batch: the last state is what a restore needs.
         for key, stored in changed.items():
-            sender.add(self.changelogs.cases, partition, key, stored)
+            sender.add(self.changelogs.cases, partition, key, stored, source_header(source[key]))
         return steps
 
     def _dead_letter_case_record(
@@ -481,23 +540,49 @@ class Worker:
             await self.pipeline.drain()
             records = self._totals_records()
             self.exporting = False
-        await self._send_totals(records)  # the last totals this worker holds, for the next owner
+        try:
+            await self._send_totals(records)  # the last totals this worker holds, for the next one
+        except KafkaError as exc:  # the next owner publishes them after its restore
+            log.warning("last totals before the revocation not published: %r", exc)
         log.info("partitions revoked; batches in flight written and committed")
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Take the assignment; if the broker goes away during the restore, the consume loop
+        retries it with backoff (aiokafka would only log a listener's error and go on fetching
+        partitions this worker never restored)."""
+        try:
+            await self._assign(assigned)
+        except KafkaError as exc:
+            self._assigning.failed(exc)
+            self._pending_assignment = set(assigned)
+            self.exporting = False
+        else:
+            self._assigning.recovered()
+            self._pending_assignment = None
+
+    async def _assign(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
             await self.pipeline.drain()
-            reseek = self.pipeline.failure is not None or self._suspended
-            if reseek:
+            # After a failed attempt, records of the assigned partitions were fetched and
+            # dropped: restore everything and seek back to the committed offsets.
+            retry = self._pending_assignment is not None
+            failed = self.pipeline.failure is not None or retry
+            reseek = failed or self._suspended
+            if failed:
                 log.error(
-                    "a batch failed (%r) or the worker was frozen: restoring every assigned "
+                    "a batch failed (%r) or an earlier restore failed: restoring every assigned "
                     "partition", self.pipeline.failure,
                 )
                 self.pipeline.clear_failure()
                 self._to_restore = None
-                self._suspended = False
-                self._tick = time.monotonic()
                 self._release(set(self.owned))
+            elif self._suspended:
+                # Every batch is written (drained, none failed): the tables equal their
+                # changelogs. Kept partitions that nobody else wrote to are not read again (a
+                # full restore per stall made a loaded machine stall again, rejoin again, ...).
+                log.warning("resuming after the freeze: re-reading from the committed offsets")
+            self._suspended = False
+            self._tick = time.monotonic()
             released = self.owned - assigned
             self._release(released)
             stale = await self._stale_partitions(self.owned & assigned)
@@ -508,7 +593,7 @@ class Worker:
             await self._restore(new)
             self.owned = set(assigned)
             self.exporting = True
-            await self._fetch_committed(new)
+            await self._fetch_committed(set(assigned) if reseek else new)
             if reseek:  # records fetched but not processed must be read again
                 assert self._consumer is not None
                 for tp in assigned:
@@ -550,6 +635,7 @@ class Worker:
         assert self._restorer is not None
         ends = await self.tables.restore(self._restorer, tps)
         self.changelog_end.update(ends)
+        await self._write_repairs()
         for tp in tps:
             if tp.topic == self.cases_topic:
                 partition = tp.partition
@@ -558,6 +644,27 @@ class Worker:
             else:
                 self.acked_ingest[tp] = self.tables.ingest[tp].encode()
             self.dirty.add(tp)
+
+    async def _write_repairs(self) -> None:
+        """Append again the records a restore found followed by older ones (acknowledged before
+        the restore counts as done: a KafkaError leaves them queued and fails the restore)."""
+        repairs = self.tables.repairs
+        if not repairs:
+            return
+        assert self._producer is not None
+        sender = BatchSender(self._producer)
+        sender.on_delivered(self.changelogs.cases, self._changelog_written)
+        sender.on_delivered(self.changelogs.ingest, self._changelog_written)
+        for tp, key, value, position in repairs:
+            sender.add(tp.topic, tp.partition, key, value, source_header(position))
+        futures = await sender.send()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*futures), self.settings.processing_timeout_seconds
+            )
+        except TimeoutError:
+            raise KafkaTimeoutError("changelog repairs not acknowledged in time") from None
+        repairs.clear()
 
     async def _rebuild_totals(self, partition: int, values: Iterable[bytes]) -> None:
         values = list(values)
@@ -593,6 +700,10 @@ class Worker:
             problems.append("totals view not caught up")
         if self.pipeline.failure is not None:
             problems.append(f"a batch failed and is being redone: {self.pipeline.failure!r}")
+        if self._pending_assignment is not None:
+            problems.append("assigned partitions not restored yet (broker away?)")
+        if self.broker.failing:
+            problems.append("the broker does not answer")
         if self._reader is not None and self._reader.outage.failing:
             problems.append("the totals topic cannot be read (broker away?)")
         problems += [
@@ -637,14 +748,22 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def _report_stalls(worker: Worker) -> None:
+    """One line when a stage passes the processing timeout, one when it is done again."""
+    overdue: dict[str, float] = {}
     while True:
         await asyncio.sleep(1.0)
-        for stage in worker.stalls.overdue():
+        busy = worker.stalls.busy_seconds()
+        now_overdue = set(worker.stalls.overdue())
+        for stage in sorted(now_overdue - overdue.keys()):
             log.error(
-                "%s has been working on one batch for %.0fs (timeout %.0fs)",
-                stage,
-                worker.stalls.busy_seconds()[stage],
-                worker.stalls.timeout,
+                "%s has been working on one batch for %.0fs (timeout %.0fs); logged again when "
+                "it is done", stage, busy[stage], worker.stalls.timeout,
+            )
+            overdue[stage] = time.monotonic() - busy[stage]
+        for stage in sorted(overdue.keys() - now_overdue):
+            log.warning(
+                "%s done with the batch that took more than %.0fs (about %.0fs)",
+                stage, worker.stalls.timeout, time.monotonic() - overdue.pop(stage),
             )
 
 

@@ -104,3 +104,26 @@ def test_release_forgets_every_released_partition_and_keeps_the_others() -> None
     tables.release({tp(CASES, 0), tp("p.events.om", 0)})
     assert tables.case_partitions() == {1}
     assert set(tables.ingest) == {tp("p.events.om", 1)}
+
+
+def test_an_older_write_appended_after_a_newer_one_loses_and_the_newer_is_queued_again() -> None:
+    # A zombie's last batch (positions 5) lands after the next owner's records (position 9).
+    from ketenmonitor.streams.changelog import source_header
+
+    class Headed(FakeConsumer):
+        def __init__(self, logs, positions):
+            super().__init__(logs)
+            for tp, records in self.logs.items():
+                for record, position in zip(records, positions[tp], strict=True):
+                    record.headers = source_header(position) if position >= 0 else []
+
+    tp = TopicPartition(LOGS.cases, 0)
+    consumer = Headed(
+        {tp: [(b"a", b"a-old"), (b"a", b"a-new"), (b"a", b"a-zombie"), (b"b", b"b-only"),
+              (b"c", b"c-legacy"), (b"c", b"c-newer")]},
+        {tp: [3, 9, 5, 4, -1, -1]},
+    )
+    tables = OwnedTables(CASES, LOGS)
+    asyncio.run(tables.restore(consumer, {TopicPartition(CASES, 0)}))
+    assert tables.cases[0] == {b"a": b"a-new", b"b": b"b-only", b"c": b"c-newer"}
+    assert tables.repairs == [(tp, b"a", b"a-new", 9)]
