@@ -9,12 +9,14 @@ import functools
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -332,8 +334,16 @@ def test_a_broker_down_for_two_minutes_leaves_workers_alive_unhealthy_quiet_then
         while _health(worker)[0] != 200:
             assert time.monotonic() < deadline, f"{worker.metrics_url} still unhealthy"
             time.sleep(1)
+        # Once per change of state, not per attempt: no line (logger and message, numbers
+        # aside) more than 3 times, and few in all (aiokafka alone wrote ~14,000 per worker
+        # before). Each client component reports going down and coming back once, so the total
+        # is a few dozen (21 and 24 in a CI run), whatever the outage's length.
         problems = _problem_lines(worker)
-        assert len(problems) < 20, "\n".join(problems[:40])
+        repeats = Counter(
+            re.sub(r"\d+", "N", line.split(" ", 3)[-1][:120]) for line in problems
+        )
+        assert max(repeats.values(), default=0) <= 3, repeats.most_common(5)
+        assert len(problems) < 50, "\n".join(problems[:60])
 
 
 def test_a_store_stalled_past_the_processing_timeout_holds_the_commits_without_livelock(
