@@ -157,17 +157,25 @@ def build_drilldown(chain: Chain) -> Board:
         overrides=tuple(Override(d, display_name=label)
                         for d, label in chain.spec.districts.items()),
     )
-    backlog_trend = timeseries(
+    def per_case_type_trend(title: str, description: str, metric: str):
+        """A stacked time series of a stage gauge, one line per case type."""
+        return timeseries(
+            title,
+            description,
+            "short",
+            Prom(q.gauge(metric, *stage_filter, by="case_type"), "{{case_type}}"),
+            width=12,
+            height=8,
+            stacked=True,
+            fill=20,
+            overrides=tuple(Override(c, display_name=label)
+                            for c, label in chain.spec.case_types.items()),
+        )
+
+    backlog_trend = per_case_type_trend(
         "Werkvoorraad over de tijd, per zaaktype",
         "Wachtende zaken in de fase, per zaaktype, over de tijd.",
-        "short",
-        Prom(q.gauge(metrics.BACKLOG, *stage_filter, by="case_type"), "{{case_type}}"),
-        width=12,
-        height=8,
-        stacked=True,
-        fill=20,
-        overrides=tuple(Override(c, display_name=label)
-                        for c, label in chain.spec.case_types.items()),
+        metrics.BACKLOG,
     )
     closed = bars(
         "Afgesloten zaken naar uitkomst",
@@ -185,20 +193,13 @@ def build_drilldown(chain: Chain) -> Board:
         width=12,
         height=8,
     )
-    dormant = timeseries(
+    dormant = per_case_type_trend(
         "Slapende zaken",
         "Open zaken in de fase zonder enige gebeurtenis langer dan de termijn van de fase "
         "(dormant_after_days in de ketendefinitie), per zaaktype. Ze tellen niet mee in de "
         "werkvoorraad tot er weer een gebeurtenis komt; werkvoorraad + slapende zaken = alle "
         "open zaken. De lijst per partner: `ketenmonitor stuck --organisation ... --dormant`.",
-        "short",
-        Prom(q.gauge(metrics.DORMANT, *stage_filter, by="case_type"), "{{case_type}}"),
-        width=12,
-        height=8,
-        stacked=True,
-        fill=20,
-        overrides=tuple(Override(c, display_name=label)
-                        for c, label in chain.spec.case_types.items()),
+        metrics.DORMANT,
     )
     organisation = q.regex("organisation", "$organisation")
     rework = bars(
