@@ -12,7 +12,9 @@ only goes up. So the rules first sum a worker's own series over the labels a fig
 (`worker_...:sum`, keeping the worker labels instance and job), take rate()/increase() of those per
 worker, subtract what corrections withdrew (its own monotonic counter), and only then take the max
 across workers: a worker that restarts, falls behind, or misses a scrape never lowers a counter, and
-two workers never add up. Gauges are max'ed across workers the same way. Recorded names follow
+two workers never add up. Gauges are max'ed across workers the same way. Shares (within a norm,
+dead-lettered) come from the one worker with the largest denominator, not the max: a share of the
+few samples a stopped worker left in the window is noise. Recorded names follow
 level:metric:operation; window suffixes are nominal ("rate7d" stays the name when a time scale
 shrinks the window).
 """
@@ -79,24 +81,38 @@ def le_label(seconds: float) -> str:
 
 def within_norm_ratio(norm: NormSpec, window: str, by: str) -> str:
     """PromQL: per worker, the net completions within the norm's limit over the net completions,
-    summed by `by`; then the max across workers. `window` may be a Grafana range ($__range)."""
+    summed by `by`; the share of the worker that counted the most completions in the window.
+    `window` may be a Grafana range ($__range)."""
     sel = f'segment="{norm.segment}"{case_type_matcher(norm)}'
-    le = f', le="{le_label(norm.within_seconds)}"'
-    within = (
-        f"increase({W_LEAD_BUCKET}{{{sel}{le}}}[{window}])"
-        f" - increase({W_LEAD_BUCKET_WITHDRAWN}{{{sel}{le}}}[{window}])"
-    )
-    completed = (
-        f"increase({W_LEAD_COUNT}{{{sel}}}[{window}])"
-        f" - increase({W_LEAD_COUNT_WITHDRAWN}{{{sel}}}[{window}])"
-    )
-    # clamp_max: increase() extrapolates each series to the window's edges on its own, and a
-    # histogram that first appeared inside the window (its first completion) is extrapolated
-    # toward zero differently from its count: a share can read 1.01. A share is never above 1.
+
+    def net(le: str) -> str:
+        # Both parts from the bucket series: the norm's bucket and +Inf (the count) come from one
+        # recording rule, so from the same scrape; the _count series is another rule, which a
+        # scrape may land between.
+        return (
+            f'increase({W_LEAD_BUCKET}{{{sel}, le="{le}"}}[{window}])'
+            f' - increase({W_LEAD_BUCKET_WITHDRAWN}{{{sel}, le="{le}"}}[{window}])'
+        )
+
+    # clamp_max: the added and withdrawn histograms are two recording rules, and increase()
+    # extrapolates each to the window's edges on its own: a share can read 1.01. A share is never
+    # above 1.
+    share = share_of_fullest_worker(net(le_label(norm.within_seconds)), net("+Inf"), by)
+    return f"clamp_max({share}, 1)"
+
+
+def share_of_fullest_worker(part: str, whole: str, by: str) -> str:
+    """PromQL: part / whole per worker, summed by `by`, from the worker whose `whole` is largest.
+
+    Not the max of the workers' shares: a worker that stopped, froze or just restarted still has a
+    few samples inside the window, and a share of a handful of events is noise (3 of 3 within the
+    norm reads 100%). The worker that saw the most of the window has the truest share."""
+    total = f"sum by ({WORKER}, {by}) ({whole})"
     return (
-        f"clamp_max(max by ({by}) (\n"
-        f"  sum by ({WORKER}, {by}) ({within})\n"
-        f"  / sum by ({WORKER}, {by}) ({completed})\n), 1)"
+        f"max by ({by}) (\n"
+        f"  sum by ({WORKER}, {by}) ({part})\n"
+        f"  / {total}\n"
+        f"  and on ({WORKER}, {by}) topk by ({by}) (1, {total})\n)"
     )
 
 
@@ -275,9 +291,11 @@ class RuleGenerator:
             ),
             _record(
                 f"organisation:{m.EVENTS_REJECTED}:ratio{dl}",
-                f"max by (organisation) (\n"
-                f"  increase({W_REJECTED}[{w}])\n"
-                f"  / (increase({W_ACCEPTED}[{w}]) + increase({W_REJECTED}[{w}]))\n)",
+                share_of_fullest_worker(
+                    f"increase({W_REJECTED}[{w}])",
+                    f"increase({W_ACCEPTED}[{w}]) + increase({W_REJECTED}[{w}])",
+                    "organisation",
+                ),
             ),
         ]
 
