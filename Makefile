@@ -2,9 +2,6 @@
 # `make test` runs the linter before the tests (CI calls `make test`).
 .PHONY: setup demo test lint
 
-# Two pytest-xdist workers: most integration time is spent waiting on servers (tests/conftest.py).
-TEST_WORKERS ?= 2
-
 setup:
 	bash deploy/setup.sh
 
@@ -12,7 +9,7 @@ demo: setup
 	.venv/bin/ketenmonitor demo
 
 test: setup lint
-	.venv/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
+	bash tests/run_side_by_side.sh
 
 lint: setup
 	.venv/bin/ruff check .

@@ -3,9 +3,7 @@
 A server that cannot start makes the tests that need it fail (errors propagate): never a skip.
 Ports can be moved with KETENMONITOR_TEST_KAFKA_PORT (the single broker: that port and the next)
 and KETENMONITOR_TEST_KAFKA_CLUSTER_PORT (the three-node cluster: that port and the next five) so
-that two suites can run side by side. Under pytest-xdist each worker adds 10 per worker number to
-the single broker's port; the cluster is used by one module, which runs on one worker
-(tests/conftest.py).
+that two suites can run side by side.
 """
 
 from __future__ import annotations
@@ -21,10 +19,8 @@ from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.kafka_cluster import LocalKafkaCluster
 from ketenmonitor.infra.worker_process import WorkerProcess
 
-# Not 9092/9093: a developer's own broker may be running there. Each pytest-xdist worker (gw0,
-# gw1, ...) has its own broker, 10 ports further per worker.
-XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-KAFKA_TEST_PORT = int(os.environ.get("KETENMONITOR_TEST_KAFKA_PORT", "19092")) + 10 * XDIST_WORKER
+# Not 9092/9093: a developer's own broker may be running there.
+KAFKA_TEST_PORT = int(os.environ.get("KETENMONITOR_TEST_KAFKA_PORT", "19092"))
 KAFKA_TEST_CONTROLLER_PORT = KAFKA_TEST_PORT + 1
 KAFKA_TEST_CLUSTER_PORT = int(os.environ.get("KETENMONITOR_TEST_KAFKA_CLUSTER_PORT", "19300"))
 TEST_PSEUDONYM_KEY = "integration-test-key-0123456789"

@@ -87,7 +87,11 @@ def _ci_runs_exactly_make_test() -> None:
     lines = [ln for ln in (REPO / ".ci/run").read_text().splitlines() if not ln.startswith("#")]
     assert lines[-1] == "exec make test", lines
     recipe = (REPO / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    assert recipe.splitlines()[1:] == ["\t.venv/bin/pytest"], recipe  # runs the suite, no recursion
+    assert recipe.splitlines()[1:] == ["\tbash tests/run_side_by_side.sh"], recipe
+    # ... which runs the whole suite, no recursion: the fault scenarios and everything else
+    script = (REPO / "tests/run_side_by_side.sh").read_text()
+    runs = re.findall(r"\.venv/bin/pytest (-m fault|-m \"not fault\") \"\$@\"", script)
+    assert sorted(runs) == ['-m \"not fault\"', "-m fault"], runs
 
 
 def _setup_installs(*packages: str) -> Callable[[], None]:
