@@ -28,6 +28,7 @@ from kafka.admin import (
     ResourcePatternFilter,
     ResourceType,
 )
+from kafka.errors import SecurityDisabledError
 
 from ketenmonitor.access.plan import Grant
 from ketenmonitor.settings import Settings
@@ -104,7 +105,13 @@ def current_acls(admin: KafkaAdminClient) -> list[ACL]:
             ResourceType.ANY, None, ACLResourcePatternType.ANY
         ),
     )
-    acls, _ = admin.describe_acls(everything)  # raises on an error code
+    try:
+        acls, _ = admin.describe_acls(everything)  # raises on an error code
+    except SecurityDisabledError as exc:
+        raise AclApplyError(
+            "the broker has no authorizer, so it keeps no ACLs: start it in secure mode "
+            "(KAFKA_SECURITY=scram, docs/security.md) and apply them as its admin"
+        ) from exc
     return list(acls)
 
 

@@ -11,13 +11,17 @@ Each command is listed in COMMANDS below with how it runs: `Run` (to the end: ex
 of expected output), `LongRunning` (started, checked for its first useful output, stopped with
 SIGINT as Ctrl-C does, expecting a clean exit) or `NotRun` (the few that cannot run inside the
 suite, each with its reason and a check of what can be checked). A command found in the docs and
-not listed fails the test, and so does a listed command no longer in the docs.
+not listed fails the test, and so does a listed command no longer in the docs. Commands in an
+indented code block (unfenced, so not found) fail it too: every line that starts such a block and
+reads like a command (SHELL_LINE) must move into a ```sh block.
 
 The commands of one document run in document order (a later one may read what an earlier one
 wrote), in a directory that stands for the repository root: every top-level entry of the checkout
 linked in, so that `deploy/...`, `examples/...` and `make` work as written while the files a command
-writes (events.jsonl) stay out of the checkout. Commands that regenerate checked-in files
-(`rules generate`, `chart sync`) write through the links: the checkout must be unchanged after.
+writes (events.jsonl) stay out of the checkout. `.cache` (git-ignored, where docs/store.md puts a
+store) is a directory of its own with the checkout's entries linked. Commands that regenerate
+checked-in files (`rules generate`, `chart sync`, `dashboards.build`) write through the links: the
+checkout must be unchanged after.
 
 The environment is what the docs tell a user to set: KETENMONITOR_KAFKA_BOOTSTRAP (the suite's
 broker), KETENMONITOR_PSEUDONYM_KEY, KETENMONITOR_STORE_URL, the port and data variables of
@@ -25,7 +29,9 @@ docs/alerting.md and KAFKA_DATA_DIR of the demo's broker (docs/cli.md). Two lite
 replaced, because the machine is shared and those ports may be taken: 127.0.0.1:9092 by the
 suite's broker and 29092 by a free port (PORTS).
 The files a document names as the user's own (export.jsonl, export.csv, log.csv, mapping.yaml)
-are made by the test (USER_FILES).
+are made by the test (USER_FILES). docs/store.md's "as known then" needs partner topics that hold
+messages published before 2026-06-30 (their retention): the test publishes such a history, with
+those Kafka timestamps, on topics that keep it (HISTORY).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -52,7 +59,14 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))]
 COMMAND_TAG = "sh"
 NON_COMMAND_TAGS = {"text", "json", "yaml", "python", "promql"}
-FENCE = re.compile(r"^```(.*?)\n(.*?)^```", re.S | re.M)
+# Fences may be indented (a block inside a list item).
+FENCE = re.compile(r"^ *```(.*?)\n(.*?)^ *```", re.S | re.M)
+FENCE_LINE = re.compile(r"^ *```")
+# The start of a line that a reader would type at a shell prompt.
+SHELL_LINE = re.compile(
+    r"^(\$ |\.venv/|\./|deploy/|(ketenmonitor|make|bash|sh|promtool|amtool|helm|kubectl|curl|"
+    r"docker|docker-compose|python3?|pip|apt-get|export|printf|git)( |$)|[A-Z][A-Z0-9_]*=\S*\s)"
+)
 
 
 @dataclass(frozen=True)
@@ -124,11 +138,33 @@ def _suite_has(*files: str) -> Callable[[], None]:
     return check
 
 
+def _contains(file: str, *texts: str) -> Callable[[], None]:
+    def check() -> None:
+        content = (REPO / file).read_text()
+        for text in texts:
+            assert text in content, f"{file} has no {text!r}"
+
+    return check
+
+
+def _all(*checks: Callable[[], None]) -> Callable[[], None]:
+    def check() -> None:
+        for each in checks:
+            each()
+
+    return check
+
+
 def _alert_rules_test_runs_promtool() -> None:
     text = (REPO / "tests/unit/test_alert_rules.py").read_text()
     assert '"deploy/prometheus/tests").glob("*.test.yml")' in text
     assert 'run("promtool", "test", "rules", test_file)' in text
 
+
+# HISTORY: cases of the spring of 2026 as their partners published them, before the moment of
+# docs/store.md's "as known then" replay.
+KNOWN_AT = datetime.fromisoformat("2026-06-30T23:59:59+02:00").timestamp()
+HISTORY_CASES = 60
 
 DEMO = LongRunning(expect=r"Werkvoorraad per fase", after=r"stopping \.\.\.")
 INTERRUPTED = LongRunning(status=130, after=r"^ketenmonitor simulate: interrupted$")
@@ -217,6 +253,52 @@ COMMANDS: dict[str, dict[str, Run | LongRunning | NotRun]] = {
         "ketenmonitor demo --kafka-port 29092 --duration 120": DEMO,
         "ketenmonitor demo --bootstrap 127.0.0.1:9092": DEMO,
     },
+    "docs/dashboards.md": {
+        ".venv/bin/python -m ketenmonitor.dashboards.build": Run(
+            r"^wrote \S*dashboards/json/ketenoverzicht\.json$"
+        ),
+        ".venv/bin/python -m ketenmonitor.dashboards.build --check": Run(
+            r"^dashboards up to date$"
+        ),
+        "export KETENMONITOR_GRAFANA_URL=https://grafana.example.org": NotRun(
+            "the reader's Grafana (grafana.example.org stands for it), for the publish commands"
+            " below: no Grafana server can run here",
+            _contains("dashboards/publish.py", "KETENMONITOR_GRAFANA_URL"),
+        ),
+        "export KETENMONITOR_GRAFANA_TOKEN=glsa_...": NotRun(
+            "the reader's service-account token (glsa_... stands for it): no Grafana here",
+            _contains("dashboards/publish.py", "KETENMONITOR_GRAFANA_TOKEN"),
+        ),
+        "ketenmonitor dashboards publish": NotRun(
+            "needs a Grafana server, none can run here: tests/unit/test_dashboard_publish.py runs"
+            " this command against an HTTP server playing Grafana's endpoints",
+            _contains("tests/unit/test_dashboard_publish.py", 'main(["dashboards", "publish"])'),
+        ),
+        "ketenmonitor dashboards publish --json-dir dashboards/json": NotRun(
+            "needs a Grafana server, none can run here; the files it uploads are those the"
+            " build above checks",
+            _contains("dashboards/publish.py", '"--json-dir"'),
+        ),
+        ".venv/bin/pytest tests/unit/test_dashboards.py tests/unit/test_dashboard_publish.py "
+        "tests/unit/test_compose.py": NotRun(
+            "a part of the suite this test belongs to (make test runs it)",
+            _suite_has(
+                "tests/unit/test_dashboards.py",
+                "tests/unit/test_dashboard_publish.py",
+                "tests/unit/test_compose.py",
+            ),
+        ),
+        "KETENMONITOR_TEST_KAFKA_PORT=19092 .venv/bin/pytest "
+        "tests/integration/test_dashboard_queries.py tests/integration/test_history_queries.py": (
+            NotRun(
+                "a part of the suite this test belongs to (make test runs it)",
+                _suite_has(
+                    "tests/integration/test_dashboard_queries.py",
+                    "tests/integration/test_history_queries.py",
+                ),
+            )
+        ),
+    },
     "docs/partners.md": {
         "ketenmonitor publish export.jsonl --organisation police": Run(r"sent"),
         "ketenmonitor publish export.csv --organisation om": Run(r"sent"),
@@ -240,6 +322,105 @@ COMMANDS: dict[str, dict[str, Run | LongRunning | NotRun]] = {
         "ketenmonitor simulate --cases 500 --duplicates 0.02 --out-of-order 0.02 --late 0.01 "
         "--malformed 0.005 --corrections 0.01 --silence courts:100:14 --output faulty.jsonl": Run(
             r"malformed \{"
+        ),
+    },
+    "docs/security.md": {
+        "ketenmonitor acl show": Run(r"^User:police +WRITE +topic +ketenmonitor\.events\.police$"),
+        "ketenmonitor acl apply": NotRun(
+            "needs a broker with an authorizer and the admin's login: the suite's broker runs"
+            " without either; tests/integration/test_security.py runs it as admin on a broker in"
+            " secure mode and checks every grant",
+            _contains("tests/integration/test_security.py", '(["topics"], ["acl", "apply"])'),
+        ),
+        "ketenmonitor acl apply --prune": NotRun(
+            "needs a broker with an authorizer and the admin's login, as above; what --prune may"
+            " delete is tested in tests/unit/test_access_plan.py",
+            _contains("tests/unit/test_access_plan.py", "def test_prune_scope_"),
+        ),
+        "printf '%s\\n' admin=... ketenmonitor=... operator=... police=... om=... courts=... "
+        "cjib=... > /etc/ketenmonitor/kafka-users && chmod 600 /etc/ketenmonitor/kafka-users": (
+            NotRun(
+                "the reader's passwords (each ... stands for one) into /etc, outside the checkout;"
+                " tests/integration/test_security.py generates its own",
+                _contains(
+                    "deploy/kafka/kafka.sh", "KAFKA_SCRAM_CREDENTIALS_FILE lines `name=password`"
+                ),
+            )
+        ),
+        "KAFKA_SECURITY=scram KAFKA_SCRAM_CREDENTIALS_FILE=/etc/ketenmonitor/kafka-users "
+        "bash deploy/kafka/kafka.sh start": NotRun(
+            "a second broker, in secure mode on the default ports 9092/9093 (a shared machine's),"
+            " from the file above; tests/integration/test_security.py starts one through"
+            " deploy/kafka/kafka.sh with KAFKA_SECURITY=scram (a minute)",
+            _all(
+                _contains("deploy/kafka/kafka.sh", "SECURITY=${KAFKA_SECURITY:-none}"),
+                _contains("ketenmonitor/infra/kafka_broker.py", 'env["KAFKA_SECURITY"] = "scram"'),
+            ),
+        ),
+        "KETENMONITOR_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT KETENMONITOR_KAFKA_USERNAME=admin "
+        "KETENMONITOR_KAFKA_PASSWORD_FILE=/etc/ketenmonitor/admin-password "
+        "sh -c 'ketenmonitor topics && ketenmonitor acl apply'": NotRun(
+            "needs the secure broker above and the admin's password file; test_security.py runs"
+            " `topics` and `acl apply` as admin",
+            _all(
+                _contains("tests/integration/test_security.py", '(["topics"], ["acl", "apply"])'),
+                _contains("ketenmonitor/settings.py", "kafka_password_file: Path | None"),
+            ),
+        ),
+        "KETENMONITOR_TEST_KAFKA_PORT=19092 .venv/bin/pytest tests/integration/test_security.py "
+        "tests/integration/test_privacy_scan.py": NotRun(
+            "a part of the suite this test belongs to (make test runs it)",
+            _suite_has(
+                "tests/integration/test_security.py", "tests/integration/test_privacy_scan.py"
+            ),
+        ),
+        ".venv/bin/pytest tests/unit/test_access_plan.py tests/unit/test_rejection_details.py "
+        "tests/unit/test_compose.py": NotRun(
+            "a part of the suite this test belongs to (make test runs it)",
+            _suite_has(
+                "tests/unit/test_access_plan.py",
+                "tests/unit/test_rejection_details.py",
+                "tests/unit/test_compose.py",
+            ),
+        ),
+    },
+    "docs/store.md": {
+        "ketenmonitor simulate --cases 1000 --output events.jsonl": Run(
+            r"of 1000 cases.* to events\.jsonl"
+        ),
+        "ketenmonitor replay --from-file events.jsonl": Run(r'"cases_written": 1000'),
+        # The simulated year ends now (late November 2026): every period below has completions.
+        "ketenmonitor report --period 2026-10": Run(
+            r"Ketenmonitor 2026-10 \(2026-10-01 to 2026-11-01, Europe/Amsterdam\)"
+            r"(.|\n)*police_report_to_file +│ standard +│ +[1-9]"
+        ),
+        "ketenmonitor report --period 2026-10-05": Run(
+            r"Ketenmonitor 2026-10-05 \(2026-10-05 to 2026-10-06, Europe/Amsterdam\)"
+        ),
+        "ketenmonitor report --from 2025-11 --to 2026Q1": Run(
+            r"Ketenmonitor 2025-11\.\.2026Q1 \(2025-11-01 to 2026-04-01, Europe/Amsterdam\)"
+        ),
+        "ketenmonitor report --period 2026Q3 --format csv --output q3.csv": Run(
+            r"^wrote the csv report of 2026Q3 to q3\.csv$"
+        ),
+        "ketenmonitor report --period 2026Q3 --format html --output q3.html --suppress-below 10": (
+            Run(r"^wrote the html report of 2026Q3 to q3\.html$")
+        ),
+        # HISTORY: the partner topics hold messages published before the moment.
+        "KETENMONITOR_STORE_URL=sqlite:///$PWD/.cache/store-2026-06-30.db ketenmonitor replay "
+        "--from-topics --known-at 2026-06-30T23:59:59+02:00": Run(
+            rf'"cases": {HISTORY_CASES}, "cases_written": {HISTORY_CASES}\}}'
+        ),
+        "KETENMONITOR_STORE_URL=sqlite:///$PWD/.cache/store-2026-06-30.db ketenmonitor report "
+        "--period 2026Q2": Run(r"Ketenmonitor 2026Q2(.|\n)*│ standard +│ +[1-9]"),
+        "ketenmonitor stuck --stage court_trial --top 20": Run(
+            r"Oldest open cases in court_trial(.|\n)*│ court_trial"
+        ),
+        "ketenmonitor stuck --stage court_trial --at 2026-06-30T00:00:00+02:00 --format csv": Run(
+            r"^pseudonym,stage,entered_at,age_days,(.|\n)*^[0-9a-f]{32},court_trial,"
+        ),
+        "ketenmonitor stuck --organisation om --dormant": Run(
+            r"Oldest dormant cases in the stages of om"
         ),
     },
 }
@@ -267,9 +448,34 @@ def documented_commands(doc: str) -> list[str]:
     return commands
 
 
+def indented_commands(doc: str) -> list[str]:
+    """The lines that start an indented (unfenced) code block of `doc`, or continue one, and read
+    like a command: the test would not see them."""
+    found = []
+    fenced = False
+    in_block = False
+    previous_blank = True
+    for line in (REPO / doc).read_text().splitlines():
+        if FENCE_LINE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            indented = line.startswith(("    ", "\t")) and bool(line.strip())
+            in_block = (indented and (in_block or previous_blank)) or (
+                in_block and not line.strip()
+            )
+            if in_block and indented and SHELL_LINE.match(line.strip()):
+                found.append(line.strip())
+        previous_blank = not line.strip()
+    return found
+
+
 def test_every_documented_command_is_covered():
     problems = []
     for doc in DOCS:
+        problems += [
+            f"{doc}: a command in an indented code block (use a ```sh block): {line}"
+            for line in indented_commands(doc)
+        ]
         for match in FENCE.finditer((REPO / doc).read_text()):
             tag = match.group(1).strip()
             if tag != COMMAND_TAG and tag not in NON_COMMAND_TAGS:
@@ -294,7 +500,11 @@ def workdir(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     for entry in REPO.iterdir():
-        if entry.name != ".git":
+        if entry.name == ".cache":  # a store written there stays out of the checkout
+            (root / ".cache").mkdir()
+            for cached in entry.iterdir():
+                (root / ".cache" / cached.name).symlink_to(cached)
+        elif entry.name != ".git":
             (root / entry.name).symlink_to(entry)
     _user_files(root)
     return root
@@ -318,6 +528,57 @@ def _user_files(root: Path) -> None:
         writer.writerows(om)
     shutil.copy(REPO / "examples/eventlog/sample_log.csv", root / "log.csv")
     shutil.copy(REPO / "examples/eventlog/mapping.yaml", root / "mapping.yaml")
+
+
+def _partner_history(bootstrap: str) -> None:
+    """HISTORY: HISTORY_CASES cases of April to June 2026 on the partner topics of the default
+    prefix, each message with a Kafka timestamp (publication time) an hour after its event and
+    before KNOWN_AT, on topics whose retention keeps them (24 h on the suite's broker otherwise:
+    its next check would delete these)."""
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.kafka_io import ensure_topics
+    from ketenmonitor.settings import Settings
+    from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
+
+    chain = load_chain()
+    settings = Settings(kafka_bootstrap=bootstrap)
+    topics = [settings.partner_topic(p) for p in chain.partner_ids]
+    end = KNOWN_AT - 2 * 86_400
+    cases = simulate_cases(load_scenario(), HISTORY_CASES, end - 90 * 86_400, end, seed=630)
+    events = list(contract_events(cases, chain, seed=630))
+    assert len({e["case_key"] for e in events}) == HISTORY_CASES
+    ensure_topics(bootstrap, topics, settings.partitions, security={}, settings=settings)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.alter_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": "-1"})
+                for t in topics
+            ]
+        )
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for event in events:
+            published = datetime.fromisoformat(event["occurred_at"]).timestamp() + 3600
+            assert published < KNOWN_AT
+            producer.send(
+                settings.partner_topic(event["organisation"]),
+                value=json.dumps(event).encode(),
+                key=event["event_id"].encode(),
+                timestamp_ms=int(published * 1000),
+            )
+        producer.flush(60)
+    finally:
+        producer.close()
+
+
+# Made before the commands of a document run: what it assumes the reader has, on the broker.
+SETUP: dict[str, Callable[[str], None]] = {"docs/store.md": _partner_history}
 
 
 def _env(broker_bootstrap: str, root: Path) -> dict[str, str]:
@@ -441,6 +702,8 @@ def _long_running(command: str, handling: LongRunning, env: dict[str, str], root
 def test_documented_commands_run_as_written(doc, kafka_broker, workdir):
     env = _env(kafka_broker.bootstrap_servers, workdir)
     before = _tracked_changes()
+    if doc in SETUP:
+        SETUP[doc](kafka_broker.bootstrap_servers)
     try:
         for command in documented_commands(doc):
             handling = COMMANDS[doc][command]  # coverage: test_every_documented_command_is_covered

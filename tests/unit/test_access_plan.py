@@ -6,9 +6,10 @@ Run: .venv/bin/pytest tests/unit/test_access_plan.py
 from __future__ import annotations
 
 import pytest
+from kafka.errors import SecurityDisabledError
 from pydantic import ValidationError
 
-from ketenmonitor.access.kafka_acls import Scope, to_acl, to_grant
+from ketenmonitor.access.kafka_acls import AclApplyError, Scope, apply_plan, to_acl, to_grant
 from ketenmonitor.access.plan import AclPlanError, Grant, Principals, access_plan
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.settings import Settings
@@ -94,6 +95,15 @@ def test_prune_scope_is_ketenmonitors_own_resources() -> None:
     assert all(scope.covers(g) for g in PLAN)
     assert not scope.covers(Grant("User:x", "READ", "topic", "other.topic"))
     assert not scope.covers(Grant("User:x", "READ", "group", "other-group"))
+
+
+def test_a_broker_without_authorizer_is_one_message_not_a_traceback() -> None:
+    class NoAuthorizer:  # what kafka-python's admin client does against such a broker
+        def describe_acls(self, acl_filter: object) -> None:
+            raise SecurityDisabledError("No Authorizer is configured on the broker")
+
+    with pytest.raises(AclApplyError, match=r"no authorizer.*KAFKA_SECURITY=scram"):
+        apply_plan(NoAuthorizer(), PLAN, Scope.of(SETTINGS))  # type: ignore[arg-type]
 
 
 # -- settings ----------------------------------------------------------------------------------
