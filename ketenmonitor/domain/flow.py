@@ -34,9 +34,13 @@ from typing import NamedTuple
 
 from ketenmonitor.domain.case import (
     STAGE_ENTERED,
+    Applied,
+    CaseEvent,
     CaseState,
     StageEntered,
     StageLeft,
+    StageOutline,
+    apply_event_outlined,
     facts_of,
     milestone_of,
     stage_outline,
@@ -158,26 +162,51 @@ class Marks(NamedTuple):
 
 
 NO_MARKS = Marks()
+_NO_REWORK: frozenset[ReworkItem] = frozenset()
+_new = tuple.__new__  # builds a named tuple from its field tuple, skipping its __new__ (hot path)
 
 
 def marks_of(chain: Chain, state: CaseState | None) -> Marks:
     """The case's marks (see `Marks`)."""
     if state is None:
         return NO_MARKS
-    outline = stage_outline(chain, state.records)
+    return _marks(chain, stage_outline(chain, state.records))
+
+
+def apply_event_marked(
+    chain: Chain, state: CaseState | None, event: CaseEvent
+) -> tuple[Applied, tuple[Marks | None, Marks] | None]:
+    """`apply_event`, and the case's marks before and after the event: (applied, (before,
+    after)), `before` None for a case not seen before; (applied, None) when the event left the
+    marks as they were (it changed no present occurrence).
+
+    The same as `marks_of` of the states before and after, but read from the walk over the case's
+    occurrences that computing the facts made anyway (case.apply_event_outlined): one walk per
+    event instead of three."""
+    applied, outlines = apply_event_outlined(chain, state, event)
+    if outlines is None:
+        return applied, None
+    before, after = outlines
+    return applied, (None if state is None else _marks(chain, before), _marks(chain, after))
+
+
+def _marks(chain: Chain, outline: StageOutline | None) -> Marks:
     if outline is None:
         return NO_MARKS
     limits = chain.fact_plan.dormant_after
-    hour = hour_of(outline.last_at)
-    ct, d = outline.case_type, outline.district
+    ct, d, last_at, open_, stage_facts, milestones = outline
+    hour = int(last_at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR  # hour_of, inlined (hot path)
     waiting = frozenset(
-        [(s, ct, d, hour_of(at), hour) for s, at in outline.open.items() if s in limits]
+        [
+            (s, ct, d, int(at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR, hour)
+            for s, at in open_.items()
+            if s in limits
+        ]
     )
     # Most cases have no rework: the set comparisons spare them building counters (hot path).
-    milestones = outline.milestones
-    entered = [f[0] for f in outline.stage_facts if f[-1] == STAGE_ENTERED]
+    entered = [f[0] for f in stage_facts if f[-1] == STAGE_ENTERED]
     if len(set(milestones)) == len(milestones) and len(set(entered)) == len(entered):
-        return Marks(waiting)
+        return _new(Marks, (waiting, _NO_REWORK))
     rework = [
         (MILESTONE, m, k, REWORK) for m, n in Counter(milestones).items() for k in range(1, n)
     ] + [(STAGE, s, k, REWORK) for s, n in Counter(entered).items() for k in range(1, n)]
