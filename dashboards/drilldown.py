@@ -84,9 +84,9 @@ def build_drilldown(chain: Chain) -> Board:
              "slapende zaken).", "short",
              q.gauge(metrics.BACKLOG, *stage_filter)),
         stat(
-            "Oudste open zaak",
-            "Hoe lang de oudste zaak al in de gekozen fase wacht (alle zaaktypen en "
-            "arrondissementen: deze meting kent geen uitsplitsing).",
+            "Oudste actieve zaak",
+            "Hoe lang de oudste actieve zaak al in de gekozen fase wacht, zonder de slapende "
+            "zaken (alle zaaktypen en arrondissementen: deze meting kent geen uitsplitsing).",
             "s",
             f"max({q.selector(rules.OLDEST_AGE_MAX, STAGE)})",
         ),
@@ -121,8 +121,8 @@ def build_drilldown(chain: Chain) -> Board:
     )
     age = bars(
         "Werkvoorraad naar leeftijd",
-        "Wachtende zaken in de fase naar hoe lang ze er al zijn (leeftijdsklassen uit de "
-        "ketendefinitie).",
+        "Actieve zaken in de fase (zonder de slapende zaken) naar hoe lang ze er al zijn "
+        "(leeftijdsklassen uit de ketendefinitie).",
         "short",
         *bands,
         width=8,

@@ -279,7 +279,8 @@ class ChainCollector(Collector):
         yield gauge
         gauge = GaugeMetricFamily(
             n.BACKLOG_BY_AGE,
-            "Cases in a stage now, by how long they have been in it (age band).",
+            f"Active cases in a stage now (those of {n.BACKLOG}: dormant cases left out), by "
+            "how long they have been in it (age band, from the hour they entered).",
             labels=[*stage_labels, "age_band"],
         )
         for (stage, ct, d, band), count in sorted(by_age.items()):
@@ -289,7 +290,8 @@ class ChainCollector(Collector):
         reference = self.reference_time()
         gauge = GaugeMetricFamily(
             n.BACKLOG_OLDEST_AGE,
-            "Age of the oldest open case in a stage (from the hour it entered).",
+            "Age of the oldest active (not dormant) case in a stage (from the hour it entered); "
+            "absent while the stage has no active case.",
             labels=["stage", "organisation"],
         )
         for stage, hour in sorted(oldest.items()):

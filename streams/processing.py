@@ -25,9 +25,9 @@ import orjson
 from ketenmonitor.schemas.events import EventRejected, parse_event
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, encode_case_value
 
-from ketenmonitor.domain.case import Applied, CaseEvent, CaseState, apply_event
+from ketenmonitor.domain.case import Applied, CaseEvent, CaseState
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.domain.flow import Marks, marks_of
+from ketenmonitor.domain.flow import Marks, apply_event_marked
 from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
 from ketenmonitor.domain.totals import ChainTotals
 
@@ -133,12 +133,10 @@ class CaseProcessor:
             current, withdrawn = None, ()
         else:
             current, withdrawn = decode_case_value(stored)
-        applied = apply_event(self.chain, current, event)
-        marks = None
-        if current is None or applied.state.records is not current.records:
-            before = None if current is None else marks_of(self.chain, current)
-            after = marks_of(self.chain, applied.state)
-            marks = (before, after)
+        # The marks come from the walk that computing the facts made (one walk per event).
+        applied, marks = apply_event_marked(self.chain, current, event)
+        if marks is not None:
+            before, after = marks
             gone = () if before is None else sorted(before.rework - after.rework)
             if applied.removed or gone:
                 withdrawn = (*withdrawn, *map(tuple, applied.removed), *gone)

@@ -20,10 +20,13 @@ changelog that it reflects, for ingest counts the next partner offset to count. 
 owners, so a record from a worker that lost the partition (a zombie, or a late publication) never
 replaces a newer one.
 
-Records are versioned JSON ({"v": 2, ...}); a newer version is refused (FormatVersionError).
+Records are versioned JSON ({"v": 3, ...}); a newer version is refused (FormatVersionError).
 Version 2 added dormant cases ("dormant", at the record's reference time) and rework counts
 ("rework": net and withdrawn); a version-1 record is read with none of either (its owner publishes
-again within REPUBLISH_SECONDS of being upgraded).
+again within REPUBLISH_SECONDS of being upgraded). Version 3 has the same fields, but the age bands
+("age") and the oldest entry hour ("oldest") describe the active backlog only, like the backlog
+gauge: a case dormant at the record's reference time is in neither. A version-1 or -2 record is read
+as it is (its ages still count dormant cases) until its owner, upgraded, publishes again.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from ketenmonitor.streams.ingest import IngestStats
 
 from ketenmonitor.domain.totals import ChainTotals
 
-CASE_TOTALS_VERSION = 2
-READABLE_CASE_TOTALS_VERSIONS = (1, CASE_TOTALS_VERSION)
+CASE_TOTALS_VERSION = 3
+READABLE_CASE_TOTALS_VERSIONS = (1, 2, CASE_TOTALS_VERSION)
 CASES_KEY = b"cases"
 INGEST_KEY_PREFIX = b"ingest:"
 
@@ -65,9 +68,10 @@ class CaseTotalsRecord:
     lead: dict[tuple[str, str, str], tuple[list[int], float, list[int], float]] = field(
         default_factory=dict
     )
-    # (stage, case_type, district, age band) -> open cases, at `reference_time`
+    # (stage, case_type, district, age band) -> active (not dormant) cases, at `reference_time`
     backlog_by_age: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    oldest_entry: dict[str, int] = field(default_factory=dict)  # stage -> hour it was entered
+    # stage -> hour its oldest active case entered it, at `reference_time`
+    oldest_entry: dict[str, int] = field(default_factory=dict)
     reference_time: float = 0.0
     # (stage, case_type, district) -> open cases that are dormant at `reference_time`
     dormant: dict[tuple[str, str, str], int] = field(default_factory=dict)
@@ -105,7 +109,7 @@ def encode_case_totals(totals: ChainTotals, position: int, reference_time: float
         "closed": pairs(totals.closed, totals.closed_withdrawn),
         "lead": lead,
         "age": [[*k, n] for k, n in sorted(totals.backlog_by_age(reference_time).items()) if n],
-        "oldest": totals.oldest_open_entry(),
+        "oldest": totals.oldest_active_entry(reference_time),
         "reference_time": reference_time,
         "dormant": [[*k, n] for k, n in sorted(totals.dormant(reference_time).items()) if n],
         "rework": [

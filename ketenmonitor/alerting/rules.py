@@ -502,7 +502,8 @@ class RuleGenerator:
                     f" de grens van {norm.within_days} dagen ('{norm.label}')"
                 ),
                 description=(
-                    "At the trend of the last " + f.trend_window + " the oldest open case of stage "
+                    "At the trend of the last " + f.trend_window + " the oldest active (not "
+                    "dormant) case of stage "
                     "{{ $labels.stage }} will be {{ $value | humanizeDuration }} old within "
                     + f.horizon + f", beyond the {norm.within_days}-day limit of norm {norm.id}."
                 ),

@@ -2,6 +2,8 @@
 
     result = apply_event(chain, state, event)   # state is None for a case not seen before
     result.state, result.added, result.removed, result.duplicate
+    result, outlines = apply_event_outlined(chain, state, event)  # and where the case stood
+        # before and after, from the same walk (domain/flow.py reads the marks from it)
 
 A case's state is the set of milestone occurrences it has received. An occurrence is one time a
 case reached a milestone: a hearing that is adjourned and held again, an instalment paid, a case
@@ -177,13 +179,35 @@ _new = tuple.__new__
 
 
 def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Applied:
+    return _apply_event(chain, state, event, False)[0]
+
+
+# Where the case stood before and after an event (`apply_event_outlined`); None: its present
+# occurrences did not change, so neither did anything read from them.
+Outlines = tuple["StageOutline | None", "StageOutline | None"] | None
+
+
+def apply_event_outlined(
+    chain: Chain, state: CaseState | None, event: CaseEvent
+) -> tuple[Applied, Outlines]:
+    """`apply_event`, and the case's `stage_outline` before and after the event, taken from the
+    walk(s) that computing the facts already made: (applied, (before, after)), or (applied, None)
+    when the event changed no present occurrence (a duplicate, a losing revision, a tombstone for
+    an occurrence not reached). Each outline equals `stage_outline` of its state (with, in
+    `stage_facts`, possibly segment facts too, which a reading of stage facts ignores)."""
+    return _apply_event(chain, state, event, True)
+
+
+def _apply_event(
+    chain: Chain, state: CaseState | None, event: CaseEvent, outlined: bool
+) -> tuple[Applied, Outlines]:
     if state is None:
         state = CaseState()
     event_id = event.event_id
     if event_id in state.seen_event_ids:
         return Applied(
             CaseState(state.records, state.seen_event_ids, state.duplicates + 1), duplicate=True
-        )
+        ), None
     seen = state.seen_event_ids | {event_id}
     record: MilestoneRecord = _new(
         MilestoneRecord,
@@ -203,12 +227,12 @@ def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Appl
     current = state.records.get(key)
     if current is not None and not record.beats(current):
         # A lower revision (or a losing tie) of an occurrence we hold: remember the id only.
-        return Applied(CaseState(state.records, seen, state.duplicates))
+        return Applied(CaseState(state.records, seen, state.duplicates)), None
     records = state.records.copy()
     records[key] = record
     new_state = _new(CaseState, (MappingProxyType(records), seen, state.duplicates))
-    added, removed = _changed_facts(
-        chain.fact_plan, state.records, records, key, milestone, current, record
+    added, removed, outlines = _changed_facts(
+        chain.fact_plan, state.records, records, key, milestone, current, record, outlined
     )
     corrections_delta = (record.revision > 0) - (current is not None and current.revision > 0)
     return _new(
@@ -220,7 +244,7 @@ def apply_event(chain: Chain, state: CaseState | None, event: CaseEvent) -> Appl
             False,
             corrections_delta,
         ),
-    )
+    ), outlines
 
 
 def timeline(chain: Chain, state: CaseState) -> list[tuple[float, str, MilestoneRecord]]:
@@ -418,6 +442,15 @@ def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tup
     return _walk(plan, _occurrences(plan, records)).facts
 
 
+def _outline(walk: _Walk, milestones: list[str]) -> StageOutline | None:
+    if not milestones:
+        return None
+    return _new(
+        StageOutline,
+        (walk.case_type, walk.district, walk.last[0], walk.open, walk.facts, milestones),
+    )
+
+
 def _changed_facts(
     plan: FactPlan,
     before: Mapping[str, MilestoneRecord],
@@ -426,12 +459,23 @@ def _changed_facts(
     milestone: str,
     current: MilestoneRecord | None,
     record: MilestoneRecord,
-) -> tuple[set[tuple], set[tuple]]:
-    """(added, removed): how the facts change when only occurrence `key`'s record differs."""
+    outlined: bool = False,
+) -> tuple[set[tuple], set[tuple], Outlines]:
+    """(added, removed, outlines): how the facts change when only occurrence `key`'s record
+    differs, and, if `outlined`, the case's outlines before and after (see
+    `apply_event_outlined`) from the same walks."""
     if current is not None and not current.retracted:
-        return _diff(plan, before, after)  # a present occurrence corrected or retracted
+        # A present occurrence corrected or retracted: a diff of two walks.
+        old_items, new_items = _occurrences(plan, before), _occurrences(plan, after)
+        old_walk, new_walk = _walk(plan, old_items), _walk(plan, new_items)
+        old, new = old_walk.facts, new_walk.facts
+        outlines = None
+        if outlined:
+            outlines = (_outline(old_walk, [i[3] for i in old_items]),
+                        _outline(new_walk, [i[3] for i in new_items]))
+        return new - old, old - new, outlines
     if record.retracted:
-        return set(), set()  # a tombstone for an occurrence not present: nothing changes
+        return set(), set(), None  # a tombstone for an occurrence not present: nothing changes
     items = _occurrences(plan, before)
     t = record.occurred_at
     rank = plan.rank[milestone]
@@ -442,21 +486,39 @@ def _changed_facts(
             and record.case_type == last.case_type
             and record.district == last.district
         ):  # the usual case: the new latest occurrence, the same attributes
-            return _appended(plan, _walk(plan, items, all_facts=False), milestone, record)
+            walk = _walk(plan, items, all_facts=False)
+            if not outlined:
+                return (*_appended(plan, walk, milestone, record), None)
+            milestones = [i[3] for i in items]
+            # `_appended` moves the walk on to the state after: the outline before keeps a copy
+            # of the open visits (its facts are not touched).
+            before_outline = _new(
+                StageOutline,
+                (walk.case_type, walk.district, last_t, dict(walk.open),
+                 walk.facts, milestones),
+            )
+            added, removed = _appended(plan, walk, milestone, record)
+            facts = walk.facts
+            if removed:
+                facts = facts - removed
+            if added:
+                facts = facts | added
+            after_outline = _new(
+                StageOutline,
+                (walk.case_type, walk.district, t, walk.open, facts, [*milestones, milestone]),
+            )
+            return added, removed, (before_outline, after_outline)
     # The first occurrence, not the latest, or new attributes for every fact: walk both.
-    old = _walk(plan, items).facts
+    old_walk = _walk(plan, items)
+    old_milestones = [i[3] for i in items] if outlined else []
     items.append((t, rank, key, milestone, record))
     items.sort()
-    new = _walk(plan, items).facts
-    return new - old, old - new
-
-
-def _diff(
-    plan: FactPlan, before: Mapping[str, MilestoneRecord], after: Mapping[str, MilestoneRecord]
-) -> tuple[set[tuple], set[tuple]]:
-    old = _walk(plan, _occurrences(plan, before)).facts
-    new = _walk(plan, _occurrences(plan, after)).facts
-    return new - old, old - new
+    new_walk = _walk(plan, items)
+    old, new = old_walk.facts, new_walk.facts
+    outlines = None
+    if outlined:
+        outlines = (_outline(old_walk, old_milestones), _outline(new_walk, [i[3] for i in items]))
+    return new - old, old - new, outlines
 
 
 def _appended(

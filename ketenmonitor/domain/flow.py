@@ -15,12 +15,15 @@ active backlog. Like a backlog age (domain/totals.py), the time without events i
 the start of the hour of the latest event (`is_dormant`): live totals then keep one count per hour,
 not per case, and the live gauge, the store and these functions agree exactly. Any later event
 makes the case active again: dormancy is a function of the state and the reference time, so nothing
-has to be undone. Stages without a limit are never dormant.
+has to be undone. Stages without a limit are never dormant. A dormant case is left out of the
+backlog's age figures too (age bands, oldest age): they describe the active backlog, and the case
+comes back into them, at the age it has in the stage, with its next event.
 
-These functions read states at a reference time, like a scrape does. What the live totals fold
-per case (`marks_of`: its waiting visits by hour of its latest event, and its rework as items) is
-derived from the same definitions, and a case's marks before and after an event are all that
-ChainTotals needs to keep dormant counts and rework counters (domain/totals.py).
+These functions read states at a reference time, like a scrape does. What the live totals fold per
+case (`marks_of`: its waiting visits by the hour they were entered and the hour of the case's
+latest event, and its rework as items) is derived from the same definitions, and a case's marks
+before and after an event are all that ChainTotals needs to keep dormant counts, the active
+backlog's ages and rework counters (domain/totals.py).
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from typing import NamedTuple
 
 from ketenmonitor.domain.case import (
     STAGE_ENTERED,
+    Applied,
+    CaseEvent,
     CaseState,
     StageEntered,
     StageLeft,
+    StageOutline,
+    apply_event_outlined,
     facts_of,
     milestone_of,
     stage_outline,
@@ -131,7 +138,8 @@ def dormancy_counts(
     return out
 
 
-WaitingMark = tuple[str, str, str, int]  # stage, case_type, district, hour of the latest event
+# stage, case_type, district, start of the hour the visit was entered, of the latest event's hour
+WaitingMark = tuple[str, str, str, int, int]
 ReworkItem = tuple[str, str, int, str]  # kind, milestone or stage, n-th repeat (1, 2, ...), REWORK
 
 
@@ -139,8 +147,10 @@ class Marks(NamedTuple):
     """What one case contributes to the live dormancy and rework figures.
 
     waiting: per open visit of a stage that has a dormancy limit, (stage, case_type, district,
-        start of the hour of the case's latest event): dormant once the reference time is more than
-        the stage's limit past that hour.
+        start of the hour in which the visit was entered, start of the hour of the case's latest
+        event): dormant once the reference time is more than the stage's limit past the latest
+        event's hour; the entry hour says which backlog age the visit takes out of the active
+        ages while it is dormant (ChainTotals.backlog_by_age).
     rework: one item per extra occurrence of a milestone, ("milestone", m, k, "rework") for its
         k-th repeat, and per extra visit of a stage, ("stage", s, k, "rework"). Items, not counts,
         so that what an event takes back is a set difference that can be stored and counted as
@@ -152,24 +162,51 @@ class Marks(NamedTuple):
 
 
 NO_MARKS = Marks()
+_NO_REWORK: frozenset[ReworkItem] = frozenset()
+_new = tuple.__new__  # builds a named tuple from its field tuple, skipping its __new__ (hot path)
 
 
 def marks_of(chain: Chain, state: CaseState | None) -> Marks:
     """The case's marks (see `Marks`)."""
     if state is None:
         return NO_MARKS
-    outline = stage_outline(chain, state.records)
+    return _marks(chain, stage_outline(chain, state.records))
+
+
+def apply_event_marked(
+    chain: Chain, state: CaseState | None, event: CaseEvent
+) -> tuple[Applied, tuple[Marks | None, Marks] | None]:
+    """`apply_event`, and the case's marks before and after the event: (applied, (before,
+    after)), `before` None for a case not seen before; (applied, None) when the event left the
+    marks as they were (it changed no present occurrence).
+
+    The same as `marks_of` of the states before and after, but read from the walk over the case's
+    occurrences that computing the facts made anyway (case.apply_event_outlined): one walk per
+    event instead of three."""
+    applied, outlines = apply_event_outlined(chain, state, event)
+    if outlines is None:
+        return applied, None
+    before, after = outlines
+    return applied, (None if state is None else _marks(chain, before), _marks(chain, after))
+
+
+def _marks(chain: Chain, outline: StageOutline | None) -> Marks:
     if outline is None:
         return NO_MARKS
     limits = chain.fact_plan.dormant_after
-    hour = hour_of(outline.last_at)
-    ct, d = outline.case_type, outline.district
-    waiting = frozenset([(s, ct, d, hour) for s in outline.open if s in limits])
+    ct, d, last_at, open_, stage_facts, milestones = outline
+    hour = int(last_at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR  # hour_of, inlined (hot path)
+    waiting = frozenset(
+        [
+            (s, ct, d, int(at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR, hour)
+            for s, at in open_.items()
+            if s in limits
+        ]
+    )
     # Most cases have no rework: the set comparisons spare them building counters (hot path).
-    milestones = outline.milestones
-    entered = [f[0] for f in outline.stage_facts if f[-1] == STAGE_ENTERED]
+    entered = [f[0] for f in stage_facts if f[-1] == STAGE_ENTERED]
     if len(set(milestones)) == len(milestones) and len(set(entered)) == len(entered):
-        return Marks(waiting)
+        return _new(Marks, (waiting, _NO_REWORK))
     rework = [
         (MILESTONE, m, k, REWORK) for m, n in Counter(milestones).items() for k in range(1, n)
     ] + [(STAGE, s, k, REWORK) for s, n in Counter(entered).items() for k in range(1, n)]

@@ -4,9 +4,10 @@
     applied = apply_event(chain, state, event)
     totals.apply(applied.added, applied.removed)
     totals.backlog()                      -> {(stage, case_type, district): open cases}
-    totals.backlog_by_age(reference_time) -> {(stage, case_type, district, band): open cases}
     totals.mark(marks_of(chain, before), marks_of(chain, applied.state))   # dormancy, rework
     totals.dormant(reference_time)        -> {(stage, case_type, district): dormant cases}
+    totals.backlog_by_age(reference_time) -> {(stage, case_type, district, band): active cases}
+    totals.oldest_active_entry(reference_time) -> {stage: hour its oldest active case entered}
 
 Totals are a fold over facts. The net figures (`inflow`, `outflow`, `closed`, `lead_times`: what
 is true now) return to what they were when a fact is added and withdrawn again; next to each, a
@@ -21,10 +22,14 @@ stage: that keeps the memory per stage bounded by hours, not by cases.
 
 Dormancy and rework (domain/flow.py) are not facts: whether a case is dormant depends on when its
 latest event occurred, which any event of the case moves. They are folded from the case's `Marks`
-before and after each event (`mark`): open visits of stages with a dormancy limit, counted per hour
-of the case's latest event, and rework items, whose withdrawn ones are kept with the case like
-withdrawn facts (`add_case` counts both). `dormant(reference_time)` is then computed like
-`backlog_by_age`, from counts per hour, and backlog() - dormant() is the active backlog.
+before and after each event (`mark`): open visits of stages with a dormancy limit, counted per
+(hour the visit was entered, hour of the case's latest event), and rework items, whose withdrawn
+ones are kept with the case like withdrawn facts (`add_case` counts both). At a reference time the
+latest-event hour says which of those visits are dormant (`dormant`), and their entry hours are
+taken out of the open visits' entry hours: what is left are the active visits, the backlog() -
+dormant() of the backlog gauge, and the age bands and the oldest age describe exactly those
+(`backlog_by_age`, `oldest_active_entry`). A dormant case's next event moves its latest-event hour,
+and it counts in the ages again at the age it has in the stage.
 """
 
 from __future__ import annotations
@@ -84,8 +89,9 @@ class ChainTotals:
     outflow_withdrawn: Counter[StageKey] = field(default_factory=Counter)
     lead_times_withdrawn: dict[SegmentKey, LeadTimeHistogram] = field(default_factory=dict)
     closed_withdrawn: Counter[ClosureKey] = field(default_factory=Counter)
-    # Open visits of stages with a dormancy limit, per hour of their case's latest event.
-    waiting_by_last_event_hour: dict[StageKey, Counter[int]] = field(default_factory=dict)
+    # Open visits of stages with a dormancy limit, per (hour entered, hour of the case's latest
+    # event).
+    waiting_by_hours: dict[StageKey, Counter[tuple[int, int]]] = field(default_factory=dict)
     # (kind, milestone or stage) -> extra occurrences or visits (domain/flow.py: rework)
     rework: Counter[tuple[str, str]] = field(default_factory=Counter)
     rework_withdrawn: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -137,11 +143,11 @@ class ChainTotals:
             new_waiting = after.waiting - before.waiting
             gone_rework = before.rework - after.rework
             new_rework = after.rework - before.rework
-        waiting = self.waiting_by_last_event_hour
-        for stage, case_type, district, hour in gone_waiting:
-            _add_hour(waiting, (stage, case_type, district), hour, -1)
-        for stage, case_type, district, hour in new_waiting:
-            _add_hour(waiting, (stage, case_type, district), hour, +1)
+        waiting = self.waiting_by_hours
+        for stage, case_type, district, entered, last in gone_waiting:
+            _add_hour(waiting, (stage, case_type, district), (entered, last), -1)
+        for stage, case_type, district, entered, last in new_waiting:
+            _add_hour(waiting, (stage, case_type, district), (entered, last), +1)
         for item in gone_rework:
             self.rework[item[:2]] -= 1
             self._count_withdrawn(item)
@@ -200,38 +206,70 @@ class ChainTotals:
     def backlog(self) -> dict[StageKey, int]:
         return {k: n - self.outflow.get(k, 0) for k, n in self.inflow.items()}
 
+    def dormant_entries_by_hour(self, reference_time: float) -> dict[StageKey, Counter[int]]:
+        """Dormant visits (see `dormant`) per hour in which they were entered."""
+        limits = self.chain.fact_plan.dormant_after
+        out: dict[StageKey, Counter[int]] = {}
+        for key, hours in self.waiting_by_hours.items():
+            limit = limits[key[0]]
+            for (entered, last), n in hours.items():
+                if is_dormant(limit, last, reference_time):
+                    entries = out.get(key)
+                    if entries is None:
+                        entries = out[key] = Counter()
+                    entries[entered] += n
+        return out
+
+    def dormant(self, reference_time: float) -> dict[StageKey, int]:
+        """Open visits whose case has had no event for longer than the stage's limit."""
+        return {
+            key: sum(entries.values())
+            for key, entries in self.dormant_entries_by_hour(reference_time).items()
+        }
+
+    def active_entries_by_hour(self, reference_time: float) -> dict[StageKey, Counter[int]]:
+        """Open visits that are not dormant at `reference_time`, per hour they were entered."""
+        dormant = self.dormant_entries_by_hour(reference_time)
+        out: dict[StageKey, Counter[int]] = {}
+        for key, hours in self.open_entries_by_hour.items():
+            asleep = dormant.get(key)
+            if asleep is None:
+                out[key] = hours
+                continue
+            active = Counter()
+            for hour, n in hours.items():
+                n -= asleep.get(hour, 0)
+                if n:
+                    active[hour] = n
+            out[key] = active
+        return out
+
     def backlog_by_age(self, reference_time: float) -> dict[tuple[str, str, str, str], int]:
+        """Active (not dormant) open visits per age band at `reference_time`: the backlog gauge's
+        cases, by how long they have been in the stage (from the hour they entered)."""
         bands = self.chain.backlog_age_bands
         limits = [upper for _, upper in bands]
         out: Counter[tuple[str, str, str, str]] = Counter()
-        for (stage, case_type, district), hours in self.open_entries_by_hour.items():
+        for (stage, case_type, district), hours in self.active_entries_by_hour(
+            reference_time
+        ).items():
             for hour, n in hours.items():
                 band = bands[bisect.bisect_left(limits, reference_time - hour)][0]
                 out[(stage, case_type, district, band)] += n
         return dict(out)
 
-    def dormant(self, reference_time: float) -> dict[StageKey, int]:
-        """Open visits whose case has had no event for longer than the stage's limit."""
-        limits = self.chain.fact_plan.dormant_after
-        out: Counter[StageKey] = Counter()
-        for key, hours in self.waiting_by_last_event_hour.items():
-            limit = limits[key[0]]
-            for hour, n in hours.items():
-                if is_dormant(limit, hour, reference_time):
-                    out[key] += n
-        return dict(out)
-
-    def oldest_open_entry(self) -> dict[str, int]:
-        """Per stage, the start of the hour in which its oldest open case entered it."""
+    def oldest_active_entry(self, reference_time: float) -> dict[str, int]:
+        """Per stage, the start of the hour in which its oldest active (not dormant at
+        `reference_time`) open case entered it; stages without an active case are left out."""
         oldest: dict[str, int] = {}
-        for (stage, _, _), hours in self.open_entries_by_hour.items():
+        for (stage, _, _), hours in self.active_entries_by_hour(reference_time).items():
             if hours:
                 first = min(hours)
                 oldest[stage] = min(first, oldest.get(stage, first))
         return oldest
 
 
-def _add_hour(index: dict[StageKey, Counter[int]], key: StageKey, hour: int, sign: int) -> None:
+def _add_hour(index: dict[StageKey, Counter], key: StageKey, hour: object, sign: int) -> None:
     hours = index.get(key)
     if hours is None:
         hours = index[key] = Counter()

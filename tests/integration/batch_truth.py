@@ -7,7 +7,8 @@ implementation. Every stage visit counts (a case that loops back enters a stage 
 
 Dormancy, as docs/metrics.md defines it: an open visit of a stage with `dormant_after_days` whose
 case's latest event (its last step) lies, counted from the start of that event's hour, more than
-the limit before the reference time is dormant; every other open visit is backlog. Rework: every
+the limit before the reference time is dormant; every other open visit is backlog, and only those
+are in the age bands and the oldest age (measured from the start of the hour entered). Rework: every
 step of a milestone the case had reached before is a repeat (the simulator gives each repeat its
 own occurrence id), every visit of a stage beyond the first a re-entry.
 """
@@ -126,8 +127,8 @@ def expected_samples(chain: Chain, cases: Iterable[SimulatedCase], reference_tim
                     continue
                 if limit is not None and reference_time - last_event_hour > limit * 86400:
                     out[_key("ketenmonitor_dormant_cases", **labels)] += 1
-                else:
-                    out[_key("ketenmonitor_backlog_cases", **labels)] += 1
+                    continue  # not in the backlog, nor in its ages
+                out[_key("ketenmonitor_backlog_cases", **labels)] += 1
                 hour = entered // 3600 * 3600
                 age = reference_time - hour
                 band = next(name for name, upper in bands if age <= upper)

@@ -28,9 +28,12 @@ from ketenmonitor.domain.case import (
     StageEntered,
     StageLeft,
     apply_event,
+    apply_event_outlined,
     facts_of,
+    stage_outline,
 )
 from ketenmonitor.domain.chain import CLOSED, DEFAULT_CHAIN_FILE, Chain, chain_from_mapping
+from ketenmonitor.domain.flow import NO_MARKS, apply_event_marked, marks_of
 from ketenmonitor.domain.totals import ChainTotals, rebuild
 from ketenmonitor.simulator import Faults, load_scenario, stream_cases
 
@@ -161,6 +164,42 @@ def test_events_in_time_order_take_the_short_path_to_the_same_facts(data, chain)
         after = reference_facts(chain, applied.state)
         assert (applied.added, applied.removed) == (after - before, before - after)
         state, before = applied.state, after
+
+
+def _stage_reading(outline):
+    """An outline without the facts a reading of stages ignores (segments)."""
+    if outline is None:
+        return None
+    stage_facts = {f for f in outline.stage_facts if f[-1] != "segment_completed"}
+    return outline._replace(stage_facts=stage_facts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(events, st.sampled_from(CHAINS), st.booleans())
+def test_marks_read_from_the_facts_walk_equal_marks_of_the_states(sequence, chain, in_order):
+    # The worker's one-walk step (apply_event_marked) against the definition (marks_of of the
+    # state before and after), in any order and in time order (the short path).
+    if in_order:
+        sequence = sorted(sequence, key=lambda e: e.occurred_at)
+    state = None
+    for event in sequence:
+        applied, marks = apply_event_marked(chain, state, event)
+        reference = apply_event(chain, state, event)
+        assert applied == reference
+        _, outlines = apply_event_outlined(chain, state, event)
+        before = None if state is None else marks_of(chain, state)
+        after = marks_of(chain, applied.state)
+        if marks is None:
+            assert outlines is None
+            assert (before or NO_MARKS) == after
+            assert applied.state.present == (state.present if state else {})
+        else:
+            assert marks == (before, after)
+            assert [_stage_reading(o) for o in outlines] == [
+                None if state is None else _stage_reading(stage_outline(chain, state.records)),
+                _stage_reading(stage_outline(chain, applied.state.records)),
+            ]
+        state = applied.state
 
 
 @settings(max_examples=200, deadline=None)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import orjson
 from core_fixtures import CHAIN, DAY
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ketenmonitor.streams.metrics import ChainCollector
 from ketenmonitor.streams.processing import CaseProcessor, Ingestor, PartitionTotals, Rejected
 from ketenmonitor.streams.totals import LocalTotals
@@ -71,7 +73,7 @@ def test_a_case_without_events_past_the_stage_limit_is_dormant_not_active_until_
     assert open_and_dormant(totals, 11 * DAY + 2 * LIMIT + 1) == (1, 0, 1)
     case.send("judgment", 11 * DAY + 2 * LIMIT + 2 * DAY, outcome="acquittal")
     assert open_and_dormant(totals, 100 * 365 * DAY) == (0, 0, 0)  # closed: never dormant
-    assert totals.waiting_by_last_event_hour[KEY] == Counter()
+    assert totals.waiting_by_hours[KEY] == Counter()
 
 
 def test_a_late_event_in_event_time_wakes_a_case_only_if_it_is_its_latest():
@@ -103,6 +105,88 @@ def test_the_live_fold_agrees_with_the_state_reading_of_domain_flow_at_any_refer
         assert totals.dormant(day * DAY) == expected, day
         assert rebuild(CHAIN, states).dormant(day * DAY) == expected, day
     assert sum(totals.dormant(1000 * DAY).values()) > 0
+
+
+def ages(totals: ChainTotals, at: float) -> dict[str, int]:
+    """Age band -> active cases of KEY's stage at `at`."""
+    return {k[3]: n for k, n in totals.backlog_by_age(at).items() if k[:3] == KEY and n}
+
+
+def test_a_dormant_case_leaves_the_age_bands_and_the_oldest_age_and_comes_back_with_an_event():
+    totals = ChainTotals(CHAIN)
+    old, young = Case(totals, key="old"), Case(totals, key="young")
+    old.send("court_intake", 0.5 * HOUR)  # entered in hour 0
+    young.send("court_intake", 300 * DAY)
+    at = LIMIT + HOUR  # the old case has been silent past the limit; the young one has not
+    assert open_and_dormant(totals, at) == (2, 1, 1)
+    assert ages(totals, at) == {"30-90d": 1}  # the young case only
+    assert totals.oldest_active_entry(at) == {"court_trial": 300 * DAY}
+    old.send("first_hearing", at)  # wakes up: back in the ages, at its age in the stage
+    assert open_and_dormant(totals, at) == (2, 2, 0)
+    assert ages(totals, at) == {"30-90d": 1, "365-730d": 1}
+    assert totals.oldest_active_entry(at) == {"court_trial": 0}
+    later = at + LIMIT + DAY  # both silent past the limit: no active case, no oldest age
+    assert open_and_dormant(totals, later) == (2, 0, 2)
+    assert ages(totals, later) == {} and "court_trial" not in totals.oldest_active_entry(later)
+    # A stage without a limit keeps every open case in its ages.
+    assert ages(totals, 10**12) == {}
+    states = [old.state, young.state]
+    for t in (at, later):
+        assert rebuild(CHAIN, states).backlog_by_age(t) == totals.backlog_by_age(t)
+        assert rebuild(CHAIN, states).oldest_active_entry(t) == totals.oldest_active_entry(t)
+
+
+def _fold_with_marks(events) -> tuple[ChainTotals, dict]:
+    totals, states = ChainTotals(CHAIN), {}
+    for event in events:
+        state = states.get(event.case_key)
+        applied = apply_event(CHAIN, state, event)
+        totals.record(applied, new_case=state is None)
+        totals.mark(None if state is None else marks_of(CHAIN, state),
+                    marks_of(CHAIN, applied.state))
+        states[event.case_key] = applied.state
+    return totals, states
+
+
+# Three cases of the court stage (limit 365 days) and one that stays at the OM; a late event, a
+# corrected time that makes a case dormant earlier, a retraction that takes a waking event back.
+ORDER_EVENTS = [
+    ev(1, "court_intake", 10 * DAY, key="a"),
+    ev(2, "first_hearing", 200 * DAY, key="a"),
+    ev(3, "first_hearing", 600 * DAY, occurrence="2", key="a"),
+    ev(4, "om_intake", 0.0, key="b"),
+    ev(5, "om_decision", 20 * DAY, outcome="summons", key="b"),
+    ev(6, "court_intake", 30 * DAY + 0.7 * HOUR, key="b"),
+    ev(7, "first_hearing", 500 * DAY, key="b"),
+    ev(8, "first_hearing", 100 * DAY, revision=1, key="b"),
+    ev(9, "court_intake", 400 * DAY, key="c"),
+    ev(10, "first_hearing", 900 * DAY, key="c"),
+    ev(11, "first_hearing", 900 * DAY, revision=1, retracted=True, key="c"),
+    ev(12, "om_intake", 50 * DAY, key="d"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_arrival_order_never_changes_dormant_cases_the_ages_or_the_oldest_age(data):
+    kept = data.draw(st.lists(st.sampled_from(ORDER_EVENTS), min_size=1,
+                              max_size=len(ORDER_EVENTS) + 3))
+    shuffled = data.draw(st.permutations(kept))
+    a, states = _fold_with_marks(kept)
+    b, _ = _fold_with_marks(shuffled)
+    restored = rebuild(CHAIN, states.values())
+    for day in (100, 380, 500, 800, 1000, 1300, 5000):
+        t = day * DAY
+        figures = [(x.dormant(t), x.backlog_by_age(t), x.oldest_active_entry(t))
+                   for x in (a, b, restored)]
+        assert figures[0] == figures[1] == figures[2], day
+        # The ages are those of the backlog gauge: open - dormant, per stage and label.
+        per_key = Counter()
+        for (stage, ct, d, _), n in a.backlog_by_age(t).items():
+            assert n > 0
+            per_key[(stage, ct, d)] += n
+        dormant = a.dormant(t)
+        assert +per_key == +Counter({k: n - dormant.get(k, 0) for k, n in a.backlog().items()})
 
 
 def test_is_dormant_counts_from_the_start_of_the_hour_of_the_latest_event():

@@ -119,7 +119,7 @@ def test_version_1_records_are_read() -> None:
         (decode_case_value, b'{"v":4,"r":{}}'),
         (IngestStats.decode, b'{"v":9,"next":1}'),
         (lambda raw: decode_case_event("k", raw), b'[7,"e1","om_intake",1.0]'),
-        (decode_case_totals, b'{"v":3,"position":1}'),
+        (decode_case_totals, b'{"v":4,"position":1}'),
     ],
 )
 def test_a_record_of_an_unknown_version_is_refused_with_a_clear_error(decode, raw) -> None:
@@ -153,6 +153,37 @@ def test_version_1_case_totals_are_read_without_dormant_cases_or_rework() -> Non
     doc["v"] = 1
     record = decode_case_totals(orjson.dumps(doc))
     assert record.position == 3 and record.dormant == {} and record.rework == {}
+
+
+def test_version_2_case_totals_are_read_with_their_ages_as_published() -> None:
+    # Version 2 ages counted dormant cases too; a reader takes them as they are until the
+    # record's owner, upgraded, publishes version 3.
+    doc = orjson.loads(encode_case_totals(ChainTotals(CHAIN), position=3, reference_time=1.0))
+    doc["v"] = 2
+    doc["age"] = [["court_trial", "standard", "amsterdam", ">730d", 2]]
+    doc["oldest"] = {"court_trial": 0}
+    record = decode_case_totals(orjson.dumps(doc))
+    assert record.backlog_by_age == {("court_trial", "standard", "amsterdam", ">730d"): 2}
+    assert record.oldest_entry == {"court_trial": 0} and record.position == 3
+
+
+def test_published_ages_leave_dormant_cases_out() -> None:
+    totals = ChainTotals(CHAIN)
+    processor, live = CaseProcessor(CHAIN), PartitionTotals(CHAIN)
+    stored = {}
+    for key, e in (("silent", event(1, "court_intake", 0.0)),
+                   ("busy", event(2, "court_intake", 10 * DAY)),
+                   ("busy", event(3, "first_hearing", 500 * DAY))):
+        step = processor.apply(key, payload(e), stored.get(key))
+        live.fold(0, [step])
+        stored[key] = step.stored
+    totals = live.of(0)
+    raw = encode_case_totals(totals, position=1, reference_time=600 * DAY)
+    record = decode_case_totals(raw)
+    assert orjson.loads(raw)["v"] == 3
+    assert record.dormant == {("court_trial", "standard", "amsterdam"): 1}
+    assert record.backlog_by_age == {("court_trial", "standard", "amsterdam", "365-730d"): 1}
+    assert record.oldest_entry == {"court_trial": 10 * DAY}
 
 
 def test_withdrawn_rework_is_stored_with_the_case_and_counted_again_after_a_restore() -> None:
