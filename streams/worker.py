@@ -446,7 +446,7 @@ class Worker:
                 return  # read again after the recovery's seek
             try:
                 await self._producer.begin_transaction()
-            except KafkaError as exc:
+            except Exception as exc:  # fenced or broken producer: the recovery replaces it
                 self.pipeline.failure = exc
                 return
         sender = BatchSender(self._producer)
