@@ -26,7 +26,7 @@ def _duplicates(samples: dict) -> float:
 
 
 def test_exactly_once_mode_ends_exact_on_a_normal_feed(monitor_env, start_worker, tmp_path):
-    run = Run(monitor_env, cases=2000, seed=7)
+    run = Run(monitor_env, cases=600, seed=7)
     worker = start_worker({**run.env, **EXACTLY_ONCE, "KETENMONITOR_WORKER_ID": "only"})
     run.publish()
     samples = run.assert_converges([worker])
@@ -37,12 +37,12 @@ def test_exactly_once_mode_ends_exact_on_a_normal_feed(monitor_env, start_worker
 
 @pytest.mark.fault
 def test_exactly_once_mode_after_a_kill_9_doubles_nothing(monitor_env, start_worker):
-    run = Run(monitor_env, cases=3000, seed=8)
+    run = Run(monitor_env, cases=800, seed=8)
     env = {**run.env, **EXACTLY_ONCE}
     stable = start_worker({**env, "KETENMONITOR_WORKER_ID": "stable"})
     victim = start_worker({**env, "KETENMONITOR_WORKER_ID": "victim"})
-    publisher = run.publish_in_background(rate=3000)
-    time.sleep(4.0)
+    publisher = run.publish_in_background(rate=1000)
+    time.sleep(2.5)
     victim.kill()  # mid-stream, mid-transaction most likely
     # The same worker id: the restarted worker's producer id request aborts the open transaction
     # of the killed one at once (without it, the broker aborts it after the transaction timeout).
