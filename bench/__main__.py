@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.runner import BENCHMARKS, DEFAULTS, run
+from bench.runner import BENCHMARKS, DEFAULTS, EXTRA_BENCHMARKS, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=DEFAULTS["events"],
                    help="events in the replay log (default %(default)s)")
     p.add_argument("--only", default=",".join(BENCHMARKS),
-                   help="comma-separated subset of " + ",".join(BENCHMARKS))
+                   help="comma-separated subset of " + ",".join(BENCHMARKS)
+                   + " (default), or " + ",".join(EXTRA_BENCHMARKS))
+    p.add_argument("--rounds", type=int, default=2,
+                   help="exactly_once: worker runs per mode, interleaved off/on (default 2)")
     p.add_argument("--rate", type=float, default=DEFAULTS["rate"],
                    help="live-latency produce rate, events/s (default %(default)s)")
     p.add_argument("--latency-seconds", type=float, default=DEFAULTS["latency_seconds"])

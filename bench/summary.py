@@ -102,6 +102,8 @@ def render(results_dir: Path) -> str:
         lines += _recovery(found["recovery"][2])
     if "profile" in found:
         lines += _profile(found["profile"][2])
+    if "exactly_once" in found:
+        lines += _exactly_once(found["exactly_once"][2])
     for hand_written in (ANALYSIS, PARTNER_SIDE):
         if hand_written.exists():
             lines += ["", hand_written.read_text().rstrip(), ""]
@@ -194,6 +196,45 @@ def _memory(r: dict[str, Any]) -> list[str]:
         worst <= TARGETS["state_bytes_per_open_case"], f"{worst} bytes key+value encoded"),
         "", f"Example state value: `{example}`", "",
         "Method: " + r["method"].replace("\n", " "), ""]
+    return out
+
+
+def _exactly_once(r: dict[str, Any]) -> list[str]:
+    out = [
+        f"## Exactly-once mode: what transactions cost ({_k(r['events'])} events, "
+        f"{_k(r['cases'])} cases, runs interleaved off/on)",
+        "",
+        "| run | KETENMONITOR_EXACTLY_ONCE | events/s (wall) | events per CPU-second | CPU s "
+        "| wall s | metrics equal batch | duplicates seen | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in r["runs"]:
+        check = run.get("check", {})
+        equal = f"yes ({check.get('series')} series)" if check.get("equal") else "NO"
+        out.append(
+            f"| {run['round']} | {'true' if run['exactly_once'] else 'false'} "
+            f"| {_k(run['events_per_second'])} | {_k(run['events_per_cpu_second'])} "
+            f"| {run['cpu_seconds_total']} | {run['wall_seconds_from_start']} | {equal} "
+            f"| {run.get('duplicates', '-'):g} | {run['load_average_before']} |"
+        )
+    out.append("")
+    cost = r.get("cost")
+    if cost:
+        median = r["median"]
+        out.append(
+            f"Median with transactions: {_k(median['on']['events_per_second'])} events/s wall "
+            f"against {_k(median['off']['events_per_second'])} without "
+            f"({cost['wall_throughput_ratio']:.2f}x), {_k(median['on']['events_per_cpu_second'])} "
+            f"against {_k(median['off']['events_per_cpu_second'])} events per CPU-second "
+            f"({cost['cpu_throughput_ratio']:.2f}x)."
+        )
+        out.append("")
+    out += [
+        "Method: bench/exactly_once.py. Each run gets its own topics, group and changelogs and the "
+        "same log, produced before the worker starts; timed as the replay worker (from process "
+        "start until the committed offsets reach the end of the partner and case topics).",
+        "",
+    ]
     return out
 
 

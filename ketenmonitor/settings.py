@@ -12,6 +12,7 @@ clients get their security settings from one place (docs/security.md):
 
 from __future__ import annotations
 
+import socket
 import ssl
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,15 @@ class Settings(BaseSettings):
     # Owners publish their partitions' totals to the totals topic at most this often; what
     # /metrics shows lags the processed events by about this much (docs/metrics.md).
     totals_publish_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Exactly-once mode (docs/operations.md, Delivery): every batch's output and its consumer
+    # offsets in one Kafka transaction; the worker's own topics are read read_committed. Off by
+    # default: at-least-once with idempotent updates.
+    exactly_once: bool = False
+    # The worker's stable identity in exactly-once mode: its transactional id is
+    # `<app_id>-worker-<worker_id>`; a restarted worker with the same id fences its predecessor
+    # (aborts its open transaction). Unset: `<host name>-<metrics port>`. Two live workers must
+    # never share one.
+    worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None
@@ -125,6 +135,16 @@ class Settings(BaseSettings):
     def changelog_topic(self, table: str) -> str:
         """The compacted topic that holds a worker table (`cases`, `ingest-stats`) durably."""
         return f"{self.app_id}-{table}-changelog"
+
+    def transactional_id(self) -> str:
+        """The transactional id of this worker's producer in exactly-once mode."""
+        worker = self.worker_id or f"{socket.gethostname()}-{self.metrics_port}"
+        return f"{self.app_id}-worker-{worker}"
+
+    @property
+    def isolation_level(self) -> str:
+        """How the worker reads the topics it writes itself (case topic, changelogs, totals)."""
+        return "read_committed" if self.exactly_once else "read_uncommitted"
 
     def new_topic_replication(self) -> tuple[int, dict[str, str]]:
         """(replication factor, topic configs) for creating a topic: -1 and no min.insync.replicas

@@ -13,6 +13,10 @@ A batch not acknowledged within `timeout`, or whose produce failed, sets `failur
 after it are then neither folded nor committed, and the owner restores from the changelogs and the
 committed offsets (streams/worker.py). `after_written` is retried until it succeeds: a slow or
 absent store holds the pipeline (and through `max_in_flight` the consumer) instead of failing it.
+
+`fold_after_commit=True` (exactly-once mode: `commit` sends the offsets to the batch's transaction
+and commits it) runs `on_written` after the commit instead of before: records acknowledged inside
+a transaction are not yet durable, and an aborted batch must not reach the exported totals.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ class CommitPipeline(Generic[Offsets]):
         timeout: float,
         max_in_flight: int = 3,
         retry_seconds: float = 1.0,
+        fold_after_commit: bool = False,
     ) -> None:
         self._commit = commit
+        self.fold_after_commit = fold_after_commit
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.retry_seconds = retry_seconds
@@ -96,7 +102,7 @@ class CommitPipeline(Generic[Offsets]):
             for future in futures:
                 asyncio.ensure_future(future).add_done_callback(_retrieve)
             return
-        if on_written is not None:
+        if on_written is not None and not self.fold_after_commit:
             on_written()
         if after_written is not None:
             await self._until_done(after_written)
@@ -105,6 +111,8 @@ class CommitPipeline(Generic[Offsets]):
         except Exception as exc:
             self.failure = exc
             return
+        if on_written is not None and self.fold_after_commit:
+            on_written()
         self.committed_batches += 1
 
     async def _until_done(self, step: Callable[[], Awaitable[None]]) -> None:

@@ -24,7 +24,10 @@ per touched case and per partner partition) goes out in one produce call per top
 batch's facts are folded into the partition totals once those records are acknowledged, and its
 offsets committed after that (and after the case-fact store has the batch). Delivery is
 at-least-once; replays are absorbed by the event-id check in the case state and the offset check
-in the ingest counts.
+in the ingest counts. With `exactly_once` (KETENMONITOR_EXACTLY_ONCE) each batch is one Kafka
+transaction instead: its records and its consumer offsets commit together or not at all, one batch
+at a time, and the worker reads the topics it writes (case topic, changelogs, totals) with
+isolation_level=read_committed (docs/operations.md, Delivery).
 
 /metrics never reads the partitions this worker happens to own: owners publish their partitions'
 totals to the compacted totals topic (at most every `totals_publish_seconds`), and every worker
@@ -37,6 +40,7 @@ one only if its changelog grew behind this worker's back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -46,6 +50,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+from aiokafka.producer.transaction_manager import TransactionState
 from ketenmonitor.streams.batch_sender import BatchSender
 from ketenmonitor.streams.changelog import source_header
 from ketenmonitor.streams.health import CommitWatch, Outage, StallWatch
@@ -109,8 +114,15 @@ class Worker:
         self.dirty: set[TopicPartition] = set()  # owned partitions whose totals are unpublished
         self.stalls = StallWatch(settings.processing_timeout_seconds)
         self.commits = CommitWatch()
+        # Exactly-once: one transaction (one batch) at a time; a committed transaction ends with
+        # a commit marker, one offset after the batch's last record in every partition it wrote.
+        self.exactly_once = settings.exactly_once
+        self._marker = 1 if self.exactly_once else 0
         self.pipeline: CommitPipeline[Offsets] = CommitPipeline(
-            self._commit, settings.processing_timeout_seconds, MAX_BATCHES_IN_FLIGHT
+            self._commit_transaction if self.exactly_once else self._commit,
+            settings.processing_timeout_seconds,
+            MAX_BATCHES_IN_FLIGHT,
+            fold_after_commit=self.exactly_once,
         )
         self.lock = asyncio.Lock()  # one batch, restore, release or publication at a time
         self.ready = asyncio.Event()  # first assignment restored
@@ -118,6 +130,9 @@ class Worker:
         self.sink = open_store_sink(settings, chain)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        # Publishes totals; the batch producer unless that one is transactional (totals are a
+        # view with positions, published outside the batches' transactions).
+        self._totals_producer: AIOKafkaProducer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._reader: TotalsReader | None = None
         self._to_restore: set[TopicPartition] | None = None  # a recovery not yet completed
@@ -154,15 +169,9 @@ class Worker:
         await asyncio.to_thread(prepare_topics, settings, self.chain)
         security = settings.kafka_python_security()
         session_ms = int(settings.session_timeout_seconds * 1000)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=f"{settings.app_id}-worker",
-            acks="all",
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-            max_request_size=8 * 1024 * 1024,
-            request_timeout_ms=max(120_000, 4 * session_ms),
-            **security,
+        self._producer = self._new_producer(transactional=self.exactly_once)
+        self._totals_producer = (
+            self._new_producer(transactional=False) if self.exactly_once else self._producer
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -176,6 +185,7 @@ class Worker:
             rebalance_timeout_ms=2 * session_ms,
             max_poll_interval_ms=max(300_000, 10 * session_ms),
             fetch_max_wait_ms=int(settings.batch_seconds * 1000),
+            isolation_level=settings.isolation_level,
             **security,
         )
         self._restorer = self._group_less_consumer("restore")
@@ -187,10 +197,13 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        await self._producer.start()
+        await self._start_producer()
+        if self._totals_producer is not self._producer:
+            await self._totals_producer.start()
         await self._restorer.start()
         await self._reader.consumer.start()
         await self._consumer.start()
+        self._tick = time.monotonic()  # starting (topics, producer id) is not a frozen loop
         background = [
             asyncio.create_task(self._reader.run()),
             asyncio.create_task(self._publish_periodically()),
@@ -211,6 +224,10 @@ class Worker:
             await self._consumer.stop()  # leaves the group: the others take over at once
             await self._reader.consumer.stop()
             await self._restorer.stop()
+            if self.exactly_once:
+                with contextlib.suppress(KafkaError, TimeoutError):
+                    await self._settle_transaction()  # a failed batch's transaction: aborted
+                await self._totals_producer.stop()
             await self._producer.stop()
             if self.sink is not None:
                 self.sink.close()
@@ -225,8 +242,87 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            isolation_level=self.settings.isolation_level,
             **self.settings.kafka_python_security(),
         )
+
+    def _new_producer(self, transactional: bool) -> AIOKafkaProducer:
+        settings = self.settings
+        session_ms = int(settings.session_timeout_seconds * 1000)
+        txn: dict[str, Any] = {}
+        if transactional:
+            # A transaction open longer than this is aborted by the broker, which also fences
+            # its producer (epoch bump): no longer than a session timeout, so that a worker
+            # frozen mid-batch, whose partitions the group moved on, cannot commit it on thawing.
+            timeout = min(settings.processing_timeout_seconds, settings.session_timeout_seconds)
+            txn = {
+                "transactional_id": settings.transactional_id(),
+                "transaction_timeout_ms": int(timeout * 1000),
+            }
+        return AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=f"{settings.app_id}-worker",
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            request_timeout_ms=max(120_000, 4 * session_ms),
+            **txn,
+            **settings.kafka_python_security(),
+        )
+
+    async def _start_producer(self) -> None:
+        """Start the batch producer; a transactional one gets its producer id first, which ends
+        (aborts) whatever transaction a previous process with the same transactional id left
+        open and fences that process."""
+        assert self._producer is not None
+        await self._producer.start()
+        if self.exactly_once:
+            txn = self._producer._txn_manager  # aiokafka has no public call for this wait
+            await asyncio.wait_for(
+                txn.wait_for_pid(), max(60.0, 2 * self.settings.session_timeout_seconds)
+            )
+            log.info(
+                "exactly-once: transactional id %s, producer id %s epoch %s",
+                txn.transactional_id, txn.producer_id, txn.producer_epoch,
+            )
+
+    async def _settle_transaction(self) -> None:
+        """Exactly-once, after a failed batch and before reading state back: the batch's
+        transaction must be over (aborted, or committed after all) so that the committed offsets
+        and the read_committed changelogs agree. A fenced producer (another process took this
+        transactional id, or the broker timed the transaction out) is replaced: its successor's
+        producer id request aborts the open transaction. Raises KafkaError to be called again."""
+        producer = self._producer
+        assert producer is not None
+        txn = producer._txn_manager
+        timeout = self.settings.processing_timeout_seconds
+        try:
+            if txn.state in (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR):
+                await asyncio.wait_for(producer.abort_transaction(), timeout)
+            elif txn.state in (
+                TransactionState.COMMITTING_TRANSACTION, TransactionState.ABORTING_TRANSACTION
+            ):
+                await asyncio.wait_for(asyncio.shield(txn.wait_for_transaction_end()), timeout)
+        except TimeoutError:
+            raise KafkaTimeoutError("the failed batch's transaction did not end in time") from None
+        except KafkaError as exc:
+            if not txn.is_fatal_error():
+                raise
+            log.warning("transaction failed for good (%r)", exc)
+        if txn.is_fatal_error():
+            log.error(
+                "the transactional producer was fenced (%r): a process with the same "
+                "transactional id (%s) started, or a transaction outlived its timeout; replacing "
+                "the producer", txn._transaction_waiter.exception() if
+                txn._transaction_waiter is not None and txn._transaction_waiter.done() else None,
+                txn.transactional_id,
+            )
+            old = self._producer
+            self._producer = self._new_producer(transactional=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), timeout)
+            await self._start_producer()
 
     def stop(self) -> None:
         self._stop.set()
@@ -275,6 +371,8 @@ class Worker:
         broker is away this raises KafkaError and is called again; it resumes where it stopped."""
         await self.pipeline.drain()
         assert self._consumer is not None
+        if self.exactly_once:
+            await self._settle_transaction()
         if self._to_restore is None:
             log.error(
                 "batch failed (%r); restoring owned partitions and retrying", self.pipeline.failure
@@ -340,7 +438,17 @@ class Worker:
 
     # -- one batch ------------------------------------------------------------------------------
     async def _process(self, records: dict[TopicPartition, list[Any]]) -> None:
-        assert self._producer is not None
+        assert self._producer is not None and self._consumer is not None
+        if self.exactly_once:
+            # One transaction at a time: the previous batch's is committed (or failed) first.
+            await self.pipeline.drain()
+            if self.pipeline.failure is not None:
+                return  # read again after the recovery's seek
+            try:
+                await self._producer.begin_transaction()
+            except Exception as exc:  # fenced or broken producer: the recovery replaces it
+                self.pipeline.failure = exc
+                return
         sender = BatchSender(self._producer)
         case_ends: dict[int, int] = {}
 
@@ -370,6 +478,14 @@ class Worker:
                 failed.set_exception(exc)
                 futures = [failed]
         offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
+        if self.exactly_once:
+            # Past the commit markers the fetch skipped after the batch's last record: committing
+            # the last record + 1 would leave every case partition one (a marker) behind its end.
+            for tp in offsets:
+                try:
+                    offsets[tp] = max(offsets[tp], await self._consumer.position(tp))
+                except Exception:  # no longer assigned: the record's offset + 1
+                    continue
 
         def written() -> None:  # in batch order, once every record of the batch is acknowledged
             for partition, batch_steps in steps.items():
@@ -405,6 +521,15 @@ class Worker:
             # The group moved on; the new owner replays from the last commit (idempotent).
             log.warning("commit failed after a rebalance: %s", exc)
             return
+        self.committed.update(offsets)
+        self.commits.committed()
+
+    async def _commit_transaction(self, offsets: Offsets) -> None:
+        """Exactly-once: the batch's offsets into its transaction, then the commit."""
+        assert self._producer is not None
+        with self.stalls.busy("commit"):
+            await self._producer.send_offsets_to_transaction(offsets, self.settings.app_id)
+            await self._producer.commit_transaction()
         self.committed.update(offsets)
         self.commits.committed()
 
@@ -484,7 +609,8 @@ class Worker:
 
     def _changelog_written(self, topic: str, partition: int, last_offset: int) -> None:
         tp = TopicPartition(topic, partition)
-        self.changelog_end[tp] = max(self.changelog_end.get(tp, 0), last_offset + 1)
+        end = last_offset + 1 + self._marker  # a read_committed end is past the commit marker
+        self.changelog_end[tp] = max(self.changelog_end.get(tp, 0), end)
 
     # -- publishing totals ----------------------------------------------------------------------
     async def _publish_periodically(self) -> None:
@@ -529,8 +655,8 @@ class Worker:
 
     async def _send_totals(self, records: list[tuple[int, bytes, bytes]]) -> None:
         if records:
-            assert self._producer is not None
-            await TotalsPublisher(self._producer, self.totals_topic).publish_many(records)
+            assert self._totals_producer is not None
+            await TotalsPublisher(self._totals_producer, self.totals_topic).publish_many(records)
 
     # -- rebalances -----------------------------------------------------------------------------
     async def on_revoked(self) -> None:
@@ -538,6 +664,11 @@ class Worker:
         # acknowledged, offsets committed. What is released is decided at the assignment.
         async with self.lock:
             await self.pipeline.drain()
+            if self.exactly_once and self.pipeline.failure is not None:
+                try:  # a failed batch's transaction must not commit after the next owner reads
+                    await self._settle_transaction()
+                except KafkaError as exc:
+                    log.warning("failed transaction not ended before the revocation: %r", exc)
             records = self._totals_records()
             self.exporting = False
         try:
@@ -573,6 +704,8 @@ class Worker:
                     "a batch failed (%r) or an earlier restore failed: restoring every assigned "
                     "partition", self.pipeline.failure,
                 )
+                if self.exactly_once:
+                    await self._settle_transaction()
                 self.pipeline.clear_failure()
                 self._to_restore = None
                 self._release(set(self.owned))
@@ -652,17 +785,28 @@ class Worker:
         if not repairs:
             return
         assert self._producer is not None
+        if self.exactly_once:
+            await self._producer.begin_transaction()
         sender = BatchSender(self._producer)
         sender.on_delivered(self.changelogs.cases, self._changelog_written)
         sender.on_delivered(self.changelogs.ingest, self._changelog_written)
         for tp, key, value, position in repairs:
             sender.add(tp.topic, tp.partition, key, value, source_header(position))
-        futures = await sender.send()
         try:
+            futures = await sender.send()
             await asyncio.wait_for(
                 asyncio.gather(*futures), self.settings.processing_timeout_seconds
             )
-        except TimeoutError:
+            if self.exactly_once:
+                await asyncio.wait_for(
+                    self._producer.commit_transaction(), self.settings.processing_timeout_seconds
+                )
+        except (KafkaError, TimeoutError) as exc:
+            if self.exactly_once:
+                with contextlib.suppress(KafkaError, TimeoutError):
+                    await self._settle_transaction()
+            if isinstance(exc, KafkaError):
+                raise
             raise KafkaTimeoutError("changelog repairs not acknowledged in time") from None
         repairs.clear()
 

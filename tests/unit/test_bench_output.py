@@ -175,3 +175,25 @@ def test_summary_renders_a_results_file_and_checks_pass_reads_every_check(tmp_pa
     assert checks_pass(document)
     document["results"]["replay"]["worker"]["check"]["equal"] = False
     assert not checks_pass(document)
+
+
+def test_the_exactly_once_section_lists_every_run_and_the_medians(tmp_path: Path):
+    def run(round_: int, on: bool, rate: float, per_cpu: float) -> dict:
+        return {"round": round_, "exactly_once": on, "completed": True, "events_per_second": rate,
+                "events_per_cpu_second": per_cpu, "cpu_seconds_total": 10.0,
+                "wall_seconds_from_start": 20.0, "load_average_before": [1.0, 1.0, 1.0],
+                "duplicates": 0.0, "check": {"equal": True, "series": 12, "mismatches": []}}
+
+    result = {
+        "events": 1000, "cases": 100, "runtime": "worker",
+        "runs": [run(1, False, 100, 200), run(1, True, 90, 180)],
+        "median": {"off": {"events_per_second": 100, "events_per_cpu_second": 200},
+                   "on": {"events_per_second": 90, "events_per_cpu_second": 180}},
+        "cost": {"wall_throughput_ratio": 0.9, "cpu_throughput_ratio": 0.9},
+    }
+    document = _document("2026-01-01T00:00:00+00:00", {"exactly_once": result})
+    (tmp_path / "a.json").write_text(json.dumps(document))
+    section = _section(render(tmp_path), "## Exactly-once mode")
+    assert "| 1 | false | 100 | 200 |" in section and "| 1 | true | 90 | 180 |" in section
+    assert "(0.90x)" in section
+    assert checks_pass(document)

@@ -127,3 +127,29 @@ def test_every_submitted_batch_is_committed_exactly_once(max_in_flight: int) -> 
         return commits.done
 
     assert run(scenario()) == [str(n) for n in range(20)]
+
+
+def test_fold_after_commit_folds_only_committed_batches() -> None:
+    """Exactly-once mode: a batch whose transaction does not commit is never folded."""
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        order: list[str] = []
+
+        async def commit(offsets: str) -> None:
+            order.append(f"commit {offsets}")
+            if offsets == "batch-2":
+                raise RuntimeError("transaction aborted")
+
+        pipeline: CommitPipeline[str] = CommitPipeline(commit, timeout=5, fold_after_commit=True)
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        first.set_result(None)
+        second.set_result(None)
+        await pipeline.submit([first], "batch-1", lambda: order.append("fold 1"))
+        await pipeline.submit([second], "batch-2", lambda: order.append("fold 2"))
+        await pipeline.drain()
+        return order, [repr(pipeline.failure)]
+
+    order, failure = run(scenario())
+    assert order == ["commit batch-1", "fold 1", "commit batch-2"]
+    assert failure == ["RuntimeError('transaction aborted')"]
