@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, false, func, or_, select
+from sqlalchemy import Connection, Engine, and_, false, func, or_, select
 
 from ketenmonitor.domain.chain import SECONDS_PER_HOUR, Chain
 from ketenmonitor.domain.flow import is_dormant
@@ -56,7 +56,8 @@ def stuck_cases(
     cases to wake up or close.
 
     With hindsight: a visit that began at or before `at` and was left after it (or not yet) was
-    open at `at`, whatever arrived later. `last_milestone` is the case's latest milestone now.
+    open at `at`, whatever arrived later. `last_milestone` is the case's latest milestone at `at`
+    (in event time; chain rank breaks a tie), not a later one.
     Dormancy is that of the live gauge (domain/flow.is_dormant): the latest event at or before
     `at`, from the start of its hour, lies more than the stage's limit before `at`.
     """
@@ -108,11 +109,31 @@ def stuck_cases(
         )
     with engine.connect() as conn:
         found = conn.execute(query).all()
+        later = {row[0] for row in found if row[4] > at}  # latest milestone after `at`
+        then = _latest_milestones(conn, chain, later, at) if later else {}
     return [
-        StuckCase(p, s, entered, at - entered, last, last_at, case_type, district,
+        StuckCase(p, s, entered, at - entered, *then.get(p, (last, last_at)), case_type,
+                  district,
                   is_dormant(limits.get(s), entered if latest_at is None else latest_at, at))
         for p, s, entered, last, last_at, case_type, district, latest_at in found
     ]
+
+
+def _latest_milestones(
+    conn: Connection, chain: Chain, pseudonyms: set[str], at: float
+) -> dict[str, tuple[str, float]]:
+    """Per case, its latest milestone at or before `at` and when: (occurred_at, rank) max."""
+    rank = chain.fact_plan.rank
+    rows = conn.execute(
+        select(CaseMilestone.pseudonym, CaseMilestone.milestone, CaseMilestone.occurred_at)
+        .where(CaseMilestone.pseudonym.in_(sorted(pseudonyms)), CaseMilestone.occurred_at <= at)
+    ).all()
+    latest: dict[str, tuple[str, float]] = {}
+    for pseudonym, milestone, occurred_at in rows:
+        best = latest.get(pseudonym)
+        if best is None or (occurred_at, rank[milestone]) > (best[1], rank[best[0]]):
+            latest[pseudonym] = (milestone, occurred_at)
+    return latest
 
 
 def _stages(chain: Chain, stage: str | None, organisation: str | None) -> list[str]:

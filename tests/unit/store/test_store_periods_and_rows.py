@@ -157,6 +157,13 @@ def test_stuck_ages_cases_to_the_reference_time_and_lists_those_open_then(
     at_60 = datetime.fromtimestamp(t0 + 60 * day, AMS).isoformat()
     assert listed("--at", at_60) == [("still-open", 60.0), ("left-later", 50.0),
                                      ("entered-later", 10.0)]
+    # what each case had reached then: left-later's judgment (day 100) came after day 60
+    assert main(["stuck", "--stage", "court_trial", "--format", "csv", "--store-url", url,
+                 "--at", at_60]) == 0
+    rows = [r.split(",") for r in capsys.readouterr().out.splitlines()[1:]]
+    assert {r[0]: r[4] for r in rows} == {
+        "still-open": "court_intake", "left-later": "court_intake", "entered-later": "court_intake"
+    }
     monkeypatch.delenv("KETENMONITOR_AGE_REFERENCE_TIME")
     assert [p for p, _ in listed()] == ["still-open", "entered-later"]  # now: left-later left
 
