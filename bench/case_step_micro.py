@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ketenmonitor.streams.codec import decode_case_value, encode_case_value
 from ketenmonitor.streams.processing import CaseProcessor, Ingestor, Rejected, decode_case_event
@@ -35,15 +36,22 @@ from ketenmonitor.domain.flow import marks_of
 Step = Callable[[str, bytes, bytes | None], tuple[bytes, object]]
 
 
+def _decode(
+    pseudonym: str, payload: bytes, stored: bytes | None
+) -> tuple[Any, Any, tuple[Any, ...]]:
+    """The event, and the case state and withdrawn facts stored before it (none for a new case)."""
+    event = decode_case_event(pseudonym, payload)
+    if stored is None:
+        return event, None, ()
+    current, withdrawn = decode_case_value(stored)
+    return event, current, withdrawn
+
+
 def three_walks(chain: Chain) -> Step:
     """CaseProcessor.apply as of commit 6c242a7 (marks_of before and after)."""
 
     def step(pseudonym: str, payload: bytes, stored: bytes | None) -> tuple[bytes, object]:
-        event = decode_case_event(pseudonym, payload)
-        if stored is None:
-            current, withdrawn = None, ()
-        else:
-            current, withdrawn = decode_case_value(stored)
+        event, current, withdrawn = _decode(pseudonym, payload, stored)
         applied = apply_event(chain, current, event)
         marks = None
         if current is None or applied.state.records is not current.records:
@@ -72,11 +80,7 @@ def one_walk(chain: Chain) -> Step:
 
 def no_marks(chain: Chain) -> Step:
     def step(pseudonym: str, payload: bytes, stored: bytes | None) -> tuple[bytes, object]:
-        event = decode_case_event(pseudonym, payload)
-        if stored is None:
-            current, withdrawn = None, ()
-        else:
-            current, withdrawn = decode_case_value(stored)
+        event, current, withdrawn = _decode(pseudonym, payload, stored)
         applied = apply_event(chain, current, event)
         if applied.removed:
             withdrawn = (*withdrawn, *map(tuple, applied.removed))
