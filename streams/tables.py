@@ -45,6 +45,9 @@ class OwnedTables:
         # appends them again (streams/changelog.py); (changelog partition, key, value, position).
         self.repairs: list[tuple[TopicPartition, bytes, bytes, int]] = []
         self.ingest: dict[TopicPartition, IngestStats] = {}  # partner partition -> counts
+        # Case partition -> the case-topic offset its restored states reflect (the highest
+        # position header read; -1 when no record carries one).
+        self.case_positions: dict[int, int] = {}
 
     def case_partitions(self) -> set[int]:
         return set(self.cases)
@@ -59,8 +62,18 @@ class OwnedTables:
         for tp in tps:
             if tp.topic == self.cases_topic:
                 self.cases.pop(tp.partition, None)
+                self.case_positions.pop(tp.partition, None)
             else:
                 self.ingest.pop(tp, None)
+
+    def restored_position(self, tp: TopicPartition) -> int:
+        """The input offset the restored state of `tp` reflects: the next partner offset its
+        ingest counts expect, or the case-topic offset after the last event in its case states;
+        -1 if unknown."""
+        if tp.topic == self.cases_topic:
+            return self.case_positions.get(tp.partition, -1)
+        stats = self.ingest.get(tp)
+        return stats.next_offset if stats is not None else -1
 
     async def restore(
         self, restorer: AIOKafkaConsumer, tps: Iterable[TopicPartition]
@@ -76,9 +89,13 @@ class OwnedTables:
         read, ends = checked.tables, checked.ends
         self.repairs.extend(checked.repairs())
         for tp in tps:
-            table = read[self.changelogs.of(tp, self.cases_topic)]
+            changelog = self.changelogs.of(tp, self.cases_topic)
+            table = read[changelog]
             if tp.topic == self.cases_topic:
                 self.cases[tp.partition] = table
+                self.case_positions[tp.partition] = max(
+                    checked.sources[changelog].values(), default=-1
+                )
             else:
                 raw = table.get(tp.topic.encode())
                 if raw is None:  # the key before version 2: "topic:partition"

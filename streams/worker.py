@@ -524,11 +524,25 @@ class Worker:
         self.committed.update(offsets)
         self.commits.committed()
 
+    def _refuse_commit_if_frozen(self) -> None:
+        """Exactly-once: a worker frozen mid-batch past the freeze limit (shorter than a session
+        timeout) may have lost its partitions; its open transaction, thawed, must not commit.
+        aiokafka's offset commit in a transaction carries no group generation (KIP-447), so the
+        broker would accept it, and the batch's forwards would land a second time beside the new
+        owner's (seen: 960 duplicate case events in a frozen-worker test). The failed batch's
+        transaction is aborted and the worker restores after its next assignment."""
+        if self._was_frozen():
+            raise KafkaTimeoutError(
+                "the worker was frozen during the batch: its transaction is not committed"
+            )
+
     async def _commit_transaction(self, offsets: Offsets) -> None:
         """Exactly-once: the batch's offsets into its transaction, then the commit."""
         assert self._producer is not None
         with self.stalls.busy("commit"):
+            self._refuse_commit_if_frozen()
             await self._producer.send_offsets_to_transaction(offsets, self.settings.app_id)
+            self._refuse_commit_if_frozen()
             await self._producer.commit_transaction()
         self.committed.update(offsets)
         self.commits.committed()
@@ -819,9 +833,26 @@ class Worker:
             await asyncio.sleep(0)  # heartbeats and /metrics keep going during a long rebuild
 
     async def _fetch_committed(self, tps: set[TopicPartition]) -> None:
+        """The offsets to resume `tps` from. Exactly-once: never before the position the restored
+        state reflects. A transaction's offsets become readable only once the broker has written
+        its commit markers, which it does after the commit call returned to the previous owner;
+        aiokafka's OffsetFetch (v3) cannot ask for stable offsets (KIP-447's require_stable), so
+        the committed offset read here may still be the one before a transaction whose records
+        the restore already saw. Those events would be applied a second time (the event-id check
+        absorbs them, but `events_duplicate_total` counted thousands in a zombie test). In one
+        transaction the state records and the offsets commit together, so the state's position
+        is as committed as the offsets are."""
         assert self._consumer is not None
         for tp in tps:
             offset = await self._consumer.committed(tp)
+            if self.exactly_once:
+                restored = self.tables.restored_position(tp)
+                if restored > (offset if offset is not None else -1):
+                    log.info(
+                        "%s: resuming at %d, the position of the restored state (the committed "
+                        "offset read was %s)", tp, restored, offset,
+                    )
+                    offset = restored
             if offset is not None:
                 self.committed[tp] = offset
 
