@@ -685,11 +685,50 @@ class Worker:
                     log.warning("failed transaction not ended before the revocation: %r", exc)
             records = self._totals_records()
             self.exporting = False
+            if self.exactly_once and self.pipeline.failure is None:
+                await self._await_commits_visible()
         try:
             await self._send_totals(records)  # the last totals this worker holds, for the next one
         except KafkaError as exc:  # the next owner publishes them after its restore
             log.warning("last totals before the revocation not published: %r", exc)
         log.info("partitions revoked; batches in flight written and committed")
+
+    async def _await_commits_visible(self) -> None:
+        """Exactly-once, before giving partitions up: wait until the last committed transaction
+        is readable as committed, its changelog records below the read_committed end and its
+        offsets returned by an offset fetch. The commit call returns once the transaction
+        coordinator decided; the markers that make its records and offsets readable are written
+        after that. A next owner that restored before them read neither the records nor the
+        offsets and did the batch again, and when the markers landed the case topic held its
+        forwards twice (277 duplicate case events in a frozen-worker run, numbers exact). aiokafka
+        cannot ask the next owner's offset fetch to wait for them (KIP-447's require_stable)."""
+        assert self._consumer is not None and self._restorer is not None
+        deadline = time.monotonic() + self.settings.session_timeout_seconds
+        changelog_ends = {
+            tp: end for tp, end in self.changelog_end.items()
+            if any(self.changelogs.of(owned, self.cases_topic) == tp for owned in self.owned)
+        }
+        offsets = {tp: offset for tp, offset in self.committed.items() if tp in self.owned}
+        while True:
+            try:
+                ends = await self._restorer.end_offsets(list(changelog_ends))
+                pending = [tp for tp, end in changelog_ends.items() if ends.get(tp, 0) < end]
+                for tp, offset in offsets.items():
+                    if await self._consumer.committed(tp) != offset:
+                        pending.append(tp)
+            except KafkaError as exc:
+                log.warning("could not check that the last transaction is readable: %r", exc)
+                return
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                log.warning(
+                    "the last transaction is not readable as committed after %.0fs (%s); "
+                    "handing the partitions over anyway",
+                    self.settings.session_timeout_seconds, sorted(map(str, pending))[:3],
+                )
+                return
+            await asyncio.sleep(0.05)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Take the assignment; if the broker goes away during the restore, the consume loop
