@@ -1,7 +1,11 @@
 """The two steps of a worker, as plain Python that the worker loop (streams/worker.py) calls.
 
-1. `Ingestor.route(raw, organisation)`: a partner's raw message becomes either a pseudonymised case
-   event bound for the case topic (keyed and partitioned by pseudonym) or a rejection with a reason.
+1. `Ingestor.route(raw, organisation, message_key=key)`: a partner's raw message becomes either a
+   pseudonymised case event with its state partition (by the deployment's placement rule,
+   streams/placement.py) or a rejection with a reason. `keyed_by_case` says whether the message's
+   Kafka key is the event's case key: only then may the worker apply it in the partition it
+   arrived in (one hop), if that partition is the case's; otherwise it goes to the case topic
+   (keyed by pseudonym) in the case's partition.
 2. `CaseProcessor.apply(pseudonym, payload, stored)`: a case event is applied to the case's
    stored value (state and withdrawn facts) by the domain core; the new value goes to the
    changelogged table, the `Applied` facts and the case's marks before and after the event
@@ -24,11 +28,12 @@ from typing import NamedTuple
 import orjson
 from ketenmonitor.schemas.events import EventRejected, parse_event
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, encode_case_value
+from ketenmonitor.streams.placement import Placement, placement_function
 
 from ketenmonitor.domain.case import Applied, CaseEvent, CaseState
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.domain.flow import Marks, apply_event_marked
-from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
+from ketenmonitor.domain.pseudonym import Pseudonymiser
 from ketenmonitor.domain.totals import ChainTotals
 
 CASE_EVENT_VERSION = 2
@@ -41,6 +46,7 @@ class Routed:
     partition: int
     payload: bytes  # the case event without the raw case key
     occurred_at: float
+    keyed_by_case: bool = False  # the message's key is the event's case key (utf-8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +66,25 @@ class Rejected:
 
 
 class Ingestor:
-    def __init__(self, chain: Chain, secret: bytes, partitions: int) -> None:
+    def __init__(
+        self, chain: Chain, secret: bytes, partitions: int, placement: Placement = "pseudonym"
+    ) -> None:
         self.chain = chain
         self._pseudonymise = Pseudonymiser(secret)  # an empty secret fails here, at start-up
         self.partitions = partitions
+        self.placement = placement
+        self._place = placement_function(placement, partitions)
 
     def route(
-        self, raw: bytes, organisation: str | None, now: float | None = None
+        self,
+        raw: bytes,
+        organisation: str | None,
+        now: float | None = None,
+        message_key: bytes | None = None,
     ) -> Routed | Rejected:
         """`organisation` None: not from a partner's topic (an event-log file). `now` (POSIX
-        seconds, default the clock) is what the contract's clock-skew check compares with."""
+        seconds, default the clock) is what the contract's clock-skew check compares with.
+        `message_key`: the Kafka key the partner gave the message (compared with the case key)."""
         if len(raw) > MAX_EVENT_BYTES:  # never parsed: a chain event is well under 1 KB
             return Rejected("too_large", f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
@@ -92,7 +107,14 @@ class Ingestor:
                 *((event.occurrence,) if event.occurrence is not None else ()),
             ]
         )
-        return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload, occurred_at)
+        case_key = event.case_key
+        return Routed(
+            pseudonym,
+            self._place(pseudonym, case_key),
+            payload,
+            occurred_at,
+            message_key is not None and message_key == case_key.encode("utf-8"),
+        )
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:

@@ -45,6 +45,9 @@ class OwnedTables:
         # appends them again (streams/changelog.py); (changelog partition, key, value, position).
         self.repairs: list[tuple[TopicPartition, bytes, bytes, int]] = []
         self.ingest: dict[TopicPartition, IngestStats] = {}  # partner partition -> counts
+        # Per restored case partition: the highest record position its changelog held
+        # (streams/changelog.py, next_case_position); -1 for none.
+        self.highest_source: dict[int, int] = {}
 
     def case_partitions(self) -> set[int]:
         return set(self.cases)
@@ -59,6 +62,7 @@ class OwnedTables:
         for tp in tps:
             if tp.topic == self.cases_topic:
                 self.cases.pop(tp.partition, None)
+                self.highest_source.pop(tp.partition, None)
             else:
                 self.ingest.pop(tp, None)
 
@@ -79,6 +83,8 @@ class OwnedTables:
             table = read[self.changelogs.of(tp, self.cases_topic)]
             if tp.topic == self.cases_topic:
                 self.cases[tp.partition] = table
+                sources = checked.sources[self.changelogs.of(tp, self.cases_topic)].values()
+                self.highest_source[tp.partition] = max(sources, default=-1)
             else:
                 raw = table.get(tp.topic.encode())
                 if raw is None:  # the key before version 2: "topic:partition"
