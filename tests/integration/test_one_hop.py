@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 CHAIN = load_chain()
 PARTITIONS = 6
+PUBLISH = [sys.executable, "-m", "ketenmonitor.cli", "publish"]
 RE_KEYED = "om"  # the partner that cannot key by case
 ONE_HOP = [p for p in CHAIN.partner_ids if p != RE_KEYED]
 
@@ -207,3 +208,92 @@ def test_a_worker_refuses_a_placement_other_than_the_recorded_one(monitor_env, s
     assert result.returncode == 2, result.stderr[-2000:]
     assert "placed by the 'case-key' rule over 6 partitions" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _keys_and_partitions(bootstrap: str, topic: str) -> list[tuple[bytes | None, int, dict]]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for tp, records in consumer.poll(timeout_ms=1000).items():
+                out += [(r.key, tp.partition, json.loads(r.value)) for r in records]
+        return out
+    finally:
+        consumer.close()
+
+
+def test_partner_tools_key_by_case_into_the_case_partition(kafka_broker, tmp_path):
+    """`publish --key-by case-key` and `simulate` for a one-hop partner: every message keyed by
+    its case key, in the partition Kafka's partitioner gives that key; `publish` by default keys
+    by event id."""
+    bootstrap = kafka_broker.bootstrap_servers
+    env = {
+        **os.environ,
+        "KETENMONITOR_KAFKA_BOOTSTRAP": bootstrap,
+        "KETENMONITOR_PARTITIONS": str(PARTITIONS),
+    }
+    events = [
+        {
+            "schema_version": 1,
+            "event_id": f"om-{n}",
+            "case_key": f"PN-{n:06d}",
+            "organisation": "om",
+            "milestone": "om_decision",
+            "occurred_at": "2024-03-02T09:15:00+01:00",
+            "case_type": "serious",
+            "district": "limburg",
+            "outcome": "summons",
+        }
+        for n in range(3000)
+    ]
+    export = tmp_path / "export.jsonl"
+    export.write_text("".join(json.dumps(e) + "\n" for e in events))
+    for key_by in ("case-key", "event-id"):
+        prefix = f"k{key_by[:4]}{os.getpid()}{int(time.time())}"
+        run_env = {**env, "KETENMONITOR_TOPIC_PREFIX": prefix}
+        ensure_topics(bootstrap, [f"{prefix}.events.om"], PARTITIONS)
+        result = subprocess.run(
+            [*PUBLISH, str(export), "--organisation", "om", "--key-by", key_by, "--quiet"],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+        records = _keys_and_partitions(bootstrap, f"{prefix}.events.om")
+        assert len(records) == len(events)
+        for key, partition, event in records:
+            if key_by == "case-key":
+                assert key == event["case_key"].encode()
+                assert partition == kafka_partition(key, PARTITIONS)
+            else:
+                assert key == event["event_id"].encode()
+        assert len({p for _, p, _ in records}) == PARTITIONS
+    prefix = f"ksim{os.getpid()}{int(time.time())}"
+    sim_env = {
+        **env,
+        "KETENMONITOR_TOPIC_PREFIX": prefix,
+        "KETENMONITOR_CASE_PLACEMENT": "case-key",
+        "KETENMONITOR_ONE_HOP_PARTNERS": "police,courts",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ketenmonitor.cli", "simulate", "--cases", "300", "--quiet"],
+        env=sim_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for partner in CHAIN.partner_ids:
+        records = _keys_and_partitions(bootstrap, f"{prefix}.events.{partner}")
+        assert records, partner
+        for key, partition, event in records:
+            if partner in ("police", "courts"):
+                assert key == event["case_key"].encode()
+                assert partition == kafka_partition(key, PARTITIONS)
+            else:
+                assert key == event["event_id"].encode()
