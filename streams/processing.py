@@ -44,9 +44,28 @@ MAX_EVENT_BYTES = 64 * 1024
 class Routed:
     pseudonym: str
     partition: int
-    payload: bytes  # the case event without the raw case key
+    event: CaseEvent  # keyed by pseudonym: without the raw case key
     occurred_at: float
     keyed_by_case: bool = False  # the message's key is the event's case key (utf-8)
+
+    @property
+    def payload(self) -> bytes:
+        """The case-topic record value (encoded only for the re-keying path)."""
+        e = self.event
+        return orjson.dumps(
+            [
+                CASE_EVENT_VERSION,
+                e.event_id,
+                e.milestone,
+                e.occurred_at,
+                e.case_type,
+                e.district,
+                e.outcome,
+                e.revision,
+                e.retracted,
+                *((e.occurrence,) if e.occurrence is not None else ()),
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +112,17 @@ class Ingestor:
             return Rejected(exc.reason, exc.detail)
         pseudonym = self._pseudonymise(event.case_key)
         occurred_at = event.occurred_at.timestamp()
-        payload = orjson.dumps(
-            [
-                CASE_EVENT_VERSION,
-                event.event_id,
-                event.milestone,
-                occurred_at,
-                event.case_type,
-                event.district,
-                event.outcome,
-                event.revision,
-                event.retracted,
-                *((event.occurrence,) if event.occurrence is not None else ()),
-            ]
+        # tuple.__new__ skips the named tuple's Python-level constructor (hot path; same value).
+        case_event = tuple.__new__(
+            CaseEvent,
+            (event.event_id, pseudonym, event.milestone, occurred_at, event.case_type,
+             event.district, event.outcome, event.revision, event.retracted, event.occurrence),
         )
         case_key = event.case_key
         return Routed(
             pseudonym,
             self._place(pseudonym, case_key),
-            payload,
+            case_event,
             occurred_at,
             message_key is not None and message_key == case_key.encode("utf-8"),
         )
@@ -150,7 +161,11 @@ class CaseProcessor:
         self.chain = chain
 
     def apply(self, pseudonym: str, payload: bytes, stored: bytes | None) -> CaseStep:
-        event = decode_case_event(pseudonym, payload)
+        """A case-topic record applied."""
+        return self.apply_event(decode_case_event(pseudonym, payload), stored)
+
+    def apply_event(self, event: CaseEvent, stored: bytes | None) -> CaseStep:
+        """A routed event applied as it is (one hop: never encoded for the case topic)."""
         if stored is None:
             current, withdrawn = None, ()
         else:

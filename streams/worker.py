@@ -79,6 +79,7 @@ from prometheus_client.core import InfoMetricFamily
 
 from ketenmonitor import __version__
 from ketenmonitor import metric_names as names
+from ketenmonitor.domain.case import CaseEvent
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
@@ -487,7 +488,7 @@ class Worker:
         ingest_counts: dict[TopicPartition, bytes] = {}
         steps: dict[int, list[CaseStep]] = {}
         store_states: dict[str, Any] = {}
-        one_hop: dict[int, list[tuple[bytes, bytes]]] = {}  # partition -> (pseudonym, payload)
+        one_hop: dict[int, list[tuple[bytes, CaseEvent]]] = {}  # partition -> (pseudonym, event)
         with self.stalls.busy("ingest"):
             for tp, messages in records.items():
                 if tp.topic != self.cases_topic:
@@ -573,7 +574,7 @@ class Worker:
         tp: TopicPartition,
         messages: list[Any],
         sender: BatchSender,
-        one_hop: dict[int, list[tuple[bytes, bytes]]],
+        one_hop: dict[int, list[tuple[bytes, CaseEvent]]],
     ) -> bytes:
         organisation = self.topic_of[tp.topic]
         stats = self.tables.ingest_stats(tp)
@@ -608,7 +609,7 @@ class Worker:
                 # duplicates. One hop only where the key is the case key and the partition the
                 # case's; a message keyed otherwise, or into another partition, is re-keyed.
                 if here is not None and routed.keyed_by_case and routed.partition == partition:
-                    here.append((routed.pseudonym.encode(), routed.payload))
+                    here.append((routed.pseudonym.encode(), routed.event))
                 else:
                     sender.add(
                         cases_topic, routed.partition, routed.pseudonym.encode(), routed.payload
@@ -625,7 +626,7 @@ class Worker:
         self,
         partition: int,
         messages: Iterable[Any],
-        one_hop: Iterable[tuple[bytes, bytes]],
+        one_hop: Iterable[tuple[bytes, CaseEvent]],
         sender: BatchSender,
         store: dict[str, Any],
     ) -> list[CaseStep]:
@@ -650,13 +651,13 @@ class Worker:
             steps.append(step)
             if keep_states:
                 store[pseudonym] = step.state
-        for key, payload in one_hop:  # built by this worker's Ingestor: a valid case event
-            pseudonym = key.decode()
-            step = apply(pseudonym, payload, table.get(key))
+        apply_event = self.processor.apply_event
+        for key, event in one_hop:  # routed by this worker's Ingestor: a valid case event
+            step = apply_event(event, table.get(key))
             table[key] = changed[key] = step.stored
             steps.append(step)
             if keep_states:
-                store[pseudonym] = step.state
+                store[event.case_key] = step.state  # the pseudonym
         # One changelog record per case per batch: the last state is what a restore needs.
         header = source_header(self.case_position[partition])
         for key, stored in changed.items():

@@ -198,3 +198,33 @@ def test_a_late_write_of_an_earlier_owner_loses_whichever_input_its_events_came_
     assert tables.repairs == [(changelog, b"b", b"b-owner-2", epoch + 2)]
     assert tables.highest_source[0] == epoch + 2
     assert next_case_position(tables.highest_source[0]) == epoch + 3
+
+
+def test_a_one_hop_event_applied_as_routed_equals_the_case_topic_record_applied() -> None:
+    """One hop skips the case-topic encoding: the routed event must be exactly what decoding
+    the case-topic record gives, and applying either must store the same value."""
+    import time
+
+    import orjson
+    from ketenmonitor.streams.processing import CaseProcessor, decode_case_event
+
+    from ketenmonitor.domain.chain import SECONDS_PER_DAY
+    from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
+
+    end = float(int(time.time()) - 3600)
+    cases = simulate_cases(load_scenario(), 400, end - 2 * 365 * SECONDS_PER_DAY, end, seed=4)
+    ingestor = Ingestor(CHAIN, SECRET, 6, "case-key")
+    processor = CaseProcessor(CHAIN)
+    by_event: dict[str, bytes] = {}
+    by_record: dict[str, bytes] = {}
+    seen = 0
+    for event in contract_events(cases, CHAIN, seed=4):
+        r = ingestor.route(orjson.dumps(event), event["organisation"], end)
+        assert not isinstance(r, Rejected), r
+        assert decode_case_event(r.pseudonym, r.payload) == r.event
+        a = processor.apply_event(r.event, by_event.get(r.pseudonym))
+        b = processor.apply(r.pseudonym, r.payload, by_record.get(r.pseudonym))
+        assert a == b
+        by_event[r.pseudonym], by_record[r.pseudonym] = a.stored, b.stored
+        seen += 1
+    assert seen > 2000 and by_event == by_record
