@@ -60,14 +60,19 @@ def create_monitor_topics(settings: Settings, chain: Chain) -> None:
     _create_missing(settings, monitor_topics(settings, chain))
 
 
-def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
-    security = settings.kafka_python_security()
-    wanted = [
+def worker_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, config) of every topic a worker uses: the monitor's topics, the table
+    changelogs and the placement record (streams/placement.py: one record, one partition)."""
+    return [
         *monitor_topics(settings, chain),
         *((settings.changelog_topic(t), settings.partitions, CHANGELOG_CONFIG) for t in TABLES),
-        # The deployment's placement rule (streams/placement.py): one record.
         (settings.changelog_topic(PLACEMENT_TABLE), 1, CHANGELOG_CONFIG),
     ]
+
+
+def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
+    security = settings.kafka_python_security()
+    wanted = worker_topics(settings, chain)
     names = [name for name, _, _ in wanted]
     _create_missing(settings, wanted)
     _wait_until_listed(settings.kafka_bootstrap, set(names), security, timeout)
