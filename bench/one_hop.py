@@ -33,8 +33,12 @@ from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.settings import Settings
 
 PATHS = ("two-hop", "one-hop")
-MEASURES = ("events_per_second", "events_per_cpu_second", "wall_seconds_from_start",
-            "cpu_seconds_total")
+MEASURES = (
+    "events_per_second",
+    "events_per_cpu_second",
+    "wall_seconds_from_start",
+    "cpu_seconds_total",
+)
 
 
 def path_env(chain: Chain, path: str) -> dict[str, str]:
@@ -57,7 +61,10 @@ def run_one_hop(
     log = replay_log(chain, events)
     batch = expected_metrics(chain, log)
     out: dict[str, Any] = {
-        "events": len(log), "cases": len(log.cases), "runtime": WORKER_RUNTIME, "runs": [],
+        "events": len(log),
+        "cases": len(log.cases),
+        "runtime": WORKER_RUNTIME,
+        "runs": [],
     }
     watch = LagWatch(broker.bootstrap_servers)
     try:
@@ -73,7 +80,9 @@ def run_one_hop(
                 topics = [settings.partner_topic(p) for p in chain.partner_ids]
                 create_topics(broker.bootstrap_servers, [*topics, settings.cases_topic])
                 produce(
-                    broker.bootstrap_servers, log.raw, settings.partner_topic,
+                    broker.bootstrap_servers,
+                    log.raw,
+                    settings.partner_topic,
                     key_by_case=path == "one-hop",
                 )
                 load_before = load_average()
@@ -82,8 +91,12 @@ def run_one_hop(
                 )
                 try:
                     timing = time_catch_up(
-                        worker, watch, env["KETENMONITOR_APP_ID"],
-                        [*topics, settings.cases_topic], len(log), worker_timeout,
+                        worker,
+                        watch,
+                        env["KETENMONITOR_APP_ID"],
+                        [*topics, settings.cases_topic],
+                        len(log),
+                        worker_timeout,
                     )
                     timing["check"] = settled_comparison(
                         _patient(worker.scrape), batch.samples
@@ -94,13 +107,19 @@ def run_one_hop(
                 timing["case_topic_records"] = watch.committed(
                     env["KETENMONITOR_APP_ID"], settings.cases_topic
                 )
-                out["runs"].append({
-                    "round": round_, "path": path, "load_average_before": load_before,
-                    "load_average_after": load_average(), **timing,
-                })
+                out["runs"].append(
+                    {
+                        "round": round_,
+                        "path": path,
+                        "load_average_before": load_before,
+                        "load_average_after": load_average(),
+                        **timing,
+                    }
+                )
                 print(
                     f"[bench] one-hop round {round_} {path}: "
-                    f"{timing.get('events_per_second')} events/s", flush=True,
+                    f"{timing.get('events_per_second')} events/s",
+                    flush=True,
                 )
     finally:
         watch.close()
