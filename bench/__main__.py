@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of " + ",".join(BENCHMARKS)
                    + " (default), or " + ",".join(EXTRA_BENCHMARKS))
     p.add_argument("--rounds", type=int, default=2,
-                   help="exactly_once: worker runs per mode, interleaved off/on (default 2)")
+                   help="exactly_once, one_hop: worker runs per mode, interleaved (default 2)")
     p.add_argument("--rate", type=float, default=DEFAULTS["rate"],
                    help="live-latency produce rate, events/s (default %(default)s)")
     p.add_argument("--latency-seconds", type=float, default=DEFAULTS["latency_seconds"])

@@ -36,7 +36,10 @@ def bench_broker(port: int) -> Iterator[LocalKafkaBroker]:
     """A fresh broker (empty data dir) for one benchmark run; stopped and wiped afterwards."""
     data_dir = BENCH_DIR / f"kafka-{port}"
     shutil.rmtree(data_dir, ignore_errors=True)
-    broker = LocalKafkaBroker(port=port, controller_port=port + 1, data_dir=data_dir)
+    # A JVM on the loaded shared 2-core machine may need minutes to start.
+    broker = LocalKafkaBroker(
+        port=port, controller_port=port + 1, data_dir=data_dir, start_timeout=180
+    )
     broker.start()
     try:
         yield broker

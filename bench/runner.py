@@ -22,8 +22,9 @@ from ketenmonitor.domain.chain import load_chain
 BENCH_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_ROOT / "results"
 BENCHMARKS = ("replay", "latency", "memory", "recovery", "profile")
-# Run only when named in --only: the exactly-once cost (bench/exactly_once.py).
-EXTRA_BENCHMARKS = ("exactly_once",)
+# Run only when named in --only: the exactly-once cost (bench/exactly_once.py), one hop against
+# two hops (bench/one_hop.py).
+EXTRA_BENCHMARKS = ("exactly_once", "one_hop")
 DEFAULTS: dict[str, Any] = {
     "events": 200_000,
     "rate": 2000.0,
@@ -109,7 +110,7 @@ def _write(path: Path, document: dict[str, Any]) -> None:
 
 
 def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callable[[Any], Any]]:
-    from bench import exactly_once, latency, memory, profile, recovery, replay
+    from bench import exactly_once, latency, memory, one_hop, profile, recovery, replay
 
     return {
         "replay": lambda broker: replay.run_replay(
@@ -127,6 +128,9 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
         ),
         "profile": lambda broker: profile.run_profile(broker, chain, args.profile_events, logs),
         "exactly_once": lambda broker: exactly_once.run_exactly_once(
+            broker, chain, args.events, logs, rounds=args.rounds
+        ),
+        "one_hop": lambda broker: one_hop.run_one_hop(
             broker, chain, args.events, logs, rounds=args.rounds
         ),
     }

@@ -104,6 +104,8 @@ def render(results_dir: Path) -> str:
         lines += _profile(found["profile"][2])
     if "exactly_once" in found:
         lines += _exactly_once(found["exactly_once"][2])
+    if "one_hop" in found:
+        lines += _one_hop(found["one_hop"][2])
     for hand_written in (ANALYSIS, PARTNER_SIDE):
         if hand_written.exists():
             lines += ["", hand_written.read_text().rstrip(), ""]
@@ -233,6 +235,48 @@ def _exactly_once(r: dict[str, Any]) -> list[str]:
         "Method: bench/exactly_once.py. Each run gets its own topics, group and changelogs and the "
         "same log, produced before the worker starts; timed as the replay worker (from process "
         "start until the committed offsets reach the end of the partner and case topics).",
+        "",
+    ]
+    return out
+
+
+def _one_hop(r: dict[str, Any]) -> list[str]:
+    out = [
+        f"## One hop against two hops ({_k(r['events'])} events, {_k(r['cases'])} cases, runs "
+        "interleaved)",
+        "",
+        "| run | path | events/s (wall) | events per CPU-second | CPU s | wall s | case-topic "
+        "records | metrics equal batch | load avg before | load avg after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in r["runs"]:
+        check = run.get("check", {})
+        equal = f"yes ({check.get('series')} series)" if check.get("equal") else "NO"
+        out.append(
+            f"| {run['round']} | {run['path']} | {_k(run['events_per_second'])} "
+            f"| {_k(run['events_per_cpu_second'])} | {run['cpu_seconds_total']} "
+            f"| {run['wall_seconds_from_start']} | {_k(run.get('case_topic_records', 0))} "
+            f"| {equal} | {run['load_average_before']} | {run.get('load_average_after', '-')} |"
+        )
+    out.append("")
+    gain = r.get("gain")
+    if gain:
+        median = r["median"]
+        out.append(
+            f"Median one hop: {_k(median['one-hop']['events_per_second'])} events/s wall against "
+            f"{_k(median['two-hop']['events_per_second'])} with two hops "
+            f"({gain['wall_throughput_ratio']:.2f}x), "
+            f"{_k(median['one-hop']['events_per_cpu_second'])} against "
+            f"{_k(median['two-hop']['events_per_cpu_second'])} events per CPU-second "
+            f"({gain['cpu_throughput_ratio']:.2f}x)."
+        )
+        out.append("")
+    out += [
+        "Method: bench/one_hop.py. One hop: placement `case-key`, every partner keys by case key "
+        "(kafka-python's default partitioner) and is listed in KETENMONITOR_ONE_HOP_PARTNERS. Two "
+        "hops: placement `pseudonym`, unkeyed messages, every event through the case topic. Each "
+        "run its own topics, group and changelogs and the same log, produced before the worker "
+        "starts; timed as the replay worker.",
         "",
     ]
     return out

@@ -91,10 +91,14 @@ def produce(
     topic_of: Callable[[str], str],
     pace: Callable[[int], None] | None = None,
     linger_ms: int = 20,
+    key_by_case: bool = False,
 ) -> int:
     """Send every event to its partner's topic (kafka-python, acks=1, big batches); returns count.
 
     `pace(i)` is called before event i is sent (the live-latency benchmark sleeps in it).
+    `key_by_case`: each message keyed by its case key, so that kafka-python's default partitioner
+    (Kafka's murmur2) puts it in its case's partition, as a partner on the one-hop path does
+    (bench/one_hop.py); otherwise unkeyed.
     """
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -110,7 +114,10 @@ def produce(
         for n, (organisation, value) in enumerate(raw, start=1):
             if pace is not None:
                 pace(n - 1)
-            producer.send(topic_of(organisation), value=value).add_errback(failures.append)
+            key = orjson.loads(value)["case_key"].encode() if key_by_case else None
+            producer.send(topic_of(organisation), value=value, key=key).add_errback(
+                failures.append
+            )
         producer.flush(timeout=300)
     finally:
         producer.close()

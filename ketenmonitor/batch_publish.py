@@ -54,6 +54,7 @@ class BatchPublisher(FlushOnExit):
         self._max_in_flight = max_in_flight
         self._in_flight: deque[Future[Any]] = deque()
         self._open: dict[str, tuple[int, Any]] = {}  # topic -> (partition, batch builder)
+        self._open_at: dict[tuple[str, int], Any] = {}  # (topic, partition) -> batch builder
         self._partitions: dict[str, int] = {}
         self._failures: list[BaseException] = []
         self.sent = 0
@@ -92,7 +93,14 @@ class BatchPublisher(FlushOnExit):
             count = self._partitions[topic] = self._run(partitions())
         return count
 
-    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+    def send_raw(
+        self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None
+    ) -> None:
+        """`partition` None: sticky (the batch being filled); a number: that partition (a
+        partner that keys by case passes streams.placement.kafka_partition(key, partitions))."""
+        if partition is not None:
+            self._send_to(topic, partition, value, key)
+            return
         current = self._open.get(topic)
         if current is None:
             current = self._new_batch(topic, -1)
@@ -100,6 +108,20 @@ class BatchPublisher(FlushOnExit):
             self._submit(topic, *current)
             current = self._new_batch(topic, current[0])
             if current[1].append(timestamp=None, key=key, value=value, headers=_NO_HEADERS) is None:
+                raise PublishError(f"a record of {len(value)} bytes does not fit in a batch")
+        self.sent += 1
+
+    def partition_count(self, topic: str) -> int:
+        return self._partition_count(topic)
+
+    def _send_to(self, topic: str, partition: int, value: bytes, key: bytes | None) -> None:
+        batch = self._open_at.get((topic, partition))
+        if batch is None:
+            batch = self._open_at[(topic, partition)] = self._producer.create_batch()
+        if batch.append(timestamp=None, key=key, value=value, headers=_NO_HEADERS) is None:
+            self._submit(topic, partition, batch)
+            batch = self._open_at[(topic, partition)] = self._producer.create_batch()
+            if batch.append(timestamp=None, key=key, value=value, headers=_NO_HEADERS) is None:
                 raise PublishError(f"a record of {len(value)} bytes does not fit in a batch")
         self.sent += 1
 
@@ -130,6 +152,10 @@ class BatchPublisher(FlushOnExit):
             if batch.record_count():
                 self._submit(topic, partition, batch)
         self._open.clear()
+        for (topic, partition), batch in list(self._open_at.items()):
+            if batch.record_count():
+                self._submit(topic, partition, batch)
+        self._open_at.clear()
         while self._in_flight:
             self._settle(self._in_flight.popleft())
         if self._failures:

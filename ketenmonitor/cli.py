@@ -102,6 +102,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.settings import Settings
+    from ketenmonitor.streams.placement import PlacementError
     from ketenmonitor.streams.topics import TopicLayoutError
     from ketenmonitor.streams.worker import run_worker
 
@@ -110,7 +111,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings.pseudonym_secret()  # a missing or short key: one line now, not a traceback later
     try:
         run_worker(settings, chain)
-    except TopicLayoutError as exc:
+    except (TopicLayoutError, PlacementError) as exc:
         return fail("worker", exc)
     return 0
 

@@ -57,6 +57,11 @@ def run_demo(
         "KETENMONITOR_TOPIC_PREFIX": os.environ.get("KETENMONITOR_TOPIC_PREFIX", f"demo-{run}"),
         "KETENMONITOR_APP_ID": os.environ.get("KETENMONITOR_APP_ID", f"ketenmonitor-demo-{run}"),
     }
+    if "KETENMONITOR_CASE_PLACEMENT" not in os.environ:
+        # Both paths (streams/placement.py): every partner but the last keys by case and is
+        # applied where it arrives; the last one's events are re-keyed through the case topic.
+        env["KETENMONITOR_CASE_PLACEMENT"] = "case-key"
+        env["KETENMONITOR_ONE_HOP_PARTNERS"] = ",".join(load_chain().partner_ids[:-1])
     if not {"KETENMONITOR_PSEUDONYM_KEY", "KETENMONITOR_PSEUDONYM_KEY_FILE"} & set(os.environ):
         # A throw-away key: pseudonyms of this demo cannot be linked to anything afterwards.
         env["KETENMONITOR_PSEUDONYM_KEY"] = secrets.token_hex(32)
@@ -174,11 +179,15 @@ def _publish(
     simulated = simulate_cases(load_scenario(), cases, start, end, seed=seed)
     interval = 1.0 / rate if rate > 0 else 0.0
     next_send = time.monotonic()
+    by_case = settings.one_hop_partner_ids
     with PartnerPublisher(settings.kafka_bootstrap) as publisher:
         for event in contract_events(simulated, chain, seed=seed):
             if stop.is_set():
                 return
-            publisher.send(settings.partner_topic(event["organisation"]), event)
+            organisation = event["organisation"]
+            publisher.send(
+                settings.partner_topic(organisation), event, key_by_case=organisation in by_case
+            )
             published[0] += 1
             if interval:
                 next_send += interval

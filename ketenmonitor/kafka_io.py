@@ -145,11 +145,13 @@ class PartnerPublisher(FlushOnExit):
         future = self._producer.send(topic, value=value, key=key)
         future.add_errback(self._failures.append)
 
-    def send(self, topic: str, event: dict[str, Any]) -> None:
+    def send(self, topic: str, event: dict[str, Any], key_by_case: bool = False) -> None:
+        """Keyed by the event id, or with `key_by_case` by the case key: Kafka's default
+        partitioner then puts it in its case's partition (one hop, streams/placement.py)."""
         self.send_raw(
             topic,
             json.dumps(event, separators=(",", ":")).encode(),
-            key=str(event.get("event_id", "")).encode() or None,
+            key=str(event.get("case_key" if key_by_case else "event_id", "")).encode() or None,
         )
 
     def flush(self, timeout: float | None = 60.0) -> None:

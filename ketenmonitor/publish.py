@@ -206,8 +206,10 @@ def publish_file(
     send: Send,
     fmt: str | None = None,
     progress: bool = False,
+    key_by_case: bool = False,
 ) -> PublishReport:
-    """Validate every row of `path` and hand the valid ones to send(value, key=event_id)."""
+    """Validate every row of `path` and hand the valid ones to send(value, key): the key is the
+    event id, or with `key_by_case` the case key (a partner on the one-hop path)."""
     bar = tqdm(
         total=path.stat().st_size if path.is_file() else None,
         unit="B",
@@ -220,7 +222,9 @@ def publish_file(
         return check_and_send(
             read_file(path, fmt),
             chain,
-            lambda event, raw: send(raw, event.event_id.encode()),
+            (lambda event, raw: send(raw, event.case_key.encode()))
+            if key_by_case
+            else (lambda event, raw: send(raw, event.event_id.encode())),
             organisation,
             progress=bar,
         )
@@ -245,8 +249,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
     p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
+    p.add_argument(
+        "--key-by",
+        choices=("event-id", "case-key"),
+        default=None,
+        help="message key: case-key puts each event in its case's partition (one hop, "
+        "docs/partners.md); default: case-key for a partner in KETENMONITOR_ONE_HOP_PARTNERS",
+    )
     add_quiet(p)
     p.set_defaults(func=cmd_publish)
+
+
+def default_key_by(settings: Any, organisation: str) -> str:
+    """case-key for a partner the deployment lists as keying by case, else event-id."""
+    return "case-key" if organisation in settings.one_hop_partner_ids else "event-id"
 
 
 def add_quiet(parser: Any) -> None:
@@ -273,6 +289,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.kafka_io import PublishError
+    from ketenmonitor.partitioning import kafka_partition
     from ketenmonitor.settings import Settings
 
     settings = Settings()
@@ -289,6 +306,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"ketenmonitor publish: {args.file}: no such file", file=sys.stderr)
         return 2
     progress = show_progress(args.file, args.quiet)
+    key_by_case = (args.key_by or default_key_by(settings, args.organisation)) == "case-key"
     try:
         if args.dry_run:
             report = publish_file(
@@ -296,13 +314,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
             )
         else:
             with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+                if key_by_case:  # the partition Kafka's default partitioner gives the case key
+                    partitions = publisher.partition_count(topic)
+
+                    def send(value: bytes, key: bytes) -> None:
+                        publisher.send_raw(topic, value, key, kafka_partition(key, partitions))
+                else:
+
+                    def send(value: bytes, key: bytes) -> None:
+                        publisher.send_raw(topic, value, key=key)
+
                 report = publish_file(
-                    args.file,
-                    args.organisation,
-                    chain,
-                    lambda value, key: publisher.send_raw(topic, value, key=key),
-                    args.format,
-                    progress,
+                    args.file, args.organisation, chain, send, args.format, progress, key_by_case
                 )
     except PublishUsageError as exc:
         print(f"ketenmonitor publish: {exc}", file=sys.stderr)

@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     # offsets in one Kafka transaction; the worker's own topics are read read_committed. Off by
     # default: at-least-once with idempotent updates.
     exactly_once: bool = False
+    # Where a case's state lives (streams/placement.py): "pseudonym" (rule version 1, every event
+    # re-keyed through the case topic) or "case-key" (version 2: Kafka's default partitioner over
+    # the case key, which lets partners that key by case skip the case topic). Recorded by the
+    # first worker of a deployment; a worker configured otherwise refuses to start.
+    case_placement: Literal["pseudonym", "case-key"] = "pseudonym"
+    # Partners that key their messages by the case key (comma-separated partner ids): their
+    # events are applied where they arrive (one hop) when the key checks out, and the partner-side
+    # tools (`ketenmonitor publish`, `simulate`, `demo`) key their messages by case. Needs
+    # case_placement=case-key. Other partners' events take the re-keying path.
+    one_hop_partners: str = Field(default="", pattern=r"^[A-Za-z0-9_, -]*$")
     # The worker's stable identity in exactly-once mode: its transactional id is
     # `<app_id>-worker-<worker_id>`; a restarted worker with the same id fences its predecessor
     # (aborts its open transaction). Unset: `<host name>-<metrics port>`. Two live workers must
@@ -119,6 +129,19 @@ class Settings(BaseSettings):
                 "KETENMONITOR_KAFKA_USERNAME and KETENMONITOR_KAFKA_PASSWORD(_FILE)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_hop_needs_case_key_placement(self) -> Settings:
+        if self.one_hop_partner_ids and self.case_placement != "case-key":
+            raise ValueError(
+                "KETENMONITOR_ONE_HOP_PARTNERS needs KETENMONITOR_CASE_PLACEMENT=case-key: under "
+                "the pseudonym placement no partner can key a message into its case's partition"
+            )
+        return self
+
+    @property
+    def one_hop_partner_ids(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.one_hop_partners.split(",") if p.strip())
 
     # -- derived names -------------------------------------------------------------------------
     def partner_topic(self, partner: str) -> str:

@@ -23,11 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from tqdm import tqdm
 
 from ketenmonitor.cli_common import fail
 from ketenmonitor.delivery import Delivery, DeliveryPlanner, DeliveryStats, deliveries_in_order
 from ketenmonitor.domain.chain import SECONDS_PER_DAY
+from ketenmonitor.partitioning import partner_message_key
 from ketenmonitor.publish import add_quiet, show_progress
 from ketenmonitor.simulator import Faults, Silence, load_scenario, stream_cases, truth_record
 
@@ -248,22 +250,42 @@ def _publish(
     paced (--live, --speed, --rate): each message is flushed when it is due, as a partner would."""
     from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.kafka_io import PartnerPublisher, ensure_topics
+    from ketenmonitor.partitioning import kafka_partition
 
     ensure_topics(
         settings.kafka_bootstrap, [settings.partner_topic(p) for p in partners], settings.partitions
     )
     topics = {p: settings.partner_topic(p) for p in partners}
+    by_case = settings.one_hop_partner_ids  # these partners key by case (docs/partners.md)
     if not pace:
         with BatchPublisher(settings.kafka_bootstrap) as batches:
             send = batches.send_raw
+            counts = {t: batches.partition_count(t) for p, t in topics.items() if p in by_case}
             for d in deliveries:
+                if d.organisation in by_case:
+                    key = _case_key(d.value)
+                    if key is not None:
+                        topic = topics[d.organisation]
+                        send(topic, d.value, key, kafka_partition(key, counts[topic]))
+                        continue
                 send(topics[d.organisation], d.value, d.key)
         return
     with PartnerPublisher(settings.kafka_bootstrap) as publisher:
         for d in deliveries:
             assert isinstance(d, Delivery)
             wait(d.publish_at)
-            publisher.send_raw(topics[d.organisation], d.value, key=d.key)
+            # kafka-python's default partitioner is Kafka's: a case key lands in its partition.
+            key = _case_key(d.value) if d.organisation in by_case else d.key
+            publisher.send_raw(topics[d.organisation], d.value, key=key)
+
+
+def _case_key(value: bytes) -> bytes | None:
+    """The case key of a simulated message as its partner's key; None if it has none."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return partner_message_key(event, keyed_by_case=True) if isinstance(event, dict) else None
 
 
 def _stats(

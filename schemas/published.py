@@ -151,7 +151,13 @@ def asyncapi_document(chain: Chain) -> dict[str, Any]:
                 "kafka": {
                     "key": {
                         "type": "string",
-                        "description": "The event_id (UTF-8); kafka_io.PartnerPublisher sets it.",
+                        "description": (
+                            "The case_key (UTF-8) for a partner that keys by case: Kafka's "
+                            "default partitioner (murmur2; librdkafka: partitioner="
+                            "murmur2_random) then puts the event in its case's partition and the "
+                            "monitor applies it there (one hop, docs/partners.md). Otherwise the "
+                            "event_id; the monitor re-keys such events itself."
+                        ),
                     },
                     "bindingVersion": KAFKA_BINDING_VERSION,
                 }

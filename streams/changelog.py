@@ -9,9 +9,12 @@ for the read and unassigned after. Each partition is read from its beginning (co
 moved it) to the end offset it had when the read began: records written later belong to whoever
 writes them and are not part of this restore.
 
-A record may carry the input position it reflects (header `SOURCE_HEADER`: for the cases table the
-case-topic offset after the last event applied to that case, for the ingest counts the next
-partner offset to count). A worker thrown out of its group while its last batch was in the
+A record may carry the input position it reflects (header `SOURCE_HEADER`: for the ingest counts
+the next partner offset to count; for the cases table, since a case partition is fed by the case
+topic and by one-hop partner topics (streams/placement.py), the writer's ownership epoch:
+CASE_POSITION_BASE + 1 + the highest epoch its restore found (`next_case_position`); records
+written before this rule carry the case-topic offset after the last event applied, below
+CASE_POSITION_BASE). A worker thrown out of its group while its last batch was in the
 producer (frozen past the session timeout, then thawed) can land that batch's records after the
 next owner wrote newer ones for the same keys. Per key the record with the highest position wins,
 whatever the append order; `stale` lists the keys whose winner is not their last record, so that
@@ -27,6 +30,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 FETCH_RECORDS = 50_000  # records per fetch while reading
 SOURCE_HEADER = "src"
+
+
+# Case-record positions at or above this are ownership epochs; below it, case-topic offsets of
+# workers from before one hop (the offsets of a partition never get near 2**62).
+CASE_POSITION_BASE = 1 << 62
+
+
+def next_case_position(highest: int) -> int:
+    """The position a new owner of a case partition writes with, from the highest it restored:
+    above every record there, so that a late write of an earlier owner (frozen past its session,
+    then thawed) is recognised as stale whichever input topic its events came from."""
+    epoch = highest - CASE_POSITION_BASE if highest >= CASE_POSITION_BASE else 0
+    return CASE_POSITION_BASE + epoch + 1
 
 
 def source_header(position: int) -> list[tuple[str, bytes]]:

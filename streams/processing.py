@@ -1,7 +1,11 @@
 """The two steps of a worker, as plain Python that the worker loop (streams/worker.py) calls.
 
-1. `Ingestor.route(raw, organisation)`: a partner's raw message becomes either a pseudonymised case
-   event bound for the case topic (keyed and partitioned by pseudonym) or a rejection with a reason.
+1. `Ingestor.route(raw, organisation, message_key=key)`: a partner's raw message becomes either a
+   pseudonymised case event with its state partition (by the deployment's placement rule,
+   streams/placement.py) or a rejection with a reason. `keyed_by_case` says whether the message's
+   Kafka key is the event's case key: only then may the worker apply it in the partition it
+   arrived in (one hop), if that partition is the case's; otherwise it goes to the case topic
+   (keyed by pseudonym) in the case's partition.
 2. `CaseProcessor.apply(pseudonym, payload, stored)`: a case event is applied to the case's
    stored value (state and withdrawn facts) by the domain core; the new value goes to the
    changelogged table, the `Applied` facts and the case's marks before and after the event
@@ -24,11 +28,12 @@ from typing import NamedTuple
 import orjson
 from ketenmonitor.schemas.events import EventRejected, parse_event
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value, encode_case_value
+from ketenmonitor.streams.placement import Placement, placement_function
 
 from ketenmonitor.domain.case import Applied, CaseEvent, CaseState
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.domain.flow import Marks, apply_event_marked
-from ketenmonitor.domain.pseudonym import Pseudonymiser, partition_of
+from ketenmonitor.domain.pseudonym import Pseudonymiser
 from ketenmonitor.domain.totals import ChainTotals
 
 CASE_EVENT_VERSION = 2
@@ -39,8 +44,28 @@ MAX_EVENT_BYTES = 64 * 1024
 class Routed:
     pseudonym: str
     partition: int
-    payload: bytes  # the case event without the raw case key
+    event: CaseEvent  # keyed by pseudonym: without the raw case key
     occurred_at: float
+    keyed_by_case: bool = False  # the message's key is the event's case key (utf-8)
+
+    @property
+    def payload(self) -> bytes:
+        """The case-topic record value (encoded only for the re-keying path)."""
+        e = self.event
+        return orjson.dumps(
+            [
+                CASE_EVENT_VERSION,
+                e.event_id,
+                e.milestone,
+                e.occurred_at,
+                e.case_type,
+                e.district,
+                e.outcome,
+                e.revision,
+                e.retracted,
+                *((e.occurrence,) if e.occurrence is not None else ()),
+            ]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +85,25 @@ class Rejected:
 
 
 class Ingestor:
-    def __init__(self, chain: Chain, secret: bytes, partitions: int) -> None:
+    def __init__(
+        self, chain: Chain, secret: bytes, partitions: int, placement: Placement = "pseudonym"
+    ) -> None:
         self.chain = chain
         self._pseudonymise = Pseudonymiser(secret)  # an empty secret fails here, at start-up
         self.partitions = partitions
+        self.placement = placement
+        self._place = placement_function(placement, partitions)
 
     def route(
-        self, raw: bytes, organisation: str | None, now: float | None = None
+        self,
+        raw: bytes,
+        organisation: str | None,
+        now: float | None = None,
+        message_key: bytes | None = None,
     ) -> Routed | Rejected:
         """`organisation` None: not from a partner's topic (an event-log file). `now` (POSIX
-        seconds, default the clock) is what the contract's clock-skew check compares with."""
+        seconds, default the clock) is what the contract's clock-skew check compares with.
+        `message_key`: the Kafka key the partner gave the message (compared with the case key)."""
         if len(raw) > MAX_EVENT_BYTES:  # never parsed: a chain event is well under 1 KB
             return Rejected("too_large", f"{len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
@@ -78,21 +112,20 @@ class Ingestor:
             return Rejected(exc.reason, exc.detail)
         pseudonym = self._pseudonymise(event.case_key)
         occurred_at = event.occurred_at.timestamp()
-        payload = orjson.dumps(
-            [
-                CASE_EVENT_VERSION,
-                event.event_id,
-                event.milestone,
-                occurred_at,
-                event.case_type,
-                event.district,
-                event.outcome,
-                event.revision,
-                event.retracted,
-                *((event.occurrence,) if event.occurrence is not None else ()),
-            ]
+        # tuple.__new__ skips the named tuple's Python-level constructor (hot path; same value).
+        case_event = tuple.__new__(
+            CaseEvent,
+            (event.event_id, pseudonym, event.milestone, occurred_at, event.case_type,
+             event.district, event.outcome, event.revision, event.retracted, event.occurrence),
         )
-        return Routed(pseudonym, partition_of(pseudonym, self.partitions), payload, occurred_at)
+        case_key = event.case_key
+        return Routed(
+            pseudonym,
+            self._place(pseudonym, case_key),
+            case_event,
+            occurred_at,
+            message_key is not None and message_key == case_key.encode("utf-8"),
+        )
 
 
 def decode_case_event(pseudonym: str, payload: bytes) -> CaseEvent:
@@ -128,7 +161,11 @@ class CaseProcessor:
         self.chain = chain
 
     def apply(self, pseudonym: str, payload: bytes, stored: bytes | None) -> CaseStep:
-        event = decode_case_event(pseudonym, payload)
+        """A case-topic record applied."""
+        return self.apply_event(decode_case_event(pseudonym, payload), stored)
+
+    def apply_event(self, event: CaseEvent, stored: bytes | None) -> CaseStep:
+        """A routed event applied as it is (one hop: never encoded for the case topic)."""
         if stored is None:
             current, withdrawn = None, ()
         else:

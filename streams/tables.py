@@ -45,9 +45,9 @@ class OwnedTables:
         # appends them again (streams/changelog.py); (changelog partition, key, value, position).
         self.repairs: list[tuple[TopicPartition, bytes, bytes, int]] = []
         self.ingest: dict[TopicPartition, IngestStats] = {}  # partner partition -> counts
-        # Case partition -> the case-topic offset its restored states reflect (the highest
-        # position header read; -1 when no record carries one).
-        self.case_positions: dict[int, int] = {}
+        # Per restored case partition: the highest record position its changelog held
+        # (streams/changelog.py, next_case_position); -1 for none.
+        self.highest_source: dict[int, int] = {}
 
     def case_partitions(self) -> set[int]:
         return set(self.cases)
@@ -62,16 +62,17 @@ class OwnedTables:
         for tp in tps:
             if tp.topic == self.cases_topic:
                 self.cases.pop(tp.partition, None)
-                self.case_positions.pop(tp.partition, None)
+                self.highest_source.pop(tp.partition, None)
             else:
                 self.ingest.pop(tp, None)
 
     def restored_position(self, tp: TopicPartition) -> int:
         """The input offset the restored state of `tp` reflects: the next partner offset its
-        ingest counts expect, or the case-topic offset after the last event in its case states;
-        -1 if unknown."""
+        ingest counts expect; -1 if unknown, as for the case topic (its changelog records carry
+        ownership epochs, not case-topic offsets, since one-hop partner topics feed a case
+        partition too: streams/changelog.py)."""
         if tp.topic == self.cases_topic:
-            return self.case_positions.get(tp.partition, -1)
+            return -1
         stats = self.ingest.get(tp)
         return stats.next_offset if stats is not None else -1
 
@@ -93,9 +94,8 @@ class OwnedTables:
             table = read[changelog]
             if tp.topic == self.cases_topic:
                 self.cases[tp.partition] = table
-                self.case_positions[tp.partition] = max(
-                    checked.sources[changelog].values(), default=-1
-                )
+                sources = checked.sources[self.changelogs.of(tp, self.cases_topic)].values()
+                self.highest_source[tp.partition] = max(sources, default=-1)
             else:
                 raw = table.get(tp.topic.encode())
                 if raw is None:  # the key before version 2: "topic:partition"

@@ -40,6 +40,7 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
 # The worker's changelogged tables (streams/worker.py) and the published totals (streams/totals.py).
 TABLES = ("cases", "ingest-stats", "totals")
+PLACEMENT_TABLE = "placement"
 CLIENT_ID = "ketenmonitor-worker"
 T = TypeVar("T")
 
@@ -59,12 +60,19 @@ def create_monitor_topics(settings: Settings, chain: Chain) -> None:
     _create_missing(settings, monitor_topics(settings, chain))
 
 
-def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
-    security = settings.kafka_python_security()
-    wanted = [
+def worker_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
+    """(name, partitions, config) of every topic a worker uses: the monitor's topics, the table
+    changelogs and the placement record (streams/placement.py: one record, one partition)."""
+    return [
         *monitor_topics(settings, chain),
         *((settings.changelog_topic(t), settings.partitions, CHANGELOG_CONFIG) for t in TABLES),
+        (settings.changelog_topic(PLACEMENT_TABLE), 1, CHANGELOG_CONFIG),
     ]
+
+
+def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> None:
+    security = settings.kafka_python_security()
+    wanted = worker_topics(settings, chain)
     names = [name for name, _, _ in wanted]
     _create_missing(settings, wanted)
     _wait_until_listed(settings.kafka_bootstrap, set(names), security, timeout)
@@ -72,7 +80,12 @@ def prepare_topics(settings: Settings, chain: Chain, timeout: float = 60.0) -> N
     layout = describe_topics(settings.kafka_bootstrap, names, security, timeout)
     # A case's state partition is computed from its pseudonym and `partitions`: the case topic and
     # the changelogs must have exactly that many partitions, or cases would be split or lost.
-    keyed = [settings.cases_topic, *(settings.changelog_topic(t) for t in TABLES)]
+    # A one-hop partner's partition p is applied to state partition p: co-partitioned too.
+    keyed = [
+        settings.cases_topic,
+        *(settings.changelog_topic(t) for t in TABLES),
+        *(settings.partner_topic(p) for p in sorted(settings.one_hop_partner_ids)),
+    ]
     _check_partitions(layout, keyed, settings.partitions)
     check_replication(settings, layout)
 

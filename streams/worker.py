@@ -1,4 +1,4 @@
-"""The stream worker: partner topics -> case topic -> case state, on aiokafka, batch by batch.
+"""The stream worker: partner topics -> (case topic) -> case state, on aiokafka, batch by batch.
 
     asyncio.run(Worker(Settings(), load_chain()).run())     # `ketenmonitor worker` does this
 
@@ -6,9 +6,13 @@ One consumer in the group `app_id` reads the partner topics and the case topic; 
 gives a worker the same partition numbers of every topic (they all have `partitions`), and
 partition p of the changelogs holds the worker's durable state for partition p:
 
-    ingest   partner message -> contract check, pseudonym -> case topic (partitioned by pseudonym)
-             or dead-letter topic (original bytes, reason in headers); counts per partner
-             partition in the `ingest-stats` table
+    ingest   partner message -> contract check, pseudonym -> case topic (keyed by pseudonym, in
+             the case's partition by the placement rule, streams/placement.py) or dead-letter
+             topic (original bytes, reason in headers); counts per partner partition in the
+             `ingest-stats` table
+    one hop  a message of a partner that keys by case (KETENMONITOR_ONE_HOP_PARTNERS, placement
+             `case-key`) whose key is its event's case key and whose partition is the case's:
+             applied in that partition directly, without the case topic
     cases    case event -> domain core -> `cases` table (pseudonym -> case state + withdrawn facts)
 
 The parts, each in its own module and tested alone:
@@ -52,10 +56,11 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from aiokafka.producer.transaction_manager import TransactionState
 from ketenmonitor.streams.batch_sender import BatchSender
-from ketenmonitor.streams.changelog import source_header
+from ketenmonitor.streams.changelog import next_case_position, source_header
 from ketenmonitor.streams.health import CommitWatch, Outage, StallWatch
 from ketenmonitor.streams.metrics import ChainCollector, WorkerCollector, WorkerHealth
 from ketenmonitor.streams.pipeline import CommitPipeline
+from ketenmonitor.streams.placement import PlacementError, check_placement
 from ketenmonitor.streams.processing import (
     CaseProcessor,
     CaseStep,
@@ -74,6 +79,7 @@ from prometheus_client.core import InfoMetricFamily
 
 from ketenmonitor import __version__
 from ketenmonitor import metric_names as names
+from ketenmonitor.domain.case import CaseEvent
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
@@ -97,7 +103,24 @@ class Worker:
             settings.changelog_topic("cases"), settings.changelog_topic("ingest-stats")
         )
         self.totals_topic = settings.changelog_topic("totals")
-        self.ingestor = Ingestor(chain, settings.pseudonym_secret(), settings.partitions)
+        self.ingestor = Ingestor(
+            chain, settings.pseudonym_secret(), settings.partitions, settings.case_placement
+        )
+        unknown = settings.one_hop_partner_ids - set(chain.partner_ids)
+        if unknown:
+            raise PlacementError(
+                f"KETENMONITOR_ONE_HOP_PARTNERS names partners the chain does not have: "
+                f"{', '.join(sorted(unknown))}; known: {', '.join(chain.partner_ids)}"
+            )
+        # Partner topics whose messages may be applied where they arrive (streams/placement.py).
+        self.one_hop_topics = frozenset(
+            settings.partner_topic(p) for p in settings.one_hop_partner_ids
+        )
+        self.placement_topic = settings.changelog_topic("placement")
+        # Per owned case partition: the position every `cases` changelog record this worker
+        # writes carries (CASE_POSITION_BASE + the owner's epoch, one more than the highest found
+        # by its restore): a late write of an earlier owner loses against it at the next restore.
+        self.case_position: dict[int, int] = {}
         self.processor = CaseProcessor(chain)
         self.tables = OwnedTables(self.cases_topic, self.changelogs)
         self.totals = PartitionTotals(chain)
@@ -201,6 +224,10 @@ class Worker:
         if self._totals_producer is not self._producer:
             await self._totals_producer.start()
         await self._restorer.start()
+        await check_placement(
+            self._restorer, self._totals_producer, self.placement_topic, self.changelogs.cases,
+            settings.case_placement, settings.partitions,
+        )
         await self._reader.consumer.start()
         await self._consumer.start()
         self._tick = time.monotonic()  # starting (topics, producer id) is not a frozen loop
@@ -461,14 +488,23 @@ class Worker:
         ingest_counts: dict[TopicPartition, bytes] = {}
         steps: dict[int, list[CaseStep]] = {}
         store_states: dict[str, Any] = {}
+        one_hop: dict[int, list[tuple[bytes, CaseEvent]]] = {}  # partition -> (pseudonym, event)
         with self.stalls.busy("ingest"):
             for tp, messages in records.items():
                 if tp.topic != self.cases_topic:
-                    ingest_counts[tp] = self._ingest(tp, messages, sender)
+                    ingest_counts[tp] = self._ingest(tp, messages, sender, one_hop)
         with self.stalls.busy("cases"):
-            for tp, messages in records.items():
-                if tp.topic == self.cases_topic:
-                    steps[tp.partition] = self._apply(tp, messages, sender, store_states)
+            case_messages = {
+                tp.partition: messages
+                for tp, messages in records.items()
+                if tp.topic == self.cases_topic
+            }
+            here = {partition for partition, events in one_hop.items() if events}
+            for partition in sorted(case_messages.keys() | here):
+                steps[partition] = self._apply(
+                    partition, case_messages.get(partition, ()), one_hop.get(partition, ()),
+                    sender, store_states,
+                )
             try:
                 futures = await sender.send()
             except KafkaError as exc:  # no metadata within the request timeout: broker away
@@ -547,15 +583,29 @@ class Worker:
         self.committed.update(offsets)
         self.commits.committed()
 
-    def _ingest(self, tp: TopicPartition, messages: list[Any], sender: BatchSender) -> bytes:
+    def _ingest(
+        self,
+        tp: TopicPartition,
+        messages: list[Any],
+        sender: BatchSender,
+        one_hop: dict[int, list[tuple[bytes, CaseEvent]]],
+    ) -> bytes:
         organisation = self.topic_of[tp.topic]
         stats = self.tables.ingest_stats(tp)
         route = self.ingestor.route
         cases_topic, dead_letter_topic = self.cases_topic, self.settings.dead_letter_topic
         now = time.time()  # one clock reading per partition batch for the clock-skew check
+        partition = tp.partition
+        # One hop only for a partner keying by case, into a case partition this worker holds
+        # restored (the range assignor gives it the same partition numbers of every topic).
+        here = (
+            one_hop.setdefault(partition, [])
+            if tp.topic in self.one_hop_topics and partition in self.tables.cases
+            else None
+        )
         for m in messages:
             raw = m.value or b""
-            routed = route(raw, organisation, now)
+            routed = route(raw, organisation, now, m.key)
             timestamp = m.timestamp / 1000.0
             if isinstance(routed, Rejected):
                 log.warning(
@@ -569,8 +619,15 @@ class Worker:
                 sender.add(dead_letter_topic, 0, None, raw, headers)
                 stats.count(m.offset, timestamp, routed.reason)
             else:
-                # Forwarded even when already counted (a replay): the case state drops duplicates.
-                sender.add(cases_topic, routed.partition, routed.pseudonym.encode(), routed.payload)
+                # Applied or forwarded even when already counted (a replay): the case state drops
+                # duplicates. One hop only where the key is the case key and the partition the
+                # case's; a message keyed otherwise, or into another partition, is re-keyed.
+                if here is not None and routed.keyed_by_case and routed.partition == partition:
+                    here.append((routed.pseudonym.encode(), routed.event))
+                else:
+                    sender.add(
+                        cases_topic, routed.partition, routed.pseudonym.encode(), routed.payload
+                    )
                 stats.count(m.offset, timestamp, None, routed.occurred_at)
         counts = stats.encode()
         sender.add(
@@ -580,14 +637,18 @@ class Worker:
         return counts
 
     def _apply(
-        self, tp: TopicPartition, messages: list[Any], sender: BatchSender, store: dict[str, Any]
+        self,
+        partition: int,
+        messages: Iterable[Any],
+        one_hop: Iterable[tuple[bytes, CaseEvent]],
+        sender: BatchSender,
+        store: dict[str, Any],
     ) -> list[CaseStep]:
-        partition = tp.partition
+        """Apply the case-topic records, then the one-hop events, of one case partition."""
         table = self.tables.cases[partition]
         apply = self.processor.apply
         keep_states = self.sink is not None
         changed: dict[bytes, bytes] = {}
-        source: dict[bytes, int] = {}
         steps = []
         for m in messages:
             key = m.key
@@ -597,16 +658,24 @@ class Worker:
             except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
                 # Only workers write the case topic (ACLs); without ACLs anyone could. A record
                 # that is not a case event is kept on the dead-letter topic, never fatal.
+                tp = TopicPartition(self.cases_topic, partition)
                 self._dead_letter_case_record(tp, m, exc, sender)
                 continue
             table[key] = changed[key] = step.stored
-            source[key] = m.offset + 1
             steps.append(step)
             if keep_states:
                 store[pseudonym] = step.state
+        apply_event = self.processor.apply_event
+        for key, event in one_hop:  # routed by this worker's Ingestor: a valid case event
+            step = apply_event(event, table.get(key))
+            table[key] = changed[key] = step.stored
+            steps.append(step)
+            if keep_states:
+                store[event.case_key] = step.state  # the pseudonym
         # One changelog record per case per batch: the last state is what a restore needs.
+        header = source_header(self.case_position[partition])
         for key, stored in changed.items():
-            sender.add(self.changelogs.cases, partition, key, stored, source_header(source[key]))
+            sender.add(self.changelogs.cases, partition, key, stored, header)
         return steps
 
     def _dead_letter_case_record(
@@ -805,6 +874,7 @@ class Worker:
             if tp.topic == self.cases_topic:
                 self.totals.forget(tp.partition)
                 self.position.pop(tp.partition, None)
+                self.case_position.pop(tp.partition, None)
             else:
                 self.acked_ingest.pop(tp, None)
 
@@ -827,6 +897,9 @@ class Worker:
                 partition = tp.partition
                 await self._rebuild_totals(partition, self.tables.cases[partition].values())
                 self.position[partition] = ends.get(self.changelogs.of(tp, self.cases_topic), 0)
+                self.case_position[partition] = next_case_position(
+                    self.tables.highest_source.get(partition, -1)
+                )
             else:
                 self.acked_ingest[tp] = self.tables.ingest[tp].encode()
             self.dirty.add(tp)

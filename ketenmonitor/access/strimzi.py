@@ -9,7 +9,8 @@ the user's name and the user's ACLs. This module turns what the native path crea
 resources, so both routes give the same cluster:
 
 - topics: the partner, case and dead-letter topics (streams/topics.py `monitor_topics`) and the
-  changelogs the workers create before they join the group (streams/topics.py `prepare_topics`),
+  changelogs and the placement record the workers create before they join the group
+  (streams/topics.py `worker_topics`),
   with the same names, partition counts and topic configs; the replication factor is the
   cluster's business (a value of the chart), since the native broker has one node;
 - users: one KafkaUser per principal of the access plan (`ketenmonitor.access.plan`), its ACLs
@@ -31,7 +32,7 @@ from typing import Any
 from ketenmonitor.access.plan import AclPlanError, Grant, Principals, access_plan
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
-from ketenmonitor.streams.topics import CHANGELOG_CONFIG, TABLES, monitor_topics
+from ketenmonitor.streams.topics import worker_topics
 
 API_VERSION = "kafka.strimzi.io/v1"  # Strimzi 1.x (v1beta2 is no longer served there)
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -90,10 +91,7 @@ def kubernetes_name(name: str) -> str:
 
 def topics(settings: Settings, chain: Chain) -> list[Topic]:
     """Every topic the native path creates: `ketenmonitor topics` plus the workers' changelogs."""
-    wanted = [
-        *monitor_topics(settings, chain),
-        *((settings.changelog_topic(t), settings.partitions, CHANGELOG_CONFIG) for t in TABLES),
-    ]
+    wanted = worker_topics(settings, chain)
     result = [Topic(name, n, tuple(sorted(config.items()))) for name, n, config in wanted]
     names = [t.resource_name for t in result]
     if len(set(names)) != len(names):

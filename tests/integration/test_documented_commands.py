@@ -303,6 +303,7 @@ COMMANDS: dict[str, dict[str, Run | LongRunning | NotRun]] = {
         "ketenmonitor publish export.jsonl --organisation police": Run(r"sent"),
         "ketenmonitor publish export.csv --organisation om": Run(r"sent"),
         "ketenmonitor publish export.csv --organisation om --dry-run": Run(r""),
+        "ketenmonitor publish export.jsonl --organisation police --key-by case-key": Run(r"sent"),
         "ketenmonitor import-log examples/eventlog/sample_log.csv --mapping "
         "examples/eventlog/mapping.yaml": Run(r""),
         "ketenmonitor import-log log.csv --mapping mapping.yaml --output events.jsonl": Run(r""),

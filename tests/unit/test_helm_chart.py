@@ -27,7 +27,7 @@ import pytest
 import yaml
 from k8s_schemas import CRDS, validate_core
 from ketenmonitor.dashboards import datasources
-from ketenmonitor.streams.topics import CHANGELOG_CONFIG, TABLES, monitor_topics
+from ketenmonitor.streams.topics import worker_topics
 
 from ketenmonitor.access.plan import access_plan
 from ketenmonitor.access.strimzi import grants_of
@@ -403,10 +403,7 @@ def test_strimzi_topics_are_those_the_native_path_creates() -> None:
     settings, chain = Settings(), load_chain()
     native = {
         (name, partitions, tuple(sorted(config.items())))
-        for name, partitions, config in [
-            *monitor_topics(settings, chain),
-            *((settings.changelog_topic(t), settings.partitions, CHANGELOG_CONFIG) for t in TABLES),
-        ]
+        for name, partitions, config in worker_topics(settings, chain)
     }
     topics = of_kind("full", "KafkaTopic")
     rendered = {
