@@ -4,9 +4,10 @@
 
 State bytes are the encoded case states the worker stores (streams/codec.py; binary version 4
 since 2026-11-30, JSON before), computed by running the same log through the worker's own code
-(bench/core_loop.py), with the 32-byte hex pseudonym key beside each value. RSS growth is the worker's resident memory after consuming N
-one-milestone cases minus its idle RSS, divided by N: it includes the Python objects of the
-in-memory table (bytes objects and dict slots), the totals and allocator slack.
+(bench/core_loop.py), with the 32-byte hex pseudonym key beside each value. RSS growth is the
+worker's resident memory after consuming N one-milestone cases minus its idle RSS, divided by N:
+it includes the Python objects of the in-memory table (bytes objects and dict slots), the totals
+and allocator slack.
 """
 
 from __future__ import annotations
