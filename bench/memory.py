@@ -2,11 +2,12 @@
 
     result = run_memory(broker, chain, [100_000, 1_000_000], logs)
 
-State bytes are the encoded case states the worker stores (streams/codec.py), computed by running
-the same log through the worker's own code (bench/core_loop.py), with the 32-byte
-hex pseudonym key beside each value. RSS growth is the worker's resident memory after consuming N
-one-milestone cases minus its idle RSS, divided by N: it includes the Python objects of the
-in-memory table (bytes objects and dict slots), the totals and allocator slack.
+State bytes are the encoded case states the worker stores (streams/codec.py; binary version 4
+since 2026-11-30, JSON before), computed by running the same log through the worker's own code
+(bench/core_loop.py), with the 32-byte hex pseudonym key beside each value. RSS growth is the
+worker's resident memory after consuming N one-milestone cases minus its idle RSS, divided by N:
+it includes the Python objects of the in-memory table (bytes objects and dict slots), the totals
+and allocator slack.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def state_bytes(chain: Chain, raw: list[tuple[str, bytes]]) -> dict[str, float]:
         "key_bytes_per_case": len(next(iter(core.table))) if n else 0,
         "key_and_value_bytes_per_case": round((values + keys) / n, 1),
         "python_object_bytes_per_case": round(objects / n, 1),
-        "example_value": next(iter(core.table.values())).decode() if n else "",
+        # A Python bytes literal: version 4 is binary (a JSON value of version 3 reads as text).
+        "example_value": repr(next(iter(core.table.values()))) if n else "",
     }
 
 

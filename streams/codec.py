@@ -1,19 +1,31 @@
 """Versioned bytes for what the worker keeps in Kafka: case state (the `cases` changelog), with the
 facts the case had withdrawn.
 
-    raw = encode_case_value(state, withdrawn)        # version 3
-    state, withdrawn = decode_case_value(raw)         # reads versions 1 to 3; refuses newer ones
+    raw = encode_case_value(state, withdrawn)        # version 4
+    state, withdrawn = decode_case_value(raw)         # reads versions 1 to 4; refuses newer ones
 
-Version 3 is JSON: {"v": 3, "r": {milestone: [event_id, t, case_type, district, outcome, revision,
-retracted]}, "x": [superseded event ids], "d": duplicates, "w": [withdrawn tuples]}. Record
-event ids are not repeated in "x": together they are the ids already applied. "w" holds the facts
-the case had withdrawn and, since version 3, the rework items it had withdrawn ([kind, milestone or
-stage, k, "rework"], domain/flow.py). Version 2 is the same with withdrawn facts only (read as a
-case that never withdrew rework); version 1 (no "v") is the same without "w". A version-2 worker
-would read a version-3 value but drop its withdrawn rework, and a later upgrade would then see the
-rework counters fall: hence a new version, which such a worker refuses. A record of a version this
-worker does not know is refused with a FormatVersionError, never half-read: a newer worker wrote
-it, and only a newer worker may read it.
+Version 4 is binary: one byte, the format version (4), then a MessagePack array
+[records, superseded event ids, duplicates, withdrawn], where records maps each occurrence key to
+[event_id, t, case_type, district, outcome, revision, retracted] (times as float64), and withdrawn
+holds the facts and rework items the case had withdrawn (as in version 3). msgspec decodes the
+records straight into `MilestoneRecord` tuples in C. Names (occurrence keys, case type, district)
+are written out, not indexed into the chain's lists: a value means the same under any chain
+configuration, and a layout that stored case type and district once per case, times as integers
+and milestones by index was 30-60% smaller but slower to read and write in Python
+(bench/codec_micro.py, bench/RESULTS.md).
+
+Versions 1 to 3 are JSON objects (their first byte is "{"), still read: version 3 is
+{"v": 3, "r": {milestone: [event_id, t, case_type, district, outcome, revision, retracted]},
+"x": [superseded event ids], "d": duplicates, "w": [withdrawn tuples]}. Record event ids are not
+repeated in "x": together they are the ids already applied. "w" holds the facts the case had
+withdrawn and, since version 3, the rework items it had withdrawn ([kind, milestone or stage, k,
+"rework"], domain/flow.py). Version 2 is the same with withdrawn facts only (read as a case that
+never withdrew rework); version 1 (no "v") is the same without "w". A version-2 worker would read
+a version-3 value but drop its withdrawn rework, and a later upgrade would then see the rework
+counters fall: hence a new version, which such a worker refuses. A record of a version this worker
+does not know is refused with a FormatVersionError, never half-read: a newer worker wrote it, and
+only a newer worker may read it. (Workers before version 4 fail on a version-4 value with a JSON
+error rather than a FormatVersionError: they expect JSON.)
 """
 
 from __future__ import annotations
@@ -22,13 +34,16 @@ from collections.abc import Sequence
 from functools import partial
 from operator import itemgetter
 from types import MappingProxyType
+from typing import Any
 
+import msgspec
 import orjson
 
 from ketenmonitor.domain.case import CaseState, MilestoneRecord
 
-CASE_VALUE_VERSION = 3
-READABLE_CASE_VALUE_VERSIONS = (1, 2, CASE_VALUE_VERSION)
+CASE_VALUE_VERSION = 4
+READABLE_CASE_VALUE_VERSIONS = (1, 2, 3, CASE_VALUE_VERSION)
+_JSON_START = ord("{")  # the first byte of versions 1 to 3
 
 
 class FormatVersionError(ValueError):
@@ -41,39 +56,55 @@ class FormatVersionError(ValueError):
         )
 
 
-def encode_case_value(state: CaseState, withdrawn: Sequence[tuple] = ()) -> bytes:
-    records = state.records
-    doc: dict[str, object] = {"v": CASE_VALUE_VERSION, "r": records.copy()}
-    seen = state.seen_event_ids
-    if len(seen) != len(records):  # record ids are in `seen`: equal sizes leave nothing extra
-        extra = seen.difference(map(_event_id, records.values()))
-        if extra:
-            doc["x"] = sorted(extra)
-    if state.duplicates:
-        doc["d"] = state.duplicates
-    if withdrawn:
-        doc["w"] = withdrawn
-    # orjson returns bytes that keep its ~4 KiB output buffer allocated (tracemalloc: 4,089 B for a
-    # 95-byte state); the table holds one value per case for as long as the case exists, so keep
-    # an exact-size copy (bench/RESULTS.md, memory: ~4.7 KB -> a few hundred bytes per open case).
-    # A MilestoneRecord is a named tuple in exactly the field order above; orjson does not
-    # serialise tuple subclasses and hands each record to `default`, in C (no Python frame). The
-    # values of a record are str, float, int, bool or None: nothing else reaches `default`.
-    return bytes(memoryview(orjson.dumps(doc, default=list)))
-
-
-_COMPLETE = {len(MilestoneRecord._fields)}  # the field count of a complete record
 _event_id = itemgetter(0)  # of a record, or of its field list
 _new_tuple = tuple.__new__
-_record_from_fields = partial(_new_tuple, MilestoneRecord)  # a complete field list, as is
 _NONE: tuple[tuple, ...] = ()
+
+# -- version 4 ----------------------------------------------------------------------------------
+_V4_HEADER = bytes((CASE_VALUE_VERSION,))
+# Withdrawn items are flat tuples of str, float and int (facts, rework items): decoded as tuples.
+_V4Body = tuple[dict[str, MilestoneRecord], list[str], int, tuple[tuple[Any, ...], ...]]
+_v4_encode = msgspec.msgpack.Encoder().encode
+_v4_decode = msgspec.msgpack.Decoder(_V4Body).decode
+
+
+def encode_case_value(state: CaseState, withdrawn: Sequence[tuple] = ()) -> bytes:
+    records = state.records
+    seen = state.seen_event_ids
+    extra: Sequence[str] = ()
+    if len(seen) != len(records):  # record ids are in `seen`: equal sizes leave nothing extra
+        extra = sorted(seen.difference(map(_event_id, records.values())))
+    # A MilestoneRecord (a named tuple) is written as an array of its fields, in C. The header
+    # concatenation returns an exact-size bytes object (the table holds it as long as the case).
+    return _V4_HEADER + _v4_encode((records.copy(), extra, state.duplicates, withdrawn))
 
 
 def decode_case_value(raw: bytes) -> tuple[CaseState, tuple[tuple, ...]]:
-    """(state, withdrawn facts and rework items) of a stored case value, versions 1 to 3."""
+    """(state, withdrawn facts and rework items) of a stored case value, versions 1 to 4."""
+    if not raw:
+        raise ValueError("an empty case value")
+    first = raw[0]
+    if first == CASE_VALUE_VERSION:
+        records, extra, duplicates, withdrawn = _v4_decode(memoryview(raw)[1:])
+        seen = frozenset(map(_event_id, records.values()))
+        if extra:
+            seen = seen.union(extra)
+        return _new_tuple(CaseState, (MappingProxyType(records), seen, duplicates)), withdrawn
+    if first == _JSON_START:
+        return _decode_json_case_value(raw)
+    raise FormatVersionError("case state", first, READABLE_CASE_VALUE_VERSIONS)
+
+
+# -- versions 1 to 3 (JSON) ---------------------------------------------------------------------
+_JSON_VERSIONS = (1, 2, 3)
+_COMPLETE = {len(MilestoneRecord._fields)}  # the field count of a complete record
+_record_from_fields = partial(_new_tuple, MilestoneRecord)  # a complete field list, as is
+
+
+def _decode_json_case_value(raw: bytes) -> tuple[CaseState, tuple[tuple, ...]]:
     doc = orjson.loads(raw)
     version = doc.get("v", 1)
-    if version != CASE_VALUE_VERSION and version not in READABLE_CASE_VALUE_VERSIONS:
+    if version not in _JSON_VERSIONS:
         raise FormatVersionError("case state", version, READABLE_CASE_VALUE_VERSIONS)
     fields = doc["r"]
     if set(map(len, fields.values())) <= _COMPLETE:
@@ -88,6 +119,26 @@ def decode_case_value(raw: bytes) -> tuple[CaseState, tuple[tuple, ...]]:
     withdrawn = doc.get("w")
     state = _new_tuple(CaseState, (MappingProxyType(records), seen, doc.get("d", 0)))
     return state, tuple(map(tuple, withdrawn)) if withdrawn else _NONE
+
+
+def encode_case_value_v3(state: CaseState, withdrawn: Sequence[tuple] = ()) -> bytes:
+    """A case value as version 3 wrote it (JSON): what workers before version 4 stored. Kept as
+    the reference for tests that read old values and for benchmarks that compare the formats;
+    the worker writes `encode_case_value`."""
+    records = state.records
+    doc: dict[str, object] = {"v": 3, "r": records.copy()}
+    seen = state.seen_event_ids
+    if len(seen) != len(records):
+        extra = seen.difference(map(_event_id, records.values()))
+        if extra:
+            doc["x"] = sorted(extra)
+    if state.duplicates:
+        doc["d"] = state.duplicates
+    if withdrawn:
+        doc["w"] = withdrawn
+    # orjson serialises a named tuple through `default` (list); its bytes keep a ~4 KiB buffer,
+    # hence the exact-size copy.
+    return bytes(memoryview(orjson.dumps(doc, default=list)))
 
 
 def encode_state(state: CaseState) -> bytes:
