@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default %(default)s)")
     p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="skip the decode-only aiokafka and confluent-kafka loops "
+                   "(bench/ceiling.py)")
+    p.add_argument("--no-peer", action="store_true",
+                   help="skip the quixstreams peer (bench/quix_peer.py)")
     p.add_argument("--naive-timeout", type=float, default=DEFAULTS["naive_timeout"],
                    help="seconds the naive baseline may run before it is stopped")
     p.add_argument("--kafka-port", type=int, default=DEFAULTS["kafka_port"])

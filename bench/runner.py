@@ -114,7 +114,7 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
     return {
         "replay": lambda broker: replay.run_replay(
             broker, chain, args.events, logs, naive=not args.no_naive,
-            naive_timeout=args.naive_timeout,
+            naive_timeout=args.naive_timeout, ceiling=not args.no_ceiling, peer=not args.no_peer,
         ),
         "latency": lambda broker: latency.run_latency(
             broker, chain, args.rate, args.latency_seconds, logs
