@@ -22,8 +22,9 @@ from ketenmonitor.domain.chain import load_chain
 BENCH_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_ROOT / "results"
 BENCHMARKS = ("replay", "latency", "memory", "recovery", "profile")
-# Run only when named in --only: the exactly-once cost (bench/exactly_once.py).
-EXTRA_BENCHMARKS = ("exactly_once",)
+# Run only when named in --only: the exactly-once cost (bench/exactly_once.py), partner-side
+# `publish` and `import-log` (bench/partner_publish.py; --publish-code to compare code versions).
+EXTRA_BENCHMARKS = ("exactly_once", "partner_publish")
 DEFAULTS: dict[str, Any] = {
     "events": 200_000,
     "rate": 2000.0,
@@ -109,7 +110,7 @@ def _write(path: Path, document: dict[str, Any]) -> None:
 
 
 def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callable[[Any], Any]]:
-    from bench import exactly_once, latency, memory, profile, recovery, replay
+    from bench import exactly_once, latency, memory, partner_publish, profile, recovery, replay
 
     return {
         "replay": lambda broker: replay.run_replay(
@@ -128,5 +129,13 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
         "profile": lambda broker: profile.run_profile(broker, chain, args.profile_events, logs),
         "exactly_once": lambda broker: exactly_once.run_exactly_once(
             broker, chain, args.events, logs, rounds=args.rounds
+        ),
+        "partner_publish": lambda broker: partner_publish.run_partner_publish(
+            broker.bootstrap_servers,
+            dict(c.split("=", 1) for c in args.publish_code) or {"this": str(BENCH_ROOT.parent)},
+            Path(args.publish_workdir),
+            log_cases=args.publish_log_cases,
+            rounds=args.rounds,
+            only=args.publish_commands,
         ),
     }

@@ -30,6 +30,7 @@ TARGETS = {
     "latency_p99_seconds": 1.0,
     "state_bytes_per_open_case": 300,
     "recovery_1m_seconds": 60,
+    "partner_publish_events_per_second": 50_000,
 }
 
 
@@ -104,6 +105,8 @@ def render(results_dir: Path) -> str:
         lines += _profile(found["profile"][2])
     if "exactly_once" in found:
         lines += _exactly_once(found["exactly_once"][2])
+    if "partner_publish" in found:
+        lines += _partner_publish(found["partner_publish"][2])
     for hand_written in (ANALYSIS, PARTNER_SIDE):
         if hand_written.exists():
             lines += ["", hand_written.read_text().rstrip(), ""]
@@ -281,6 +284,43 @@ def _exactly_once(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return out
+
+
+def _partner_publish(r: dict[str, Any]) -> list[str]:
+    target = TARGETS["partner_publish_events_per_second"]
+    out = [
+        "## Partner-side publishing (`publish`, `import-log`; bench/partner_publish.py)",
+        "",
+        "Each run is the whole command as a child process (start-up included) into fresh "
+        "6-partition topics; code versions and commands interleaved, order rotating per round.",
+        "",
+        "| command | code | events | wall s | events/s (wall) | CPU s | events per CPU-second "
+        "| exit | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for command, by_code in r["results"].items():
+        for label, runs in by_code.items():
+            code = r.get("codes", {}).get(label, {})
+            where = f"{label} ({code.get('commit', '')[:7]})" if code else label
+            for run in runs:
+                out.append(
+                    f"| `{command}` | {where} | {_k(run['events'])} | {run['wall_s']} "
+                    f"| {_k(run['events_per_s_wall'])} | {run['cpu_s']} "
+                    f"| {_k(run['events_per_cpu_s'])} | {run['exit']} | {run['load_average']} |"
+                )
+    best = [
+        (command, label, max(run["events_per_s_wall"] for run in runs))
+        for command, by_code in r["results"].items()
+        if command in ("publish", "import-log")
+        for label, runs in by_code.items()
+    ]
+    out.append("")
+    for command, label, rate in best:
+        out.append(
+            f"Target >= 50k events/s, `{command}` ({label}): "
+            + _verdict(rate >= target, f"best run {_k(rate)} events/s wall")
+        )
+    return [*out, ""]
 
 
 def _recovery(r: dict[str, Any]) -> list[str]:

@@ -32,13 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tqdm import tqdm
-
 from ketenmonitor.domain.chain import Chain
+from ketenmonitor.progress import PROGRESS_MIN_BYTES, progress_display
 from ketenmonitor.schemas.events import ChainEventV1, EventRejected, parse_event
 
 Send = Callable[[bytes, bytes], None]  # (value, key)
-PROGRESS_MIN_BYTES = 1 << 20
 PROGRESS_EVERY = 4096  # rows between progress-bar updates
 INT_FIELDS = ("schema_version", "revision")
 _INT = re.compile(r"^-?\d+$")
@@ -158,12 +156,15 @@ def check_and_send(
 
     `organisation`: the partner whose topic the rows go to (its events only); None lets every
     event go to its own organisation's topic (the event-log import does that).
+    `progress`: a tqdm bar or progress.ProgressLines, advanced by the rows' sizes every
+    PROGRESS_EVERY rows; one with a `sent` attribute is told the events sent so far too.
     """
     report = report or PublishReport()
     first_line: dict[str, int] = {}
     rejected, problems = report.rejected, report.problems
     by_organisation = report.sent_by_organisation
     rows_seen = sent = unreported = consumed = 0
+    tells_sent = hasattr(progress, "sent")
     try:
         for row in rows:
             rows_seen += 1
@@ -171,6 +172,8 @@ def check_and_send(
                 consumed += row.size
                 unreported += 1
                 if unreported == PROGRESS_EVERY:  # tqdm.update costs ~1 us: not per row
+                    if tells_sent:
+                        progress.sent = report.sent + sent
                     progress.update(consumed)
                     unreported = consumed = 0
             problem = row.problem
@@ -194,6 +197,8 @@ def check_and_send(
     finally:
         report.rows += rows_seen
         report.sent += sent
+        if tells_sent:
+            progress.sent = report.sent
         if progress is not None and consumed:
             progress.update(consumed)
     return report
@@ -206,15 +211,21 @@ def publish_file(
     send: Send,
     fmt: str | None = None,
     progress: bool = False,
+    verb: str = "sent",
 ) -> PublishReport:
-    """Validate every row of `path` and hand the valid ones to send(value, key=event_id)."""
-    bar = tqdm(
+    """Validate every row of `path` and hand the valid ones to send(value, key=event_id).
+
+    `progress`: show it on stderr (progress.progress_display: a bar on a terminal, else a line
+    every few seconds); `verb` says what the line counts ("sent", or "valid" in a dry run).
+    """
+    bar = progress_display(
+        path,
+        not progress,
+        desc=path.name,
         total=path.stat().st_size if path.is_file() else None,
         unit="B",
-        unit_scale=True,
-        desc=path.name,
-        disable=not progress,
-        file=sys.stderr,
+        verb=verb,
+        command="ketenmonitor publish",
     )
     with bar:
         return check_and_send(
@@ -261,7 +272,11 @@ def add_quiet(parser: Any) -> None:
 
 
 def show_progress(path: Path | None, quiet: bool) -> bool:
-    """A progress bar on stderr: a terminal, not --quiet, and (for a file) worth one."""
+    """A progress bar on stderr: a terminal, not --quiet, and (for a file) worth one.
+
+    (`simulate` asks this; `publish` and `import-log` use progress.progress_display, which shows
+    lines where there is no terminal.)
+    """
     large = path is None or (path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES)
     return large and not quiet and sys.stderr.isatty()
 
@@ -288,11 +303,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"ketenmonitor publish: {args.file}: no such file", file=sys.stderr)
         return 2
-    progress = show_progress(args.file, args.quiet)
+    progress = not args.quiet
     try:
         if args.dry_run:
             report = publish_file(
-                args.file, args.organisation, chain, lambda v, k: None, args.format, progress
+                args.file, args.organisation, chain, lambda v, k: None, args.format, progress,
+                verb="valid",
             )
         else:
             with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
