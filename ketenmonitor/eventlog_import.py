@@ -488,6 +488,8 @@ def import_rows(
     else:
         reader, fast = _read_csv_fast(path, mapping, chain, tie_of, parse)
     every: list[_Mapped] = []
+    keep_every = mapping.repeated_milestone == "all"
+    keep_first = mapping.repeated_milestone == "first"
     for line, row in reader:
         if progress is not None and line % PROGRESS_EVERY == 0:
             progress.update(PROGRESS_EVERY)
@@ -501,17 +503,15 @@ def import_rows(
         if not isinstance(mapped, _Mapped):  # (reason, detail)
             yield Row(source, line, None, mapped)
             continue
-        if mapping.repeated_milestone == "all":
+        if keep_every:
             every.append(mapped)
             continue
         key = (mapped.case_key, mapped.milestone)
-        current = kept.get(key)
-        order = (mapped.at, mapped.tie, mapped.line)
-        if current is None:
-            kept[key] = mapped
+        current = kept.setdefault(key, mapped)
+        if current is mapped:  # the first row of this case and milestone
             continue
-        earlier = order < (current.at, current.tie, current.line)
-        if earlier == (mapping.repeated_milestone == "first"):
+        earlier = (mapped.at, mapped.tie, mapped.line) < (current.at, current.tie, current.line)
+        if earlier == keep_first:
             kept[key] = mapped
     if progress is not None:
         progress.reset(total=len(kept) + len(every))
