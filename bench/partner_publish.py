@@ -91,6 +91,9 @@ def run(code: Path, args: list[str], bootstrap: str) -> dict[str, Any]:
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "ketenmonitor.cli", *args],
+        # In the code's folder: `python -m` puts the working directory before PYTHONPATH, so a
+        # run from another checkout would import that checkout's code instead.
+        cwd=code,
         env=env,
         capture_output=True,
         text=True,
@@ -127,6 +130,8 @@ def run_partner_publish(
     wait_load: float | None = None,
 ) -> dict[str, Any]:
     """Every command with every code version, `rounds` times, interleaved (order rotating)."""
+    workdir = workdir.resolve()  # the commands run in the code's folder
+    codes = {label: str(Path(code).resolve()) for label, code in codes.items()}
     inputs = make_inputs(workdir, repeat, log_cases)
     mapping = ROOT / "examples" / "eventlog" / "mapping.yaml"
     simulate = ["simulate", "--cases", str(sim_cases), "--seed", "3", "--end", "1764000000"]
