@@ -547,7 +547,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="map and validate only")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
     p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
-    add_quiet(p)
+    add_quiet(p, lines=True)
     p.set_defaults(func=cmd_import)
 
 

@@ -261,18 +261,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
     p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
-    add_quiet(p)
+    add_quiet(p, lines=True)
     p.set_defaults(func=cmd_publish)
 
 
-def add_quiet(parser: Any) -> None:
-    """--quiet (alias --no-progress): no progress bar. Without it a bar shows on a terminal."""
+def add_quiet(parser: Any, lines: bool = False) -> None:
+    """--quiet (alias --no-progress): no progress on stderr.
+
+    `lines`: the command shows progress lines where stderr is no terminal (publish, import-log:
+    progress.progress_display); otherwise only a bar on a terminal.
+    """
     parser.add_argument(
         "--quiet",
         "--no-progress",
         dest="quiet",
         action="store_true",
-        help="no progress bar on stderr (there is none either when stderr is not a terminal)",
+        help=(
+            "no progress on stderr (a bar on a terminal, else a line every 10 s on a long run)"
+            if lines
+            else "no progress bar on stderr (there is none either when stderr is not a terminal)"
+        ),
     )
 
 
