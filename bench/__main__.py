@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of " + ",".join(BENCHMARKS)
                    + " (default), or " + ",".join(EXTRA_BENCHMARKS))
     p.add_argument("--rounds", type=int, default=2,
-                   help="exactly_once, one_hop: worker runs per mode, interleaved (default 2)")
+                   help="exactly_once, one_hop: worker runs per mode, interleaved (default 2); "
+                   "partner_publish: rounds of every command and code version (default 2)")
     p.add_argument("--rate", type=float, default=DEFAULTS["rate"],
                    help="live-latency produce rate, events/s (default %(default)s)")
     p.add_argument("--latency-seconds", type=float, default=DEFAULTS["latency_seconds"])
@@ -29,8 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default %(default)s)")
     p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="skip the decode-only aiokafka and confluent-kafka loops "
+                   "(bench/ceiling.py)")
+    p.add_argument("--no-peer", action="store_true",
+                   help="skip the quixstreams peer (bench/quix_peer.py)")
     p.add_argument("--naive-timeout", type=float, default=DEFAULTS["naive_timeout"],
                    help="seconds the naive baseline may run before it is stopped")
+    p.add_argument("--publish-code", action="append", default=[], metavar="LABEL=DIR",
+                   help="partner_publish: a code version to run (repeatable; default: this "
+                   "checkout), e.g. before=/path/to/older/checkout")
+    p.add_argument("--publish-commands", default="publish,import-log",
+                   help="partner_publish: of publish,import-log,simulate (default %(default)s)")
+    p.add_argument("--publish-log-cases", type=int, default=80_000,
+                   help="partner_publish: cases in the import-log CSV (80,000: ~560k rows)")
+    p.add_argument("--publish-workdir", default="/tmp/ketenmonitor-bench-publish",
+                   help="partner_publish: where its input files are made once")
     p.add_argument("--kafka-port", type=int, default=DEFAULTS["kafka_port"])
     p.add_argument("--name", default=None, help="results file name (default: the benchmarks run)")
     p.add_argument("--results-dir", default=None, help="default bench/results")

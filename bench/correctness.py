@@ -88,7 +88,14 @@ def settled_comparison(
     publication interval (docs/metrics.md), so the first scrape after catch-up may be early."""
     deadline = time.monotonic() + timeout
     while True:
-        result = compare(scrape(), expected)
+        try:
+            samples = scrape()
+        except OSError:  # a scrape timed out (a heavily loaded machine): again, until the deadline
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        result = compare(samples, expected)
         if result.equal or time.monotonic() > deadline:
             return result
         time.sleep(0.5)

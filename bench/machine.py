@@ -78,7 +78,8 @@ def machine_facts() -> dict[str, Any]:
         "packages": {
             p: _version(p)
             for p in (
-                "aiokafka", "aiohttp", "kafka-python", "orjson", "pydantic", "faust-streaming"
+                "aiokafka", "aiohttp", "kafka-python", "orjson", "pydantic", "faust-streaming",
+                "confluent-kafka",
             )
         },
         "load_average_at_start": load_average(),

@@ -66,7 +66,7 @@ def make_inputs(workdir: Path, repeat: int, log_cases: int) -> dict[str, Path]:
                     out.write(row.replace(b'"event_id":"sim3-', b'"event_id":"r%d-' % n, 1))
                     out.write(b"\n")
     if not log.exists():
-        sys.path.insert(0, str(ROOT))
+        sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]  # it imports batch_truth
         import yaml
 
         from tests.integration.test_eventlog_import import MAPPING, write_log
@@ -91,6 +91,9 @@ def run(code: Path, args: list[str], bootstrap: str) -> dict[str, Any]:
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "ketenmonitor.cli", *args],
+        # In the code's folder: `python -m` puts the working directory before PYTHONPATH, so a
+        # run from another checkout would import that checkout's code instead.
+        cwd=code,
         env=env,
         capture_output=True,
         text=True,
@@ -115,6 +118,62 @@ def run(code: Path, args: list[str], bootstrap: str) -> dict[str, Any]:
     }
 
 
+def run_partner_publish(
+    bootstrap: str,
+    codes: dict[str, str],
+    workdir: Path,
+    repeat: int = 7,
+    log_cases: int = 80_000,
+    sim_cases: int = 30_000,
+    rounds: int = 1,
+    only: str = "publish,import-log,simulate",
+    wait_load: float | None = None,
+) -> dict[str, Any]:
+    """Every command with every code version, `rounds` times, interleaved (order rotating)."""
+    workdir = workdir.resolve()  # the commands run in the code's folder
+    codes = {label: str(Path(code).resolve()) for label, code in codes.items()}
+    inputs = make_inputs(workdir, repeat, log_cases)
+    mapping = ROOT / "examples" / "eventlog" / "mapping.yaml"
+    simulate = ["simulate", "--cases", str(sim_cases), "--seed", "3", "--end", "1764000000"]
+    commands = {
+        "publish": ["publish", str(inputs["publish"]), "--organisation", "police"],
+        "import-log": ["import-log", str(inputs["import-log"]), "--mapping", str(mapping)],
+        "simulate": simulate,
+        "simulate-to-file": [*simulate, "--output", str(workdir / "sim-out.jsonl")],
+    }
+    wanted = only.split(",")
+    if "simulate" in wanted:
+        wanted.append("simulate-to-file")  # the generation alone, for the publish share
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    pairs = [(c, label) for c in wanted for label in codes]
+    for round_ in range(rounds):
+        if wait_load is not None:
+            while os.getloadavg()[0] > wait_load:
+                time.sleep(5)
+        shift = round_ % len(pairs)
+        for command, label in pairs[shift:] + pairs[:shift]:
+            figure = run(Path(codes[label]), commands[command], bootstrap)
+            results.setdefault(command, {}).setdefault(label, []).append(figure)
+            print(command, label, figure, file=sys.stderr, flush=True)
+    return {
+        "codes": {label: _describe_code(Path(code)) for label, code in codes.items()},
+        "inputs": {k: str(v) for k, v in inputs.items()},
+        "results": results,
+    }
+
+
+def _describe_code(code: Path) -> dict[str, str]:
+    """Where a code version is, and its commit (and whether it had uncommitted changes)."""
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=code, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "ketenmonitor", "schemas")
+    return {"path": str(code), "commit": git("rev-parse", "HEAD"), "dirty": str(bool(dirty))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:19592")
@@ -128,36 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait-load", type=float, default=None)
     args = parser.parse_args(argv)
     codes = dict(c.split("=", 1) for c in args.code) or {"this": str(ROOT)}
-    inputs = make_inputs(args.workdir, args.repeat, args.log_cases)
-    mapping = ROOT / "examples" / "eventlog" / "mapping.yaml"
-    simulate = ["simulate", "--cases", str(args.sim_cases), "--seed", "3", "--end", "1764000000"]
-    commands = {
-        "publish": ["publish", str(inputs["publish"]), "--organisation", "police"],
-        "import-log": ["import-log", str(inputs["import-log"]), "--mapping", str(mapping)],
-        "simulate": simulate,
-        "simulate-to-file": [*simulate, "--output", str(args.workdir / "sim-out.jsonl")],
-    }
-    wanted = args.only.split(",")
-    if "simulate" in wanted:
-        wanted.append("simulate-to-file")  # the generation alone, for the publish share
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    pairs = [(c, label) for c in wanted for label in codes]
-    for round_ in range(args.rounds):
-        if args.wait_load is not None:
-            while os.getloadavg()[0] > args.wait_load:
-                time.sleep(5)
-        shift = round_ % len(pairs)
-        for command, label in pairs[shift:] + pairs[:shift]:
-            figure = run(Path(codes[label]), commands[command], args.bootstrap)
-            results.setdefault(command, {}).setdefault(label, []).append(figure)
-            print(command, label, figure, file=sys.stderr, flush=True)
+    document = run_partner_publish(
+        args.bootstrap, codes, args.workdir, args.repeat, args.log_cases, args.sim_cases,
+        args.rounds, args.only, args.wait_load,
+    )
     print(
         json.dumps(
             {
                 "command": "python -m bench.partner_publish " + " ".join(argv or sys.argv[1:]),
                 "machine": machine_facts(),
-                "inputs": {k: str(v) for k, v in inputs.items()},
-                "results": results,
+                **document,
             },
             indent=2,
         )

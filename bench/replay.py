@@ -1,10 +1,15 @@
-"""Replay throughput: a preloaded log through one worker, the naive baseline and two batch loops.
+"""Replay throughput: a preloaded log through one worker, its ceiling, its peer, the naive baseline.
 
     result = run_replay(broker, chain, events=1_000_000, naive_timeout=600)
 
-In one run, on the same log:
+In one run, on the same log produced once, interleaved (ceiling, worker, peer, ceiling, naive):
+- ceiling: bench/ceiling.py, an aiokafka loop and a confluent-kafka loop that only read the partner
+  topics from the beginning (fresh group) and JSON-decode every value: what Python can read here;
+  each runs before and after the worker and the peer, the median of the two is its figure;
 - worker: `ketenmonitor worker` (streams/worker.py: aiokafka, one getmany batch at a time, one
   produce call per topic-partition per batch), timed until all is committed;
+- peer: bench/quix_peer.py, the same kind of work as a Python user would write it with
+  quixstreams (re-key by case, per-case state in RocksDB with a changelog, a counter per stage);
 - naive: bench/naive_app.py (per-event Faust agents), same work, timed the same way (capped); it
   has its own app id, so its own consumer group, offsets and changelogs, and its own case topic;
 - core loop: bench/core_loop.py, the worker's per-event code in a plain loop without Kafka;
@@ -14,15 +19,18 @@ In one run, on the same log:
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.ceiling import LOOPS, run_ceiling
 from bench.core_loop import run_core_loop
 from bench.correctness import expected_metrics, settled_comparison
 from bench.kafka_env import LagWatch, create_topics, run_env
 from bench.machine import load_average
 from bench.naive_app import NaiveWorkerProcess, naive_cases_topic
+from bench.peer import run_peer
 from bench.worker_run import time_catch_up
 from bench.workload import produce, replay_log
 from ketenmonitor.domain.chain import Chain
@@ -49,6 +57,8 @@ def run_replay(
     naive: bool = True,
     worker_timeout: float = 1800,
     naive_timeout: float = 600,
+    ceiling: bool = True,
+    peer: bool = True,
 ) -> dict[str, Any]:
     log = replay_log(chain, events)
     out: dict[str, Any] = {"events": len(log), "cases": len(log.cases)}
@@ -85,6 +95,15 @@ def run_replay(
     out["produce"] = {
         "seconds": round(produce_seconds, 2), "events_per_second": round(len(log) / produce_seconds)
     }
+    ceiling_runs: dict[str, list[dict[str, Any]]] = {loop: [] for loop in LOOPS}
+
+    def run_ceilings() -> None:
+        for loop in LOOPS if ceiling else ():
+            ceiling_runs[loop].append(
+                run_ceiling(loop, broker.bootstrap_servers, partner_topics, len(log))
+            )
+
+    run_ceilings()
     watch = LagWatch(broker.bootstrap_servers)
     try:
         worker = WorkerProcess(env, log_path=logs / "replay-worker.log", loglevel="warning")
@@ -97,6 +116,14 @@ def run_replay(
         finally:
             worker.stop()
         out["worker"] = {"runtime": WORKER_RUNTIME, **timing}
+        if peer:
+            out["peer"] = run_peer(
+                broker.bootstrap_servers, chain, partner_topics, log.raw, logs, worker_timeout
+            )
+        run_ceilings()
+        if ceiling:
+            out["ceiling"] = {loop: ceiling_figure(runs) for loop, runs in ceiling_runs.items()}
+        out["ratios"] = ratios(out)
         if naive:
             # Its own group: it must not start from the offsets the worker committed.
             naive_env = {**env, "KETENMONITOR_APP_ID": f"{env['KETENMONITOR_APP_ID']}-naive"}
@@ -121,3 +148,42 @@ def run_replay(
     finally:
         watch.close()
     return out
+
+
+def ceiling_figure(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ceiling loop's figure: the median of its runs (before and after the others), and each."""
+    def median(key: str) -> float:
+        return round(statistics.median(run[key] for run in runs), 1)
+
+    return {
+        "what": runs[0]["what"],
+        "events_per_second": median("events_per_second"),
+        "events_per_cpu_second": median("events_per_cpu_second"),
+        "completed": all(run["completed"] for run in runs),
+        "runs": runs,
+    }
+
+
+def ratios(out: dict[str, Any]) -> dict[str, Any]:
+    """The worker's rates over the ceiling loops' and the peer's, wall and per CPU-second."""
+    worker = out.get("worker", {})
+    if "events_per_second" not in worker:
+        return {}
+    found: dict[str, Any] = {}
+    others = {f"ceiling_{loop}": figure for loop, figure in out.get("ceiling", {}).items()}
+    if out.get("ceiling"):
+        # "The ceiling": the faster of the two loops, wall and per CPU-second taken separately.
+        others["ceiling"] = {
+            key: max(figure[key] for figure in out["ceiling"].values())
+            for key in ("events_per_second", "events_per_cpu_second")
+        }
+    if out.get("peer", {}).get("completed"):
+        others["peer"] = out["peer"]
+    for name, figure in others.items():
+        found[f"worker_to_{name}"] = {
+            "wall": round(worker["events_per_second"] / max(figure["events_per_second"], 1e-9), 3),
+            "cpu": round(
+                worker["events_per_cpu_second"] / max(figure["events_per_cpu_second"], 1e-9), 3
+            ),
+        }
+    return found

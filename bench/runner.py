@@ -23,8 +23,9 @@ BENCH_ROOT = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_ROOT / "results"
 BENCHMARKS = ("replay", "latency", "memory", "recovery", "profile")
 # Run only when named in --only: the exactly-once cost (bench/exactly_once.py), one hop against
-# two hops (bench/one_hop.py).
-EXTRA_BENCHMARKS = ("exactly_once", "one_hop")
+# two hops (bench/one_hop.py), partner-side `publish` and `import-log` (bench/partner_publish.py;
+# --publish-code to compare code versions).
+EXTRA_BENCHMARKS = ("exactly_once", "one_hop", "partner_publish")
 DEFAULTS: dict[str, Any] = {
     "events": 200_000,
     "rate": 2000.0,
@@ -110,12 +111,21 @@ def _write(path: Path, document: dict[str, Any]) -> None:
 
 
 def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callable[[Any], Any]]:
-    from bench import exactly_once, latency, memory, one_hop, profile, recovery, replay
+    from bench import (
+        exactly_once,
+        latency,
+        memory,
+        one_hop,
+        partner_publish,
+        profile,
+        recovery,
+        replay,
+    )
 
     return {
         "replay": lambda broker: replay.run_replay(
             broker, chain, args.events, logs, naive=not args.no_naive,
-            naive_timeout=args.naive_timeout,
+            naive_timeout=args.naive_timeout, ceiling=not args.no_ceiling, peer=not args.no_peer,
         ),
         "latency": lambda broker: latency.run_latency(
             broker, chain, args.rate, args.latency_seconds, logs
@@ -132,5 +142,13 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
         ),
         "one_hop": lambda broker: one_hop.run_one_hop(
             broker, chain, args.events, logs, rounds=args.rounds
+        ),
+        "partner_publish": lambda broker: partner_publish.run_partner_publish(
+            broker.bootstrap_servers,
+            dict(c.split("=", 1) for c in args.publish_code) or {"this": str(BENCH_ROOT.parent)},
+            Path(args.publish_workdir),
+            log_cases=args.publish_log_cases,
+            rounds=args.rounds,
+            only=args.publish_commands,
         ),
     }

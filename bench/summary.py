@@ -30,6 +30,7 @@ TARGETS = {
     "latency_p99_seconds": 1.0,
     "state_bytes_per_open_case": 300,
     "recovery_1m_seconds": 60,
+    "partner_publish_events_per_second": 50_000,
 }
 
 
@@ -106,6 +107,8 @@ def render(results_dir: Path) -> str:
         lines += _exactly_once(found["exactly_once"][2])
     if "one_hop" in found:
         lines += _one_hop(found["one_hop"][2])
+    if "partner_publish" in found:
+        lines += _partner_publish(found["partner_publish"][2])
     for hand_written in (ANALYSIS, PARTNER_SIDE):
         if hand_written.exists():
             lines += ["", hand_written.read_text().rstrip(), ""]
@@ -134,6 +137,7 @@ def _replay(r: dict[str, Any]) -> list[str]:
             f"| {w['cpu_seconds_processing']} | {w['wall_seconds_from_start']} | {equal} "
             f"({check.get('series', 0)} series) | {w['load_average']} |"
         )
+    out += _ceiling_and_peer(r)
     c, b = r["core_loop"], r["batch_truth"]
     out.append(f"| same per-event code in a plain loop, no Kafka (bench/core_loop.py) | - | "
                f"{_k(c['events_per_cpu_second'])} | {c['cpu_seconds']} | - | - | "
@@ -148,6 +152,7 @@ def _replay(r: dict[str, Any]) -> list[str]:
                 + _verdict(rate >= target, f"{_k(rate)} events/s wall, "
                            f"{_k(w['events_per_cpu_second'])} per CPU-second; "
                            f"{target / max(rate, 1):.0f}x short" if rate < target else "")]
+    out += _ratios(r)
     out += ["", f"Wall time runs from process start (ready after {w.get('ready_after_seconds')} s,"
             f" lag summed over partner and case topics first below the log size after "
             f"{w.get('first_commit_after_seconds')} s) to the first 0.25 s "
@@ -156,6 +161,49 @@ def _replay(r: dict[str, Any]) -> list[str]:
             f" The log was produced at {_k(r['produce']['events_per_second'])} events/s with "
             "kafka-python (not counted).", ""]
     return out
+
+
+def _ceiling_and_peer(r: dict[str, Any]) -> list[str]:
+    """Rows of the ceiling loops (median of their runs) and of the quixstreams peer."""
+    rows = []
+    for loop, figure in r.get("ceiling", {}).items():
+        runs = figure["runs"]
+        walls = " / ".join(_k(run["events_per_second"]) for run in runs)
+        cpus = " / ".join(_k(run["events_per_cpu_second"]) for run in runs)
+        rows.append(
+            f"| ceiling: {loop} decode-only loop (bench/ceiling.py; median of {len(runs)} runs: "
+            f"{walls} wall, {cpus} per CPU-second) | {_k(figure['events_per_second'])} | "
+            f"{_k(figure['events_per_cpu_second'])} | "
+            f"{' / '.join(str(run['cpu_seconds_processing']) for run in runs)} | "
+            f"{' / '.join(str(run['wall_seconds_from_start']) for run in runs)} | - | "
+            f"{runs[0]['load_average_before']} |"
+        )
+    p = r.get("peer")
+    if p:
+        check = p["check"]
+        versions = ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items())
+        rows.append(
+            f"| peer: quixstreams application (bench/quix_peer.py; {versions}) | "
+            f"{_k(p['events_per_second'])} | {_k(p['events_per_cpu_second'])} | "
+            f"{p['cpu_seconds_processing']} | {p['wall_seconds_from_start']} | "
+            f"{'yes' if check['equal'] else 'NO'} ({check['series']} stage counts, against the "
+            f"log) | {p['load_average_before']} |"
+        )
+    return rows
+
+
+def _ratios(r: dict[str, Any]) -> list[str]:
+    found = r.get("ratios") or {}
+    if not found:
+        return []
+    names = {"ceiling": "the ceiling (the faster loop)", "ceiling_aiokafka": "the aiokafka loop",
+             "ceiling_confluent": "the confluent-kafka loop", "peer": "the quixstreams peer"}
+    parts = [
+        f"{names.get(name.removeprefix('worker_to_'), name)} {x['wall']:.2f}x wall, "
+        f"{x['cpu']:.2f}x per CPU-second"
+        for name, x in found.items()
+    ]
+    return ["", "The worker against " + "; ".join(parts) + "."]
 
 
 def _latency(r: dict[str, Any]) -> list[str]:
@@ -280,6 +328,43 @@ def _one_hop(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return out
+
+
+def _partner_publish(r: dict[str, Any]) -> list[str]:
+    target = TARGETS["partner_publish_events_per_second"]
+    out = [
+        "## Partner-side publishing (`publish`, `import-log`; bench/partner_publish.py)",
+        "",
+        "Each run is the whole command as a child process (start-up included) into fresh "
+        "6-partition topics; code versions and commands interleaved, order rotating per round.",
+        "",
+        "| command | code | events | wall s | events/s (wall) | CPU s | events per CPU-second "
+        "| exit | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for command, by_code in r["results"].items():
+        for label, runs in by_code.items():
+            code = r.get("codes", {}).get(label, {})
+            where = f"{label} ({code.get('commit', '')[:7]})" if code else label
+            for run in runs:
+                out.append(
+                    f"| `{command}` | {where} | {_k(run['events'])} | {run['wall_s']} "
+                    f"| {_k(run['events_per_s_wall'])} | {run['cpu_s']} "
+                    f"| {_k(run['events_per_cpu_s'])} | {run['exit']} | {run['load_average']} |"
+                )
+    best = [
+        (command, label, max(run["events_per_s_wall"] for run in runs))
+        for command, by_code in r["results"].items()
+        if command in ("publish", "import-log")
+        for label, runs in by_code.items()
+    ]
+    out.append("")
+    for command, label, rate in best:
+        out.append(
+            f"Target >= 50k events/s, `{command}` ({label}): "
+            + _verdict(rate >= target, f"best run {_k(rate)} events/s wall")
+        )
+    return [*out, ""]
 
 
 def _recovery(r: dict[str, Any]) -> list[str]:

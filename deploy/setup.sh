@@ -3,7 +3,8 @@
 #   1. Debian packages for the real servers the demo and the tests run (Java and Maven for Kafka,
 #      Prometheus + Alertmanager, PostgreSQL, Chromium for the HTML report test, docker-compose
 #      for validating docker-compose.yml);
-#   2. a virtualenv in .venv with the project and its dev tools;
+#   2. a virtualenv in .venv with the project, its dev tools and the benchmarks' extras (and the
+#      benchmark's quixstreams peer in .cache/bench/quixstreams-venv);
 #   3. the Kafka jars, resolved from Maven Central into .cache/kafka/libs;
 #   4. Prometheus 3 and Helm, built from the Go module proxy (`go install`, pinned versions) into a
 #      per-user tool cache outside the clone, so that a fresh clone on the same machine reuses them
@@ -32,9 +33,11 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "setup: installing the project into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q -e ".[dev,bench]"
   echo "$want" > "$stamp"
 fi
+# The benchmark's quixstreams peer in its own virtualenv (bench/peer.py; a no-op when up to date).
+.venv/bin/python -c "from bench.peer import peer_python; peer_python()"
 
 bash deploy/kafka/kafka.sh fetch
 bash deploy/go-tools.sh

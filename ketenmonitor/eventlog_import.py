@@ -30,7 +30,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,7 +47,6 @@ from ketenmonitor.publish import (
     add_quiet,
     check_and_send,
     print_problems,
-    show_progress,
 )
 
 
@@ -232,7 +231,8 @@ class TimeParser:
 
     datetime.strptime runs ~10 us of Python per call (locale checks, its regex cache). A format
     of %Y %m %d [%H [%M [%S]]] (each once) is matched with the very regex strptime compiles, and
-    the datetime built from the groups; anything else, and every failure (for strptime's own
+    the datetime built from the groups, less the zone's offset (looked up once per local hour);
+    anything else, and every failure (for strptime's own
     message), goes to parse_time. Results are cached per cell: exports repeat timestamps.
     """
 
@@ -240,6 +240,7 @@ class TimeParser:
         self.spec = spec
         self.zone = ZoneInfo(spec.timezone)
         self._cache: dict[str, datetime] = {}
+        self._offsets: dict[tuple[int, ...], timedelta] = {}  # local hour -> UTC offset
         self._regex = None
         directives = _DIRECTIVE.findall(spec.format or "")
         # Y, m, d and then H, M, S as far as given, each once: datetime(*those numbers).
@@ -270,11 +271,36 @@ class TimeParser:
         match = self._regex.match(text) if self._regex is not None else None
         if match is not None and match.end() == len(text):
             try:
-                local = datetime(*map(int, match.group(*self._names)))
-                return local.replace(tzinfo=self.zone).astimezone(UTC)
+                parts = tuple(map(int, match.group(*self._names)))
+                offset = self._offsets.get(parts[:4])
+                if offset is None:
+                    offset = self._offset_of(parts)
+                return datetime(*parts, tzinfo=UTC) - offset
             except (ValueError, OverflowError):
                 pass  # let parse_time say it
         return parse_time(value, self.spec)
+
+    def _offset_of(self, parts: tuple[int, ...]) -> timedelta:
+        """The zone's UTC offset at the local time `parts` (fold 0, as replace(tzinfo=) gives).
+
+        Kept for the whole local hour (the day, for a format without hours) when the offset is
+        the same at its first and last second: no zone changes its offset twice within an hour,
+        so then every time in it has that offset. The offset of an hour with a change (a DST
+        switch at half past, as some zones have) is found for each time again.
+        """
+        zone = self.zone
+        offset = datetime(*parts).replace(tzinfo=zone).utcoffset()
+        assert offset is not None
+        first = datetime(*parts[:4]) if len(parts) >= 4 else datetime(*parts[:3])
+        last = first + (timedelta(hours=1) if len(parts) >= 4 else timedelta(days=1))
+        last -= timedelta(seconds=1)
+        if first.replace(tzinfo=zone).utcoffset() == offset == last.replace(
+            tzinfo=zone
+        ).utcoffset():
+            if len(self._offsets) >= 200_000:
+                self._offsets.clear()
+            self._offsets[parts[:4]] = offset
+        return offset
 
 
 def _map_row(
@@ -462,6 +488,8 @@ def import_rows(
     else:
         reader, fast = _read_csv_fast(path, mapping, chain, tie_of, parse)
     every: list[_Mapped] = []
+    keep_every = mapping.repeated_milestone == "all"
+    keep_first = mapping.repeated_milestone == "first"
     for line, row in reader:
         if progress is not None and line % PROGRESS_EVERY == 0:
             progress.update(PROGRESS_EVERY)
@@ -475,17 +503,15 @@ def import_rows(
         if not isinstance(mapped, _Mapped):  # (reason, detail)
             yield Row(source, line, None, mapped)
             continue
-        if mapping.repeated_milestone == "all":
+        if keep_every:
             every.append(mapped)
             continue
         key = (mapped.case_key, mapped.milestone)
-        current = kept.get(key)
-        order = (mapped.at, mapped.tie, mapped.line)
-        if current is None:
-            kept[key] = mapped
+        current = kept.setdefault(key, mapped)
+        if current is mapped:  # the first row of this case and milestone
             continue
-        earlier = order < (current.at, current.tie, current.line)
-        if earlier == (mapping.repeated_milestone == "first"):
+        earlier = (mapped.at, mapped.tie, mapped.line) < (current.at, current.tie, current.line)
+        if earlier == keep_first:
             kept[key] = mapped
     if progress is not None:
         progress.reset(total=len(kept) + len(every))
@@ -521,18 +547,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="map and validate only")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
     p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
-    add_quiet(p)
+    add_quiet(p, lines=True)
     p.set_defaults(func=cmd_import)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError
-    from tqdm import tqdm
 
     from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.kafka_io import PublishError
+    from ketenmonitor.progress import progress_display
     from ketenmonitor.settings import Settings
 
     settings = Settings()
@@ -544,11 +570,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     except MappingError as exc:
         print(f"ketenmonitor import-log: {exc}", file=sys.stderr)
         return 2
-    bar = tqdm(
+    bar = progress_display(
+        args.log,
+        args.quiet,
         desc=f"{args.log.name}: reading",
-        unit=" rows",
-        file=sys.stderr,
-        disable=not show_progress(args.log, args.quiet),
+        unit="rows",
+        verb="valid" if args.dry_run else "written" if args.output else "sent",
+        command="ketenmonitor import-log",
     )
     rows = import_rows(args.log, mapping, chain, progress=bar)
     report = PublishReport()

@@ -6,7 +6,8 @@
     report = publish_file(Path("events.jsonl"), "police", chain, send)   # send(value, key)
     print(report.summary())
 
-Every row is validated with schemas/events.py `parse_event` (as the monitor will) before anything is
+Every row is validated with schemas/events.py `check_event` (parse_event's verdict, as the
+monitor will check it; no pydantic model built where the compiled path is sure) before anything is
 sent: an invalid row is reported as `file:line: reason: detail` and never sent, the valid rows go to
 the organisation's topic through batch_publish.BatchPublisher (idempotent, acks=all, retries;
 whole record batches). A row whose event_id already occurred earlier in the same file is refused
@@ -32,13 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tqdm import tqdm
-
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.schemas.events import ChainEventV1, EventRejected, parse_event
+from ketenmonitor.progress import PROGRESS_MIN_BYTES, progress_display
+from ketenmonitor.schemas.events import EventRejected, check_event
 
 Send = Callable[[bytes, bytes], None]  # (value, key)
-PROGRESS_MIN_BYTES = 1 << 20
 PROGRESS_EVERY = 4096  # rows between progress-bar updates
 INT_FIELDS = ("schema_version", "revision")
 _INT = re.compile(r"^-?\d+$")
@@ -149,21 +148,28 @@ def read_file(path: Path, fmt: str | None = None) -> Iterator[Row]:
 def check_and_send(
     rows: Iterable[Row],
     chain: Chain,
-    send: Callable[[ChainEventV1, bytes], None],
+    send: Callable[[Any, bytes], None],
     organisation: str | None = None,
     report: PublishReport | None = None,
     progress: Any = None,
 ) -> PublishReport:
     """Validate each row; send the valid ones with `send(event, raw)`; report the others.
 
+    Rows are checked with schemas/events.py `check_event`: parse_event's verdict, and an event
+    whose event_id, case_key, organisation (and the other contract fields) `send` may read, not
+    necessarily a ChainEventV1 (building the model for every row would cost a sixth of the run).
+
     `organisation`: the partner whose topic the rows go to (its events only); None lets every
     event go to its own organisation's topic (the event-log import does that).
+    `progress`: a tqdm bar or progress.ProgressLines, advanced by the rows' sizes every
+    PROGRESS_EVERY rows; one with a `sent` attribute is told the events sent so far too.
     """
     report = report or PublishReport()
     first_line: dict[str, int] = {}
     rejected, problems = report.rejected, report.problems
     by_organisation = report.sent_by_organisation
     rows_seen = sent = unreported = consumed = 0
+    tells_sent = hasattr(progress, "sent")
     try:
         for row in rows:
             rows_seen += 1
@@ -171,12 +177,14 @@ def check_and_send(
                 consumed += row.size
                 unreported += 1
                 if unreported == PROGRESS_EVERY:  # tqdm.update costs ~1 us: not per row
+                    if tells_sent:
+                        progress.sent = report.sent + sent
                     progress.update(consumed)
                     unreported = consumed = 0
             problem = row.problem
             if problem is None and row.raw is not None:
                 try:
-                    event = parse_event(row.raw, chain, organisation)
+                    event = check_event(row.raw, chain, organisation)
                 except EventRejected as exc:
                     problem = (exc.reason, exc.detail)
                 else:
@@ -194,6 +202,8 @@ def check_and_send(
     finally:
         report.rows += rows_seen
         report.sent += sent
+        if tells_sent:
+            progress.sent = report.sent
         if progress is not None and consumed:
             progress.update(consumed)
     return report
@@ -207,16 +217,22 @@ def publish_file(
     fmt: str | None = None,
     progress: bool = False,
     key_by_case: bool = False,
+    verb: str = "sent",
 ) -> PublishReport:
     """Validate every row of `path` and hand the valid ones to send(value, key): the key is the
-    event id, or with `key_by_case` the case key (a partner on the one-hop path)."""
-    bar = tqdm(
+    event id, or with `key_by_case` the case key (a partner on the one-hop path).
+
+    `progress`: show it on stderr (progress.progress_display: a bar on a terminal, else a line
+    every few seconds); `verb` says what the line counts ("sent", or "valid" in a dry run).
+    """
+    bar = progress_display(
+        path,
+        not progress,
+        desc=path.name,
         total=path.stat().st_size if path.is_file() else None,
         unit="B",
-        unit_scale=True,
-        desc=path.name,
-        disable=not progress,
-        file=sys.stderr,
+        verb=verb,
+        command="ketenmonitor publish",
     )
     with bar:
         return check_and_send(
@@ -256,7 +272,7 @@ def register(subparsers: Any) -> None:
         help="message key: case-key puts each event in its case's partition (one hop, "
         "docs/partners.md); default: case-key for a partner in KETENMONITOR_ONE_HOP_PARTNERS",
     )
-    add_quiet(p)
+    add_quiet(p, lines=True)
     p.set_defaults(func=cmd_publish)
 
 
@@ -265,19 +281,31 @@ def default_key_by(settings: Any, organisation: str) -> str:
     return "case-key" if organisation in settings.one_hop_partner_ids else "event-id"
 
 
-def add_quiet(parser: Any) -> None:
-    """--quiet (alias --no-progress): no progress bar. Without it a bar shows on a terminal."""
+def add_quiet(parser: Any, lines: bool = False) -> None:
+    """--quiet (alias --no-progress): no progress on stderr.
+
+    `lines`: the command shows progress lines where stderr is no terminal (publish, import-log:
+    progress.progress_display); otherwise only a bar on a terminal.
+    """
     parser.add_argument(
         "--quiet",
         "--no-progress",
         dest="quiet",
         action="store_true",
-        help="no progress bar on stderr (there is none either when stderr is not a terminal)",
+        help=(
+            "no progress on stderr (a bar on a terminal, else a line every 10 s on a long run)"
+            if lines
+            else "no progress bar on stderr (there is none either when stderr is not a terminal)"
+        ),
     )
 
 
 def show_progress(path: Path | None, quiet: bool) -> bool:
-    """A progress bar on stderr: a terminal, not --quiet, and (for a file) worth one."""
+    """A progress bar on stderr: a terminal, not --quiet, and (for a file) worth one.
+
+    (`simulate` asks this; `publish` and `import-log` use progress.progress_display, which shows
+    lines where there is no terminal.)
+    """
     large = path is None or (path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES)
     return large and not quiet and sys.stderr.isatty()
 
@@ -305,12 +333,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"ketenmonitor publish: {args.file}: no such file", file=sys.stderr)
         return 2
-    progress = show_progress(args.file, args.quiet)
+    progress = not args.quiet
     key_by_case = (args.key_by or default_key_by(settings, args.organisation)) == "case-key"
     try:
         if args.dry_run:
             report = publish_file(
-                args.file, args.organisation, chain, lambda v, k: None, args.format, progress
+                args.file, args.organisation, chain, lambda v, k: None, args.format, progress,
+                verb="valid",
             )
         else:
             with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:

@@ -15,7 +15,7 @@ from ketenmonitor.infra.worker_process import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_small_replay_run_writes_machine_facts_command_figures_and_a_passing_check(
+def test_a_small_replay_run_writes_machine_facts_command_figures_and_passing_checks(
     tmp_path: Path,
 ):
     port = free_port()
@@ -51,3 +51,27 @@ def test_a_small_replay_run_writes_machine_facts_command_figures_and_a_passing_c
     assert replay["batch_truth"]["series"] == worker["check"]["series"]
     assert replay["core_loop"]["events_per_cpu_second"] > 0
     assert "naive" not in replay
+
+    # The ceiling: both decode-only loops, before and after the worker, read the whole log.
+    assert set(replay["ceiling"]) == {"aiokafka", "confluent"}
+    for figure in replay["ceiling"].values():
+        assert figure["completed"] and len(figure["runs"]) == 2
+        assert all(run["events"] == replay["events"] for run in figure["runs"])
+        assert figure["events_per_second"] > 0 and figure["events_per_cpu_second"] > 0
+    assert machine["packages"]["confluent-kafka"]
+    # The peer: the quixstreams application processed every event, and its stage counts equal a
+    # count made from the log itself.
+    peer = replay["peer"]
+    assert peer["completed"] and peer["events_processed"] == replay["events"]
+    assert peer["versions"]["quixstreams"] == "3.28.1"
+    assert peer["check"]["equal"] and peer["check"]["mismatches"] == []
+    assert peer["check"]["series"] >= 10  # inflow and outflow of the chain's stages
+    assert peer["events_per_second"] > 0 and peer["events_per_cpu_second"] > 0
+    ratios = replay["ratios"]
+    assert set(ratios) == {
+        "worker_to_ceiling_aiokafka", "worker_to_ceiling_confluent", "worker_to_ceiling",
+        "worker_to_peer",
+    }
+    expected = worker["events_per_second"] / peer["events_per_second"]
+    assert abs(ratios["worker_to_peer"]["wall"] - expected) < 0.001 + 0.001 * expected
+    assert all(r["wall"] > 0 and r["cpu"] > 0 for r in ratios.values())

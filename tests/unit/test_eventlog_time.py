@@ -50,6 +50,12 @@ cells = st.one_of(
             "29-02-2023 10:00",
             "29-02-2024 10:00",
             "01 Jan 2024 10:00",
+            # Lord Howe Island moves its clocks by half an hour at 02:00 local time: hours with a
+            # change, whose offset the fast parser must find per time, not once per hour.
+            "07-04-2024 01:15",
+            "07-04-2024 01:45",
+            "06-10-2024 02:15",
+            "06-10-2024 02:45",
             "",
         ]
     ),
@@ -57,13 +63,33 @@ cells = st.one_of(
 
 
 @settings(max_examples=1500, deadline=None)
-@given(fmt=st.sampled_from(FORMATS), zone=st.sampled_from(["Europe/Amsterdam", "UTC"]), cell=cells)
+@given(
+    fmt=st.sampled_from(FORMATS),
+    zone=st.sampled_from(["Europe/Amsterdam", "UTC", "Australia/Lord_Howe"]),
+    cell=cells,
+)
 def test_the_fast_parser_equals_strptime(fmt, zone, cell):
     spec = TimestampSpec(column="t", format=fmt, timezone=zone)
     parser = TimeParser(spec)
     expected = outcome(parse_time, cell, spec)
     assert outcome(parser, cell) == expected
     assert outcome(parser, cell) == expected  # and again, from its cache
+
+
+@pytest.mark.parametrize("zone", ["Europe/Amsterdam", "Australia/Lord_Howe", "America/St_Johns"])
+def test_every_minute_of_two_years_equals_strptime_after_the_hour_offsets_are_cached(zone):
+    # Every 7th local minute of 2024 (both DST switches of the year, every minute of an
+    # hour over the weeks) in one parser, so that most come through the offset kept for their hour.
+    from datetime import datetime, timedelta
+
+    spec = TimestampSpec(column="t", format="%d-%m-%Y %H:%M", timezone=zone)
+    parser = TimeParser(spec)
+    at, end = datetime(2024, 1, 1), datetime(2025, 1, 1)
+    while at < end:
+        cell = at.strftime("%d-%m-%Y %H:%M")
+        assert parser(cell) == parse_time(cell, spec), cell
+        at += timedelta(minutes=7)
+    assert 0 < len(parser._offsets) <= 366 * 24
 
 
 @pytest.mark.parametrize(
