@@ -131,6 +131,9 @@ class Worker:
         # Where each changelog partition ended after this worker's last write or restore; only
         # compared for partitions kept across a rebalance (a restore sets it anew).
         self.changelog_end: dict[TopicPartition, int] = {}
+        # Exactly-once: the offsets this worker committed in its transactions (what an offset
+        # fetch must return before the partitions are handed over: _await_commits_visible).
+        self.txn_committed: dict[TopicPartition, int] = {}
         # Per owned case partition: the changelog position its acknowledged totals reflect.
         self.position: dict[int, int] = {}
         self.acked_ingest: dict[TopicPartition, bytes] = {}  # partner partition -> acked counts
@@ -581,6 +584,7 @@ class Worker:
             self._refuse_commit_if_frozen()
             await self._producer.commit_transaction()
         self.committed.update(offsets)
+        self.txn_committed.update(offsets)
         self.commits.committed()
 
     def _ingest(
@@ -777,7 +781,7 @@ class Worker:
             tp: end for tp, end in self.changelog_end.items()
             if any(self.changelogs.of(owned, self.cases_topic) == tp for owned in self.owned)
         }
-        offsets = {tp: offset for tp, offset in self.committed.items() if tp in self.owned}
+        offsets = {tp: offset for tp, offset in self.txn_committed.items() if tp in self.owned}
         while True:
             try:
                 ends = await self._restorer.end_offsets(list(changelog_ends))
@@ -870,6 +874,7 @@ class Worker:
         for tp in tps:
             self.owned.discard(tp)
             self.committed.pop(tp, None)
+            self.txn_committed.pop(tp, None)
             self.dirty.discard(tp)
             if tp.topic == self.cases_topic:
                 self.totals.forget(tp.partition)

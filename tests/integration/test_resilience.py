@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from batch_truth import (
@@ -346,21 +347,76 @@ def test_a_broker_down_for_two_minutes_leaves_workers_alive_unhealthy_quiet_then
         assert len(problems) < 50, "\n".join(problems[:60])
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stallable_store(request, tmp_path):
+    """(store URL, lock): `lock()` takes every table of the case-fact store away from the worker
+    (SQLite: an exclusive transaction on the file; PostgreSQL: ACCESS EXCLUSIVE locks on the
+    tables in another session) until `release()`; a real PostgreSQL server for the second."""
+    if request.param == "sqlite":
+        db = tmp_path / "store.db"
+
+        def lock_sqlite():
+            conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+            conn.execute("BEGIN EXCLUSIVE")
+
+            def release():
+                conn.execute("ROLLBACK")
+                conn.close()
+
+            return release
+
+        yield f"sqlite:///{db}", lock_sqlite
+        return
+    import shutil
+    import tempfile
+
+    import psycopg
+
+    from ketenmonitor.infra.postgres import LocalPostgres
+    from ketenmonitor.infra.worker_process import free_port
+
+    base = Path(tempfile.mkdtemp(prefix="ketenmonitor-test-pg-"))  # the cluster runs as postgres
+    base.chmod(0o755)
+    server = LocalPostgres(port=free_port(), data_dir=base / "data", fsync=False)
+    server.start()
+
+    def lock_postgres():
+        conn = psycopg.connect(f"postgresql://postgres@127.0.0.1:{server.port}/postgres")
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        )]
+        assert {"cases", "case_milestones"} <= set(tables), tables
+        conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+
+        def release():
+            conn.rollback()
+            conn.close()
+
+        return release
+
+    try:
+        yield server.url_for("postgres"), lock_postgres
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_a_store_stalled_past_the_processing_timeout_holds_the_commits_without_livelock(
-    monitor_env, start_worker, tmp_path, monkeypatch, capsys
+    monitor_env, start_worker, stallable_store, tmp_path, monkeypatch, capsys
 ):
-    # Issue #16: another connection holds an exclusive lock on the SQLite store for 4x the
-    # processing timeout while the feed runs. No offset moves while the store cannot take the
-    # facts, the worker does not restore in a loop, and it ends exact with every fact stored.
+    # Issue #16: another connection holds every table of the case-fact store (SQLite, then
+    # PostgreSQL) for 4x the processing timeout while the feed runs. No offset moves while the
+    # store cannot take the facts, the worker does not restore in a loop, and it ends exact with
+    # every fact stored.
     from ketenmonitor.cli import main
     from ketenmonitor.store import make_engine
 
+    store_url, lock_store = stallable_store
     run = Run(monitor_env, cases=3000, seed=23)
-    db = tmp_path / "store.db"
     worker = start_worker(
         {
             **run.env,
-            "KETENMONITOR_STORE_URL": f"sqlite:///{db}",
+            "KETENMONITOR_STORE_URL": store_url,
             "KETENMONITOR_PROCESSING_TIMEOUT_SECONDS": "2",
         }
     )
@@ -378,8 +434,7 @@ def test_a_store_stalled_past_the_processing_timeout_holds_the_commits_without_l
     while not any(case_offsets().values()):  # facts are being stored and committed
         assert time.monotonic() < deadline, "no case offset committed"
         time.sleep(0.5)
-    lock = sqlite3.connect(db, timeout=30, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
+    release_store = lock_store()
     try:
         time.sleep(1)  # a store write that finished before the lock may still commit
         held = case_offsets()
@@ -393,8 +448,7 @@ def test_a_store_stalled_past_the_processing_timeout_holds_the_commits_without_l
         assert sum(ends.values()) > sum(held.values())  # facts were waiting
         assert health[-1] == 503, health  # the store stage is overdue: unhealthy
     finally:
-        lock.execute("ROLLBACK")
-        lock.close()
+        release_store()
     publisher.join()
     run.assert_converges([worker])
     log = worker.log_path.read_text() if worker.log_path else ""
@@ -414,7 +468,7 @@ def test_a_store_stalled_past_the_processing_timeout_holds_the_commits_without_l
                  "--store-url", replayed]) == 0
     capsys.readouterr()
     rows = []
-    for url in (f"sqlite:///{db}", replayed):
+    for url in (store_url, replayed):
         engine = make_engine(url)
         try:
             rows.append(_dump(engine))
@@ -441,15 +495,24 @@ NET_TOTALS = {
 }
 
 
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_frozen_and_resumed_worker_never_doubles_or_lowers_the_chain(
-    monitor_env, start_worker
+    monitor_env, start_worker, delivery
 ):
     # Issue #16: one of two workers is frozen (SIGSTOP) past the session timeout while the feed
     # runs, then resumed. Both workers' /metrics are read over and over throughout (0.2 s apart;
     # a whole-chain collection alone takes 0.5-2 s of CPU here): no counter series ever goes
-    # down, no figure is ever above the truth, and both end exact.
+    # down, no figure is ever above the truth, and both end exact; in both delivery modes. (In
+    # exactly-once mode the case state should also see every event once; runs on a loaded
+    # machine still counted 211 to 960 duplicate case events, the cause of the last of them not
+    # found: docs/operations.md, Delivery. Not asserted until it is.)
     run = Run(monitor_env, cases=3000, seed=31)
-    stable, zombie = start_worker(run.env), start_worker(run.env)
+    if delivery == "exactly-once":
+        env = {**run.env, "KETENMONITOR_EXACTLY_ONCE": "true"}
+        stable = start_worker({**env, "KETENMONITOR_WORKER_ID": "stable"})
+        zombie = start_worker({**env, "KETENMONITOR_WORKER_ID": "zombie"})
+    else:
+        stable, zombie = start_worker(run.env), start_worker(run.env)
     publisher = run.publish_in_background(rate=1500)
     scrapes: dict[WorkerProcess, list[tuple[float, Samples]]] = {stable: [], zombie: []}
     stop = threading.Event()
@@ -465,6 +528,13 @@ def test_a_frozen_and_resumed_worker_never_doubles_or_lowers_the_chain(
     for thread in pollers:
         thread.start()
     time.sleep(4)
+    # Frozen while it owns partitions and exports them (on a loaded machine the join can take
+    # longer than the 4 s above; a worker frozen before its first assignment is no zombie).
+    owned = ("ketenmonitor_worker_owned_partitions", frozenset())
+    deadline = time.monotonic() + 120
+    while not zombie.scrape().get(owned):
+        assert time.monotonic() < deadline, "the second worker never got partitions"
+        time.sleep(0.5)
     assert zombie.process is not None
     os.killpg(zombie.process.pid, signal.SIGSTOP)
     frozen_at = time.monotonic()
@@ -506,3 +576,5 @@ def test_a_frozen_and_resumed_worker_never_doubles_or_lowers_the_chain(
             assert samples[tracked] <= sum(1 for c in run.cases if c.steps), where
     log = zombie.log_path.read_text() if zombie.log_path else ""
     assert "the worker was frozen for" in log  # it knew it may no longer own its partitions
+
+
