@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import pytest
 from batch_truth import CASE_METRICS, comparable, expected_samples, wait_for_truth
-from conftest import TEST_PSEUDONYM_KEY
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from ketenmonitor.domain.chain import load_chain
@@ -134,7 +133,7 @@ class MixedRun:
         """Each case's state in exactly one changelog partition, Kafka's partition of its case
         key; the case topic carries only the re-keyed events; no case key anywhere."""
         by_pseudonym = {
-            pseudonymise(TEST_PSEUDONYM_KEY.encode(), c.case_key): c.case_key
+            pseudonymise(self.env["KETENMONITOR_PSEUDONYM_KEY"].encode(), c.case_key): c.case_key
             for c in self.cases
             if c.steps
         }
