@@ -106,8 +106,9 @@ def test_strimzi_topics_equal_the_topics_the_native_path_created(
     finally:
         admin.close()
     on_broker = {(t, partitions[t], tuple(sorted(configs[t].items()))) for t in ours}
-    # partners, cases, dead letter, and the cases, ingest-stats and totals changelogs
-    assert len(on_broker) == len(CHAIN.partner_ids) + 5
+    # partners, cases, dead letter, the cases, ingest-stats and totals changelogs, and the
+    # placement record (streams/placement.py)
+    assert len(on_broker) == len(CHAIN.partner_ids) + 6
     assert any(config for _, _, config in on_broker)  # the changelogs are compacted
     topics = [d for d in strimzi_resources(settings) if d["kind"] == "KafkaTopic"]
     rendered = {
