@@ -392,10 +392,13 @@ class RuleGenerator:
                 completed = f"norm:{COMPLETED}:increase{tier.long}{sel}"
                 # A 100% norm has no error budget (threshold 0): any case beyond the limit
                 # breaches it, and 0 / 0 (no completed case) is NaN, which never fires.
+                # The short window can only end the alert by showing the burn stopped: a short
+                # window without completions (a weekend without judgments, a rebalance) reads
+                # 0 / 0, which is no verdict, so `unless ... <=` and not `and ... >`.
                 expr = (
                     f"(1 - {long_ratio}) > {_num(threshold)}\n"
-                    f"and (1 - {short_ratio}) > {_num(threshold)}\n"
-                    f"and {completed} >= {b.min_completed_cases}"
+                    f"and {completed} >= {b.min_completed_cases}\n"
+                    f"unless (1 - {short_ratio}) <= {_num(threshold)}"
                 )
                 target_text = _pct(objective) + (
                     f" (interim; final {_pct(norm.target)})" if norm.interim_target else ""
@@ -419,13 +422,14 @@ class RuleGenerator:
                     description=(
                         f"Over the last {tier.long} "
                         "{{ $value | humanizePercentage }} of the completed segments "
-                        f"{norm.segment} took longer than {norm.within_days} days (also over the "
-                        f"last {tier.short}); the norm wants {target_text} within. The error "
+                        f"{norm.segment} took longer than {norm.within_days} days, and the last "
+                        f"{tier.short} shows no recovery; the norm wants {target_text} within. "
+                        "The error "
                         "budget burns faster than "
                         f"{_num(tier.factor)}x the sustainable rate."
                     ),
-                    # A short window without completions (a rebalance, a quiet night) is no
-                    # verdict, not a recovery: keep firing for one short window (Prometheus 2.42+).
+                    # A rule evaluation that misses a series (a failed scrape, a restart) is
+                    # no recovery either: keep firing for one short window (Prometheus 2.42+).
                     keep_firing_for=self.w(tier.short),
                     runbook=(
                         "Open the norm on the dashboard and drill down by case type and district "

@@ -319,10 +319,7 @@ def test_windows_ratios_and_alerts_stay_true_through_faults_on_prometheus_2_and_
             problems += _check_records(name, prom, feed.truth, timeline, end)
             problems += _check_overview(name, prom, feed.truth, timeline, end)
         problems += alerts.problems()
-        kinds = Counter(p.split(" = ")[0].split(" fired")[0] for p in problems)
-        assert not problems, f"{len(problems)} problems ({dict(kinds)}):\n" + "\n".join(
-            problems[:40]
-        )
+        assert not problems, _summary(problems, list(proms))
     finally:
         feed.stop.set()
         for w in workers:
@@ -331,6 +328,17 @@ def test_windows_ratios_and_alerts_stay_true_through_faults_on_prometheus_2_and_
             w.stop()
         for prom in proms.values():
             prom.stop()
+
+
+def _summary(problems: list[str], names: list[str]) -> str:
+    """How many problems of each kind, then the first ones of each Prometheus version (both
+    versions' first problems: a list cut at 40 once showed only Prometheus 2's)."""
+    kinds = Counter(p.split(" = ")[0].split(" fired")[0].split(" cleared")[0] for p in problems)
+    lines = [f"{len(problems)} problems ({dict(kinds)}):"]
+    for name in names:
+        own = [p for p in problems if p.startswith(f"{name}:")]
+        lines += [f"-- {name}: {len(own)}", *own[:20]]
+    return "\n".join(lines)
 
 
 def _policy() -> AlertPolicy:
@@ -533,6 +541,29 @@ class AlertWatch:
                 self.polls[name].append((time.time(), firing))
             self.stop.wait(1.0)
 
+    def _inputs(self, name: str, tier: str, t: float) -> str:
+        """What the alert's expression read at t: its long and short ratios and completions."""
+        long, short = ("3d", "6h") if tier.endswith("Fast") else ("30d", "2d")
+        values = []
+        for record in (
+            f"ratio{long}",
+            f"ratio{short}",
+            f"increase{long}",
+        ):
+            metric = "segment_completed_cases" if record.startswith("increase") else (
+                "segment_within_norm"
+            )
+            promql = f'norm:ketenmonitor_{metric}:{record}{{norm="{NORM}"}}'
+            try:
+                found = self.proms[name].query(promql, t)
+            except Exception as exc:  # a diagnostic only: the problem itself is reported
+                values.append(f"{record}: query failed ({exc})")
+                continue
+            values.append(
+                f"{record}: " + (",".join(r["value"][1] for r in found) if found else "absent")
+            )
+        return "read " + ", ".join(values)
+
     def problems(self) -> list[str]:
         problems = []
         for name, polls in self.polls.items():
@@ -558,7 +589,7 @@ class AlertWatch:
                     elif tier in burn_fired:
                         problems.append(
                             f"{name}: {tier} {NORM} cleared at {when}; truth: half the judgments "
-                            "are beyond the norm all the time"
+                            f"are beyond the norm all the time; {self._inputs(name, tier, t)}"
                         )
             for tier in ("KetenmonitorNormBurnRateFast", "KetenmonitorNormBurnRateSlow"):
                 if tier not in burn_fired:
