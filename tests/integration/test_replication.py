@@ -63,22 +63,35 @@ def all_topics(settings: Settings) -> list[str]:
 
 
 def min_insync_configs(bootstrap: str, topics: list[str]) -> dict[str, tuple[str, str]]:
-    """topic -> (min.insync.replicas, where the value comes from: TOPIC_CONFIG or a default)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-replication")
-    try:
-        answer = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t, ["min.insync.replicas"]) for t in topics],
-            config_filter="all",
-        )
-    finally:
-        admin.close()
-    return {
-        name: (
-            configs["min.insync.replicas"]["value"],
-            configs["min.insync.replicas"]["config_source"],
-        )
-        for name, configs in answer["topic"].items()
-    }
+    """topic -> (min.insync.replicas, where the value comes from: TOPIC_CONFIG or a default).
+
+    A node that has just rejoined the cluster can answer for a topic without its configs (seen
+    in a CI run, right after a killed node came back): asked again for up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-replication")
+        try:
+            answer = admin.describe_configs(
+                [
+                    ConfigResource(ConfigResourceType.TOPIC, t, ["min.insync.replicas"])
+                    for t in topics
+                ],
+                config_filter="all",
+            )
+        finally:
+            admin.close()
+        configs = answer.get("topic", {})
+        if all("min.insync.replicas" in configs.get(t, {}) for t in topics):
+            return {
+                name: (
+                    found["min.insync.replicas"]["value"],
+                    found["min.insync.replicas"]["config_source"],
+                )
+                for name, found in configs.items()
+            }
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no min.insync.replicas in the brokers' answer: {answer}")
+        time.sleep(1.0)
 
 
 def replication_counts(bootstrap: str, topics: list[str]) -> dict[str, set[tuple[int, int]]]:
