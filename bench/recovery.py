@@ -9,9 +9,12 @@ is started; two clocks run from its start: until a scrape shows exactly the refe
 and cases_tracked == N (what Prometheus sees: since every worker reads the chain's totals from the
 compacted totals topic, this no longer waits for the restore), and until the worker's log says it
 restored all N cases into its own tables (the restore itself, after which it processes new events;
-the log line "restored N cases ... in S s" per assignment). The worker (streams/worker.py,
-aiokafka) keeps its tables only in memory and has no local store to reopen: on assignment it reads
-the partitions it owns of the compacted
+the log line "restored N cases ... in S s" per assignment). The loading worker runs with a local
+state directory (KETENMONITOR_STATE_DIR) and checkpoints on its way out; the restart is timed
+twice from the same changelog: without the state directory (`restore`: the whole changelog) and
+then with it (`restore_local_state`: the LMDB checkpoint and the changelog's tail). Without a
+state directory the worker (streams/worker.py, aiokafka) has no local store to reopen: on
+assignment it reads the partitions it owns of the compacted
 `<app_id>-cases-changelog` and `<app_id>-ingest-stats-changelog` topics from the beginning (one
 record per case here) and rebuilds the totals from the restored case states, before consuming.
 """
@@ -54,14 +57,18 @@ def run_recovery(
     }
     # A fixed age reference: backlog ages must not move between the two scrapes compared.
     env = run_env(broker, "recovery", **age_reference_env(reference_time()))
+    local = {**env, "KETENMONITOR_STATE_DIR": str(logs / f"state-{env['KETENMONITOR_APP_ID']}")}
     try:
-        loaded = load_open_cases(broker, chain, cases, env, logs / "recovery-1.log")
+        loaded = load_open_cases(broker, chain, cases, local, logs / "recovery-1.log")
         try:
             reference = loaded.worker.scrape()
         finally:
             loaded.worker.stop()
         out["restore"] = _restart(env, reference, cases, logs / "recovery-2.log", timeout)
         out["restore"]["load"] = loaded.timing
+        out["restore_local_state"] = _restart(
+            local, reference, cases, logs / "recovery-3.log", timeout
+        )
     except Exception as exc:  # keep what was measured; the runner records the failure
         out["restore"] = {"error": repr(exc)[:2000], "recovered": False,
                           "check": {"equal": False, "series": 0, "mismatches": []}}

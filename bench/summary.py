@@ -376,6 +376,8 @@ def _recovery(r: dict[str, Any]) -> list[str]:
            "|---|---|---|---|---|---|---|---|---|"]
     if "restore" in r:
         rows = [(r.get("runtime", "changelog restore"), r["restore"])]
+        if "restore_local_state" in r:  # the same restart with KETENMONITOR_STATE_DIR
+            rows.append(("local checkpoint + changelog tail (LMDB)", r["restore_local_state"]))
     else:  # per-store figures of the faust-based worker
         rows = [(f"{name}:// ({FAUST_WORKER})", r[name]) for name in ("memory", "rocksdb")
                 if name in r]

@@ -24,6 +24,7 @@ EVENTS_ACCEPTED = f"{PREFIX}_events_accepted"  # counters: exported with the suf
 EVENTS_REJECTED = f"{PREFIX}_events_rejected"
 EVENTS_DUPLICATE = f"{PREFIX}_events_duplicate"
 CORRECTIONS = f"{PREFIX}_corrections"
+EVENTS_RETIRED_CASE = f"{PREFIX}_events_retired_case"  # events for a case already retired
 PARTNER_LAST_EVENT = f"{PREFIX}_partner_last_event_timestamp_seconds"
 EVENT_LATENESS = f"{PREFIX}_event_lateness_seconds"  # histogram
 STAGE_INFLOW = f"{PREFIX}_stage_inflow_cases"
@@ -56,7 +57,8 @@ AGENT_BUSY = f"{PREFIX}_agent_busy_seconds"
 BUILD_INFO = f"{PREFIX}_build"  # Info: exported as ketenmonitor_build_info
 
 COUNTERS = (
-    EVENTS_ACCEPTED, EVENTS_REJECTED, EVENTS_DUPLICATE, CORRECTIONS, STAGE_INFLOW,
+    EVENTS_ACCEPTED, EVENTS_REJECTED, EVENTS_DUPLICATE, CORRECTIONS, EVENTS_RETIRED_CASE,
+    STAGE_INFLOW,
     STAGE_INFLOW_WITHDRAWN, STAGE_OUTFLOW, STAGE_OUTFLOW_WITHDRAWN, CASES_CLOSED,
     CASES_CLOSED_WITHDRAWN, MILESTONE_REPEATS, MILESTONE_REPEATS_WITHDRAWN, STAGE_REENTRIES,
     STAGE_REENTRIES_WITHDRAWN,

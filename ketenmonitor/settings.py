@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # (aborts its open transaction). Unset: `<host name>-<metrics port>`. Two live workers must
     # never share one.
     worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    # Closed cases whose latest event lies more than this many days before the age reference time
+    # leave the worker's state: their changelog record becomes a small marker and what they
+    # contributed to the totals stays in a per-partition aggregate record (streams/retirement.py,
+    # docs/operations.md). An event that arrives for such a case afterwards goes to the
+    # dead-letter topic (reason `case_retired`) and is counted. Unset: no case is ever retired.
+    closed_case_retention_days: float | None = Field(default=None, ge=0)
+    # Local state directory (streams/state_store.py): checkpoints of the owned `cases` changelog
+    # partitions, so that a restart or a returning partition reads only the changelog's tail.
+    # Unset: no local state; every restore reads the changelogs from their beginning.
+    state_dir: Path | None = None
+    # How often a worker with a state directory checkpoints its partitions (between batches).
+    checkpoint_seconds: float = Field(default=60.0, gt=0)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None

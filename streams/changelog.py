@@ -64,6 +64,7 @@ class ChangelogRead:
         self.sources: dict[TopicPartition, dict[bytes, int]] = {tp: {} for tp in tps}
         self.ends: dict[TopicPartition, int] = {}
         self.stale: dict[TopicPartition, set[bytes]] = {tp: set() for tp in tps}
+        self.from_checkpoint: dict[TopicPartition, int] = {}  # partition -> offset read from
 
     def repairs(self) -> list[tuple[TopicPartition, bytes, bytes, int]]:
         """(changelog partition, key, winning value, its position) to append again."""
@@ -83,17 +84,32 @@ async def read_changelogs(
 
 
 async def read_changelogs_checked(
-    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    consumer: AIOKafkaConsumer,
+    partitions: Iterable[TopicPartition],
+    tails: dict[TopicPartition, tuple[int, int, dict[bytes, bytes]]] | None = None,
 ) -> ChangelogRead:
+    """`tails`: per partition (offset, position, table) of a local checkpoint
+    (streams/state_store.py): the read starts from that table at that offset instead of from the
+    beginning, each key of the table taken as written at `position`. A checkpoint whose offset is
+    not within the partition's [log start, end] is not used (`read.from_checkpoint` says which
+    were)."""
     tps = list(partitions)
     read = ChangelogRead(tps)
     tables = read.tables
     if not tps:
         return read
     consumer.assign(tps)
+    floors: dict[TopicPartition, int] = {}
     try:
         ends = read.ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps) if tails else {}
         await consumer.seek_to_beginning(*tps)
+        for tp, (offset, position, table) in (tails or {}).items():
+            if tp in ends and starts[tp] <= offset <= ends[tp]:
+                tables[tp] = table
+                floors[tp] = position
+                read.from_checkpoint[tp] = offset
+                consumer.seek(tp, offset)
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining:
             for tp in list(remaining):
@@ -105,6 +121,7 @@ async def read_changelogs_checked(
             for tp, messages in batch.items():
                 table, end = tables[tp], ends[tp]
                 sources, stale = read.sources[tp], read.stale[tp]
+                floor = floors.get(tp)
                 for m in messages:
                     if m.offset >= end:
                         break
@@ -115,7 +132,10 @@ async def read_changelogs_checked(
                         stale.discard(key)
                         continue
                     source = _source(m)
-                    if source >= 0 and source < sources.get(key, -1):
+                    previous = sources.get(key, -1)
+                    if floor is not None and previous < 0 and key in table:
+                        previous = sources[key] = floor  # held by the checkpoint
+                    if source >= 0 and source < previous:
                         stale.add(key)  # older than the record it follows: a zombie's write
                         continue
                     table[key] = m.value

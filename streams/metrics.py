@@ -186,7 +186,7 @@ class ChainCollector(Collector):
         dormant: Counter[Key3] = Counter(dict.fromkeys(self._dormant_keys, 0))
         rework = {k: [0, 0] for k in self._rework_keys}
         oldest: dict[str, int] = {}
-        cases = duplicates = corrections = 0
+        cases = duplicates = corrections = retired_case_events = 0
         for record in records:
             _add_pairs(inflow, record.inflow)
             _add_pairs(outflow, record.outflow)
@@ -207,6 +207,7 @@ class ChainCollector(Collector):
             cases += record.cases
             duplicates += record.duplicates
             corrections += record.corrections
+            retired_case_events += record.retired_case_events
 
         yield _counter(
             n.EVENTS_DUPLICATE,
@@ -220,6 +221,13 @@ class ChainCollector(Collector):
             "retraction).",
             [],
             [((), corrections)],
+        )
+        yield _counter(
+            n.EVENTS_RETIRED_CASE,
+            "Events that arrived for a case already retired (closed past the retention): not "
+            "applied, kept on the dead-letter topic with reason case_retired.",
+            [],
+            [((), retired_case_events)],
         )
         gauge = GaugeMetricFamily(n.CASES_TRACKED, "Cases held in the chain's case state.")
         gauge.add_metric([], cases)

@@ -6,22 +6,35 @@
     tables.cases[3][pseudonym]          -> stored case value (streams/codec.py)
     tables.ingest[TopicPartition(...)]  -> IngestStats of one partner-topic partition
     tables.release({...})               -> partitions handed to another worker are dropped
+    tables.retired[3]                   -> what partition 3 has retired (streams/retirement.py)
 
 Each table mirrors a changelog: partition p of the `cases` changelog holds the case values of
 case-topic partition p; partition p of the `ingest-stats` changelog holds the counts of partition p
-of every partner topic, keyed by the partner topic's name.
+of every partner topic, keyed by the partner topic's name. A restore takes the retired cases'
+markers and the partition's aggregate out of the `cases` table into `retired`: `cases` holds the
+states of the cases that are not retired only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from ketenmonitor.streams.changelog import read_changelogs_checked
+from ketenmonitor.streams.changelog import ChangelogRead, read_changelogs_checked
 from ketenmonitor.streams.ingest import IngestStats
+from ketenmonitor.streams.retirement import (
+    AGGREGATE_KEY,
+    MARKER_PREFIX,
+    PartitionRetirement,
+    key_digest,
+)
+from ketenmonitor.streams.state_store import CheckpointStore
+
+from ketenmonitor.domain.chain import Chain
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +50,20 @@ class Changelogs:
 
 
 class OwnedTables:
-    def __init__(self, cases_topic: str, changelogs: Changelogs) -> None:
+    def __init__(
+        self,
+        cases_topic: str,
+        changelogs: Changelogs,
+        chain: Chain | None = None,
+        checkpoints: CheckpointStore | None = None,
+    ) -> None:
         self.cases_topic = cases_topic
+        # Local checkpoints of the `cases` changelog (streams/state_store.py); None: none kept.
+        self.checkpoints = checkpoints
+        # Per case partition, what was written to its changelog since its last checkpoint.
+        self.written_since_checkpoint: dict[int, dict[bytes, bytes]] = {}
+        self.chain = chain  # None: no retirement (tests of the tables alone)
+        self.retired: dict[int, PartitionRetirement] = {}
         self.changelogs = changelogs
         self.cases: dict[int, dict[bytes, bytes]] = {}  # partition -> pseudonym -> stored value
         # Records a restore found superseded by an older write appended after them: the owner
@@ -52,6 +77,11 @@ class OwnedTables:
     def case_partitions(self) -> set[int]:
         return set(self.cases)
 
+    def note_written(self, partition: int, records: dict[bytes, bytes]) -> None:
+        """Records handed to the `cases` changelog: in the partition's next checkpoint."""
+        if self.checkpoints is not None:
+            self.written_since_checkpoint.setdefault(partition, {}).update(records)
+
     def ingest_stats(self, tp: TopicPartition) -> IngestStats:
         stats = self.ingest.get(tp)
         if stats is None:
@@ -63,6 +93,8 @@ class OwnedTables:
             if tp.topic == self.cases_topic:
                 self.cases.pop(tp.partition, None)
                 self.highest_source.pop(tp.partition, None)
+                self.retired.pop(tp.partition, None)
+                self.written_since_checkpoint.pop(tp.partition, None)
             else:
                 self.ingest.pop(tp, None)
 
@@ -86,21 +118,39 @@ class OwnedTables:
             return {}
         started = time.monotonic()
         changelogs = {self.changelogs.of(tp, self.cases_topic) for tp in tps}
-        checked = await read_changelogs_checked(restorer, changelogs)
+        tails = {}
+        if self.checkpoints is not None:
+            for changelog in changelogs:
+                if changelog.topic == self.changelogs.cases:
+                    found = await asyncio.to_thread(self.checkpoints.load, changelog)
+                    if found is not None:
+                        tails[changelog] = (found.offset, found.position, found.table)
+        checked = await read_changelogs_checked(restorer, changelogs, tails)
         read, ends = checked.tables, checked.ends
         self.repairs.extend(checked.repairs())
+        if self.checkpoints is not None:
+            await self._checkpoint_restored(checked, changelogs, tails)
         for tp in tps:
             changelog = self.changelogs.of(tp, self.cases_topic)
             table = read[changelog]
             if tp.topic == self.cases_topic:
                 self.cases[tp.partition] = table
-                sources = checked.sources[self.changelogs.of(tp, self.cases_topic)].values()
-                self.highest_source[tp.partition] = max(sources, default=-1)
+                highest = max(checked.sources[changelog].values(), default=-1)
+                if changelog in checked.from_checkpoint:  # its keys' records are below it
+                    highest = max(highest, tails[changelog][1])
+                self.highest_source[tp.partition] = highest
+                if self.chain is not None:
+                    self.retired[tp.partition] = _take_retired(self.chain, table)
             else:
                 raw = table.get(tp.topic.encode())
                 if raw is None:  # the key before version 2: "topic:partition"
                     raw = table.get(f"{tp.topic}:{tp.partition}".encode())
                 self.ingest[tp] = IngestStats.decode(raw) if raw is not None else IngestStats()
+        for changelog, offset in sorted(checked.from_checkpoint.items()):
+            log.info(
+                "%s/%s: local checkpoint at offset %d, changelog tail of %d records read",
+                changelog.topic, changelog.partition, offset, ends[changelog] - offset,
+            )
         log.info(
             "restored %d cases and %d partner partitions for %s in %.2fs",
             sum(len(self.cases[tp.partition]) for tp in tps if tp.topic == self.cases_topic),
@@ -115,3 +165,40 @@ class OwnedTables:
                 len(self.repairs),
             )
         return ends
+
+    async def _checkpoint_restored(
+        self, checked: ChangelogRead, changelogs: set[TopicPartition], tails: dict
+    ) -> None:
+        """Bring the local checkpoints up to what the restore read: the tail's records onto a
+        checkpoint that was used, the whole partition where none was (missing, stale, another
+        topic id)."""
+        assert self.checkpoints is not None
+        for changelog in sorted(changelogs):
+            if changelog.topic != self.changelogs.cases:
+                continue
+            table, end = checked.tables[changelog], checked.ends[changelog]
+            used = changelog in checked.from_checkpoint
+            if not used and changelog in tails:
+                log.warning(
+                    "%s/%s: local checkpoint at offset %d is outside the changelog (end %d): "
+                    "read from the changelog's beginning", changelog.topic, changelog.partition,
+                    tails[changelog][0], end,
+                )
+            sources = checked.sources[changelog]
+            changes = {k: table[k] for k in sources if k in table} if used else dict(table)
+            position = max((s for s in sources.values()), default=0)
+            if used:
+                position = max(position, tails[changelog][1])
+            await asyncio.to_thread(
+                self.checkpoints.save, changelog, end, position, changes, not used
+            )
+
+
+def _take_retired(chain: Chain, table: dict[bytes, bytes]) -> PartitionRetirement:
+    """Take the aggregate and the retired cases' markers out of a restored `cases` table."""
+    retirement = PartitionRetirement.restored(chain, table.pop(AGGREGATE_KEY, None))
+    markers = [key for key, value in table.items() if value[:2] == MARKER_PREFIX]
+    for key in markers:
+        del table[key]
+        retirement.keys.add(key_digest(key))
+    return retirement

@@ -68,6 +68,8 @@ from ketenmonitor.streams.processing import (
     PartitionTotals,
     Rejected,
 )
+from ketenmonitor.streams.retirement import AGGREGATE_KEY, RETIRED_REASON, RetirementWriter
+from ketenmonitor.streams.state_store import Checkpointer, open_checkpoints
 from ketenmonitor.streams.store_sink import open_store_sink
 from ketenmonitor.streams.tables import Changelogs, OwnedTables
 from ketenmonitor.streams.topics import prepare_topics
@@ -79,11 +81,14 @@ from prometheus_client.core import InfoMetricFamily
 
 from ketenmonitor import __version__
 from ketenmonitor import metric_names as names
-from ketenmonitor.domain.case import CaseEvent
+from ketenmonitor.domain.case import CASE_CLOSED, CaseEvent
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A one-hop event: (pseudonym, the validated event, its partner topic, the partner message).
+OneHop = tuple[bytes, CaseEvent, str, Any]
 
 MAX_BATCHES_IN_FLIGHT = 3  # handed to the producer, offsets not yet committed
 YIELD_EVERY = 5_000  # cases folded between yields to the event loop while rebuilding totals
@@ -122,7 +127,12 @@ class Worker:
         # by its restore): a late write of an earlier owner loses against it at the next restore.
         self.case_position: dict[int, int] = {}
         self.processor = CaseProcessor(chain)
-        self.tables = OwnedTables(self.cases_topic, self.changelogs)
+        checkpoints = open_checkpoints(settings)  # local state (KETENMONITOR_STATE_DIR) or None
+        self.tables = OwnedTables(self.cases_topic, self.changelogs, chain, checkpoints)
+        self.checkpointer = Checkpointer(self, checkpoints, settings.checkpoint_seconds)
+        # Closed cases past the retention leave the state (streams/retirement.py).
+        self.retirement = RetirementWriter(self, settings.closed_case_retention_days)
+        self._late_in_batch: dict[int, int] = {}  # partition -> events counted for retired cases
         self.totals = PartitionTotals(chain)
         self.view = TotalsView()
         self.owned: set[TopicPartition] = set()
@@ -193,6 +203,7 @@ class Worker:
     async def run(self) -> None:
         settings = self.settings
         await asyncio.to_thread(prepare_topics, settings, self.chain)
+        await asyncio.to_thread(self.checkpointer.bind)
         security = settings.kafka_python_security()
         session_ms = int(settings.session_timeout_seconds * 1000)
         self._producer = self._new_producer(transactional=self.exactly_once)
@@ -249,6 +260,7 @@ class Worker:
             async with self.lock:
                 await self.pipeline.drain()
                 await self._publish()
+                await self.checkpointer.now()
             for task in background:
                 task.cancel()
             await self._consumer.stop()  # leaves the group: the others take over at once
@@ -378,6 +390,11 @@ class Worker:
                 continue
             fetching.recovered()
             if not records and self.pipeline.failure is None:
+                if self.retirement.retention is not None or self.checkpointer.store:
+                    async with self.lock:  # an idle worker retires and checkpoints too
+                        active = not self._was_frozen() and self.exporting
+                        if active and await self.retirement.retire_due():
+                            await self.checkpointer.due()
                 continue
             async with self.lock:
                 if self._was_frozen():
@@ -479,6 +496,9 @@ class Worker:
             except Exception as exc:  # fenced or broken producer: the recovery replaces it
                 self.pipeline.failure = exc
                 return
+        if not await self.retirement.retire_due():
+            return  # failed: read again after the recovery's seek
+        await self.checkpointer.due()
         sender = BatchSender(self._producer)
         case_ends: dict[int, int] = {}
 
@@ -491,7 +511,7 @@ class Worker:
         ingest_counts: dict[TopicPartition, bytes] = {}
         steps: dict[int, list[CaseStep]] = {}
         store_states: dict[str, Any] = {}
-        one_hop: dict[int, list[tuple[bytes, CaseEvent]]] = {}  # partition -> (pseudonym, event)
+        one_hop: dict[int, list[OneHop]] = {}  # partition -> (pseudonym, event, topic, message)
         with self.stalls.busy("ingest"):
             for tp, messages in records.items():
                 if tp.topic != self.cases_topic:
@@ -516,6 +536,7 @@ class Worker:
                 failed = asyncio.get_running_loop().create_future()
                 failed.set_exception(exc)
                 futures = [failed]
+        late, self._late_in_batch = self._late_in_batch, {}
         offsets = {tp: messages[-1].offset + 1 for tp, messages in records.items()}
         if self.exactly_once:
             # Past the commit markers the fetch skipped after the batch's last record: committing
@@ -530,6 +551,7 @@ class Worker:
             for partition, batch_steps in steps.items():
                 if partition in self.position:  # still owned
                     self.totals.fold(partition, batch_steps)
+                    self.totals.of(partition).retired_case_events += late.get(partition, 0)
                     end = case_ends.get(partition, 0)
                     self.position[partition] = max(self.position[partition], end)
                     self.dirty.add(TopicPartition(self.cases_topic, partition))
@@ -592,7 +614,7 @@ class Worker:
         tp: TopicPartition,
         messages: list[Any],
         sender: BatchSender,
-        one_hop: dict[int, list[tuple[bytes, CaseEvent]]],
+        one_hop: dict[int, list[OneHop]],
     ) -> bytes:
         organisation = self.topic_of[tp.topic]
         stats = self.tables.ingest_stats(tp)
@@ -627,7 +649,7 @@ class Worker:
                 # duplicates. One hop only where the key is the case key and the partition the
                 # case's; a message keyed otherwise, or into another partition, is re-keyed.
                 if here is not None and routed.keyed_by_case and routed.partition == partition:
-                    here.append((routed.pseudonym.encode(), routed.event))
+                    here.append((routed.pseudonym.encode(), routed.event, tp.topic, m))
                 else:
                     sender.add(
                         cases_topic, routed.partition, routed.pseudonym.encode(), routed.payload
@@ -644,7 +666,7 @@ class Worker:
         self,
         partition: int,
         messages: Iterable[Any],
-        one_hop: Iterable[tuple[bytes, CaseEvent]],
+        one_hop: Iterable[OneHop],
         sender: BatchSender,
         store: dict[str, Any],
     ) -> list[CaseStep]:
@@ -654,11 +676,20 @@ class Worker:
         keep_states = self.sink is not None
         changed: dict[bytes, bytes] = {}
         steps = []
+        retired = self.tables.retired.get(partition)
+        retiring = retired is not None and self.retirement.retention is not None
+        late = 0
+        cases_topic = self.cases_topic
         for m in messages:
             key = m.key
+            stored = table.get(key)
+            if stored is None and retired is not None and key and retired.is_retired(key):
+                late += retired.count_late(cases_topic, m.offset + 1)
+                self._dead_letter_retired(TopicPartition(cases_topic, partition), m, key, sender)
+                continue
             try:
                 pseudonym = key.decode()
-                step = apply(pseudonym, m.value, table.get(key))
+                step = apply(pseudonym, m.value, stored)
             except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
                 # Only workers write the case topic (ACLs); without ACLs anyone could. A record
                 # that is not a case event is kept on the dead-letter topic, never fatal.
@@ -667,20 +698,50 @@ class Worker:
                 continue
             table[key] = changed[key] = step.stored
             steps.append(step)
+            if retiring and any(fact[-1] == CASE_CLOSED for fact in step.applied.added):
+                retired.note_closed(key)  # type: ignore[union-attr]
             if keep_states:
                 store[pseudonym] = step.state
         apply_event = self.processor.apply_event
-        for key, event in one_hop:  # routed by this worker's Ingestor: a valid case event
-            step = apply_event(event, table.get(key))
+        for key, event, topic, m in one_hop:  # routed by this worker's Ingestor: valid events
+            stored = table.get(key)
+            if stored is None and retired is not None and retired.is_retired(key):
+                late += retired.count_late(topic, m.offset + 1)
+                self._dead_letter_retired(TopicPartition(topic, partition), m, key, sender)
+                continue
+            step = apply_event(event, stored)
             table[key] = changed[key] = step.stored
             steps.append(step)
+            if retiring and any(fact[-1] == CASE_CLOSED for fact in step.applied.added):
+                retired.note_closed(key)  # type: ignore[union-attr]
             if keep_states:
                 store[event.case_key] = step.state  # the pseudonym
         # One changelog record per case per batch: the last state is what a restore needs.
         header = source_header(self.case_position[partition])
         for key, stored in changed.items():
             sender.add(self.changelogs.cases, partition, key, stored, header)
+        self.tables.note_written(partition, changed)
+        if late:
+            assert retired is not None
+            self._late_in_batch[partition] = late
+            aggregate = retired.aggregate_value()
+            sender.add(self.changelogs.cases, partition, AGGREGATE_KEY, aggregate, header)
+            self.tables.note_written(partition, {AGGREGATE_KEY: aggregate})
         return steps
+
+    def _dead_letter_retired(
+        self, tp: TopicPartition, message: Any, pseudonym: bytes, sender: BatchSender
+    ) -> None:
+        """An event for a retired case: kept on the dead-letter topic, not applied; keyed by the
+        case's pseudonym whichever topic it came from."""
+        log.warning(
+            "event for a retired case topic=%s partition=%s offset=%s: dead-lettered",
+            tp.topic, tp.partition, message.offset,
+        )
+        headers = Rejected(
+            RETIRED_REASON, "the case was closed and retired; its state is no longer held"
+        ).dead_letter_headers(tp.topic, tp.partition, message.offset)
+        sender.add(self.settings.dead_letter_topic, 0, pseudonym, message.value or b"", headers)
 
     def _dead_letter_case_record(
         self, tp: TopicPartition, message: Any, exc: Exception, sender: BatchSender
@@ -760,6 +821,7 @@ class Worker:
             self.exporting = False
             if self.exactly_once and self.pipeline.failure is None:
                 await self._await_commits_visible()
+            await self.checkpointer.now()  # a partition that comes back reads only the tail
         try:
             await self._send_totals(records)  # the last totals this worker holds, for the next one
         except KafkaError as exc:  # the next owner publishes them after its restore
@@ -944,7 +1006,11 @@ class Worker:
     async def _rebuild_totals(self, partition: int, values: Iterable[bytes]) -> None:
         values = list(values)
         self.totals.forget(partition)
-        self.totals.of(partition)
+        totals = self.totals.of(partition)
+        retired = self.tables.retired.get(partition)
+        if retired is not None:
+            totals.add_totals(retired.aggregate)  # what the retired cases contributed
+        self.retirement.restored(partition)
         for start in range(0, len(values), YIELD_EVERY):
             self.totals.add_stored(partition, values[start : start + YIELD_EVERY])
             await asyncio.sleep(0)  # heartbeats and /metrics keep going during a long rebuild

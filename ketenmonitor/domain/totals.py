@@ -98,6 +98,9 @@ class ChainTotals:
     cases: int = 0
     duplicates: int = 0
     corrections: int = 0  # milestones held in a corrected (revision > 0) form
+    # Events that arrived for a case after it had been retired (closed and past the retention,
+    # streams/retirement.py): not applied, kept on the dead-letter topic.
+    retired_case_events: int = 0
 
     def __post_init__(self) -> None:
         self._bounds = self.chain.lead_time_buckets_seconds
@@ -130,6 +133,42 @@ class ChainTotals:
         for fact in withdrawn:
             self._count_withdrawn(fact)
         self.mark(None, marks_of(self.chain, state))
+
+    def add_totals(self, other: ChainTotals) -> None:
+        """Add the totals of another set of cases (disjoint from this one's) to these."""
+        self.cases += other.cases
+        self.duplicates += other.duplicates
+        self.corrections += other.corrections
+        self.retired_case_events += other.retired_case_events
+        for mine, theirs in (
+            (self.inflow, other.inflow),
+            (self.outflow, other.outflow),
+            (self.closed, other.closed),
+            (self.inflow_withdrawn, other.inflow_withdrawn),
+            (self.outflow_withdrawn, other.outflow_withdrawn),
+            (self.closed_withdrawn, other.closed_withdrawn),
+            (self.rework, other.rework),
+            (self.rework_withdrawn, other.rework_withdrawn),
+        ):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        for mine_index, their_index in (
+            (self.open_entries_by_hour, other.open_entries_by_hour),
+            (self.waiting_by_hours, other.waiting_by_hours),
+        ):
+            for key, hours in their_index.items():
+                for hour, n in hours.items():
+                    _add_hour(mine_index, key, hour, n)
+        for mine_histograms, their_histograms in (
+            (self.lead_times, other.lead_times),
+            (self.lead_times_withdrawn, other.lead_times_withdrawn),
+        ):
+            for key, theirs in their_histograms.items():
+                hist = mine_histograms.get(key)
+                if hist is None:
+                    hist = mine_histograms[key] = LeadTimeHistogram([0] * len(theirs.counts))
+                hist.counts = [a + b for a, b in zip(hist.counts, theirs.counts, strict=True)]
+                hist.total_seconds += theirs.total_seconds
 
     def mark(self, before: Marks | None, after: Marks) -> None:
         """Fold the change of one case's marks (None: a case not seen before). A rework item

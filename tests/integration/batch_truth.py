@@ -216,3 +216,23 @@ def wait_for_truth(
                 f"{len(extra)} extra, e.g. {list(extra.items())[:5]}"
             )
         time.sleep(0.5)
+
+
+def retired_case_keys(
+    chain: Chain, cases: Iterable[SimulatedCase], reference_time: float, retention_days: float
+) -> set[str]:
+    """The cases a worker with KETENMONITOR_CLOSED_CASE_RETENTION_DAYS retires, by the batch
+    definition: closed at their last step (flow_truth.case_flow) and that step more than the
+    retention before the reference time. Their numbers stay in the totals; an event arriving for
+    one of them afterwards is not applied (dead-lettered, counted apart)."""
+    spec_data = chain.spec.model_dump(by_alias=True)
+    cutoff = reference_time - retention_days * 86400
+    out = set()
+    for case in cases:
+        steps = list(case.steps)
+        if not steps or max(s.occurred_at for s in steps) >= cutoff:
+            continue
+        flow = case_flow(spec_data, [(s.milestone, s.outcome, s.occurred_at) for s in steps])
+        if flow.closed is not None:
+            out.add(case.case_key)
+    return out

@@ -1,0 +1,434 @@
+"""Closed cases leave the worker's state; what they contributed to the totals stays, durably.
+
+    retirement = PartitionRetirement.restored(chain, aggregate_value_or_None)
+    retirement.note_closed(key)                  # a case applied in a batch may be retirable
+    plan = retirement.plan(table, cutoff, limit)  # keys to retire and the aggregate after them
+    retirement.retired(plan, table)               # once the plan's records are acknowledged
+    key_digest(key) in retirement.keys            # a retired case (events for it: dead-lettered)
+
+A case is retired when it is closed (its latest occurrence is a closing milestone with a closing
+outcome, domain/case.py) and its latest event lies more than the retention
+(KETENMONITOR_CLOSED_CASE_RETENTION_DAYS) before the age reference time. Open cases are never
+retired, dormant ones included (they are backlog); a case reopened by a correction before it was
+retired is open again and stays.
+
+Retiring writes, in ONE record batch on the case's `cases` changelog partition (Kafka appends a
+record batch whole or not at all):
+  - per retired case, its key with the marker value RETIRED_MARKER (a few bytes; compaction keeps
+    it as the key's last record, so a restore knows the case was retired);
+  - the partition's aggregate (key AGGREGATE_KEY): the totals of every case retired so far
+    (ChainTotals, as `add_case` folds a stored case), how many, and the count of events that
+    arrived for retired cases.
+A restore is then exact: totals = aggregate + the remaining states. The worker drains its batches
+in flight first, so the states the plan reads are the acknowledged ones.
+
+An event that arrives for a retired case is not applied (the case's state is gone; applying it to
+an empty state would count a new case): it goes to the dead-letter topic with reason
+`case_retired` and is counted in the aggregate (`retired_case_events`, exported as
+ketenmonitor_events_retired_case_total). The count is idempotent under replay: the aggregate keeps,
+per input topic of the partition (the case topic and the one-hop partner topics, streams/
+placement.py), the offset after the last event it counted (`late_positions`), and an event below
+it is dead-lettered again but not counted again. The aggregate record is written with the batch
+that counted it.
+
+Retired keys are held as 64-bit digests (blake2b of the key) in a sorted array: 8 bytes per retired
+case plus a small unsorted set of recent ones. Two different keys share a digest with a
+probability of about n^2 / 2^65 (n = retired cases of the partition: 7e-6 at 10 million): then an
+event of a new case would be dead-lettered as `case_retired` (counted and kept, not lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from array import array
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+from aiokafka.errors import KafkaError
+from ketenmonitor.streams.changelog import source_header
+from ketenmonitor.streams.codec import FormatVersionError, decode_case_value
+
+from ketenmonitor.domain.case import CASE_CLOSED, fact_tuples
+from ketenmonitor.domain.chain import Chain
+from ketenmonitor.domain.flow import last_event_at
+from ketenmonitor.domain.totals import ChainTotals, LeadTimeHistogram
+
+log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400
+# Not a pseudonym (32 hex characters) nor a partner topic name: cannot collide with a case key.
+AGGREGATE_KEY = b"\x00retired-cases"
+MARKER_PREFIX = b"\x00R"  # a case value is JSON ("{..."): a leading NUL marks something else
+RETIRED_MARKER = MARKER_PREFIX + b"1"  # version 1 of the marker
+AGGREGATE_VERSION = 1
+READABLE_AGGREGATE_VERSIONS = (AGGREGATE_VERSION,)
+RETIRED_REASON = "case_retired"
+
+
+def is_marker(value: bytes) -> bool:
+    return value[:2] == MARKER_PREFIX
+
+
+def key_digest(key: bytes) -> int:
+    return int.from_bytes(blake2b(key, digest_size=8).digest(), "big")
+
+
+class RetiredKeys:
+    """A set of 64-bit key digests: a sorted array('Q') and a set of recent additions, merged
+    into the array once the set reaches an eighth of it (amortised linear merging)."""
+
+    MIN_PENDING = 65_536
+
+    def __init__(self) -> None:
+        self._sorted = array("Q")
+        self._recent: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def __contains__(self, digest: int) -> bool:
+        if digest in self._recent:
+            return True
+        found = self._sorted
+        i = bisect_left(found, digest)
+        return i < len(found) and found[i] == digest
+
+    def add(self, digest: int) -> None:
+        if digest in self:
+            return
+        self._recent.add(digest)
+        if len(self._recent) >= max(self.MIN_PENDING, len(self._sorted) // 8):
+            self._merge()
+
+    def update(self, digests: Iterable[int]) -> None:
+        for digest in digests:
+            self.add(digest)
+
+    def _merge(self) -> None:
+        self._sorted = array("Q", heapq.merge(self._sorted, sorted(self._recent)))
+        self._recent = set()
+
+    def nbytes(self) -> int:
+        return self._sorted.itemsize * len(self._sorted) + 72 * len(self._recent)
+
+
+def retirable(chain: Chain, stored: bytes, cutoff: float) -> bool:
+    """Whether the case in `stored` is closed with its latest event before `cutoff`."""
+    if is_marker(stored):
+        return False
+    state, _ = decode_case_value(stored)
+    last = last_event_at(state)
+    if last is None or last >= cutoff:
+        return False
+    return any(fact[-1] == CASE_CLOSED for fact in fact_tuples(chain, state.records))
+
+
+@dataclass(frozen=True)
+class RetirementPlan:
+    keys: list[bytes]
+    aggregate: ChainTotals  # after these keys
+    retired_cases: int
+    value: bytes  # the aggregate record's value
+
+
+class PartitionRetirement:
+    """What one `cases` partition has retired: the aggregate and the retired keys."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.chain = chain
+        self.aggregate = ChainTotals(chain)  # incl. retired_case_events
+        self.retired_cases = 0
+        # Per input topic (case topic, one-hop partner topics; all with this partition number):
+        # the offset after the last late event counted.
+        self.late_positions: dict[str, int] = {}
+        self.keys = RetiredKeys()
+        # Cases that were closed when last applied (key -> time.monotonic() then; 0.0: at once);
+        # checked again when planning.
+        self.candidates: dict[bytes, float] = {}
+
+    @classmethod
+    def restored(cls, chain: Chain, aggregate: bytes | None) -> PartitionRetirement:
+        retirement = cls(chain)
+        if aggregate is not None:
+            totals, retired, late_positions = decode_aggregate(chain, aggregate)
+            retirement.aggregate = totals
+            retirement.retired_cases = retired
+            retirement.late_positions = late_positions
+        return retirement
+
+    def is_retired(self, key: bytes) -> bool:
+        return len(self.keys) > 0 and key_digest(key) in self.keys
+
+    def count_late(self, topic: str, position: int) -> bool:
+        """An event at offset `position - 1` of `topic` (this partition) arrived for a retired
+        case: True when it is counted now (False: a replay of one already counted)."""
+        if position <= self.late_positions.get(topic, 0):
+            return False
+        self.late_positions[topic] = position
+        self.aggregate.retired_case_events += 1
+        return True
+
+    def aggregate_value(self) -> bytes:
+        return encode_aggregate(self.aggregate, self.retired_cases, self.late_positions)
+
+    def note_closed(self, key: bytes) -> None:
+        """A case closed by an event just applied: planned once RETIRE_GRACE_SECONDS have passed
+        (its partners' other events, consumed from other topics, have had time to arrive)."""
+        candidates = self.candidates
+        candidates.pop(key, None)  # to the end: the dict stays in the order of noting
+        candidates[key] = time.monotonic()
+
+    def ready(self, grace: float) -> int:
+        """How many candidates are past the grace (the oldest come first)."""
+        limit = time.monotonic() - grace
+        n = 0
+        for noted in self.candidates.values():
+            if noted > limit:
+                break
+            n += 1
+        return n
+
+    def plan(
+        self, table: dict[bytes, bytes], cutoff: float, limit: int, grace: float = 0.0
+    ) -> RetirementPlan | None:
+        """Up to `limit` candidates noted at least `grace` seconds ago that are retirable now,
+        and the aggregate with them."""
+        keys = []
+        chain = self.chain
+        candidates = self.candidates
+        noted_before = time.monotonic() - grace
+        while candidates and len(keys) < limit:
+            key = next(iter(candidates))
+            if candidates[key] > noted_before:
+                break
+            del candidates[key]
+            stored = table.get(key)
+            if stored is not None and retirable(chain, stored, cutoff):
+                keys.append(key)
+        if not keys:
+            return None
+        aggregate = ChainTotals(chain)
+        aggregate.add_totals(self.aggregate)
+        for key in keys:
+            aggregate.add_case(*decode_case_value(table[key]))
+        retired = self.retired_cases + len(keys)
+        value = encode_aggregate(aggregate, retired, self.late_positions)
+        return RetirementPlan(keys, aggregate, retired, value)
+
+    def retired(self, plan: RetirementPlan, table: dict[bytes, bytes]) -> None:
+        """The plan's records are acknowledged: its cases leave the table."""
+        for key in plan.keys:
+            table.pop(key, None)
+            self.keys.add(key_digest(key))
+        self.aggregate = plan.aggregate
+        self.aggregate.retired_case_events = max(
+            self.aggregate.retired_case_events, plan.aggregate.retired_case_events
+        )
+        self.retired_cases = plan.retired_cases
+
+    def sweep(self, table: dict[bytes, bytes], cutoff: float) -> int:
+        """Make every case of the table whose latest event is before `cutoff` a candidate (the
+        closed check is made when planning); returns how many."""
+        found = [key for key, stored in table.items() if _latest_before(stored, cutoff)]
+        noted = self.candidates
+        # the swept ones first: they need no grace
+        self.candidates = dict.fromkeys(found, 0.0) | {k: t for k, t in noted.items() if t}
+        return len(found)
+
+
+def _latest_before(stored: bytes, cutoff: float) -> bool:
+    if is_marker(stored):
+        return False
+    state, _ = decode_case_value(stored)
+    last = last_event_at(state)
+    return last is not None and last < cutoff
+
+
+# -- the aggregate record ------------------------------------------------------------------------
+def encode_aggregate(
+    totals: ChainTotals, retired_cases: int, late_positions: dict[str, int]
+) -> bytes:
+    """Version 1: JSON with every field of ChainTotals, as rows [*key, n]."""
+
+    def rows(counter: Counter) -> list[list]:
+        return [[*k, n] for k, n in sorted(counter.items()) if n]
+
+    def indexed(index: dict) -> list[list]:
+        out = []
+        for key in sorted(index):
+            for hour, n in sorted(index[key].items()):
+                hour_fields = list(hour) if isinstance(hour, tuple) else [hour]
+                out.append([*key, *hour_fields, n])
+        return out
+
+    def histograms(index: dict[tuple, LeadTimeHistogram]) -> list[list]:
+        return [[*k, h.counts, h.total_seconds] for k, h in sorted(index.items())]
+
+    doc = {
+        "v": AGGREGATE_VERSION,
+        "retired": retired_cases,
+        "late": totals.retired_case_events,
+        "late_positions": dict(sorted(late_positions.items())),
+        "cases": totals.cases,
+        "duplicates": totals.duplicates,
+        "corrections": totals.corrections,
+        "inflow": rows(totals.inflow),
+        "outflow": rows(totals.outflow),
+        "closed": rows(totals.closed),
+        "inflow_w": rows(totals.inflow_withdrawn),
+        "outflow_w": rows(totals.outflow_withdrawn),
+        "closed_w": rows(totals.closed_withdrawn),
+        "rework": rows(totals.rework),
+        "rework_w": rows(totals.rework_withdrawn),
+        "open": indexed(totals.open_entries_by_hour),
+        "waiting": indexed(totals.waiting_by_hours),
+        "lead": histograms(totals.lead_times),
+        "lead_w": histograms(totals.lead_times_withdrawn),
+    }
+    return orjson.dumps(doc)
+
+
+def decode_aggregate(chain: Chain, raw: bytes) -> tuple[ChainTotals, int, dict[str, int]]:
+    """(totals of the retired cases, how many were retired, late_positions)."""
+    doc = orjson.loads(raw)
+    if doc.get("v") not in READABLE_AGGREGATE_VERSIONS:
+        raise FormatVersionError(
+            "retired-cases aggregate", doc.get("v"), READABLE_AGGREGATE_VERSIONS
+        )
+    totals = ChainTotals(chain)
+    totals.cases, totals.duplicates = doc["cases"], doc["duplicates"]
+    totals.corrections, totals.retired_case_events = doc["corrections"], doc["late"]
+    for name, attribute, width in (
+        ("inflow", "inflow", 3),
+        ("outflow", "outflow", 3),
+        ("closed", "closed", 3),
+        ("inflow_w", "inflow_withdrawn", 3),
+        ("outflow_w", "outflow_withdrawn", 3),
+        ("closed_w", "closed_withdrawn", 3),
+        ("rework", "rework", 2),
+        ("rework_w", "rework_withdrawn", 2),
+    ):
+        counter = getattr(totals, attribute)
+        for row in doc[name]:
+            counter[tuple(row[:width])] = row[width]
+    for row in doc["open"]:
+        totals.open_entries_by_hour.setdefault(tuple(row[:3]), Counter())[row[3]] = row[4]
+    for row in doc["waiting"]:
+        totals.waiting_by_hours.setdefault(tuple(row[:3]), Counter())[(row[3], row[4])] = row[5]
+    for name, index in (("lead", totals.lead_times), ("lead_w", totals.lead_times_withdrawn)):
+        for a, b, c, counts, total_seconds in doc[name]:
+            index[(a, b, c)] = LeadTimeHistogram(list(counts), total_seconds)
+    return totals, doc["retired"], dict(doc["late_positions"])
+
+
+# -- writing retirements (the worker's side) ----------------------------------------------------
+RETIRE_BATCH = 5_000  # cases per retirement record batch (~70 bytes each: well under 1 MiB)
+RETIRE_EVERY_SECONDS = 5.0  # candidates fewer than RETIRE_BATCH wait at most this long
+RETIRE_GRACE_SECONDS = 60.0  # a case closed by an event is retired no sooner (see note_closed)
+SWEEP_SECONDS = 3_600.0  # every case of an owned partition is checked again this often
+
+
+class RetirementWriter:
+    """Retires a worker's retirable cases between its batches (streams/worker.py calls it under
+    its lock): drains the batches in flight, then writes each partition's plan as one record
+    batch (one transaction in exactly-once mode) and, once acknowledged, drops the cases."""
+
+    def __init__(self, worker: Any, retention_days: float | None) -> None:
+        self.worker = worker
+        self.retention = None if retention_days is None else retention_days * SECONDS_PER_DAY
+        self._last_retirement = time.monotonic()
+        self._last_sweep = time.monotonic()
+
+    def cutoff(self) -> float:
+        assert self.retention is not None
+        reference = self.worker.settings.age_reference_timestamp(time.time())
+        return reference - self.retention
+
+    def restored(self, partition: int) -> None:
+        """A restored partition: every case of it is a candidate if its latest event is old."""
+        retired = self.worker.tables.retired.get(partition)
+        if self.retention is None or retired is None:
+            return
+        retired.sweep(self.worker.tables.cases[partition], self.cutoff())
+
+    async def retire_due(self) -> bool:
+        """Retire what is due; False when a write failed (the pipeline's failure is set)."""
+        if self.retention is None:
+            return True
+        worker = self.worker
+        tables = worker.tables
+        now = time.monotonic()
+        if now - self._last_sweep >= SWEEP_SECONDS:
+            self._last_sweep = now
+            cutoff = self.cutoff()
+            for partition, retired in tables.retired.items():
+                retired.sweep(tables.cases[partition], cutoff)
+        waited = now - self._last_retirement >= RETIRE_EVERY_SECONDS
+        due = []
+        for partition, retired in sorted(tables.retired.items()):
+            ready = retired.ready(RETIRE_GRACE_SECONDS) if retired.candidates else 0
+            if ready >= RETIRE_BATCH or (waited and ready):
+                due.append(partition)
+        if not due:
+            return True
+        self._last_retirement = now
+        await worker.pipeline.drain()  # the states planned from are the acknowledged ones
+        if worker.pipeline.failure is not None:
+            return False
+        cutoff = self.cutoff()
+        retired_now = 0
+        for partition in due:
+            retired, table = tables.retired[partition], tables.cases[partition]
+            while retired.candidates:
+                plan = retired.plan(table, cutoff, RETIRE_BATCH, RETIRE_GRACE_SECONDS)
+                if plan is None:
+                    break
+                try:
+                    await self._write(partition, plan)
+                except (KafkaError, TimeoutError) as exc:
+                    log.warning("retiring closed cases of partition %s failed: %r", partition, exc)
+                    worker.pipeline.failure = exc
+                    return False
+                retired.retired(plan, table)
+                retired_now += len(plan.keys)
+        if retired_now:
+            log.info("retired %d closed cases (partitions %s)", retired_now, due)
+        return True
+
+    async def _write(self, partition: int, plan: RetirementPlan) -> None:
+        worker = self.worker
+        producer = worker._producer
+        topic = worker.changelogs.cases
+        # A marker carries this owner's position (its ownership epoch, streams/changelog.py): at
+        # least that of the state it replaces, so a zombie's late write of that state loses to it.
+        headers = source_header(worker.case_position[partition])
+        batch = producer.create_batch()
+        records = [(key, RETIRED_MARKER) for key in plan.keys] + [(AGGREGATE_KEY, plan.value)]
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ValueError("retirement records exceed one record batch")
+        count = batch.record_count()
+        timeout = worker.settings.processing_timeout_seconds
+        if worker.exactly_once:
+            await producer.begin_transaction()
+        try:
+            future = await producer.send_batch(batch, topic, partition=partition)
+            metadata = await asyncio.wait_for(future, timeout)
+            if worker.exactly_once:
+                await asyncio.wait_for(producer.commit_transaction(), timeout)
+        except BaseException:
+            if worker.exactly_once:
+                with contextlib.suppress(KafkaError, TimeoutError):
+                    await worker._settle_transaction()
+            raise
+        worker._changelog_written(topic, partition, metadata.offset + count - 1)
+        worker.tables.note_written(partition, dict(records))

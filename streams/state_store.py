@@ -1,0 +1,220 @@
+"""Local checkpoints of the `cases` changelog partitions a worker owns (KETENMONITOR_STATE_DIR).
+
+    store = CheckpointStore(Path("/var/lib/ketenmonitor/state"), topic_id="Zq3...")
+    found = store.load(changelog_tp)          # Checkpoint(offset, position, table) or None
+    store.save(changelog_tp, offset, position, changes)     # the records written since
+
+A checkpoint is the `cases` changelog partition as compaction would leave it at offset `offset`:
+per key its latest value (case states, retired-case markers and the retired-cases aggregate,
+streams/retirement.py), with the changelog offset it reflects. A restore then reads the checkpoint
+and only the changelog records from `offset` on (the tail), instead of the whole partition.
+
+The changelog stays the source of truth. A checkpoint is not used, and the partition is read from
+its beginning, when:
+  - there is none (a new machine, a lost disk) or it cannot be read;
+  - it was written for another changelog topic: the topic id (KIP-516) differs, e.g. the topic was
+    deleted and created again, or the worker points at another cluster;
+  - its offset is past the changelog's end (the local copy is ahead of the log: another epoch), or
+    before the log's start offset (records it had not seen were deleted).
+Compaction of records after the checkpoint's offset does not matter: compaction keeps the latest
+record of every key, which a tail read sees. The `cases` changelog has no tombstones (retired cases
+are markers), so a checkpoint older than delete.retention.ms misses nothing either.
+
+Storage: LMDB (`lmdb`), one environment per state directory with one database per changelog
+partition, chosen by measurement (bench/state_store_micro.py, bench/analysis.md): of SQLite,
+LMDB and RocksDB (rocksdict) it wrote and read a whole partition fastest. A checkpoint is written in
+one LMDB transaction (all of it or nothing); the positions a restore needs for the changelog's
+zombie check (streams/changelog.py) are the checkpoint's `position` for every key it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+from aiokafka import TopicPartition
+
+log = logging.getLogger(__name__)
+
+META_VERSION = 1
+_META = struct.Struct(">BQQ")  # version, offset, position
+MAP_SIZE = 1 << 40  # address space only: LMDB's file grows with what is written
+MAX_PARTITION_DBS = 1024
+
+
+@dataclass
+class Checkpoint:
+    offset: int  # the changelog offset it reflects: the tail is read from here
+    position: int  # highest record position, an ownership epoch (the zombie check's floor)
+    table: dict[bytes, bytes]  # key -> latest value (states, markers, the aggregate)
+
+
+class CheckpointStore:
+    def __init__(self, directory: Path, topic_id: str | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.topic_id = topic_id  # of the `cases` changelog; None: not known yet (never matches)
+        self._env = lmdb.open(
+            str(directory / "cases-checkpoints.lmdb"),
+            map_size=MAP_SIZE,
+            max_dbs=MAX_PARTITION_DBS + 1,
+            subdir=True,
+            sync=True,
+        )
+        self._meta = self._env.open_db(b"meta")
+        self._dbs: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self._env.close()
+
+    def _db(self, tp: TopicPartition) -> Any:
+        name = f"{tp.topic}/{tp.partition}"
+        db = self._dbs.get(name)
+        if db is None:
+            db = self._dbs[name] = self._env.open_db(name.encode())
+        return db
+
+    @staticmethod
+    def _meta_key(tp: TopicPartition) -> bytes:
+        return f"{tp.topic}/{tp.partition}".encode()
+
+    def load(self, tp: TopicPartition) -> Checkpoint | None:
+        """The checkpoint of changelog partition `tp` if there is one for this topic id."""
+        try:
+            db = self._db(tp)  # opened outside the read transaction (LMDB: EINVAL inside one)
+            with self._env.begin() as txn:
+                raw = txn.get(self._meta_key(tp), db=self._meta)
+                if raw is None:
+                    return None
+                version, offset, position = _META.unpack_from(raw)
+                topic_id = raw[_META.size :].decode()
+                if version != META_VERSION or self.topic_id is None or topic_id != self.topic_id:
+                    log.warning(
+                        "local checkpoint of %s/%s is for topic id %s, not %s: not used",
+                        tp.topic, tp.partition, topic_id, self.topic_id,
+                    )
+                    return None
+                table = dict(txn.cursor(db=db).iternext())
+        except lmdb.Error as exc:
+            log.warning("local checkpoint of %s/%s unreadable (%r): not used", tp.topic,
+                        tp.partition, exc)
+            return None
+        return Checkpoint(offset, position, table)
+
+    def save(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        position: int,
+        changes: dict[bytes, bytes],
+        replace: bool = False,
+    ) -> None:
+        """Add the records written since the last checkpoint (`replace`: these are all of them)
+        and move the checkpoint to `offset`, in one transaction."""
+        if self.topic_id is None:
+            return
+        db = self._db(tp)
+        meta = _META.pack(META_VERSION, offset, max(position, 0)) + self.topic_id.encode()
+        with self._env.begin(write=True) as txn:
+            if replace:
+                txn.drop(db, delete=False)
+            if changes:
+                txn.cursor(db=db).putmulti(changes.items())
+            txn.put(self._meta_key(tp), meta, db=self._meta)
+
+    def forget(self, tp: TopicPartition) -> None:
+        db = self._db(tp)
+        with self._env.begin(write=True) as txn:
+            txn.delete(self._meta_key(tp), db=self._meta)
+            txn.drop(db, delete=False)
+
+
+def changelog_topic_id(bootstrap: str, topic: str, security: dict[str, Any]) -> str | None:
+    """The topic id (KIP-516) of `topic`, or None when the broker does not say."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="ketenmonitor-state", **security
+    )
+    try:
+        for described in admin.describe_topics([topic]):
+            topic_id = described.get("topic_id")
+            if topic_id:
+                return str(topic_id)
+    finally:
+        admin.close()
+    return None
+
+
+def open_checkpoints(settings: Any) -> CheckpointStore | None:
+    """The worker's checkpoint store, or None when KETENMONITOR_STATE_DIR is unset."""
+    if settings.state_dir is None:
+        return None
+    return CheckpointStore(Path(settings.state_dir) / settings.app_id)
+
+
+class Checkpointer:
+    """Writes the owned `cases` partitions' checkpoints (streams/worker.py calls it under its
+    lock): every `seconds` between batches, and when partitions are revoked or the worker stops.
+    The batches in flight are drained first, so a checkpoint holds acknowledged records only and
+    its offset is the changelog's end as this worker wrote it."""
+
+    def __init__(self, worker: Any, store: CheckpointStore | None, seconds: float) -> None:
+        self.worker = worker
+        self.store = store
+        self.seconds = seconds
+        self._last = time.monotonic()
+
+    def bind(self) -> None:
+        """Learn the `cases` changelog's topic id (blocking: call it in a thread)."""
+        if self.store is None:
+            return
+        settings = self.worker.settings
+        self.store.topic_id = changelog_topic_id(
+            settings.kafka_bootstrap, self.worker.changelogs.cases,
+            settings.kafka_python_security(),
+        )
+        if self.store.topic_id is None:
+            log.warning("the broker gave no topic id for %s: local checkpoints are not used",
+                        self.worker.changelogs.cases)
+
+    async def due(self) -> None:
+        if self.store is None or time.monotonic() - self._last < self.seconds:
+            return
+        await self.now()
+
+    async def now(self) -> None:
+        """Checkpoint every owned partition with records written since its last checkpoint."""
+        worker, store = self.worker, self.store
+        if store is None:
+            return
+        self._last = time.monotonic()
+        await worker.pipeline.drain()
+        if worker.pipeline.failure is not None or worker._suspended:
+            return  # what was written is not known: the next restore reads the changelog
+        tables = worker.tables
+        for partition in sorted(tables.case_partitions()):
+            changes = tables.written_since_checkpoint.pop(partition, None)
+            if not changes:
+                continue
+            tp = TopicPartition(worker.changelogs.cases, partition)
+            offset = worker.changelog_end.get(tp)
+            if offset is None:
+                continue
+            position = worker.case_position.get(partition, 0)  # what this owner writes with
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(store.save, tp, offset, position, changes)
+            except lmdb.Error as exc:
+                log.warning("checkpoint of %s not written (%r)", tp, exc)
+                continue
+            log.info(
+                "checkpoint of %s/%s at offset %d: %d records in %.2fs", tp.topic, tp.partition,
+                offset, len(changes), time.monotonic() - started,
+            )

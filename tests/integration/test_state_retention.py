@@ -1,0 +1,226 @@
+"""Closed cases leave the worker's state after the retention; the numbers stay exact (issue #17).
+
+On the real broker: a simulated log is processed by a worker without retention, then a worker with
+KETENMONITOR_CLOSED_CASE_RETENTION_DAYS takes over and retires the closed cases whose latest event
+lies past the retention (the batch truth's own rule, batch_truth.retired_case_keys, decides which).
+The totals equal the batch computation all along; the `cases` changelog ends with a marker for
+each retired case and no state; events sent afterwards for retired cases are counted and kept on
+the dead-letter topic; a worker killed with -9 and started again restores aggregate + remaining
+states and is still exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections import Counter
+
+import pytest
+from batch_truth import CASE_METRICS, retired_case_keys, wait_for_truth
+from kafka import KafkaConsumer, TopicPartition
+from ketenmonitor.streams.retirement import AGGREGATE_KEY, RETIRED_MARKER
+from test_resilience import Run, _scrape
+
+from ketenmonitor.domain.chain import load_chain
+from ketenmonitor.domain.pseudonym import Pseudonymiser
+from ketenmonitor.infra.consumer_progress import wait_until_caught_up
+from ketenmonitor.kafka_io import PartnerPublisher
+from ketenmonitor.simulator import step_event
+
+CHAIN = load_chain()
+pytestmark = [pytest.mark.integration]
+RETENTION_DAYS = 180.0
+LATE = "ketenmonitor_events_retired_case_total"
+ACCEPTED = "ketenmonitor_events_accepted_total"
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (partitions := consumer.partitions_for_topic(topic) or set()):
+            assert time.monotonic() < deadline, f"no metadata for {topic}"
+            consumer.topics()  # fetches the cluster's metadata
+            time.sleep(0.5)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"{topic} not read to its end"
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def patient(worker):
+    """A scrape that waits up to 30 s for a worker busy restoring on a loaded machine."""
+    return functools.partial(_scrape, worker, 30.0)
+
+
+def latest_per_key(records: list) -> dict[bytes, bytes | None]:
+    latest: dict[bytes, bytes | None] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        latest[r.key] = r.value
+    return latest
+
+
+class KeyedByCase(Run):
+    """Every partner keys its messages by case key and is applied in one hop (streams/
+    placement.py): retired cases must be recognised on that path too."""
+
+    def __init__(self, monitor_env: dict[str, str], cases: int, seed: int) -> None:
+        super().__init__(monitor_env, cases, seed)
+        self.env = {
+            **self.env,
+            "KETENMONITOR_CASE_PLACEMENT": "case-key",
+            "KETENMONITOR_ONE_HOP_PARTNERS": ",".join(CHAIN.partner_ids),
+        }
+
+    def publish(self, events: list[dict] | None = None, rate: float = 0.0) -> None:
+        with PartnerPublisher(self.settings.kafka_bootstrap) as publisher:
+            for event in self.events if events is None else events:
+                topic = self.settings.partner_topic(event["organisation"])
+                publisher.send(topic, event, key_by_case=True)
+
+
+@pytest.mark.parametrize("placement", ["re-keyed", "one-hop"])
+def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
+    monitor_env, start_worker, placement
+):
+    run = (KeyedByCase if placement == "one-hop" else Run)(monitor_env, cases=2000, seed=23)
+    bootstrap = run.settings.kafka_bootstrap
+    retired = retired_case_keys(CHAIN, run.cases, run.reference, RETENTION_DAYS)
+    assert 300 < len(retired) < len(run.cases) - 300  # both kinds, plenty of each
+
+    first = start_worker(run.env)  # no retention: every case stays
+    run.publish()
+    run.assert_converges([first])
+    first.stop()
+
+    retiring = {**run.env, "KETENMONITOR_CLOSED_CASE_RETENTION_DAYS": str(RETENTION_DAYS)}
+    second = start_worker(retiring)
+    pseudonym = Pseudonymiser(monitor_env["KETENMONITOR_PSEUDONYM_KEY"].encode())
+    retired_keys = {pseudonym(k).encode() for k in retired}
+    changelog = f"{run.group}-cases-changelog"  # the app id is the group
+    deadline = time.monotonic() + 120
+    while True:  # the takeover's sweep retires the cases the batch rule names, and only those
+        latest = latest_per_key(read_topic(bootstrap, changelog))
+        markers = {k for k, v in latest.items() if v == RETIRED_MARKER}
+        if markers == retired_keys or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert markers == retired_keys, (len(markers), len(retired_keys))
+    states = {k for k, v in latest.items() if v and k != AGGREGATE_KEY and v != RETIRED_MARKER}
+    assert len(states) == len(run.cases) - len(retired)
+    assert sum(1 for k in latest if k == AGGREGATE_KEY) == 1
+    run.assert_converges([second])  # the totals did not move
+    assert patient(second)().get((LATE, frozenset()), 0) == 0
+
+    # Late events: a corrected last milestone for 25 retired cases (would reopen or change them),
+    # and one new step for 25 cases still held. Retired ones: counted, dead-lettered, not applied.
+    by_key = {c.case_key: c for c in run.cases}
+    late_retired = sorted(retired)[:25]
+    late_events = [
+        step_event(by_key[k], len(by_key[k].steps) - 1, CHAIN, seed=run.seed,
+                   event_id=f"late-{k}", revision=1)
+        for k in late_retired
+    ]
+    run.publish(late_events)
+    wait_until_caught_up(bootstrap, run.group, run.topics, timeout=300)
+    accepted = Counter(e["organisation"] for e in late_events)
+    expected = dict(run.expected)
+    for organisation, n in accepted.items():
+        key = (ACCEPTED, frozenset({("organisation", organisation)}))
+        expected[key] = expected.get(key, 0) + n  # accepted by the contract, then not applied
+    wait_for_truth(patient(second), expected, CASE_METRICS, timeout=120)
+    deadline = time.monotonic() + 60
+    while patient(second)().get((LATE, frozenset()), 0) != 25:
+        assert time.monotonic() < deadline, patient(second)().get((LATE, frozenset()))
+        time.sleep(1)
+    dead = [
+        r for r in read_topic(bootstrap, run.settings.dead_letter_topic)
+        if dict(r.headers).get("reason") == b"case_retired"
+    ]
+    assert sorted(r.key for r in dead) == sorted(pseudonym(k).encode() for k in late_retired)
+
+    # kill -9 and a new worker: aggregate + remaining states, exact; the late count survives
+    second.kill()
+    third = start_worker(retiring)
+    wait_for_truth(patient(third), expected, CASE_METRICS, timeout=120)
+    assert patient(third)().get((LATE, frozenset()), 0) == 25
+    latest = latest_per_key(read_topic(bootstrap, changelog))
+    assert {k for k, v in latest.items() if v == RETIRED_MARKER} == retired_keys
+
+
+TAIL = re.compile(r"local checkpoint at offset (\d+), changelog tail of (\d+) records read")
+OUTSIDE = "is outside the changelog"
+
+
+def test_a_restart_with_local_state_reads_the_tail_and_a_stale_copy_falls_back_exactly(
+    monitor_env, start_worker, tmp_path
+):
+    run = Run(monitor_env, cases=2000, seed=29)
+    state = {
+        **run.env,
+        "KETENMONITOR_STATE_DIR": str(tmp_path / "state"),
+        "KETENMONITOR_CHECKPOINT_SECONDS": "2",
+    }
+    half = len(run.events) // 2
+    first = start_worker(state)
+    run.publish(run.events[:half])
+    wait_until_caught_up(run.settings.kafka_bootstrap, run.group, run.topics, timeout=300)
+    first.stop()  # SIGTERM: the last checkpoint is written on the way out
+    changelog = f"{run.group}-cases-changelog"  # the app id is the group
+    records_at_stop = len(read_topic(run.settings.kafka_bootstrap, changelog))
+
+    run.publish(run.events[half:])
+    second = start_worker(state)
+    run.assert_converges([second])
+    tails = [(int(o), int(n)) for o, n in TAIL.findall(second.log_path.read_text())]
+    assert len(tails) == 6, second.log_path.read_text()[-3000:]  # every partition from its copy
+    assert sum(o for o, _ in tails) >= records_at_stop  # the checkpoints reached the stop
+    changelog_records = len(read_topic(run.settings.kafka_bootstrap, changelog))
+    assert sum(n for _, n in tails) < changelog_records - records_at_stop // 2  # a tail only
+    second.kill()
+
+    # A stale local copy: its offsets are moved past the changelog's end (as a copy from another
+    # epoch of the topic would be), and one partition's copy is removed: every partition is read
+    # from the changelog's beginning and the numbers are exact.
+    from ketenmonitor.streams.state_store import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "state" / run.env["KETENMONITOR_APP_ID"])
+    with store._env.begin(write=True) as txn:
+        for partition in range(6):
+            key = f"{changelog}/{partition}".encode()
+            raw = txn.get(key, db=store._meta)
+            assert raw is not None
+            version, offset, position = store_meta(raw)
+            if partition == 0:
+                txn.delete(key, db=store._meta)
+            else:
+                txn.put(key, pack_meta(version, offset + 10_000, position, raw), db=store._meta)
+    store.close()
+    third = start_worker(state)
+    run.assert_converges([third])
+    log_text = third.log_path.read_text()
+    assert log_text.count(OUTSIDE) == 5 and not TAIL.findall(log_text), log_text[-3000:]
+
+
+def store_meta(raw: bytes) -> tuple[int, int, int]:
+    from ketenmonitor.streams.state_store import _META
+
+    return _META.unpack_from(raw)
+
+
+def pack_meta(version: int, offset: int, position: int, raw: bytes) -> bytes:
+    from ketenmonitor.streams.state_store import _META
+
+    return _META.pack(version, offset, position) + raw[_META.size :]

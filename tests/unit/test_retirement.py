@@ -1,0 +1,149 @@
+"""Retiring closed cases (streams/retirement.py): the totals stay exact, the aggregate is durable
+and versioned, retired keys are remembered, and a late event is counted once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from core_fixtures import CHAIN, DAY
+from ketenmonitor.streams.codec import FormatVersionError
+from ketenmonitor.streams.processing import CaseProcessor, PartitionTotals
+from ketenmonitor.streams.retirement import (
+    AGGREGATE_KEY,
+    RETIRED_MARKER,
+    PartitionRetirement,
+    RetiredKeys,
+    decode_aggregate,
+    encode_aggregate,
+    key_digest,
+    retirable,
+)
+from ketenmonitor.streams.tables import Changelogs, OwnedTables
+from ketenmonitor.streams.totals import encode_case_totals
+from test_owned_tables import FakeConsumer
+
+from ketenmonitor.simulator import load_scenario, occurrence_of, stream_cases
+
+END = 1_700_000_000.0
+CUTOFF = END - 365 * DAY  # closed cases whose latest event lies before this are retired
+
+
+def simulated_table() -> tuple[dict[bytes, bytes], PartitionTotals, CaseProcessor]:
+    """Cases over six years (corrections, repeats, loops), applied through the processor."""
+    scenario = load_scenario()
+    processor, live = CaseProcessor(CHAIN), PartitionTotals(CHAIN)
+    table: dict[bytes, bytes] = {}
+    n = 0
+    for case in stream_cases(scenario, 800, END - 6 * 365 * DAY, END, seed=11):
+        key = case.case_key.encode()
+        for i, s in enumerate(case.steps):
+            n += 1
+            occurrence = occurrence_of(case, i)
+            payload = orjson.dumps(
+                [2, f"e{n}", s.milestone, s.occurred_at, case.case_type, case.district,
+                 s.outcome, 0, False, *((occurrence,) if occurrence is not None else ())]
+            )
+            step = processor.apply(key.decode(), payload, table.get(key))
+            table[key] = step.stored
+            live.fold(0, [step])
+    return table, live, processor
+
+
+def published(totals) -> dict:
+    doc = orjson.loads(encode_case_totals(totals, 0, END))
+    doc.pop("position")
+    return doc
+
+
+def test_retired_aggregate_plus_remaining_states_equals_the_totals_of_all_cases() -> None:
+    table, live, _ = simulated_table()
+    retirement = PartitionRetirement(CHAIN)
+    retirement.sweep(table, CUTOFF)
+    cases_before = len(table)
+    retired_total = 0
+    while True:
+        plan = retirement.plan(table, CUTOFF, limit=200)
+        if plan is None:
+            break
+        # the aggregate survives its own encoding exactly
+        again, retired, _ = decode_aggregate(CHAIN, plan.value)
+        assert published(again) == published(plan.aggregate) and retired == plan.retired_cases
+        retirement.retired(plan, table)
+        retired_total += len(plan.keys)
+    assert retired_total > 100  # most cases of six years closed long ago
+    assert len(table) == cases_before - retired_total
+    assert all(not retirable(CHAIN, v, CUTOFF) for v in table.values())
+    # a restore: the aggregate plus the states left, against the totals folded event by event
+    restored = PartitionTotals(CHAIN)
+    restored.of(0).add_totals(retirement.aggregate)
+    restored.add_stored(0, table.values())
+    assert published(restored.of(0)) == published(live.of(0))
+    assert restored.of(0).cases == cases_before
+
+
+def test_only_closed_cases_are_retired_and_open_ones_stay_whatever_their_age() -> None:
+    table, _, _ = simulated_table()
+    retirement = PartitionRetirement(CHAIN)
+    retirement.sweep(table, END + DAY)  # every case's latest event is before the cutoff
+    while (plan := retirement.plan(table, END + DAY, limit=500)) is not None:
+        retirement.retired(plan, table)
+    totals = PartitionTotals(CHAIN)
+    totals.add_stored(0, table.values())
+    assert table and sum(totals.of(0).closed.values()) == 0  # what is left is open
+
+
+def test_a_restore_takes_markers_and_the_aggregate_out_of_the_table() -> None:
+    table, live, _ = simulated_table()
+    retirement = PartitionRetirement(CHAIN)
+    retirement.sweep(table, CUTOFF)
+    log = [(k, v) for k, v in table.items()]  # the changelog: states, then the retirement
+    plan = retirement.plan(table, CUTOFF, limit=10_000)
+    assert plan is not None
+    log += [(k, RETIRED_MARKER) for k in plan.keys] + [(AGGREGATE_KEY, plan.value)]
+    changelog = TopicPartition("app-cases-changelog", 0)
+    tables = OwnedTables("p.cases", Changelogs(changelog.topic, "x"), CHAIN)
+    asyncio.run(tables.restore(FakeConsumer({changelog: log}), {TopicPartition("p.cases", 0)}))
+    left, retired = tables.cases[0], tables.retired[0]
+    assert AGGREGATE_KEY not in left and len(left) == len(table) - len(plan.keys)
+    assert len(retired.keys) == len(plan.keys) == retired.retired_cases
+    assert all(retired.is_retired(k) for k in plan.keys)
+    assert not any(retired.is_retired(k) for k in left)
+    restored = PartitionTotals(CHAIN)
+    restored.of(0).add_totals(retired.aggregate)
+    restored.add_stored(0, left.values())
+    assert published(restored.of(0)) == published(live.of(0))
+
+
+def test_a_late_event_is_counted_once_even_when_replayed() -> None:
+    """Per input topic of the partition: the case topic and a one-hop partner topic have offsets
+    of their own, so an event at offset 5 of one is not a replay of offset 12 of the other."""
+    retirement = PartitionRetirement(CHAIN)
+    assert retirement.count_late("cases", 11) and retirement.count_late("cases", 12)
+    assert not retirement.count_late("cases", 11) and not retirement.count_late("cases", 12)
+    assert retirement.count_late("events.cjib", 5)  # one hop: another topic's offsets
+    assert not retirement.count_late("events.cjib", 5)  # a replay there
+    again = PartitionRetirement.restored(CHAIN, retirement.aggregate_value())
+    assert again.aggregate.retired_case_events == 3
+    assert again.late_positions == {"cases": 12, "events.cjib": 5}
+    assert not again.count_late("cases", 12) and again.count_late("cases", 40)
+    assert not again.count_late("events.cjib", 4) and again.count_late("events.cjib", 6)
+
+
+def test_retired_keys_merge_into_the_sorted_array_and_stay_found() -> None:
+    keys = RetiredKeys()
+    keys.MIN_PENDING = 100  # type: ignore[misc]
+    digests = [key_digest(f"case-{i}".encode()) for i in range(5000)]
+    keys.update(digests)
+    assert len(keys) == 5000 and all(d in keys for d in digests)
+    assert key_digest(b"another") not in keys
+    assert keys.nbytes() < 5000 * 20  # 8 bytes per merged key, a few recent ones in a set
+
+
+def test_an_aggregate_of_a_newer_version_is_refused() -> None:
+    raw = orjson.loads(encode_aggregate(PartitionTotals(CHAIN).of(0), 0, {}))
+    raw["v"] = 2
+    with pytest.raises(FormatVersionError):
+        decode_aggregate(CHAIN, orjson.dumps(raw))
