@@ -61,9 +61,14 @@ class Comparison:
     equal: bool
     series: int  # non-zero series compared
     mismatches: list[dict[str, Any]]  # the first few differences, for the results file
+    # every difference summed per metric: (series that differ, worker - batch over them)
+    by_metric: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"equal": self.equal, "series": self.series, "mismatches": self.mismatches}
+        return {
+            "equal": self.equal, "series": self.series, "mismatches": self.mismatches,
+            "by_metric": {m: list(v) for m, v in sorted(self.by_metric.items())},
+        }
 
 
 def compare(actual: Samples, expected: dict[Any, float], show: int = 10) -> Comparison:
@@ -78,7 +83,11 @@ def compare(actual: Samples, expected: dict[Any, float], show: int = 10) -> Comp
                 "metric": key[0], "labels": dict(sorted(key[1])),
                 "worker": actual.get(key, 0.0), "batch": expected.get(key, 0.0),
             })
-    return Comparison(not differences, len(expected), differences[:show])
+    by_metric: dict[str, tuple[int, float]] = {}
+    for d in differences:
+        n, delta = by_metric.get(d["metric"], (0, 0.0))
+        by_metric[d["metric"]] = (n + 1, delta + d["worker"] - d["batch"])
+    return Comparison(not differences, len(expected), differences[:show], by_metric)
 
 
 def settled_comparison(
