@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open cases restored from the changelog after a restart "
                    "(default %(default)s)")
     p.add_argument("--history-cases", type=int, default=DEFAULTS["history_cases"],
-                   help="national: closed cases of history, retired by the worker "
-                   "(default %(default)s)")
+                   help="national: cases of history, the open ones included; the others "
+                   "closed long ago, retired by the worker (default %(default)s)")
     p.add_argument("--open-cases-national", type=int, default=DEFAULTS["national_open_cases"],
                    help="national: open cases among them (default %(default)s)")
     p.add_argument("--national-replay-cases", type=int,

@@ -2,11 +2,12 @@
 
     result = run_national(broker, chain, history=10_000_000, open_cases=1_000_000, logs=...)
 
-The log (national_cases, streamed: never held in memory): `history` closed Wahv cases (8 of 10
+The issue's figure: 10 million cases of history, of which 1 million open. The log
+(national_cases, streamed: never held in memory): `history - open_cases` closed Wahv cases (8 of 10
 national cases are Wahv fines), each two CJIB events, `wahv_fine_issued` and `collection_closed`
 with outcome `paid` (a closure in the chain), issued over the three years before the age
 reference up to a year before it and closed 1 to 180 days later (so all more than the retention,
-90 days, before it); interleaved with them `open_cases` cases that reached only their first
+90 days, before it); interleaved with them the `open_cases` cases that reached only their first
 milestone (bench/workload.py `_first_steps`: the simulator's case type, district and milestone
 mix), never closed. Every event passes the contract; each is keyed by its case key on its
 partner's topic and every partner takes one hop (placement `case-key`, bench/one_hop.py).
@@ -16,7 +17,7 @@ they are generated.
 Load: the whole log is produced (not timed), then one worker with
 KETENMONITOR_CLOSED_CASE_RETENTION_DAYS=90 and a KETENMONITOR_STATE_DIR consumes it, timed as
 the replay worker (bench/worker_run.py: from process start until every input is committed); it
-keeps running until its log says it retired every history case ("retired N closed cases",
+keeps running until its log says it retired every closed case ("retired N closed cases",
 summed; a case closed by an event is retired no sooner than 60 s after), then its RSS is read at
 rest and its /metrics must equal the batch computation (the reference of the restarts). It is
 stopped with SIGTERM (it writes its last checkpoints). Then the restart of bench/recovery.py
@@ -40,6 +41,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,12 +77,12 @@ MEASURES = ("events_per_second", "events_per_cpu_second", "wall_seconds_from_sta
             "cpu_seconds_total", "peak_rss_bytes")
 
 
-def history_case(chain: Chain, index: int, history: int, reference: float) -> SimulatedCase:
-    """History case `index` of `history`: a Wahv fine issued and paid, long before `reference`."""
+def history_case(chain: Chain, index: int, closed: int, reference: float) -> SimulatedCase:
+    """Closed case `index` of `closed`: a Wahv fine issued and paid, long before `reference`."""
     districts = chain.districts
     start = reference - HISTORY_YEARS * 365 * DAY
     span = (HISTORY_YEARS * 365 - ISSUED_UNTIL_DAYS_BEFORE) * DAY
-    issued = float(int(start + span * index / history))
+    issued = float(int(start + span * index / closed))
     closed = issued + (1 + index * 7919 % MAX_COLLECTION_DAYS) * DAY + index % 3600
     steps = (Step("wahv_fine_issued", None, issued), Step("collection_closed", "paid", closed))
     district = districts[index * 31 % len(districts)]
@@ -88,19 +90,19 @@ def history_case(chain: Chain, index: int, history: int, reference: float) -> Si
 
 
 def national_cases(
-    chain: Chain, history: int, open_cases: int, reference: float
+    chain: Chain, closed: int, open_cases: int, reference: float
 ) -> Iterator[SimulatedCase]:
-    """`history` closed cases with `open_cases` open ones spread evenly between them (any prefix
+    """`closed` closed cases with `open_cases` open ones spread evenly between them (any prefix
     has the mix of the whole); generated one at a time."""
     opens = _first_steps(open_cases, reference, OPEN_SEED)
     emitted = 0
-    for index in range(history):
-        yield history_case(chain, index, history, reference)
-        due = (index + 1) * open_cases // history
+    for index in range(closed):
+        yield history_case(chain, index, closed, reference)
+        due = (index + 1) * open_cases // closed
         while emitted < due:
             yield next(opens)
             emitted += 1
-    yield from opens  # every one when there is no history
+    yield from opens  # every one when none is closed
 
 
 def national_events(chain: Chain, cases: Iterable[SimulatedCase]) -> Iterator[tuple[str, bytes]]:
@@ -129,22 +131,26 @@ def run_national(
     rounds: int = 1,
     timeout: float = 6 * 3600,  # the 10M load at ~2,000 events/s on this box takes 3 hours
 ) -> dict[str, Any]:
+    if not 0 <= open_cases <= history:
+        raise ValueError(f"{open_cases} open cases among {history} cases of history")
     reference = reference_time()
+    closed = history - open_cases
     out: dict[str, Any] = {
         "method": __doc__.split("\n\n", 2)[2].strip(),
         "history_cases": history,
+        "closed_cases": closed,
         "open_cases": open_cases,
-        "events": 2 * history + open_cases,
+        "events": 2 * closed + open_cases,
         "retention_days": RETENTION_DAYS,
         "runtime": RUNTIME,
     }
-    batch = expected_metrics_of(chain, national_cases(chain, history, open_cases, reference),
-                                reference, 2 * history + open_cases)
+    batch = expected_metrics_of(chain, national_cases(chain, closed, open_cases, reference),
+                                reference, 2 * closed + open_cases)
     out["batch_truth_cpu_seconds"] = round(batch.cpu_seconds, 2)
     watch = LagWatch(broker.bootstrap_servers)
     try:
         out["load"], reference_samples, env, local = _load(
-            broker, chain, history, open_cases, reference, batch, watch, logs, timeout
+            broker, chain, closed, open_cases, reference, batch, watch, logs, timeout
         )
         held = int(reference_samples[TRACKED]) - out["load"]["retired_cases"]
         out["restore"] = timed_restart(env, reference_samples, held, logs / "national-2.log",
@@ -159,8 +165,11 @@ def run_national(
                 (restart["rss_bytes"] - base) / max(open_cases, 1), 1
             )
         if replay_cases:
-            out["replay"] = _replay(broker, chain, history, open_cases, replay_cases, rounds,
+            out["replay"] = _replay(broker, chain, closed, open_cases, replay_cases, rounds,
                                     watch, logs, timeout)
+    except Exception as exc:  # keep the phases measured (hours at full scale); fails the run
+        out["error"] = "".join(traceback.format_exception(exc))[-3000:]
+        out["check"] = {"equal": False, "series": 0, "mismatches": []}
     finally:
         watch.close()
     return out
@@ -194,14 +203,14 @@ def _produce(broker: LocalKafkaBroker, chain: Chain, cases: Iterable[SimulatedCa
 
 
 def _load(
-    broker: LocalKafkaBroker, chain: Chain, history: int, open_cases: int, reference: float,
+    broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, reference: float,
     batch: BatchResult, watch: LagWatch, logs: Path, timeout: float,
 ) -> tuple[dict[str, Any], Any, dict[str, str], dict[str, str]]:
     env = _national_env(broker, chain, "national", reference,
                         KETENMONITOR_CLOSED_CASE_RETENTION_DAYS=str(RETENTION_DAYS))
     local = {**env, "KETENMONITOR_STATE_DIR": str(logs / f"state-{env['KETENMONITOR_APP_ID']}")}
     topics = _topics(broker, chain, env)
-    produced = _produce(broker, chain, national_cases(chain, history, open_cases, reference), env)
+    produced = _produce(broker, chain, national_cases(chain, closed, open_cases, reference), env)
     log_path = logs / "national-1.log"
     worker = WorkerProcess(local, log_path=log_path, loglevel="info")
     at_ready: dict[str, int] = {}
@@ -218,9 +227,9 @@ def _load(
         assert worker.process is not None
         clock = CpuClock(worker.process.pid)
         caught_up = time.monotonic()
-        while (retired := retired_cases(log_path)) < history:
+        while (retired := retired_cases(log_path)) < closed:
             if time.monotonic() - caught_up > timeout:
-                raise TimeoutError(f"{retired} of {history} closed cases retired in {timeout} s")
+                raise TimeoutError(f"{retired} of {closed} closed cases retired in {timeout} s")
             time.sleep(1.0)
         retired_after = time.monotonic() - caught_up
         time.sleep(5.0)  # let the last retirement's garbage go before the reading at rest
@@ -249,12 +258,12 @@ def _load(
 
 
 def _replay(
-    broker: LocalKafkaBroker, chain: Chain, history: int, open_cases: int, cases: int,
+    broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, cases: int,
     rounds: int, watch: LagWatch, logs: Path, timeout: float,
 ) -> dict[str, Any]:
     """The same mix at a smaller size through an in-memory worker and one with retention and a
     state directory, interleaved, on one produced log."""
-    replay_history = round(cases * history / max(history + open_cases, 1))
+    replay_history = round(cases * closed / max(closed + open_cases, 1))
     replay_open = cases - replay_history
     reference = reference_time()
 
@@ -265,7 +274,7 @@ def _replay(
     batch = expected_metrics_of(chain, log(), reference, events)
     shared = _national_env(broker, chain, "national-replay", reference)
     topics = _topics(broker, chain, shared)
-    out: dict[str, Any] = {"history_cases": replay_history, "open_cases": replay_open,
+    out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
                            "produce": _produce(broker, chain, log(), shared), "runs": []}
     for round_ in range(1, rounds + 1):
         for mode in MODES:

@@ -334,8 +334,9 @@ def _one_hop(r: dict[str, Any]) -> list[str]:
 
 def _national(r: dict[str, Any]) -> list[str]:
     out = [
-        f"## National scale ({_k(r['history_cases'])} closed cases of history, "
-        f"{_k(r['open_cases'])} open; retention {r['retention_days']} days)",
+        f"## National scale ({_k(r['history_cases'])} cases of history: "
+        f"{_k(r['closed_cases'])} closed, {_k(r['open_cases'])} open; retention "
+        f"{r['retention_days']} days)",
         "",
     ]
     load = r.get("load")
@@ -372,7 +373,7 @@ def _national(r: dict[str, Any]) -> list[str]:
         out.append("")
     replay = r.get("replay")
     if replay:
-        out += [f"Replay of {_k(replay['history_cases'])} closed and {_k(replay['open_cases'])} "
+        out += [f"Replay of {_k(replay['closed_cases'])} closed and {_k(replay['open_cases'])} "
                 "open cases, interleaved:", "",
                 "| round | state | events/s (wall) | events per CPU-second | peak RSS | metrics "
                 "equal batch | load avg before |", "|---|---|---|---|---|---|---|"]
@@ -389,6 +390,8 @@ def _national(r: dict[str, Any]) -> list[str]:
                     f"{ratio['wall_throughput']:.2f}x events/s, {ratio['cpu_throughput']:.2f}x "
                     "events per CPU-second."]
         out.append("")
+    if "error" in r:
+        out += [f"Failed: `{r['error'].strip().splitlines()[-1][:300]}`", ""]
     return [*out, "Method: " + r["method"].replace("\n", " "), ""]
 
 
