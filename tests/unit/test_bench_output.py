@@ -239,6 +239,20 @@ def test_summary_renders_a_results_file_and_checks_pass_reads_every_check(tmp_pa
     assert not checks_pass(document)
 
 
+def test_the_national_section_shows_the_load_both_restarts_and_the_replay(tmp_path: Path):
+    # a small-scale run's result as the benchmark wrote it
+    result = json.loads((Path(__file__).parent / "samples" / "bench_national.json").read_text())
+    document = _document("2026-01-01T00:00:00+00:00", {"national": result})
+    (tmp_path / "2026-01-01-national.json").write_text(json.dumps(document))
+    section = _section(render(tmp_path), "## National scale")
+    assert f"{result['closed_cases']:,} closed, {result['open_cases']:,} open" in section
+    assert "| whole changelog | " in section and "| local checkpoint + changelog tail" in section
+    assert section.count("| in-memory |") == section.count("| retention+state |") >= 1
+    assert "| NO |" not in section and "| NOT |" not in section and checks_pass(document)
+    result["restore_local_state"]["check"]["equal"] = False
+    assert not checks_pass(document)
+
+
 def test_the_exactly_once_section_lists_every_run_and_the_medians(tmp_path: Path):
     def run(round_: int, on: bool, rate: float, per_cpu: float) -> dict:
         return {"round": round_, "exactly_once": on, "completed": True, "events_per_second": rate,
