@@ -31,7 +31,9 @@ TARGETS = {
     "state_bytes_per_open_case": 300,
     "recovery_1m_seconds": 60,
     "partner_publish_events_per_second": 50_000,
+    "national_restart_local_state_seconds": 30,  # issue #17: 10M cases of history, 1M open
 }
+NATIONAL_HISTORY = 10_000_000
 
 
 def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str, Any]]]:
@@ -371,6 +373,14 @@ def _national(r: dict[str, Any]) -> list[str]:
                 f"{x['load_average']} |"
             )
         out.append("")
+        local = r.get("restore_local_state")
+        if local and local.get("recovered"):
+            seconds, target = (local["seconds_to_correct_metrics"],
+                               TARGETS["national_restart_local_state_seconds"])
+            scale = ("" if r["history_cases"] >= NATIONAL_HISTORY
+                     else f", at {_k(r['history_cases'])} cases of history: not the issue's scale")
+            out += [f"Target restart to exact metrics with local state < {target} s: "
+                    + _verdict(seconds < target, f"{seconds} s{scale}"), ""]
     replay = r.get("replay")
     if replay:
         out += [f"Replay of {_k(replay['closed_cases'])} closed and {_k(replay['open_cases'])} "

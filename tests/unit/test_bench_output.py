@@ -248,6 +248,7 @@ def test_the_national_section_shows_the_load_both_restarts_and_the_replay(tmp_pa
     assert f"{result['closed_cases']:,} closed, {result['open_cases']:,} open" in section
     assert "| whole changelog | " in section and "| local checkpoint + changelog tail" in section
     assert section.count("| in-memory |") == section.count("| retention+state |") >= 1
+    assert "not the issue's scale" in section  # a small run is not the figure
     assert "| NO |" not in section and "| NOT |" not in section and checks_pass(document)
     result["restore_local_state"]["check"]["equal"] = False
     assert not checks_pass(document)
