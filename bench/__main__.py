@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated subset of " + ",".join(BENCHMARKS)
                    + " (default), or " + ",".join(EXTRA_BENCHMARKS))
     p.add_argument("--rounds", type=int, default=2,
-                   help="exactly_once, one_hop: worker runs per mode, interleaved (default 2); "
+                   help="exactly_once, one_hop, national replay: worker runs per mode, "
+                   "interleaved (default 2); "
                    "partner_publish: rounds of every command and code version (default 2)")
     p.add_argument("--rate", type=float, default=DEFAULTS["rate"],
                    help="live-latency produce rate, events/s (default %(default)s)")
@@ -28,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recovery-cases", type=int, default=DEFAULTS["recovery_cases"],
                    help="open cases restored from the changelog after a restart "
                    "(default %(default)s)")
+    p.add_argument("--history-cases", type=int, default=DEFAULTS["history_cases"],
+                   help="national: cases of history, the open ones included; the others "
+                   "closed long ago, retired by the worker (default %(default)s)")
+    p.add_argument("--open-cases-national", type=int, default=DEFAULTS["national_open_cases"],
+                   help="national: open cases among them (default %(default)s)")
+    p.add_argument("--national-replay-cases", type=int,
+                   default=DEFAULTS["national_replay_cases"],
+                   help="national: cases of the smaller log replayed with and without retention "
+                   "and local state (0: skip; default %(default)s)")
     p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
     p.add_argument("--no-ceiling", action="store_true",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +21,7 @@ from typing import Any
 from bench.workload import EventLog
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.infra.worker_process import Samples
+from ketenmonitor.simulator import SimulatedCase
 
 BATCH_TRUTH_FILE = Path(__file__).resolve().parents[1] / "tests" / "integration" / "batch_truth.py"
 
@@ -49,11 +50,24 @@ class BatchResult:
 
 
 def expected_metrics(chain: Chain, log: EventLog) -> BatchResult:
+    return expected_metrics_of(chain, log.cases, log.reference_time, len(log))
+
+
+def expected_metrics_of(
+    chain: Chain, cases: Iterable[SimulatedCase], reference_time: float, events: int
+) -> BatchResult:
+    """The batch computation over `cases`, read once (a generator keeps a big log out of memory)."""
     truth = _batch_truth()
     cpu0 = time.process_time()
-    samples = truth.expected_samples(chain, log.cases, log.reference_time)
+    samples = truth.expected_samples(chain, cases, reference_time)
     cpu = time.process_time() - cpu0
-    return BatchResult(truth.comparable(samples, CASE_METRICS), cpu, len(log))
+    return BatchResult(truth.comparable(samples, CASE_METRICS), cpu, events)
+
+
+def case_series(samples: Samples) -> dict[Any, float]:
+    """A worker's non-zero case series, net (added - withdrawn): what `compare` compares."""
+    net = _batch_truth().net_samples(samples)
+    return {k: v for k, v in net.items() if k[0] in CASE_METRICS and v != 0}
 
 
 @dataclass
@@ -74,8 +88,7 @@ class Comparison:
 def compare(actual: Samples, expected: dict[Any, float], show: int = 10) -> Comparison:
     """Exact comparison of every non-zero case series (absent counts as zero), on the net
     figures (a worker exports added and withdrawn counts apart)."""
-    actual = _batch_truth().net_samples(actual)
-    actual = {k: v for k, v in actual.items() if k[0] in CASE_METRICS and v != 0}
+    actual = case_series(actual)
     differences = []
     for key in sorted(set(actual) | set(expected), key=repr):
         if actual.get(key, 0.0) != expected.get(key, 0.0):

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.correctness import CASE_METRICS, compare
+from bench.correctness import case_series, compare
 from bench.kafka_env import run_env
 from bench.machine import CpuClock, load_average
 from bench.open_cases import load_open_cases
@@ -64,9 +64,9 @@ def run_recovery(
             reference = loaded.worker.scrape()
         finally:
             loaded.worker.stop()
-        out["restore"] = _restart(env, reference, cases, logs / "recovery-2.log", timeout)
+        out["restore"] = timed_restart(env, reference, cases, logs / "recovery-2.log", timeout)
         out["restore"]["load"] = loaded.timing
-        out["restore_local_state"] = _restart(
+        out["restore_local_state"] = timed_restart(
             local, reference, cases, logs / "recovery-3.log", timeout
         )
     except Exception as exc:  # keep what was measured; the runner records the failure
@@ -75,10 +75,14 @@ def run_recovery(
     return out
 
 
-def _restart(
+def timed_restart(
     env: dict[str, str], reference: Samples, cases: int, log_path: Path, timeout: float
 ) -> dict[str, Any]:
-    expected = {k: v for k, v in reference.items() if k[0] in CASE_METRICS and v != 0}
+    """Start a worker with `env` and time it until its /metrics equal `reference` (the case
+    series and cases_tracked) and until its log says it restored `cases` cases (those held in
+    its tables: retired ones are not); the worker is stopped afterwards."""
+    expected = case_series(reference)
+    tracked = reference.get(TRACKED)
     worker = WorkerProcess(env, log_path=log_path, loglevel="info")
     started = time.monotonic()
     worker.start()
@@ -103,7 +107,7 @@ def _restart(
             except OSError:  # /metrics did not answer within 5 s: the event loop is busy
                 slow_scrapes += 1
                 continue
-            if samples.get(TRACKED) == cases:
+            if samples.get(TRACKED) == tracked:
                 check = compare(samples, expected)
                 if check.equal:
                     metrics_correct = time.monotonic() - started

@@ -24,8 +24,8 @@ RESULTS_DIR = BENCH_ROOT / "results"
 BENCHMARKS = ("replay", "latency", "memory", "recovery", "profile")
 # Run only when named in --only: the exactly-once cost (bench/exactly_once.py), one hop against
 # two hops (bench/one_hop.py), partner-side `publish` and `import-log` (bench/partner_publish.py;
-# --publish-code to compare code versions).
-EXTRA_BENCHMARKS = ("exactly_once", "one_hop", "partner_publish")
+# --publish-code to compare code versions), national scale of issue #17 (bench/national.py).
+EXTRA_BENCHMARKS = ("exactly_once", "one_hop", "partner_publish", "national")
 DEFAULTS: dict[str, Any] = {
     "events": 200_000,
     "rate": 2000.0,
@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "profile_events": 100_000,
     "naive_timeout": 300.0,
     "kafka_port": 39092,
+    "history_cases": 10_000_000,
+    "national_open_cases": 1_000_000,
+    "national_replay_cases": 500_000,
 }
 
 
@@ -115,6 +118,7 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
         exactly_once,
         latency,
         memory,
+        national,
         one_hop,
         partner_publish,
         profile,
@@ -142,6 +146,10 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
         ),
         "one_hop": lambda broker: one_hop.run_one_hop(
             broker, chain, args.events, logs, rounds=args.rounds
+        ),
+        "national": lambda broker: national.run_national(
+            broker, chain, args.history_cases, args.open_cases_national, logs,
+            replay_cases=args.national_replay_cases, rounds=args.rounds,
         ),
         "partner_publish": lambda broker: partner_publish.run_partner_publish(
             broker.bootstrap_servers,

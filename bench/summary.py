@@ -31,7 +31,9 @@ TARGETS = {
     "state_bytes_per_open_case": 300,
     "recovery_1m_seconds": 60,
     "partner_publish_events_per_second": 50_000,
+    "national_restart_local_state_seconds": 30,  # issue #17: 10M cases of history, 1M open
 }
+NATIONAL_HISTORY = 10_000_000
 
 
 def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str, Any]]]:
@@ -109,6 +111,8 @@ def render(results_dir: Path) -> str:
         lines += _one_hop(found["one_hop"][2])
     if "partner_publish" in found:
         lines += _partner_publish(found["partner_publish"][2])
+    if "national" in found:
+        lines += _national(found["national"][2])
     for hand_written in (ANALYSIS, PARTNER_SIDE):
         if hand_written.exists():
             lines += ["", hand_written.read_text().rstrip(), ""]
@@ -328,6 +332,77 @@ def _one_hop(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return out
+
+
+def _national(r: dict[str, Any]) -> list[str]:
+    out = [
+        f"## National scale ({_k(r['history_cases'])} cases of history: "
+        f"{_k(r['closed_cases'])} closed, {_k(r['open_cases'])} open; retention "
+        f"{r['retention_days']} days)",
+        "",
+    ]
+    load = r.get("load")
+    if load:
+        check = load.get("check", {})
+        out += [
+            "| load events/s (wall) | events per CPU-second | retired cases | RSS at rest | per "
+            "open case | above start per open case | retired digests | metrics equal batch | "
+            "load avg at rest |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {_k(load['events_per_second'])} | {_k(load['events_per_cpu_second'])} | "
+            f"{_k(load['retired_cases'])} | {load['rss_at_rest_bytes'] / 2**20:,.0f} MiB | "
+            f"{_k(load['rss_at_rest_per_open_case_bytes'])} B | "
+            f"{_k(load['rss_above_ready_per_open_case_bytes'])} B | "
+            f"{load['retired_digest_bytes'] / 2**20:,.1f} MiB | "
+            f"{'yes' if check.get('equal') else 'NO'} | {load['load_average_at_rest']} |",
+            "",
+        ]
+    rows = [(label, r[key]) for label, key in (
+        ("whole changelog", "restore"), ("local checkpoint + changelog tail (LMDB)",
+                                         "restore_local_state")) if key in r]
+    if rows:
+        out += ["| restart | exact metrics after s | state restored after s | cases restored | "
+                "RSS after | above start per open case | CPU s | load avg |",
+                "|---|---|---|---|---|---|---|---|"]
+        for label, x in rows:
+            out.append(
+                f"| {label} | {x['seconds_to_correct_metrics'] if x['recovered'] else 'NOT'} | "
+                f"{x['seconds_to_restored_state']} | {_k(x['cases_restored_per_log'])} | "
+                f"{x['rss_bytes'] / 2**20:,.0f} MiB | "
+                f"{_k(x.get('rss_above_start_per_open_case_bytes', 0))} B | {x['cpu_seconds']} | "
+                f"{x['load_average']} |"
+            )
+        out.append("")
+        local = r.get("restore_local_state")
+        if local and local.get("recovered"):
+            seconds, target = (local["seconds_to_correct_metrics"],
+                               TARGETS["national_restart_local_state_seconds"])
+            scale = ("" if r["history_cases"] >= NATIONAL_HISTORY
+                     else f", at {_k(r['history_cases'])} cases of history: not the issue's scale")
+            out += [f"Target restart to exact metrics with local state < {target} s: "
+                    + _verdict(seconds < target, f"{seconds} s{scale}"), ""]
+    replay = r.get("replay")
+    if replay:
+        out += [f"Replay of {_k(replay['closed_cases'])} closed and {_k(replay['open_cases'])} "
+                "open cases, interleaved:", "",
+                "| round | state | events/s (wall) | events per CPU-second | peak RSS | metrics "
+                "equal batch | load avg before |", "|---|---|---|---|---|---|---|"]
+        for run in replay["runs"]:
+            equal = "yes" if run.get("check", {}).get("equal") else "NO"
+            out.append(
+                f"| {run['round']} | {run['mode']} | {_k(run['events_per_second'])} | "
+                f"{_k(run['events_per_cpu_second'])} | {run['peak_rss_bytes'] / 2**20:,.0f} MiB "
+                f"| {equal} | {run['load_average_before']} |"
+            )
+        ratio = replay.get("ratio")
+        if ratio:
+            out += ["", f"Retention + local state against in-memory (medians): "
+                    f"{ratio['wall_throughput']:.2f}x events/s, {ratio['cpu_throughput']:.2f}x "
+                    "events per CPU-second."]
+        out.append("")
+    if "error" in r:
+        out += [f"Failed: `{r['error'].strip().splitlines()[-1][:300]}`", ""]
+    return [*out, "Method: " + r["method"].replace("\n", " "), ""]
 
 
 def _partner_publish(r: dict[str, Any]) -> list[str]:
