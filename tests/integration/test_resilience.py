@@ -340,8 +340,13 @@ def test_a_broker_down_for_two_minutes_leaves_workers_alive_unhealthy_quiet_then
         # before). Each client component reports going down and coming back once, so the total
         # is a few dozen (21 and 24 in a CI run), whatever the outage's length.
         problems = _problem_lines(worker)
+        # A freeze of the event loop past the freeze limit is a change of state of its own (the
+        # worker suspends itself until the group assigns again), reported once per episode; on
+        # a machine at load 14 a loop starved of CPU had five such episodes in the two minutes.
         repeats = Counter(
-            re.sub(r"\d+", "N", line.split(" ", 3)[-1][:120]) for line in problems
+            re.sub(r"\d+", "N", line.split(" ", 3)[-1][:120])
+            for line in problems
+            if "the worker was frozen for" not in line
         )
         assert max(repeats.values(), default=0) <= 3, repeats.most_common(5)
         assert len(problems) < 50, "\n".join(problems[:60])
