@@ -177,6 +177,7 @@ class Worker:
         self._freeze_limit = max(2.0, settings.session_timeout_seconds * 0.75)
         self._tick = time.monotonic()
         self._suspended = False
+        self._assigned_generation: int | None = None  # group generation of the assignment
         # An assignment whose restore failed (broker away): retried from the consume loop.
         self._pending_assignment: set[TopicPartition] | None = None
         self._assigning = Outage("restoring assigned partitions")
@@ -596,6 +597,23 @@ class Worker:
             raise KafkaTimeoutError(
                 "the worker was frozen during the batch: its transaction is not committed"
             )
+        # Not frozen but thrown out all the same (heartbeats late on a loaded machine: the
+        # coordinator answered "member id not recognized" and aiokafka reset the generation).
+        # Seen in a local suite run at load 27: the stable worker, evicted, went on with a batch
+        # of partitions the group had given to the other worker, which had restored them.
+        generation = self._group_generation()
+        if generation is not None and generation != self._assigned_generation:
+            raise KafkaTimeoutError(
+                f"the group generation changed during the batch ({self._assigned_generation} -> "
+                f"{generation}): its transaction is not committed"
+            )
+
+    def _group_generation(self) -> int | None:
+        """The consumer group generation aiokafka holds (-1 once the coordinator evicted this
+        member); None without a group coordinator. aiokafka has no public call for it."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", None)
+        return generation if isinstance(generation, int) else None
 
     async def _commit_transaction(self, offsets: Offsets) -> None:
         """Exactly-once: the batch's offsets into its transaction, then the commit."""
@@ -904,6 +922,7 @@ class Worker:
                 log.warning("resuming after the freeze: re-reading from the committed offsets")
             self._suspended = False
             self._tick = time.monotonic()
+            self._assigned_generation = self._group_generation()
             released = self.owned - assigned
             self._release(released)
             stale = await self._stale_partitions(self.owned & assigned)
