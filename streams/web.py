@@ -19,8 +19,9 @@ And a scrape does not wait for a slow collection either (a national one costs mo
 CPU-second, more on a loaded machine): a collection younger than `reuse_seconds` is shared (two
 Prometheus servers, a dashboard probe); otherwise a new one starts, and the scrape waits for it at
 most half the scrape timeout Prometheus announces (header X-Prometheus-Scrape-Timeout-Seconds),
-then answers with the newest complete one. Bodies only ever move forward in time, so every
-scraper sees counters that never go down; what it reads is at most one collection older.
+then answers with the newest complete one if that one started at most MAX_STAND_IN_AGE seconds
+ago (else it waits for the new one). Bodies only ever move forward in time, so every scraper sees
+counters that never go down; what it reads is at most a few seconds older.
 
 /healthz answers 200 while the worker is healthy and 503 otherwise, with the reasons as JSON; the
 same fact is the gauge `up`-like `ketenmonitor_worker_healthy` (docs/operations.md).
@@ -44,6 +45,7 @@ from prometheus_client.exposition import choose_encoder
 log = logging.getLogger(__name__)
 
 WAIT_WITHOUT_TIMEOUT_HEADER = 0.5  # seconds a scrape waits for a new collection, by default
+MAX_STAND_IN_AGE = 5.0  # seconds: an older collection is not served in place of a new one
 
 
 class HealthSource(Protocol):
@@ -78,7 +80,10 @@ class Exposition:
                     target=self._collect, args=(encoder, content_type, done),
                     name="metrics-collect", daemon=True,
                 ).start()
-        done.wait(None if latest is None else wait)
+        # The newest complete collection stands in only while it is recent: a scraper that
+        # comes rarely (a test, a 30 s interval) waits for the new one as before.
+        stand_in = latest is not None and time.monotonic() - latest[0] <= MAX_STAND_IN_AGE
+        done.wait(wait if stand_in else None)
         with self._lock:
             latest = self._latest.get(content_type)
         if latest is None:

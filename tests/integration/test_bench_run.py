@@ -46,7 +46,9 @@ def test_a_small_replay_run_writes_machine_facts_command_figures_and_passing_che
     assert worker["completed"] and worker["lag_at_end"] == 0
     assert worker["events_processed"] == replay["events"]
     assert worker["cpu_seconds_processing"] > 0 and worker["events_per_second"] > 0
-    assert worker["check"] == {"equal": True, "series": worker["check"]["series"], "mismatches": []}
+    assert worker["check"] == {
+        "equal": True, "series": worker["check"]["series"], "mismatches": [], "by_metric": {}
+    }
     assert worker["check"]["series"] > 500
     assert replay["batch_truth"]["series"] == worker["check"]["series"]
     assert replay["core_loop"]["events_per_cpu_second"] > 0
