@@ -12,13 +12,13 @@ drift over both modes; the median of each mode is reported.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.correctness import expected_metrics, settled_comparison
+from bench.interleaved import MEASURES, median_per_mode, throughput_ratios
 from bench.kafka_env import LagWatch, create_topics, run_env
 from bench.machine import load_average
 from bench.replay import WORKER_RUNTIME, age_reference_env
@@ -103,21 +103,8 @@ def run_exactly_once(
                 )
     finally:
         watch.close()
-    out["median"] = {}
-    for exactly_once in (False, True):
-        runs = [r for r in out["runs"] if r["exactly_once"] is exactly_once and r["completed"]]
-        if runs:
-            out["median"]["on" if exactly_once else "off"] = {
-                key: round(statistics.median(r[key] for r in runs), 2)
-                for key in ("events_per_second", "events_per_cpu_second", "wall_seconds_from_start",
-                            "cpu_seconds_total")
-            }
+    by_mode = median_per_mode(out["runs"], "exactly_once", (True, False), MEASURES)
+    out["median"] = {"on" if mode else "off": m for mode, m in by_mode.items()}
     if {"on", "off"} <= out["median"].keys():
-        on, off = out["median"]["on"], out["median"]["off"]
-        out["cost"] = {
-            "wall_throughput_ratio": round(on["events_per_second"] / off["events_per_second"], 3),
-            "cpu_throughput_ratio": round(
-                on["events_per_cpu_second"] / off["events_per_cpu_second"], 3
-            ),
-        }
+        out["cost"] = throughput_ratios(out["median"]["on"], out["median"]["off"])
     return out

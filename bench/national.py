@@ -39,7 +39,6 @@ above the loading worker's RSS when its HTTP endpoint came up (before it owned p
 from __future__ import annotations
 
 import re
-import statistics
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -49,6 +48,7 @@ from typing import Any
 import orjson
 
 from bench.correctness import BatchResult, expected_metrics_of, settled_comparison
+from bench.interleaved import median_per_mode, throughput_ratios
 from bench.kafka_env import LagWatch, create_topics, run_env
 from bench.machine import CpuClock, load_average
 from bench.one_hop import path_env
@@ -297,18 +297,9 @@ def _replay(
             out["runs"].append(run)
             print(f"[bench] national replay round {round_} {mode}: "
                   f"{timing.get('events_per_second')} events/s", flush=True)
-    out["median"] = {}
-    for mode in MODES:
-        runs = [r for r in out["runs"] if r["mode"] == mode and r["completed"]]
-        if runs:
-            out["median"][mode] = {k: round(statistics.median(r[k] for r in runs), 2)
-                                   for k in MEASURES}
+    out["median"] = median_per_mode(out["runs"], "mode", MODES, MEASURES)
     if set(MODES) <= out["median"].keys():
-        state, memory = out["median"]["retention+state"], out["median"]["in-memory"]
-        out["ratio"] = {
-            "wall_throughput": round(state["events_per_second"] / memory["events_per_second"], 3),
-            "cpu_throughput": round(
-                state["events_per_cpu_second"] / memory["events_per_cpu_second"], 3
-            ),
-        }
+        out["ratio"] = throughput_ratios(
+            out["median"]["retention+state"], out["median"]["in-memory"]
+        )
     return out

@@ -16,12 +16,12 @@ group's committed offsets reach the end of every topic it reads, the case topic 
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 from bench.correctness import expected_metrics, settled_comparison
 from bench.exactly_once import _patient
+from bench.interleaved import MEASURES, median_per_mode, throughput_ratios
 from bench.kafka_env import LagWatch, create_topics, run_env
 from bench.machine import load_average
 from bench.replay import WORKER_RUNTIME, age_reference_env
@@ -33,12 +33,6 @@ from ketenmonitor.infra.worker_process import WorkerProcess
 from ketenmonitor.settings import Settings
 
 PATHS = ("two-hop", "one-hop")
-MEASURES = (
-    "events_per_second",
-    "events_per_cpu_second",
-    "wall_seconds_from_start",
-    "cpu_seconds_total",
-)
 
 
 def path_env(chain: Chain, path: str) -> dict[str, str]:
@@ -123,19 +117,7 @@ def run_one_hop(
                 )
     finally:
         watch.close()
-    out["median"] = {}
-    for path in PATHS:
-        runs = [r for r in out["runs"] if r["path"] == path and r["completed"]]
-        if runs:
-            out["median"][path] = {
-                key: round(statistics.median(r[key] for r in runs), 2) for key in MEASURES
-            }
+    out["median"] = median_per_mode(out["runs"], "path", PATHS, MEASURES)
     if set(PATHS) <= out["median"].keys():
-        one, two = out["median"]["one-hop"], out["median"]["two-hop"]
-        out["gain"] = {
-            "wall_throughput_ratio": round(one["events_per_second"] / two["events_per_second"], 3),
-            "cpu_throughput_ratio": round(
-                one["events_per_cpu_second"] / two["events_per_cpu_second"], 3
-            ),
-        }
+        out["gain"] = throughput_ratios(out["median"]["one-hop"], out["median"]["two-hop"])
     return out

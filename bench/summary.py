@@ -397,8 +397,8 @@ def _national(r: dict[str, Any]) -> list[str]:
         ratio = replay.get("ratio")
         if ratio:
             out += ["", f"Retention + local state against in-memory (medians): "
-                    f"{ratio['wall_throughput']:.2f}x events/s, {ratio['cpu_throughput']:.2f}x "
-                    "events per CPU-second."]
+                    f"{ratio['wall_throughput_ratio']:.2f}x events/s, "
+                    f"{ratio['cpu_throughput_ratio']:.2f}x events per CPU-second."]
         out.append("")
     if "error" in r:
         out += [f"Failed: `{r['error'].strip().splitlines()[-1][:300]}`", ""]
