@@ -391,7 +391,18 @@ def stallable_store(request, tmp_path):
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
         )]
         assert {"cases", "case_milestones"} <= set(tables), tables
-        conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        # NOWAIT, again until all are free at once: a LOCK that waits for one table while it
+        # holds another can deadlock with a worker transaction holding one and wanting the other
+        # (seen in a clean-clone run; PostgreSQL then fails one side, possibly the worker's).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                break
+            except psycopg.errors.LockNotAvailable:
+                conn.rollback()
+                assert time.monotonic() < deadline, "the store's tables were never all free"
+                time.sleep(0.05)
 
         def release():
             conn.rollback()
