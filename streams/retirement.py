@@ -57,7 +57,7 @@ from aiokafka.errors import KafkaError
 from ketenmonitor.streams.changelog import source_header
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value
 
-from ketenmonitor.domain.case import CASE_CLOSED, fact_tuples
+from ketenmonitor.domain.case import closes_case, fact_tuples
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.domain.flow import last_event_at
 from ketenmonitor.domain.totals import ChainTotals, LeadTimeHistogram
@@ -129,7 +129,7 @@ def retirable(chain: Chain, stored: bytes, cutoff: float) -> bool:
     last = last_event_at(state)
     if last is None or last >= cutoff:
         return False
-    return any(fact[-1] == CASE_CLOSED for fact in fact_tuples(chain, state.records))
+    return closes_case(fact_tuples(chain, state.records))
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ from prometheus_client.core import InfoMetricFamily
 
 from ketenmonitor import __version__
 from ketenmonitor import metric_names as names
-from ketenmonitor.domain.case import CASE_CLOSED, CaseEvent
+from ketenmonitor.domain.case import CaseEvent, closes_case
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
@@ -479,8 +479,7 @@ class Worker:
         worker would stay suspended (seen in the two-minute broker outage test on a machine at
         load 20). The rejoin ends the suspension either way: same partitions or new ones, each
         restored and re-read from the committed offsets (`_assign`)."""
-        consumer = self._consumer
-        coordinator = getattr(consumer, "_coordinator", None)  # aiokafka has no public call
+        coordinator = self._group_coordinator()
         if coordinator is not None:
             coordinator.request_rejoin()
 
@@ -608,11 +607,15 @@ class Worker:
                 f"{generation}): its transaction is not committed"
             )
 
+    def _group_coordinator(self) -> Any:
+        """aiokafka's group coordinator of the consumer (no public call for rejoining or for the
+        generation); None before the consumer starts."""
+        return getattr(self._consumer, "_coordinator", None)
+
     def _group_generation(self) -> int | None:
         """The consumer group generation aiokafka holds (-1 once the coordinator evicted this
         member); None without a group coordinator. aiokafka has no public call for it."""
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        generation = getattr(coordinator, "generation", None)
+        generation = getattr(self._group_coordinator(), "generation", None)
         return generation if isinstance(generation, int) else None
 
     async def _commit_transaction(self, offsets: Offsets) -> None:
@@ -716,7 +719,7 @@ class Worker:
                 continue
             table[key] = changed[key] = step.stored
             steps.append(step)
-            if retiring and any(fact[-1] == CASE_CLOSED for fact in step.applied.added):
+            if retiring and closes_case(step.applied.added):
                 retired.note_closed(key)  # type: ignore[union-attr]
             if keep_states:
                 store[pseudonym] = step.state
@@ -730,7 +733,7 @@ class Worker:
             step = apply_event(event, stored)
             table[key] = changed[key] = step.stored
             steps.append(step)
-            if retiring and any(fact[-1] == CASE_CLOSED for fact in step.applied.added):
+            if retiring and closes_case(step.applied.added):
                 retired.note_closed(key)  # type: ignore[union-attr]
             if keep_states:
                 store[event.case_key] = step.state  # the pseudonym

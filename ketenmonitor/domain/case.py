@@ -35,7 +35,7 @@ Times are POSIX seconds in event time; nothing here reads the clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -432,6 +432,11 @@ def stage_outline(chain: Chain, records: Mapping[str, MilestoneRecord]) -> Stage
         walk.case_type, walk.district, walk.last[0], walk.open, walk.facts, [i[3] for i in items]
     )
 
+
+
+def closes_case(facts: Iterable[tuple]) -> bool:
+    """Whether these fact tuples include a closure (the case closed)."""
+    return any(fact[-1] == CASE_CLOSED for fact in facts)
 
 def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tuple]:
     """The facts of a case's records as plain tuples, each equal to its `Fact` (see `facts_of`).
