@@ -21,7 +21,10 @@ Prometheus servers, a dashboard probe); otherwise a new one starts, and the scra
 most half the scrape timeout Prometheus announces (header X-Prometheus-Scrape-Timeout-Seconds),
 then answers with the newest complete one if that one started at most MAX_STAND_IN_AGE seconds
 ago (else it waits for the new one). Bodies only ever move forward in time, so every scraper sees
-counters that never go down; what it reads is at most a few seconds older.
+counters that never go down; what it reads is at most a few seconds older. A reader that does not
+announce a scrape timeout (a person with curl, a test, a probe) always gets a collection that
+started after it asked: it reads everything the worker applied before (a test that waits until
+the worker has committed the input, then reads /metrics, must see all of it).
 
 /healthz answers 200 while the worker is healthy and 503 otherwise, with the reasons as JSON; the
 same fact is the gauge `up`-like `ketenmonitor_worker_healthy` (docs/operations.md).
@@ -44,7 +47,6 @@ from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
-WAIT_WITHOUT_TIMEOUT_HEADER = 0.5  # seconds a scrape waits for a new collection, by default
 MAX_STAND_IN_AGE = 5.0  # seconds: an older collection is not served in place of a new one
 
 
@@ -65,33 +67,54 @@ class Exposition:
         self._latest: dict[str, tuple[float, bytes, bytes]] = {}
         self._collecting: dict[str, threading.Event] = {}
 
-    def body(self, accept: str, wait: float) -> tuple[str, bytes, bytes]:
-        """(content type, body, gzipped body): a shared recent one, a new one if it is ready
-        within `wait` seconds, else the newest complete one (a first scrape waits for it)."""
-        encoder, content_type = choose_encoder(accept)
-        with self._lock:
-            latest = self._latest.get(content_type)
-            if latest is not None and time.monotonic() - latest[0] < self.reuse_seconds:
-                return content_type, latest[1], latest[2]
-            done = self._collecting.get(content_type)
-            if done is None:
-                done = self._collecting[content_type] = threading.Event()
-                threading.Thread(
-                    target=self._collect, args=(encoder, content_type, done),
-                    name="metrics-collect", daemon=True,
-                ).start()
-        # The newest complete collection stands in only while it is recent: a scraper that
-        # comes rarely (a test, a 30 s interval) waits for the new one as before.
-        stand_in = latest is not None and time.monotonic() - latest[0] <= MAX_STAND_IN_AGE
-        done.wait(wait if stand_in else None)
-        with self._lock:
-            latest = self._latest.get(content_type)
-        if latest is None:
-            raise RuntimeError("the collection failed (see the worker's log)")
-        return content_type, latest[1], latest[2]
+    def body(self, accept: str, wait: float | None) -> tuple[str, bytes, bytes]:
+        """(content type, body, gzipped body).
 
-    def _collect(self, encoder: Any, content_type: str, done: threading.Event) -> None:
-        started = time.monotonic()
+        `wait` None (a reader that is not Prometheus: a person, a test, a probe): a collection
+        that started after this call, so a reader sees everything applied before it asked.
+        `wait` in seconds (Prometheus, which announced its timeout): a shared recent collection,
+        a new one if it is ready within `wait`, else the newest complete one while it is recent.
+        """
+        asked = time.monotonic()
+        encoder, content_type = choose_encoder(accept)
+        while True:
+            with self._lock:
+                latest = self._latest.get(content_type)
+                if latest is not None and (
+                    latest[0] >= asked if wait is None
+                    else time.monotonic() - latest[0] < self.reuse_seconds
+                ):
+                    return content_type, latest[1], latest[2]
+                running = self._collecting.get(content_type)
+                if running is None:
+                    running = self._collecting[content_type] = (time.monotonic(), threading.Event())
+                    threading.Thread(
+                        target=self._collect, args=(encoder, content_type, *running),
+                        name="metrics-collect", daemon=True,
+                    ).start()
+            started, done = running
+            if wait is None:
+                done.wait()
+                self._raise_if_failed(content_type, started)
+                continue  # started before the call: the next one is the reader's
+            # The newest complete collection stands in only while it is recent: a scraper that
+            # comes rarely (a 30 s interval) waits for the new one.
+            stand_in = latest is not None and time.monotonic() - latest[0] <= MAX_STAND_IN_AGE
+            if done.wait(wait if stand_in else None):
+                self._raise_if_failed(content_type, started)
+            with self._lock:
+                latest = self._latest[content_type]
+            return content_type, latest[1], latest[2]
+
+    def _raise_if_failed(self, content_type: str, started: float) -> None:
+        with self._lock:
+            latest = self._latest.get(content_type)
+        if latest is None or latest[0] < started:
+            raise RuntimeError("the collection failed (see the worker's log)")
+
+    def _collect(
+        self, encoder: Any, content_type: str, started: float, done: threading.Event
+    ) -> None:
         try:
             body = encoder(self.registry)
             zipped = gzip.compress(body, compresslevel=6)
@@ -171,9 +194,9 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
         def _metrics(self) -> None:
             announced = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
             try:
-                wait = float(announced) / 2 if announced else WAIT_WITHOUT_TIMEOUT_HEADER
+                wait = float(announced) / 2 if announced else None
             except ValueError:
-                wait = WAIT_WITHOUT_TIMEOUT_HEADER
+                wait = None
             try:
                 content_type, body, zipped = server.exposition.body(
                     self.headers.get("Accept", ""), wait

@@ -1,0 +1,113 @@
+"""The /metrics exposition: a direct reader reads its writes, Prometheus may get a stand-in.
+
+A real HTTP server (streams/web.py) on loopback with a registry whose collection is slow, the way
+a national one is on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from ketenmonitor.streams.web import MetricsServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
+
+
+class SlowCounter:
+    """A counter whose collection takes `delay` seconds and reads the value when it starts."""
+
+    def __init__(self, delay: float) -> None:
+        self.value = 0
+        self.delay = delay
+        self.fail = False
+
+    def collect(self):
+        value = self.value
+        if self.fail:
+            raise ValueError("a collector broke")
+        time.sleep(self.delay)
+        family = CounterMetricFamily("probe_events", "Events seen.")
+        family.add_metric([], value)
+        yield family
+
+
+def read(port: int, headers: dict[str, str] | None = None) -> tuple[int, float | None]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    for line in text.splitlines():
+        if line.startswith("probe_events_total "):
+            return status, float(line.split()[1])
+    return status, None
+
+
+@pytest.fixture
+def served():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    registry = CollectorRegistry(auto_describe=False)
+    counter = SlowCounter(delay=0.3)
+    registry.register(counter)
+
+    class Healthy:
+        def health_report(self):
+            return {"healthy": True}
+
+    server = MetricsServer(registry, Healthy(), "127.0.0.1", port, reuse_seconds=0.5)
+    asyncio.run(server.start())
+    try:
+        yield port, counter
+    finally:
+        asyncio.run(server.stop())
+
+
+def test_a_reader_without_a_scrape_timeout_sees_everything_applied_before_it_asked(served):
+    port, counter = served
+    for n in range(1, 6):
+        counter.value = n
+        assert read(port) == (200, n)
+    # Also while a collection that started before the change is still running.
+    counter.value = 10
+    early = threading.Thread(target=read, args=(port,))
+    early.start()
+    time.sleep(0.1)
+    counter.value = 11
+    assert read(port) == (200, 11)
+    early.join()
+
+
+def test_prometheus_gets_the_newest_complete_collection_when_a_new_one_is_slow(served):
+    port, counter = served
+    counter.value = 1
+    assert read(port) == (200, 1)
+    counter.value = 2
+    counter.delay = 3.0
+    prometheus = {"X-Prometheus-Scrape-Timeout-Seconds": "1"}
+    time.sleep(0.6)  # past reuse_seconds: a new collection starts and takes 3 s
+    began = time.monotonic()
+    assert read(port, prometheus) == (200, 1)  # the stand-in, after waiting 0.5 s
+    assert time.monotonic() - began < 2.0
+    time.sleep(3.0)
+    assert read(port, prometheus) == (200, 2)  # never backwards, and now the new one
+
+
+def test_a_failed_collection_is_a_clear_500_not_an_old_body(served):
+    port, counter = served
+    counter.value = 1
+    assert read(port) == (200, 1)
+    counter.fail = True
+    assert read(port)[0] == 500
+    counter.fail = False
+    counter.value = 3
+    assert read(port) == (200, 3)
