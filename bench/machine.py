@@ -107,3 +107,19 @@ class CpuClock:
 
     def rss_bytes(self) -> int:
         return int(self.process.memory_info().rss)
+
+    def rss_parts(self) -> dict[str, int]:
+        """The resident set split by what holds it (/proc/PID/smaps_rollup, bytes): anonymous
+        (the Python heap and malloc arenas) and file-backed (mapped files such as the LMDB
+        checkpoint and shared libraries, whose clean pages the kernel can drop)."""
+        parts: dict[str, int] = {}
+        with open(f"/proc/{self.process.pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                name, _, rest = line.partition(":")
+                if rest.strip().endswith("kB"):
+                    parts[name] = int(rest.split()[0]) * 1024
+        return {
+            "rss_bytes": parts.get("Rss", 0),
+            "anonymous_bytes": parts.get("Anonymous", 0),
+            "file_backed_bytes": parts.get("Rss", 0) - parts.get("Anonymous", 0),
+        }

@@ -213,11 +213,12 @@ def _load(
     produced = _produce(broker, chain, national_cases(chain, closed, open_cases, reference), env)
     log_path = logs / "national-1.log"
     worker = WorkerProcess(local, log_path=log_path, loglevel="info")
-    at_ready: dict[str, int] = {}
+    at_ready: dict[str, Any] = {}
 
     def note_ready(w: WorkerProcess) -> None:
         assert w.process is not None
         at_ready["rss"] = CpuClock(w.process.pid).rss_bytes()
+        at_ready["parts"] = CpuClock(w.process.pid).rss_parts()
 
     try:
         timing = time_catch_up(worker, watch, env["KETENMONITOR_APP_ID"], topics,
@@ -235,6 +236,7 @@ def _load(
         time.sleep(5.0)  # let the last retirement's garbage go before the reading at rest
         check = settled_comparison(worker.scrape, batch.samples, timeout=120.0)
         rss_at_rest = clock.rss_bytes()
+        rss_parts_at_rest = clock.rss_parts()
         reference_samples = worker.scrape()
         load = {
             "produce": produced,
@@ -244,6 +246,8 @@ def _load(
             "seconds_after_catch_up_until_retired": round(retired_after, 2),
             "rss_at_ready_bytes": at_ready.get("rss"),
             "rss_at_rest_bytes": rss_at_rest,
+            "rss_parts_at_ready": at_ready.get("parts"),
+            "rss_parts_at_rest": rss_parts_at_rest,
             "rss_at_rest_per_open_case_bytes": round(rss_at_rest / max(open_cases, 1), 1),
             "rss_above_ready_per_open_case_bytes": round(
                 (rss_at_rest - at_ready.get("rss", 0)) / max(open_cases, 1), 1

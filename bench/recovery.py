@@ -116,6 +116,7 @@ def timed_restart(
         elapsed = time.monotonic() - started
         restored, restore_log_seconds = restored_cases(log_path)
         rss = clock.rss_bytes()
+        rss_parts = clock.rss_parts()
         cpu = clock.cpu_seconds()
     finally:
         worker.stop()
@@ -132,6 +133,7 @@ def timed_restart(
         "scrapes_unanswered_within_5s": slow_scrapes,
         "cpu_seconds": round(cpu, 2),
         "rss_bytes": rss,
+        "rss_parts": rss_parts,
         "check": (check.as_dict() if check else {"equal": False, "series": 0, "mismatches": []}),
         "load_average": load_average(),
     }
