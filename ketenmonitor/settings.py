@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     # How often a worker with a state directory checkpoints its partitions (between batches).
     checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # Changelogs this worker creates: a record superseded by a later one of its key (a case's
+    # earlier state, the state of a case since retired) is compacted away at most this long
+    # after it was written (Kafka max.compaction.lag.ms; the active segment rolls by then too).
+    # Bounds what a restore from the changelog reads beyond the live state (docs/operations.md).
+    changelog_max_compaction_lag_seconds: float = Field(default=86_400.0, ge=1)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
     store_url: str | None = None

@@ -35,7 +35,7 @@ from kafka.errors import (
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
 
-CHANGELOG_CONFIG = {"cleanup.policy": "compact"}
+CHANGELOG_CONFIG = {"cleanup.policy": "compact"}  # plus max.compaction.lag.ms: changelog_config
 DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 DEAD_LETTER_CONFIG = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
 # The worker's changelogged tables (streams/worker.py) and the published totals (streams/totals.py).
@@ -60,13 +60,22 @@ def create_monitor_topics(settings: Settings, chain: Chain) -> None:
     _create_missing(settings, monitor_topics(settings, chain))
 
 
+def changelog_config(settings: Settings) -> dict[str, str]:
+    """Compacted, and a superseded record compacted away within the setting's lag: without a
+    lag, Kafka never compacts the active segment (up to 1 GiB or 7 days), and a restore reads
+    every state a case ever had and the states of cases retired since."""
+    lag_ms = round(settings.changelog_max_compaction_lag_seconds * 1000)
+    return {**CHANGELOG_CONFIG, "max.compaction.lag.ms": str(lag_ms)}
+
+
 def worker_topics(settings: Settings, chain: Chain) -> list[tuple[str, int, dict[str, str]]]:
     """(name, partitions, config) of every topic a worker uses: the monitor's topics, the table
     changelogs and the placement record (streams/placement.py: one record, one partition)."""
+    changelog = changelog_config(settings)
     return [
         *monitor_topics(settings, chain),
-        *((settings.changelog_topic(t), settings.partitions, CHANGELOG_CONFIG) for t in TABLES),
-        (settings.changelog_topic(PLACEMENT_TABLE), 1, CHANGELOG_CONFIG),
+        *((settings.changelog_topic(t), settings.partitions, changelog) for t in TABLES),
+        (settings.changelog_topic(PLACEMENT_TABLE), 1, changelog),
     ]
 
 

@@ -60,7 +60,7 @@ def test_other_settings_and_principals_give_the_same_plan_as_strimzi_resources()
     assert kafka_topics["Keten_Test.cases"]["spec"]["partitions"] == 12
     assert kafka_topics["Keten_Test.dead-letter"]["spec"]["partitions"] == 1
     assert kafka_topics["km-test-cases-changelog"]["spec"]["config"] == {
-        "cleanup.policy": "compact"
+        "cleanup.policy": "compact", "max.compaction.lag.ms": "86400000"
     }
 
 
