@@ -12,14 +12,22 @@ committed and, once three batches wait, no new batch is taken.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
-from ketenmonitor.store import CaseFactSink
+
+if TYPE_CHECKING:
+    from ketenmonitor.store import CaseFactSink
 
 
 def open_store_sink(settings: Settings, chain: Chain) -> CaseFactSink | None:
     if not settings.store_url:
         return None
+    # Imported here: SQLAlchemy and Alembic take most of a second to import, which a worker
+    # without a store (and every test that starts one) need not pay.
+    from ketenmonitor.store import CaseFactSink
+
     sink = CaseFactSink.from_url(settings.store_url, chain)
     sink.start()  # migrations: a worker with a store it cannot use fails at start, not mid-stream
     return sink

@@ -9,7 +9,24 @@ Prometheus answers "what is happening now"; this store answers "what happened in
 "which cases are stuck", in event time. It holds pseudonyms only, never a partner's case key.
 """
 
-from ketenmonitor.store.engine import StoreError, make_engine, upgrade
-from ketenmonitor.store.sink import CaseFactSink
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ketenmonitor.store.engine import StoreError, make_engine, upgrade
+    from ketenmonitor.store.sink import CaseFactSink
 
 __all__ = ["CaseFactSink", "StoreError", "make_engine", "upgrade"]
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, imported on first use: SQLAlchemy and Alembic take most of a second to
+    import, which the command line's other commands and a worker without a store need not pay."""
+    if name == "CaseFactSink":
+        from ketenmonitor.store.sink import CaseFactSink
+
+        return CaseFactSink
+    if name in ("StoreError", "make_engine", "upgrade"):
+        from ketenmonitor.store import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,17 +22,20 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from ketenmonitor.cli_common import ServiceUnreachableError, console, fail
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.settings import Settings
-from ketenmonitor.store.engine import StoreError, make_engine, upgrade
 from ketenmonitor.store.periods import DEFAULT_TIMEZONE, PeriodError, parse_period, parse_range
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# SQLAlchemy and Alembic (ketenmonitor.store.engine) are imported by the commands that use them:
+# registering these commands must not cost every other command most of a second.
 
 
 class UsageError(ValueError):
@@ -106,8 +109,14 @@ def _guarded(func: Any) -> Any:
             return int(func(args))
         except (ValidationError, BrokenPipeError, ServiceUnreachableError):
             raise  # reported by the command line's main (cli.py) with their own status
-        except (StoreError, PeriodError, UsageError, ValueError, OSError) as exc:
+        except (PeriodError, UsageError, ValueError, OSError) as exc:
             return fail(args.command, exc)
+        except Exception as exc:
+            from ketenmonitor.store.engine import StoreError
+
+            if isinstance(exc, StoreError):
+                return fail(args.command, exc)
+            raise
 
     return run
 
@@ -124,6 +133,9 @@ def existing_store(url: str) -> Engine:
     migration); never creates a database, so a mistyped URL cannot report an empty store."""
     from alembic.migration import MigrationContext
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ketenmonitor.store.engine import make_engine, upgrade
 
     hint = ("check --store-url / KETENMONITOR_STORE_URL; a store is created by a worker, "
             "`ketenmonitor replay` or `ketenmonitor store upgrade`")
@@ -158,6 +170,8 @@ def _safe(url: str) -> str:
 
 
 def cmd_store_upgrade(args: argparse.Namespace) -> int:
+    from ketenmonitor.store.engine import make_engine, upgrade
+
     engine = make_engine(_store_url(args, Settings()))
     upgrade(engine)
     print(f"store at {engine.url.render_as_string(hide_password=True)} is up to date")
@@ -165,6 +179,7 @@ def cmd_store_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from ketenmonitor.store.engine import upgrade
     from ketenmonitor.store.html_report import render_html
     from ketenmonitor.store.render import print_table, write_csv
     from ketenmonitor.store.report import build_report
@@ -200,6 +215,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stuck(args: argparse.Namespace) -> int:
+    from ketenmonitor.store.engine import upgrade
     from ketenmonitor.store.stuck import stuck_cases
 
     settings = Settings()
