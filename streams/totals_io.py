@@ -8,7 +8,8 @@
 The reader is a group-less consumer of every partition of the topic, read from the beginning (the
 topic is compacted: one record per key and partition survives). It is ready once it has read up to
 the end offsets the topic had when it started: before that it holds older totals than other
-workers, and the worker exports no chain series rather than lower ones. Broker outages are retried
+workers, and the worker exports no chain series rather than lower ones. The same after the worker
+stood still (`catch_up`: a frozen process, a stalled event loop). Broker outages are retried
 with backoff and logged once per change of state.
 """
 
@@ -39,6 +40,14 @@ class TotalsReader:
         self.ready = asyncio.Event()
         self.last_read = 0.0  # wall clock of the last successful fetch
         self.outage = Outage(f"reading the totals topic {topic}")
+        self._catching_up = False  # set by catch_up(): new end offsets to reach
+
+    def catch_up(self) -> None:
+        """Not ready until the topic is read to the end offsets it has now (after the worker
+        stood still: its view is as old as the pause, and the records it missed would arrive
+        in one jump, which a windowed rate over its series would count in too short a time)."""
+        self.ready.clear()
+        self._catching_up = True
 
     async def run(self) -> None:
         consumer = self.consumer
@@ -50,6 +59,10 @@ class TotalsReader:
                     await consumer.seek_to_beginning(*self.tps)
                     ends = await consumer.end_offsets(self.tps)
                     target = {tp: end for tp, end in ends.items() if end > 0}
+                elif self._catching_up:
+                    ends = await consumer.end_offsets(self.tps)
+                    target = {tp: end for tp, end in ends.items() if end > 0}
+                    self._catching_up = False
                 batch = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
                 for tp, messages in batch.items():
                     apply = self.view.apply

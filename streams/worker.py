@@ -191,7 +191,7 @@ class Worker:
                 self.chain,
                 self.view,
                 self.topic_of,
-                ready=lambda: self._reader is not None and self._reader.ready.is_set(),
+                ready=self._exports_chain_series,
                 reference_time=lambda: self.settings.age_reference_timestamp(time.time()),
             )
         )
@@ -460,16 +460,28 @@ class Worker:
             self._tick = time.monotonic()
             await asyncio.sleep(0.2)
 
+    def _exports_chain_series(self) -> bool:
+        """Read by the /metrics threads: the totals view is current. Not while the event loop
+        stands still (frozen, or just resumed and not yet ticked) nor until the view has been read
+        to the totals topic's end after that: a view as old as the pause, or one that catches up
+        in a jump, would make every windowed rate over this worker's series wrong."""
+        if self._reader is None or not self._reader.ready.is_set():
+            return False
+        return time.monotonic() - self._tick <= self._freeze_limit
+
     def _was_frozen(self) -> bool:
         """True once the event loop stood still past the freeze limit (until reassigned): a
         zombie must not write changelogs or publish totals for partitions now owned elsewhere."""
         if not self._suspended and time.monotonic() - self._tick > self._freeze_limit:
             log.warning(
                 "the worker was frozen for %.1fs: writing and publishing nothing until the group "
-                "assigns partitions again", time.monotonic() - self._tick,
+                "assigns partitions again, and exporting no chain series until the totals view "
+                "has caught up", time.monotonic() - self._tick,
             )
             self._suspended = True
             self.exporting = False
+            if self._reader is not None:
+                self._reader.catch_up()  # no chain series until the view is current again
             self._request_rejoin()
         return self._suspended
 
