@@ -94,7 +94,11 @@ class KeyedByCase(Run):
                 publisher.send(topic, event, key_by_case=True)
 
 
-@pytest.mark.parametrize("placement", ["re-keyed", "one-hop"])
+# The re-keyed run goes in the fault scenarios' process (`fault_lane`): it evens out the two
+# processes of `make test` (tests/run_side_by_side.sh).
+@pytest.mark.parametrize(
+    "placement", [pytest.param("re-keyed", marks=pytest.mark.fault_lane), "one-hop"]
+)
 def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
     monitor_env, start_worker, placement
 ):
