@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--name", default="code-versions")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     versions = [(rev, *worktree(rev)) for rev in args.revisions]
     started = datetime.now(UTC)
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{started.strftime('%Y-%m-%d')}-{args.name}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"{started.strftime('%Y-%m-%d')}-{args.name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"[code_versions] results: {path}")
     return 0
