@@ -186,6 +186,7 @@ TAIL = re.compile(r"local checkpoint at offset (\d+), changelog tail of (\d+) re
 OUTSIDE = "is outside the changelog"
 
 
+@pytest.mark.fault_lane  # evens out the two processes of `make test`
 def test_a_restart_with_local_state_reads_the_tail_and_a_stale_copy_falls_back_exactly(
     monitor_env, start_worker, tmp_path
 ):
