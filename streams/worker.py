@@ -472,16 +472,19 @@ class Worker:
     def _was_frozen(self) -> bool:
         """True once the event loop stood still past the freeze limit (until reassigned): a
         zombie must not write changelogs or publish totals for partitions now owned elsewhere."""
-        if not self._suspended and time.monotonic() - self._tick > self._freeze_limit:
+        stood_still = time.monotonic() - self._tick
+        if stood_still <= self._freeze_limit:
+            return self._suspended
+        if self._reader is not None:
+            self._reader.catch_up()  # no chain series until the view is current again
+        if not self._suspended:
             log.warning(
                 "the worker was frozen for %.1fs: writing and publishing nothing until the group "
                 "assigns partitions again, and exporting no chain series until the totals view "
-                "has caught up", time.monotonic() - self._tick,
+                "has caught up", stood_still,
             )
             self._suspended = True
             self.exporting = False
-            if self._reader is not None:
-                self._reader.catch_up()  # no chain series until the view is current again
             self._request_rejoin()
         return self._suspended
 
