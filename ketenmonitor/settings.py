@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     # Changelogs this worker creates: a record superseded by a later one of its key (a case's
     # earlier state, the state of a case since retired) is compacted away at most this long
     # after it was written (Kafka max.compaction.lag.ms; the active segment rolls by then too).
-    # Bounds what a restore from the changelog reads beyond the live state (docs/operations.md).
+    # Bounds what a restore from the changelog reads beyond the live state; keep it at hours or
+    # more, far above a restore's duration (docs/operations.md: a zombie's late write).
     changelog_max_compaction_lag_seconds: float = Field(default=86_400.0, ge=1)
     # Case-fact store (docs/store.md), e.g. sqlite:///var/ketenmonitor/store.db or
     # postgresql://user@host/db; unset: the worker writes no store.
