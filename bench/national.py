@@ -217,8 +217,8 @@ def _load(
 
     def note_ready(w: WorkerProcess) -> None:
         assert w.process is not None
-        at_ready["rss"] = CpuClock(w.process.pid).rss_bytes()
         at_ready["parts"] = CpuClock(w.process.pid).rss_parts()
+        at_ready["rss"] = at_ready["parts"]["rss_bytes"]
 
     try:
         timing = time_catch_up(worker, watch, env["KETENMONITOR_APP_ID"], topics,

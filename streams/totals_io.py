@@ -54,15 +54,13 @@ class TotalsReader:
         target: dict[TopicPartition, int] | None = None  # end offsets to reach before ready
         while True:
             try:
-                if target is None:
-                    consumer.assign(self.tps)
-                    await consumer.seek_to_beginning(*self.tps)
+                if target is None or self._catching_up:
+                    if target is None:
+                        consumer.assign(self.tps)
+                        await consumer.seek_to_beginning(*self.tps)
                     ends = await consumer.end_offsets(self.tps)
                     target = {tp: end for tp, end in ends.items() if end > 0}
-                elif self._catching_up:
-                    ends = await consumer.end_offsets(self.tps)
-                    target = {tp: end for tp, end in ends.items() if end > 0}
-                    self._catching_up = False
+                    self._catching_up = False  # after the call: a failed one is asked again
                 batch = await consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
                 for tp, messages in batch.items():
                     apply = self.view.apply

@@ -65,7 +65,8 @@ class Exposition:
         self._lock = threading.Lock()
         # content type -> (collection started at, body, gzip of the body)
         self._latest: dict[str, tuple[float, bytes, bytes]] = {}
-        self._collecting: dict[str, threading.Event] = {}
+        # content type -> (started at, set when done) of the collection under way
+        self._collecting: dict[str, tuple[float, threading.Event]] = {}
 
     def body(self, accept: str, wait: float | None) -> tuple[str, bytes, bytes]:
         """(content type, body, gzipped body).

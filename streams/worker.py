@@ -467,13 +467,16 @@ class Worker:
         in a jump, would make every windowed rate over this worker's series wrong."""
         if self._reader is None or not self._reader.ready.is_set():
             return False
-        return time.monotonic() - self._tick <= self._freeze_limit
+        return not self._stood_still()
+
+    def _stood_still(self) -> bool:
+        """The event loop has not ticked for longer than the freeze limit."""
+        return time.monotonic() - self._tick > self._freeze_limit
 
     def _was_frozen(self) -> bool:
         """True once the event loop stood still past the freeze limit (until reassigned): a
         zombie must not write changelogs or publish totals for partitions now owned elsewhere."""
-        stood_still = time.monotonic() - self._tick
-        if stood_still <= self._freeze_limit:
+        if not self._stood_still():
             return self._suspended
         if self._reader is not None:
             self._reader.catch_up()  # no chain series until the view is current again
@@ -481,7 +484,7 @@ class Worker:
             log.warning(
                 "the worker was frozen for %.1fs: writing and publishing nothing until the group "
                 "assigns partitions again, and exporting no chain series until the totals view "
-                "has caught up", stood_still,
+                "has caught up", time.monotonic() - self._tick,
             )
             self._suspended = True
             self.exporting = False

@@ -433,10 +433,10 @@ def stage_outline(chain: Chain, records: Mapping[str, MilestoneRecord]) -> Stage
     )
 
 
-
 def closes_case(facts: Iterable[tuple]) -> bool:
     """Whether these fact tuples include a closure (the case closed)."""
     return any(fact[-1] == CASE_CLOSED for fact in facts)
+
 
 def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tuple]:
     """The facts of a case's records as plain tuples, each equal to its `Fact` (see `facts_of`).

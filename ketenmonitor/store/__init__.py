@@ -12,7 +12,8 @@ Prometheus answers "what is happening now"; this store answers "what happened in
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ketenmonitor.store.engine import StoreError, make_engine, upgrade
+    from ketenmonitor.store.engine import make_engine, upgrade
+    from ketenmonitor.store.errors import StoreError
     from ketenmonitor.store.sink import CaseFactSink
 
 __all__ = ["CaseFactSink", "StoreError", "make_engine", "upgrade"]
@@ -25,7 +26,11 @@ def __getattr__(name: str) -> Any:
         from ketenmonitor.store.sink import CaseFactSink
 
         return CaseFactSink
-    if name in ("StoreError", "make_engine", "upgrade"):
+    if name == "StoreError":
+        from ketenmonitor.store.errors import StoreError
+
+        return StoreError
+    if name in ("make_engine", "upgrade"):
         from ketenmonitor.store import engine
 
         return getattr(engine, name)

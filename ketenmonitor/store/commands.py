@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from ketenmonitor.cli_common import ServiceUnreachableError, console, fail
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.settings import Settings
+from ketenmonitor.store.errors import StoreError
 from ketenmonitor.store.periods import DEFAULT_TIMEZONE, PeriodError, parse_period, parse_range
 
 if TYPE_CHECKING:
@@ -109,14 +110,8 @@ def _guarded(func: Any) -> Any:
             return int(func(args))
         except (ValidationError, BrokenPipeError, ServiceUnreachableError):
             raise  # reported by the command line's main (cli.py) with their own status
-        except (PeriodError, UsageError, ValueError, OSError) as exc:
+        except (StoreError, PeriodError, UsageError, ValueError, OSError) as exc:
             return fail(args.command, exc)
-        except Exception as exc:
-            from ketenmonitor.store.engine import StoreError
-
-            if isinstance(exc, StoreError):
-                return fail(args.command, exc)
-            raise
 
     return run
 

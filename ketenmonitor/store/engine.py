@@ -18,12 +18,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from ketenmonitor.store.errors import StoreError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used: a bad URL, an unsupported database, a failed migration."""
 
 
 def make_engine(url: str) -> Engine:
