@@ -90,6 +90,8 @@ def run_demo(
             except BrokerStartError as exc:
                 lines = str(exc).splitlines()
                 reason = next((ln for ln in lines if "error:" in ln), lines[0]).strip()
+                if "Address already in use" in str(exc):
+                    reason += f"; port {kafka_port} or {kafka_port + 1} is taken"
                 raise ServiceUnreachableError(
                     f"the demo's Kafka on 127.0.0.1:{kafka_port} did not start ({reason}); "
                     f"its log: {data_dir / 'kafka.log'}"

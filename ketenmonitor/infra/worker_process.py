@@ -10,6 +10,7 @@ Used by the demo, the integration tests and the benchmarks: the same command a u
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,10 +28,47 @@ from ketenmonitor.infra.script_server import StartStopContext
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def free_port() -> int:
+# Ports handed to a child server come from below the kernel's ephemeral range: a port from that
+# range, free when checked, can be taken by any outgoing connection before the child binds it (a
+# demo's Kafka died of that in CI). The fixed test ports (19092.., 19300..) stay below this floor.
+_LISTEN_PORT_FLOOR = 22000
+_random = random.Random()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(consecutive: int = 1) -> int:
+    """A port on 127.0.0.1 that a child server can listen on, and the `consecutive - 1` after it.
+
+    Each is checked by binding it (a connect test misses a port held by an outgoing connection).
+    """
+    low, _ = _ephemeral_range()
+    ceiling = low - consecutive
+    for _ in range(500):
+        if ceiling > _LISTEN_PORT_FLOOR:
+            port = _random.randint(_LISTEN_PORT_FLOOR, ceiling)
+        else:  # an unusual ephemeral range: let the kernel choose and check the ones after it
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+        if all(_bindable(port + i) for i in range(consecutive)):
+            return port
+    raise RuntimeError(f"no {consecutive} free consecutive port(s) found on 127.0.0.1")
 
 
 class WorkerProcess(StartStopContext):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -93,6 +94,19 @@ def test_an_unknown_log_level_is_one_usage_line_with_the_choices():
 def test_the_demo_takes_its_own_broker_port_or_a_running_broker_not_both():
     result = run_cli(["demo", "--kafka-port", "29092", "--bootstrap", "127.0.0.1:9092"], {})
     _one_line(result, 2, "--bootstrap", "--kafka-port")
+
+
+def test_a_demo_whose_controller_port_is_held_by_a_socket_names_the_taken_ports(tmp_path):
+    # A bound socket that does not listen (as an outgoing connection holds its port) passes a
+    # connect test; the broker's JVM then fails to bind, and the user reads which ports.
+    port = free_port(consecutive=2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port + 1))
+        result = run_cli(
+            ["demo", "--kafka-port", str(port), "--duration", "5"],
+            {"KAFKA_DATA_DIR": str(tmp_path / "kafka")}, timeout=300,
+        )
+    _one_line(result, 3, f"127.0.0.1:{port} did not start", f"port {port} or {port + 1} is taken")
 
 
 def test_simulate_into_a_missing_folder_is_refused_before_simulating(tmp_path):

@@ -603,18 +603,9 @@ def _ports(command: str, bootstrap: str) -> str:
     """PORTS: the two literal addresses that a shared machine cannot give to the test."""
     command = command.replace("127.0.0.1:9092", bootstrap)
     if "29092" in command:
-        port = free_port()
-        while not _free(port + 1):  # the demo's controller takes the next port
-            port = free_port()
+        port = free_port(consecutive=2)  # the demo's controller takes the next port
         command = command.replace("29092", str(port))
     return command
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _tracked_changes() -> str:
