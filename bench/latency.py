@@ -4,9 +4,9 @@
 
 Method. Every event opens a new case (its first milestone), so each processed event raises
 `ketenmonitor_cases_tracked` by exactly one. The producer sends event i at t0 + i/rate and notes the
-send time; a scraper reads /metrics every SCRAPE_SECONDS and notes (time, cases_tracked). The
-latency of event i is the time of the first scrape at which cases_tracked >= i + 1, minus its send
-time. That takes events to finish in send order (they are spread over 6 partitions: an
+send time; a scraper reads /metrics every SCRAPE_SECONDS and notes (time the read began,
+cases_tracked), the way Prometheus stamps a scrape. The latency of event i is the time of the first
+scrape at which cases_tracked >= i + 1, minus its send time. That takes events to finish in send order (they are spread over 6 partitions: an
 approximation per event, not for the distribution), and includes both steps (partner topic ->
 case topic -> case state) and the scrape interval (resolution SCRAPE_SECONDS). If the worker cannot
 keep up at the asked rate (all events reflected, at >= 90% of the rate sent) the result says so,
@@ -98,7 +98,10 @@ def _measure(
                     text = worker.scrape_text().encode()
                     scrape_seconds.append(time.monotonic() - before)
                     found = _TRACKED.search(text)
-                    scrapes.append((time.monotonic(), int(float(found.group(1))) if found else 0))
+                    # Timed at its start, as Prometheus stamps a scrape: the collection the worker
+                    # answers with starts after the request (it never serves an older one to a
+                    # reader without a scrape timeout, streams/web.py).
+                    scrapes.append((before, int(float(found.group(1))) if found else 0))
                 except OSError:
                     pass
                 time.sleep(SCRAPE_SECONDS)

@@ -168,6 +168,9 @@ class TotalsView:
     def __init__(self) -> None:
         self._cases: dict[int, CaseTotalsRecord] = {}
         self._ingest: dict[tuple[int, str], IngestStats] = {}
+        # Raised after every record taken (never before it is visible): what /metrics caches its
+        # chain series under (streams/web.py CachedPart).
+        self.version = 0
 
     def apply(self, partition: int, key: bytes | None, value: bytes | None) -> bool:
         """Take one record of the totals topic; False when an older position was ignored."""
@@ -179,6 +182,7 @@ class TotalsView:
             if current is not None and record.position < current.position:
                 return False
             self._cases[partition] = record
+            self.version += 1
             return True
         if key.startswith(INGEST_KEY_PREFIX):
             topic = key[len(INGEST_KEY_PREFIX) :].decode()
@@ -187,6 +191,7 @@ class TotalsView:
             if held is not None and stats.next_offset < held.next_offset:
                 return False
             self._ingest[(partition, topic)] = stats
+            self.version += 1
             return True
         return False
 

@@ -75,7 +75,7 @@ from ketenmonitor.streams.tables import Changelogs, OwnedTables
 from ketenmonitor.streams.topics import prepare_topics
 from ketenmonitor.streams.totals import CASES_KEY, TotalsView, encode_case_totals, ingest_key
 from ketenmonitor.streams.totals_io import TotalsPublisher, TotalsReader
-from ketenmonitor.streams.web import MetricsServer
+from ketenmonitor.streams.web import CachedPart, MetricsServer
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import InfoMetricFamily
 
@@ -184,7 +184,9 @@ class Worker:
         self.broker = Outage("reaching the broker")
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def registry(self) -> CollectorRegistry:
+    def chain_series(self) -> CachedPart:
+        """The chain's series: a function of the totals view, whether this worker exports them,
+        and the age reference (to the second: the oldest-case ages)."""
         registry = CollectorRegistry()
         registry.register(
             ChainCollector(
@@ -192,9 +194,20 @@ class Worker:
                 self.view,
                 self.topic_of,
                 ready=self._exports_chain_series,
-                reference_time=lambda: self.settings.age_reference_timestamp(time.time()),
+                reference_time=self._age_reference,
             )
         )
+        return CachedPart(
+            registry,
+            lambda: (self.view.version, self._exports_chain_series(), int(self._age_reference())),
+        )
+
+    def _age_reference(self) -> float:
+        return self.settings.age_reference_timestamp(time.time())
+
+    def registry(self) -> CollectorRegistry:
+        """This worker's own series (collected on every read)."""
+        registry = CollectorRegistry()
         registry.register(WorkerCollector(self.worker_health))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -230,7 +243,10 @@ class Worker:
         self._reader = TotalsReader(
             self._group_less_consumer("totals"), self.totals_topic, settings.partitions, self.view
         )
-        web = MetricsServer(self.registry(), self, settings.metrics_host, settings.metrics_port)
+        web = MetricsServer(
+            self.registry(), self, settings.metrics_host, settings.metrics_port,
+            cached=self.chain_series(),
+        )
         await web.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,9 +14,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from ketenmonitor.streams.web import MetricsServer
+from ketenmonitor.streams.web import CachedPart, MetricsServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
+
+from ketenmonitor.infra.worker_process import free_port
 
 
 class SlowCounter:
@@ -111,3 +113,87 @@ def test_a_failed_collection_is_a_clear_500_not_an_old_body(served):
     counter.fail = False
     counter.value = 3
     assert read(port) == (200, 3)
+
+
+class CountingCollector:
+    """The chain part: counts its collections; `during` runs inside each one."""
+
+    def __init__(self) -> None:
+        self.value = 1
+        self.collections = 0
+        self.during = lambda: None
+
+    def collect(self):
+        self.collections += 1
+        self.during()
+        family = CounterMetricFamily("chain_events", "Chain events.")
+        family.add_metric([], self.value)
+        yield family
+
+
+@pytest.fixture
+def served_with_cached_part():
+    port = free_port()
+    chain = CountingCollector()
+    version = {"key": 0}
+    cached_registry = CollectorRegistry(auto_describe=False)
+    cached_registry.register(chain)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SlowCounter(delay=0.0))
+
+    class Healthy:
+        def health_report(self):
+            return {"healthy": True}
+
+    server = MetricsServer(
+        registry, Healthy(), "127.0.0.1", port, reuse_seconds=0.0,
+        cached=CachedPart(cached_registry, lambda: version["key"]),
+    )
+    asyncio.run(server.start())
+    try:
+        yield port, chain, version
+    finally:
+        asyncio.run(server.stop())
+
+
+def body(port: int, accept: str = "") -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode()
+
+
+def test_the_cached_part_is_encoded_once_per_key_and_both_parts_are_in_every_body(
+    served_with_cached_part,
+):
+    port, chain, version = served_with_cached_part
+    for _ in range(3):
+        text = body(port)
+        assert "chain_events_total 1.0" in text and "probe_events_total 0.0" in text
+    assert chain.collections == 1
+    chain.value = 2  # the source changed and then its key
+    version["key"] += 1
+    assert "chain_events_total 2.0" in body(port)
+    assert chain.collections == 2
+
+
+def test_an_openmetrics_body_of_two_parts_ends_in_one_eof(served_with_cached_part):
+    port, _, _ = served_with_cached_part
+    text = body(port, "application/openmetrics-text; version=1.0.0")
+    assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
+    assert "chain_events_total 1.0" in text and "probe_events_total 0.0" in text
+
+
+def test_an_encoding_whose_key_changed_while_it_ran_is_not_kept(served_with_cached_part):
+    # An input that flips during a collection and back (the worker's "exports chain series"):
+    # the encoding made under the flipped input must not be served under the original key.
+    port, chain, version = served_with_cached_part
+
+    def flip() -> None:
+        chain.value, version["key"] = 2, 1
+
+    chain.during = flip
+    assert "chain_events_total 2.0" in body(port)
+    chain.during = lambda: None
+    chain.value, version["key"] = 1, 0  # back to the inputs of key 0
+    assert "chain_events_total 1.0" in body(port)
+    assert chain.collections == 2
