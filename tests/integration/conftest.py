@@ -83,10 +83,15 @@ def start_worker(
     """Start real `ketenmonitor worker` processes; all are stopped at the end of the test."""
     workers: list[WorkerProcess] = []
 
-    def start(extra_env: dict[str, str] | None = None) -> WorkerProcess:
+    def start(
+        extra_env: dict[str, str] | None = None, metrics_port: int | None = None
+    ) -> WorkerProcess:
         n = len(workers)
         env = dict(monitor_env)
-        worker = WorkerProcess({**env, **(extra_env or {})}, log_path=tmp_path / f"worker-{n}.log")
+        worker = WorkerProcess(
+            {**env, **(extra_env or {})}, metrics_port=metrics_port,
+            log_path=tmp_path / f"worker-{n}.log",
+        )
         workers.append(worker)
         worker.start()
         worker.wait_ready()

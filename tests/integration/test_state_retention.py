@@ -7,7 +7,9 @@ The totals equal the batch computation all along; the `cases` changelog ends wit
 each retired case and no state; events sent afterwards for retired cases are counted and kept on
 the dead-letter topic; Kafka compacts the retired cases' states out of the changelog within the
 configured lag; a worker killed with -9 and started again restores aggregate + remaining states
-and is still exact.
+and is still exact. A real Prometheus scrapes every worker throughout: no chain counter ever goes
+down within a worker (the retirement sweep, the late events, the restore), and the late count
+reads right there too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from test_resilience import Run, _scrape
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.domain.pseudonym import Pseudonymiser
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
+from ketenmonitor.infra.prometheus import LocalPrometheus, render_prometheus_config
+from ketenmonitor.infra.worker_process import free_port
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.simulator import step_event
 
@@ -100,7 +104,7 @@ class KeyedByCase(Run):
     "placement", [pytest.param("re-keyed", marks=pytest.mark.fault_lane), "one-hop"]
 )
 def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
-    monitor_env, start_worker, placement
+    monitor_env, start_worker, placement, tmp_path, request
 ):
     run = (KeyedByCase if placement == "one-hop" else Run)(monitor_env, cases=2000, seed=23)
     # The changelogs the first worker creates let Kafka compact a superseded record within 5 s.
@@ -109,13 +113,19 @@ def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
     retired = retired_case_keys(CHAIN, run.cases, run.reference, RETENTION_DAYS)
     assert 300 < len(retired) < len(run.cases) - 300  # both kinds, plenty of each
 
-    first = start_worker(run.env)  # no retention: every case stays
+    ports = [free_port() for _ in range(3)]  # one per worker: an instance each in Prometheus
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render_prometheus_config([f"127.0.0.1:{p}" for p in ports], [], "1s", "1s"))
+    prometheus = LocalPrometheus(free_port(), config, tmp_path / "prometheus").start()
+    request.addfinalizer(prometheus.stop)
+
+    first = start_worker(run.env, metrics_port=ports[0])  # no retention: every case stays
     run.publish()
     run.assert_converges([first])
     first.stop()
 
     retiring = {**run.env, "KETENMONITOR_CLOSED_CASE_RETENTION_DAYS": str(RETENTION_DAYS)}
-    second = start_worker(retiring)
+    second = start_worker(retiring, metrics_port=ports[1])
     pseudonym = Pseudonymiser(monitor_env["KETENMONITOR_PSEUDONYM_KEY"].encode())
     retired_keys = {pseudonym(k).encode() for k in retired}
     changelog = f"{run.group}-cases-changelog"  # the app id is the group
@@ -175,11 +185,28 @@ def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
 
     # kill -9 and a new worker: aggregate + remaining states, exact; the late count survives
     second.kill()
-    third = start_worker(retiring)
+    third = start_worker(retiring, metrics_port=ports[2])
     wait_for_truth(patient(third), expected, CASE_METRICS, timeout=120)
     assert patient(third)().get((LATE, frozenset()), 0) == LATE_EVENTS
     latest = latest_per_key(read_topic(bootstrap, changelog))
     assert {k for k, v in latest.items() if v == RETIRED_MARKER} == retired_keys
+
+    # As Prometheus saw it: every chain counter of every worker only went up, and the late count
+    # reads right (taken as the rules take it: the max across workers).
+    time.sleep(3)  # a scrape of the third worker after it was exact
+    counters = [  # each name on its own: a function drops the name, and the series would clash
+        found["metric"]["__name__"] for found in prometheus.query(
+            'count by (__name__) ({__name__=~"ketenmonitor_.+(_total|_bucket|_count|_sum)"})'
+        )
+    ]
+    assert {ACCEPTED, LATE, "ketenmonitor_stage_inflow_cases_total"} <= set(counters), counters
+    went_down = [
+        (name, found["metric"], found["value"])
+        for name in counters for found in prometheus.query(f"resets({name}[1h]) > 0")
+    ]
+    assert went_down == []
+    late = prometheus.query(f"max({LATE})")
+    assert late and float(late[0]["value"][1]) == LATE_EVENTS, late
 
 
 TAIL = re.compile(r"local checkpoint at offset (\d+), changelog tail of (\d+) records read")
