@@ -320,9 +320,11 @@ def test_windows_ratios_and_alerts_stay_true_through_faults_on_prometheus_2_and_
             problems += _check_records(name, prom, feed.truth, timeline, end)
             problems += _check_overview(name, prom, feed.truth, timeline, end)
         problems += alerts.problems()
+        diagnosis = ""
         if problems:
             _diagnose(proms, timeline, end, tmp_path / "diagnosis.json")
-        diagnosis = f"\n(what Prometheus held: {tmp_path / 'diagnosis.json'})"
+            diagnosis = _excerpt(tmp_path / "diagnosis.json", problems)
+        diagnosis += f"\n(what Prometheus held: {tmp_path / 'diagnosis.json'})"
         assert not problems, _summary(problems, list(proms)) + diagnosis
     finally:
         feed.stop.set()
@@ -377,6 +379,24 @@ def _diagnose(
             mine["rule_groups"] = repr(exc)
         found[name] = mine
     path.write_text(json.dumps(found, indent=1))
+
+
+def _excerpt(path: Path, problems: list[str]) -> str:
+    """Per failing Prometheus, what it held per worker in the 20 s before its first problem: the
+    raw police inflow and `up` (CI keeps the log, not the file)."""
+    found = json.loads(path.read_text())
+    lines = []
+    for name in sorted({p.split(":")[0] for p in problems if p.split(":")[0] in found}):
+        first = next(p for p in problems if p.startswith(f"{name}:"))
+        if " at +" not in first:
+            continue
+        at = int(first.split(" at +")[1].split("s")[0])
+        lines.append(f"-- {name} around +{at}s (seconds since the start: value)")
+        for what in ("raw_inflow", "up"):
+            for instance, values in sorted(found[name].get(what, {}).items()):
+                near = [f"{t}:{float(v):g}" for t, v in values if at - 20 <= t <= at]
+                lines.append(f"{what} {instance}: {' '.join(near)}")
+    return "\n" + "\n".join(lines) if lines else ""
 
 
 def _summary(problems: list[str], names: list[str]) -> str:
