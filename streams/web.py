@@ -68,6 +68,22 @@ class HealthSource(Protocol):
 _OPENMETRICS_EOF = b"# EOF\n"
 
 
+class Body:
+    """A collected exposition; compressed once, when a reader first asks for gzip (Prometheus
+    does; curl and the benchmarks' readers do not)."""
+
+    __slots__ = ("_zipped", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._zipped: bytes | None = None
+
+    def zipped(self) -> bytes:
+        if self._zipped is None:  # two readers at once may both compress: same bytes
+            self._zipped = gzip.compress(self.raw, compresslevel=6)
+        return self._zipped
+
+
 @dataclass
 class CachedPart:
     """Collectors whose exposition is a function of `key()`: encoded again only when the key
@@ -93,13 +109,13 @@ class Exposition:
         self._cached_body: dict[str, tuple[Hashable, bytes]] = {}
         self.reuse_seconds = reuse_seconds
         self._lock = threading.Lock()
-        # content type -> (collection started at, body, gzip of the body)
-        self._latest: dict[str, tuple[float, bytes, bytes]] = {}
+        # content type -> (collection started at, body)
+        self._latest: dict[str, tuple[float, Body]] = {}
         # content type -> (started at, set when done) of the collection under way
         self._collecting: dict[str, tuple[float, threading.Event]] = {}
 
-    def body(self, accept: str, wait: float | None) -> tuple[str, bytes, bytes]:
-        """(content type, body, gzipped body).
+    def body(self, accept: str, wait: float | None) -> tuple[str, Body]:
+        """(content type, body).
 
         `wait` None (a reader that is not Prometheus: a person, a test, a probe): a collection
         that started after this call, so a reader sees everything applied before it asked.
@@ -115,7 +131,7 @@ class Exposition:
                     latest[0] >= asked if wait is None
                     else time.monotonic() - latest[0] < self.reuse_seconds
                 ):
-                    return content_type, latest[1], latest[2]
+                    return content_type, latest[1]
                 running = self._collecting.get(content_type)
                 if running is None:
                     running = self._collecting[content_type] = (time.monotonic(), threading.Event())
@@ -135,7 +151,7 @@ class Exposition:
                 self._raise_if_failed(content_type, started)
             with self._lock:
                 latest = self._latest[content_type]
-            return content_type, latest[1], latest[2]
+            return content_type, latest[1]
 
     def _raise_if_failed(self, content_type: str, started: float) -> None:
         with self._lock:
@@ -147,10 +163,9 @@ class Exposition:
         self, encoder: Any, content_type: str, started: float, done: threading.Event
     ) -> None:
         try:
-            body = self._cached_encoding(encoder, content_type) + encoder(self.registry)
-            zipped = gzip.compress(body, compresslevel=6)
+            body = Body(self._cached_encoding(encoder, content_type) + encoder(self.registry))
             with self._lock:
-                self._latest[content_type] = (started, body, zipped)
+                self._latest[content_type] = (started, body)
         except Exception:
             log.exception("collecting /metrics failed")
         finally:
@@ -247,16 +262,16 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 wait = None
             try:
-                content_type, body, zipped = server.exposition.body(
+                content_type, body = server.exposition.body(
                     self.headers.get("Accept", ""), wait
                 )
             except RuntimeError as exc:
                 self._send(500, "text/plain", f"{exc}\n".encode())
                 return
             if "gzip" in self.headers.get("Accept-Encoding", ""):
-                self._send(200, content_type, zipped, {"Content-Encoding": "gzip"})
+                self._send(200, content_type, body.zipped(), {"Content-Encoding": "gzip"})
             else:
-                self._send(200, content_type, body)
+                self._send(200, content_type, body.raw)
 
         def _send(
             self, status: int, content_type: str, body: bytes, extra: dict[str, str] | None = None

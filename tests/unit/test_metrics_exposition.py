@@ -7,6 +7,7 @@ a national one is on a loaded machine.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import threading
 import time
@@ -197,3 +198,14 @@ def test_an_encoding_whose_key_changed_while_it_ran_is_not_kept(served_with_cach
     chain.value, version["key"] = 1, 0  # back to the inputs of key 0
     assert "chain_events_total 1.0" in body(port)
     assert chain.collections == 2
+
+
+def test_a_reader_that_accepts_gzip_gets_the_same_body_compressed(served_with_cached_part):
+    port, _, _ = served_with_cached_part
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(response.read()).decode()
+    assert "chain_events_total 1.0" in text and "probe_events_total 0.0" in text
