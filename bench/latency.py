@@ -6,11 +6,11 @@ Method. Every event opens a new case (its first milestone), so each processed ev
 `ketenmonitor_cases_tracked` by exactly one. The producer sends event i at t0 + i/rate and notes the
 send time; a scraper reads /metrics every SCRAPE_SECONDS and notes (time the read began,
 cases_tracked), the way Prometheus stamps a scrape. The latency of event i is the time of the first
-scrape at which cases_tracked >= i + 1, minus its send time. That takes events to finish in send order (they are spread over 6 partitions: an
-approximation per event, not for the distribution), and includes both steps (partner topic ->
-case topic -> case state) and the scrape interval (resolution SCRAPE_SECONDS). If the worker cannot
-keep up at the asked rate (all events reflected, at >= 90% of the rate sent) the result says so,
-and the measurement is repeated at 70% of the rate
+scrape at which cases_tracked >= i + 1, minus its send time. That takes events to finish in send
+order (they are spread over 6 partitions: an approximation per event, not for the distribution),
+and includes both steps (partner topic -> case topic -> case state) and the scrape interval
+(resolution SCRAPE_SECONDS). If the worker cannot keep up at the asked rate (all events reflected,
+at >= 90% of the rate sent) the result says so, and the measurement is repeated at 70% of the rate
 it reached.
 """
 
