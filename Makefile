@@ -1,5 +1,6 @@
 # The two commands of the README. Both do all set-up first (deploy/setup.sh, idempotent);
-# `make test` runs the linter before the tests (CI calls `make test`).
+# `make test` runs the linter and the domain core's type check before the tests (CI calls
+# `make test`).
 .PHONY: setup demo test lint
 
 setup:
@@ -13,3 +14,4 @@ test: setup lint
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy

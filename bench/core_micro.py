@@ -11,6 +11,8 @@ event, with process CPU time, best of --repeat runs:
 - facts_of: the facts of every state the loop produced;
 - fold: ChainTotals.record of the recorded `Applied` results.
 Figures are microseconds per event; the parts overlap `process` and need not add up to it.
+bench/core_build_compare.py runs this with the domain core interpreted and compiled (mypyc),
+interleaved.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 #      Prometheus + Alertmanager, PostgreSQL, Chromium for the HTML report test, docker-compose
 #      for validating docker-compose.yml);
 #   2. a virtualenv in .venv with the project, its dev tools and the benchmarks' extras (and the
-#      benchmark's quixstreams peer in .cache/bench/quixstreams-venv);
+#      benchmark's quixstreams peer in .cache/bench/quixstreams-venv); with
+#      KETENMONITOR_COMPILE_CORE=1, the domain core compiled with mypyc (deploy/compile_core.py);
 #   3. the Kafka jars, resolved from Maven Central into .cache/kafka/libs;
 #   4. Prometheus 3 and Helm, built from the Go module proxy (`go install`, pinned versions) into a
 #      per-user tool cache outside the clone, so that a fresh clone on the same machine reuses them
@@ -36,6 +37,15 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   .venv/bin/pip install -q -e ".[dev,bench]"
   echo "$want" > "$stamp"
 fi
+# The per-event domain core compiled with mypyc, opt-in: KETENMONITOR_COMPILE_CORE=1 builds it in
+# place (deploy/compile_core.py; a no-op when up to date; needs a C compiler); without the switch
+# any compiled modules are removed and the core runs from source (ketenmonitor/core_build.py).
+case ${KETENMONITOR_COMPILE_CORE:-0} in
+  1) .venv/bin/python deploy/compile_core.py ;;
+  0 | "") .venv/bin/python deploy/compile_core.py --clean ;;
+  *) echo "setup: KETENMONITOR_COMPILE_CORE must be 1 (compile the domain core) or 0, not '${KETENMONITOR_COMPILE_CORE}'" >&2
+     exit 1 ;;
+esac
 # The benchmark's quixstreams peer in its own virtualenv (bench/peer.py; a no-op when up to date).
 .venv/bin/python -c "from bench.peer import peer_python; peer_python()"
 

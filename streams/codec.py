@@ -8,10 +8,11 @@ Version 4 is binary: one byte, the format version (4), then a MessagePack array
 [records, superseded event ids, duplicates, withdrawn], where records maps each occurrence key to
 [event_id, t, case_type, district, outcome, revision, retracted] (times as float64), and withdrawn
 holds the facts and rework items the case had withdrawn (as in version 3). msgspec decodes the
-records straight into `MilestoneRecord` tuples in C. Names (occurrence keys, case type, district)
-are written out, not indexed into the chain's lists: a value means the same under any chain
-configuration, and a layout that stored case type and district once per case, times as integers
-and milestones by index was 30-60% smaller but slower to read and write in Python
+records into `MilestoneRecord` tuples in C, with the field types this module names
+(`RECORD_FIELD_TYPES`), whichever build of the domain core runs. Names (occurrence keys, case
+type, district) are written out, not indexed into the chain's lists: a value means the same under
+any chain configuration, and a layout that stored case type and district once per case, times as
+integers and milestones by index was 30-60% smaller but slower to read and write in Python
 (bench/codec_micro.py, bench/RESULTS.md).
 
 Versions 1 to 3 are JSON objects (their first byte is "{"), still read: version 3 is
@@ -32,9 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from itertools import repeat
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_type_hints
 
 import msgspec
 import orjson
@@ -62,10 +64,39 @@ _NONE: tuple[tuple, ...] = ()
 
 # -- version 4 ----------------------------------------------------------------------------------
 _V4_HEADER = bytes((CASE_VALUE_VERSION,))
+# The types of a stored record's fields, named here rather than read from MilestoneRecord's
+# annotations (which msgspec would read): the annotations are what the running build made of the
+# class, and a compiled core (mypyc, ketenmonitor/core_build.py) turns `outcome: str | None` into
+# `type`, which every stored outcome fails. The wire form is these fields, in this order.
+RECORD_FIELD_TYPES: dict[str, Any] = {
+    "event_id": str,
+    "occurred_at": float,
+    "case_type": str,
+    "district": str,
+    "outcome": str | None,
+    "revision": int,
+    "retracted": bool,
+}
+if tuple(RECORD_FIELD_TYPES) != MilestoneRecord._fields:
+    raise ImportError(
+        f"streams/codec.py names the fields {tuple(RECORD_FIELD_TYPES)} of a stored record, "
+        f"MilestoneRecord has {MilestoneRecord._fields}: a change of the record is a new version"
+    )
+_RecordFields = tuple[tuple(RECORD_FIELD_TYPES.values())]  # tuple[str, float, ..., bool]
 # Withdrawn items are flat tuples of str, float and int (facts, rework items): decoded as tuples.
-_V4Body = tuple[dict[str, MilestoneRecord], list[str], int, tuple[tuple[Any, ...], ...]]
+_Withdrawn = tuple[tuple[Any, ...], ...]
 _v4_encode = msgspec.msgpack.Encoder().encode
-_v4_decode = msgspec.msgpack.Decoder(_V4Body).decode
+# Where MilestoneRecord's annotations are these types (the interpreted build), msgspec decodes the
+# records straight into MilestoneRecord tuples in C; elsewhere it decodes them as tuples of these
+# types, which become MilestoneRecords after (~0.4 us a record more). The same values either way
+# (tests/unit/test_case_value_codec.py).
+RECORDS_DECODED_AS_DECLARED = get_type_hints(MilestoneRecord) == RECORD_FIELD_TYPES
+_v4_decode_declared = msgspec.msgpack.Decoder(
+    tuple[dict[str, MilestoneRecord], list[str], int, _Withdrawn]
+).decode if RECORDS_DECODED_AS_DECLARED else None
+_v4_decode_fields = msgspec.msgpack.Decoder(
+    tuple[dict[str, _RecordFields], list[str], int, _Withdrawn]
+).decode
 
 
 def encode_case_value(state: CaseState, withdrawn: Sequence[tuple] = ()) -> bytes:
@@ -85,7 +116,15 @@ def decode_case_value(raw: bytes) -> tuple[CaseState, tuple[tuple, ...]]:
         raise ValueError("an empty case value")
     first = raw[0]
     if first == CASE_VALUE_VERSION:
-        records, extra, duplicates, withdrawn = _v4_decode(memoryview(raw)[1:])
+        if _v4_decode_declared is not None:
+            records, extra, duplicates, withdrawn = _v4_decode_declared(memoryview(raw)[1:])
+        else:
+            records, extra, duplicates, withdrawn = _v4_decode_fields(memoryview(raw)[1:])
+            # Each field tuple made a MilestoneRecord, in C; the two iterate the same dict.
+            records = dict(
+                zip(records, map(_new_tuple, repeat(MilestoneRecord), records.values()),
+                    strict=False)
+            )
         seen = frozenset(map(_event_id, records.values()))
         if extra:
             seen = seen.union(extra)

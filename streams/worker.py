@@ -81,6 +81,7 @@ from prometheus_client.core import InfoMetricFamily
 
 from ketenmonitor import __version__
 from ketenmonitor import metric_names as names
+from ketenmonitor.core_build import core_build
 from ketenmonitor.domain.case import CaseEvent, closes_case
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.settings import Settings
@@ -1144,9 +1145,17 @@ class Worker:
 
 
 class _BuildInfo:
+    def __init__(self) -> None:
+        # core: "interpreted" or "compiled" (mypyc), ketenmonitor/core_build.py
+        self.labels = {"version": __version__, "core": core_build()}
+
     def collect(self) -> Any:
-        info = InfoMetricFamily(names.BUILD_INFO, "The Ketenmonitor version this worker runs.")
-        info.add_metric([], {"version": __version__})
+        info = InfoMetricFamily(
+            names.BUILD_INFO,
+            "The Ketenmonitor version this worker runs, and its domain core's build "
+            "(interpreted, or compiled with mypyc).",
+        )
+        info.add_metric([], self.labels)
         yield info
 
 

@@ -86,12 +86,13 @@ class MilestoneRecord(NamedTuple):
         return (self.revision, self.event_id) > (other.revision, other.event_id)
 
 
-_EMPTY: Mapping[str, MilestoneRecord] = MappingProxyType({})
+_EMPTY: MappingProxyType[str, MilestoneRecord] = MappingProxyType({})
 
 
 class CaseState(NamedTuple):
-    # occurrence key (`occurrence_key`) -> the winning record of that occurrence
-    records: Mapping[str, MilestoneRecord] = _EMPTY
+    # occurrence key (`occurrence_key`) -> the winning record of that occurrence; read-only, and
+    # its `copy()` (a dict) is where the next state's records start (`apply_event`, the codec)
+    records: MappingProxyType[str, MilestoneRecord] = _EMPTY
     seen_event_ids: frozenset[str] = frozenset()
     duplicates: int = 0  # deliveries of an event id already applied
 
@@ -377,9 +378,11 @@ def _walk(plan: FactPlan, items: list[_Occurrence], all_facts: bool = True) -> _
     segments_from = plan.segments_from
     for m in times:
         for segment in segments_from[m]:
-            fact = _segment_fact(segment, times, closed_at, ct, d)
-            if fact is not None:
-                facts.add(fact)
+            # Not `fact`: that name holds a StageLeft tuple above, and a compiled build (mypyc)
+            # enforces that type at run time, so None would not fit it.
+            completed = _segment_fact(segment, times, closed_at, ct, d)
+            if completed is not None:
+                facts.add(completed)
     return walk
 
 

@@ -135,9 +135,9 @@ class ChainSpec(_Model):
                         f"closure on {c.milestone!r} names unknown outcomes {sorted(unknown)}"
                     )
         for s in self.stages:
-            for m in (*s.enter, *s.exit):
-                if m not in milestones:
-                    problems.append(f"stage {s.id!r} names unknown milestone {m!r}")
+            for named in (*s.enter, *s.exit):
+                if named not in milestones:
+                    problems.append(f"stage {s.id!r} names unknown milestone {named!r}")
         for seg in self.segments:
             if seg.start not in milestones:
                 problems.append(f"segment {seg.id!r} starts at unknown milestone {seg.start!r}")
