@@ -6,7 +6,8 @@ JSON records carry time (ISO 8601, UTC), level, logger and message, plus the exc
 text when there is one. Kafka client libraries log at WARNING and above unless --loglevel debug,
 and a line of theirs that repeats (same logger, same message template: "Unable connect to node",
 thousands of times in a broker outage) is written once, then again only after it was quiet for
-`RepeatFilter.quiet_seconds`, with the number of lines held back meanwhile.
+`RepeatFilter.quiet_seconds`, with the number of lines held back meanwhile. In plain lines, an
+error such a library logs with an exception is one line (its type and text), except at debug.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LIBRARIES = ("aiokafka", "kafka", "asyncio")  # loggers of the libraries whose lines we shape
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,12 +36,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """Plain lines. A Kafka client library's error is one line with its exception's type and
+    text, not a traceback of the library's internals (kafka-python logs one when a socket closes
+    under it while a command shuts down); our own errors keep their traceback."""
+
+    def __init__(self, library_tracebacks: bool = False) -> None:
+        super().__init__(TEXT_FORMAT)
+        self.library_tracebacks = library_tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or self.library_tracebacks or not record.name.startswith(LIBRARIES):
+            return super().format(record)
+        line = logging.LogRecord(
+            record.name, record.levelno, record.pathname, record.lineno,
+            f"{record.getMessage()} ({type(exc).__name__}: {exc})", None, None, record.funcName,
+        )
+        line.created, line.msecs = record.created, record.msecs
+        return super().format(line)
+
+
 class RepeatFilter(logging.Filter):
     """Holds back repeats of a library's log line while they keep coming (one line per change of
     state, not per retry). A line is keyed by logger and message template (its first line for
     asyncio's multi-line reports); it passes when that key was quiet for `quiet_seconds`."""
-
-    LIBRARIES = ("aiokafka", "kafka", "asyncio")
 
     def __init__(self, quiet_seconds: float = 60.0) -> None:
         super().__init__()
@@ -48,7 +69,7 @@ class RepeatFilter(logging.Filter):
         self._held: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(self.LIBRARIES) or record.levelno < logging.WARNING:
+        if not record.name.startswith(LIBRARIES) or record.levelno < logging.WARNING:
             return True
         key = (record.name, str(record.msg).split("\n", 1)[0])
         now = time.monotonic()
@@ -67,7 +88,9 @@ class RepeatFilter(logging.Filter):
 
 def configure_logging(level: str = "warning", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else TextFormatter(library_tracebacks=level == "debug")
+    )
     if level != "debug":
         handler.addFilter(RepeatFilter())
     root = logging.getLogger()

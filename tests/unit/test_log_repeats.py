@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ketenmonitor.logs import RepeatFilter
+from ketenmonitor.logs import RepeatFilter, TextFormatter
 
 
 def _record(name: str, msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
@@ -35,3 +35,27 @@ def test_the_workers_own_lines_and_library_info_lines_always_pass() -> None:
     for _ in range(3):
         assert keep.filter(_record("ketenmonitor.streams.worker", "rejected event %s", 1))
         assert keep.filter(_record("aiokafka", "joined group", level=logging.INFO))
+
+
+def _failed(name: str) -> logging.LogRecord:
+    try:
+        None.recv(4096)  # type: ignore[attr-defined]  # what kafka-python hit on a closed socket
+    except AttributeError:
+        import sys
+
+        return logging.LogRecord(
+            name, logging.ERROR, __file__, 1, "Error receiving network data closing socket", (),
+            sys.exc_info(),
+        )
+    raise AssertionError("unreachable")
+
+
+def test_a_library_error_with_an_exception_is_one_line_and_ours_keep_the_traceback() -> None:
+    text = TextFormatter().format(_failed("kafka.net.transport"))
+    assert "\n" not in text and "Traceback" not in text
+    assert text.endswith(
+        "kafka.net.transport Error receiving network data closing socket "
+        "(AttributeError: 'NoneType' object has no attribute 'recv')"
+    )
+    assert "Traceback" in TextFormatter().format(_failed("ketenmonitor.store"))
+    assert "Traceback" in TextFormatter(library_tracebacks=True).format(_failed("kafka"))
