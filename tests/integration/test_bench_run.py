@@ -10,15 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ketenmonitor.infra.worker_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+# In the fault scenarios' process (`fault_lane`): it evens out the two processes of `make test`.
+@pytest.mark.fault_lane
 def test_a_small_replay_run_writes_machine_facts_command_figures_and_passing_checks(
     tmp_path: Path,
 ):
-    port = free_port()
+    port = free_port(consecutive=2)  # the benchmark's broker takes the next port for its controller
     command = [
         sys.executable, "-m", "bench", "run", "--events", "2000", "--only", "replay",
         "--no-naive", "--kafka-port", str(port), "--results-dir", str(tmp_path),
