@@ -38,12 +38,13 @@ above the loading worker's RSS when its HTTP endpoint came up (before it owned p
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -55,7 +56,7 @@ from bench.one_hop import path_env
 from bench.recovery import TRACKED, timed_restart
 from bench.replay import age_reference_env
 from bench.worker_run import time_catch_up
-from bench.workload import _first_steps, produce, reference_time
+from bench.workload import _first_steps, produce_keyed, reference_time
 from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
@@ -72,6 +73,7 @@ MAX_COLLECTION_DAYS = 180  # ... and closed at most 181 days later: > RETENTION_
 DIGEST_BYTES = 8  # a retired key in memory (streams/retirement.py RetiredKeys)
 RETIRED = re.compile(r"retired (\d+) closed cases")
 RUNTIME = "streams/worker.py, aiokafka batches; retention + LMDB local state"
+T = TypeVar("T")
 MODES = ("in-memory", "retention+state")
 MEASURES = ("events_per_second", "events_per_cpu_second", "wall_seconds_from_start",
             "cpu_seconds_total", "peak_rss_bytes")
@@ -105,13 +107,54 @@ def national_cases(
     yield from opens  # every one when none is closed
 
 
-def national_events(chain: Chain, cases: Iterable[SimulatedCase]) -> Iterator[tuple[str, bytes]]:
-    """(organisation, contract event JSON) of each case's steps, case by case."""
+def national_records(
+    chain: Chain, cases: Iterable[SimulatedCase]
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """(organisation, case key, contract event JSON) of each case's steps, case by case."""
     for case in cases:
         seed = HISTORY_SEED if case.complete else OPEN_SEED
         for n in range(len(case.steps)):
             event = step_event(case, n, chain, seed)
-            yield event["organisation"], orjson.dumps(event)
+            yield event["organisation"], event["case_key"].encode(), orjson.dumps(event)
+
+
+def national_events(chain: Chain, cases: Iterable[SimulatedCase]) -> Iterator[tuple[str, bytes]]:
+    """(organisation, contract event JSON) of each case's steps, case by case."""
+    for organisation, _, value in national_records(chain, cases):
+        yield organisation, value
+
+
+def in_child(compute: Callable[[], T]) -> Callable[[], T]:
+    """Start `compute` in a forked process now (so that it runs beside what follows, on the other
+    core); the function returned waits for its result. The 10M log's batch computation takes ~15
+    CPU-minutes, about as long as producing the log."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def target() -> None:
+        try:
+            sender.send((True, compute()))
+        except BaseException as exc:  # the parent raises it, with its text
+            sender.send((False, "".join(traceback.format_exception(exc))))
+
+    process = context.Process(target=target, name="bench-batch-truth", daemon=True)
+    process.start()
+    sender.close()
+
+    def result() -> T:
+        try:
+            ok, value = receiver.recv()
+        except EOFError:
+            process.join()
+            raise RuntimeError(
+                f"the batch computation's process died (exit code {process.exitcode})"
+            ) from None
+        process.join()
+        if not ok:
+            raise RuntimeError(f"the batch computation failed:\n{value}")
+        return value
+
+    return result
 
 
 def retired_cases(log_path: Path) -> int:
@@ -144,14 +187,16 @@ def run_national(
         "retention_days": RETENTION_DAYS,
         "runtime": RUNTIME,
     }
-    batch = expected_metrics_of(chain, national_cases(chain, closed, open_cases, reference),
-                                reference, 2 * closed + open_cases)
-    out["batch_truth_cpu_seconds"] = round(batch.cpu_seconds, 2)
+    batch = in_child(lambda: expected_metrics_of(
+        chain, national_cases(chain, closed, open_cases, reference), reference,
+        2 * closed + open_cases,
+    ))
     watch = LagWatch(broker.bootstrap_servers)
     try:
         out["load"], reference_samples, env, local = _load(
             broker, chain, closed, open_cases, reference, batch, watch, logs, timeout
         )
+        out["batch_truth_cpu_seconds"] = out["load"].pop("batch_truth_cpu_seconds")
         held = int(reference_samples[TRACKED]) - out["load"]["retired_cases"]
         out["restore"] = timed_restart(env, reference_samples, held, logs / "national-2.log",
                                        timeout)
@@ -196,16 +241,18 @@ def _produce(broker: LocalKafkaBroker, chain: Chain, cases: Iterable[SimulatedCa
         kafka_bootstrap=broker.bootstrap_servers, topic_prefix=env["KETENMONITOR_TOPIC_PREFIX"]
     )
     started = time.monotonic()
-    n = produce(broker.bootstrap_servers, national_events(chain, cases), settings.partner_topic,
-                key_by_case=True)
+    n = produce_keyed(broker.bootstrap_servers, national_records(chain, cases),
+                      settings.partner_topic, progress_every=1_000_000)
     seconds = time.monotonic() - started
     return {"events": n, "seconds": round(seconds, 2), "events_per_second": round(n / seconds)}
 
 
 def _load(
     broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, reference: float,
-    batch: BatchResult, watch: LagWatch, logs: Path, timeout: float,
+    truth: Callable[[], BatchResult], watch: LagWatch, logs: Path, timeout: float,
 ) -> tuple[dict[str, Any], Any, dict[str, str], dict[str, str]]:
+    """Produce the log (the batch computation runs beside it: `truth`), then time one worker
+    consuming it."""
     env = _national_env(broker, chain, "national", reference,
                         KETENMONITOR_CLOSED_CASE_RETENTION_DAYS=str(RETENTION_DAYS))
     local = {**env, "KETENMONITOR_STATE_DIR": str(logs / f"state-{env['KETENMONITOR_APP_ID']}")}
@@ -234,6 +281,7 @@ def _load(
             time.sleep(1.0)
         retired_after = time.monotonic() - caught_up
         time.sleep(5.0)  # let the last retirement's garbage go before the reading at rest
+        batch = truth()
         check = settled_comparison(worker.scrape, batch.samples, timeout=120.0)
         rss_at_rest = clock.rss_bytes()
         rss_parts_at_rest = clock.rss_parts()
@@ -255,6 +303,7 @@ def _load(
             "retired_digest_bytes": DIGEST_BYTES * retired,
             "cases_tracked": reference_samples.get(TRACKED),
             "load_average_at_rest": load_average(),
+            "batch_truth_cpu_seconds": round(batch.cpu_seconds, 2),
         }
     finally:
         worker.stop(timeout=600)  # SIGTERM: the last checkpoints are written on the way out

@@ -450,6 +450,24 @@ def fact_tuples(chain: Chain, records: Mapping[str, MilestoneRecord]) -> set[tup
     return _walk(plan, _occurrences(plan, records)).facts
 
 
+def facts_and_outline(
+    chain: Chain, records: Mapping[str, MilestoneRecord]
+) -> tuple[set[tuple], StageOutline | None]:
+    """`fact_tuples` and `stage_outline` of the same records from one walk (a restore folds
+    every stored case: one walk per case instead of two). The outline's `stage_facts` hold the
+    segment facts too, which a reading of stage facts ignores (as `apply_event_outlined`'s)."""
+    plan = chain.fact_plan
+    items = _occurrences(plan, records)
+    if not items:
+        return set(), None
+    walk = _walk(plan, items)
+    return walk.facts, _new(
+        StageOutline,
+        (walk.case_type, walk.district, walk.last[0], walk.open, walk.facts,
+         [i[3] for i in items]),
+    )
+
+
 def _outline(walk: _Walk, milestones: list[str]) -> StageOutline | None:
     if not milestones:
         return None

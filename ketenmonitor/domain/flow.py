@@ -41,6 +41,7 @@ from ketenmonitor.domain.case import (
     StageLeft,
     StageOutline,
     apply_event_outlined,
+    facts_and_outline,
     facts_of,
     milestone_of,
     stage_outline,
@@ -171,6 +172,12 @@ def marks_of(chain: Chain, state: CaseState | None) -> Marks:
     if state is None:
         return NO_MARKS
     return _marks(chain, stage_outline(chain, state.records))
+
+
+def facts_and_marks(chain: Chain, state: CaseState) -> tuple[set[tuple], Marks]:
+    """`case.fact_tuples` and `marks_of` of one state, from one walk over its occurrences."""
+    facts, outline = facts_and_outline(chain, state.records)
+    return facts, _marks(chain, outline)
 
 
 def apply_event_marked(

@@ -47,10 +47,9 @@ from ketenmonitor.domain.case import (
     Applied,
     CaseState,
     Fact,
-    fact_tuples,
 )
 from ketenmonitor.domain.chain import SECONDS_PER_HOUR, Chain
-from ketenmonitor.domain.flow import REWORK, Marks, is_dormant, marks_of
+from ketenmonitor.domain.flow import REWORK, Marks, facts_and_marks, is_dormant
 
 StageKey = tuple[str, str, str]  # stage, case_type, district
 SegmentKey = tuple[str, str, str]  # segment, case_type, district
@@ -128,11 +127,12 @@ class ChainTotals:
         self.cases += 1
         self.duplicates += state.duplicates
         self.corrections += state.corrections
-        for fact in fact_tuples(self.chain, state.records):
+        facts, marks = facts_and_marks(self.chain, state)  # one walk (a restore folds millions)
+        for fact in facts:
             self._fold(fact, +1)
         for fact in withdrawn:
             self._count_withdrawn(fact)
-        self.mark(None, marks_of(self.chain, state))
+        self.mark(None, marks)
 
     def add_totals(self, other: ChainTotals) -> None:
         """Add the totals of another set of cases (disjoint from this one's) to these."""

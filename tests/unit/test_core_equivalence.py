@@ -29,11 +29,12 @@ from ketenmonitor.domain.case import (
     StageLeft,
     apply_event,
     apply_event_outlined,
+    fact_tuples,
     facts_of,
     stage_outline,
 )
 from ketenmonitor.domain.chain import CLOSED, DEFAULT_CHAIN_FILE, Chain, chain_from_mapping
-from ketenmonitor.domain.flow import NO_MARKS, apply_event_marked, marks_of
+from ketenmonitor.domain.flow import NO_MARKS, apply_event_marked, facts_and_marks, marks_of
 from ketenmonitor.domain.totals import ChainTotals, rebuild
 from ketenmonitor.simulator import Faults, load_scenario, stream_cases
 
@@ -200,6 +201,18 @@ def test_marks_read_from_the_facts_walk_equal_marks_of_the_states(sequence, chai
                 _stage_reading(stage_outline(chain, applied.state.records)),
             ]
         state = applied.state
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.sampled_from(CHAINS))
+def test_a_restore_reads_facts_and_marks_from_one_walk_as_from_two(sequence, chain):
+    # ChainTotals.add_case (every stored case at a restore) against the two readings it replaced.
+    state = None
+    for event in sequence:
+        state = apply_event(chain, state, event).state
+        facts, marks = facts_and_marks(chain, state)
+        assert facts == fact_tuples(chain, state.records)
+        assert marks == marks_of(chain, state)
 
 
 @settings(max_examples=200, deadline=None)
