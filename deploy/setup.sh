@@ -42,7 +42,9 @@ fi
 # any compiled modules are removed and the core runs from source (ketenmonitor/core_build.py).
 case ${KETENMONITOR_COMPILE_CORE:-0} in
   1) .venv/bin/python deploy/compile_core.py ;;
-  0 | "") .venv/bin/python deploy/compile_core.py --clean ;;
+  0 | "") if compgen -G 'ketenmonitor/domain/*.so' > /dev/null; then
+            .venv/bin/python deploy/compile_core.py --clean
+          fi ;;
   *) echo "setup: KETENMONITOR_COMPILE_CORE must be 1 (compile the domain core) or 0, not '${KETENMONITOR_COMPILE_CORE}'" >&2
      exit 1 ;;
 esac

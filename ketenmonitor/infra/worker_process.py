@@ -35,12 +35,12 @@ _LISTEN_PORT_FLOOR = 22000
 _random = random.Random()
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (never one below it)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def _bindable(port: int) -> bool:
@@ -57,8 +57,7 @@ def free_port(consecutive: int = 1) -> int:
 
     Each is checked by binding it (a connect test misses a port held by an outgoing connection).
     """
-    low, _ = _ephemeral_range()
-    ceiling = low - consecutive
+    ceiling = _ephemeral_low() - consecutive
     for _ in range(500):
         if ceiling > _LISTEN_PORT_FLOOR:
             port = _random.randint(_LISTEN_PORT_FLOOR, ceiling)
