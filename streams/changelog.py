@@ -23,7 +23,7 @@ the caller appends the winner again (compaction keeps the last record of a key).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -64,6 +64,8 @@ class ChangelogRead:
         self.sources: dict[TopicPartition, dict[bytes, int]] = {tp: {} for tp in tps}
         self.ends: dict[TopicPartition, int] = {}
         self.stale: dict[TopicPartition, set[bytes]] = {tp: set() for tp in tps}
+        # Keys a checkpoint holds outside its table (retired cases) whose tail record lost to it.
+        self.stale_held: dict[TopicPartition, set[bytes]] = {tp: set() for tp in tps}
         self.from_checkpoint: dict[TopicPartition, int] = {}  # partition -> offset read from
 
     def repairs(self) -> list[tuple[TopicPartition, bytes, bytes, int]]:
@@ -87,12 +89,15 @@ async def read_changelogs_checked(
     consumer: AIOKafkaConsumer,
     partitions: Iterable[TopicPartition],
     tails: dict[TopicPartition, tuple[int, int, dict[bytes, bytes]]] | None = None,
+    held: dict[TopicPartition, Callable[[bytes], bool]] | None = None,
 ) -> ChangelogRead:
     """`tails`: per partition (offset, position, table) of a local checkpoint
     (streams/state_store.py): the read starts from that table at that offset instead of from the
     beginning, each key of the table taken as written at `position`. A checkpoint whose offset is
     not within the partition's [log start, end] is not used (`read.from_checkpoint` says which
-    were)."""
+    were). `held`: per partition, the keys the checkpoint holds outside its table (its retired
+    cases), also taken as written at `position`; a tail record that loses to one is listed in
+    `read.stale_held`."""
     tps = list(partitions)
     read = ChangelogRead(tps)
     tables = read.tables
@@ -100,6 +105,7 @@ async def read_changelogs_checked(
         return read
     consumer.assign(tps)
     floors: dict[TopicPartition, int] = {}
+    outside: dict[TopicPartition, Callable[[bytes], bool]] = {}
     try:
         ends = read.ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps) if tails else {}
@@ -108,6 +114,8 @@ async def read_changelogs_checked(
             if tp in ends and starts[tp] <= offset <= ends[tp]:
                 tables[tp] = table
                 floors[tp] = position
+                if held and tp in held:
+                    outside[tp] = held[tp]
                 read.from_checkpoint[tp] = offset
                 consumer.seek(tp, offset)
         remaining = {tp for tp in tps if ends[tp] > 0}
@@ -122,6 +130,7 @@ async def read_changelogs_checked(
                 table, end = tables[tp], ends[tp]
                 sources, stale = read.sources[tp], read.stale[tp]
                 floor = floors.get(tp)
+                holds = outside.get(tp)
                 for m in messages:
                     if m.offset >= end:
                         break
@@ -135,6 +144,11 @@ async def read_changelogs_checked(
                     previous = sources.get(key, -1)
                     if floor is not None and previous < 0 and key in table:
                         previous = sources[key] = floor  # held by the checkpoint
+                    elif holds is not None and previous < 0 and holds(key):
+                        previous = floor  # retired in the checkpoint
+                        if source >= 0 and source < previous:
+                            read.stale_held[tp].add(key)
+                            continue
                     if source >= 0 and source < previous:
                         stale.add(key)  # older than the record it follows: a zombie's write
                         continue

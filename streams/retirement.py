@@ -120,6 +120,19 @@ class RetiredKeys:
     def nbytes(self) -> int:
         return self._sorted.itemsize * len(self._sorted) + 72 * len(self._recent)
 
+    def to_bytes(self) -> bytes:
+        """Every digest, sorted, 8 bytes each in this machine's byte order (a local checkpoint,
+        streams/state_store.py)."""
+        if self._recent:
+            self._merge()
+        return self._sorted.tobytes()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RetiredKeys:
+        keys = cls()
+        keys._sorted.frombytes(raw)
+        return keys
+
 
 def retirable(chain: Chain, stored: bytes, cutoff: float) -> bool:
     """Whether the case in `stored` is closed with its latest event before `cutoff`."""
@@ -328,6 +341,30 @@ def decode_aggregate(chain: Chain, raw: bytes) -> tuple[ChainTotals, int, dict[s
         for a, b, c, counts, total_seconds in doc[name]:
             index[(a, b, c)] = LeadTimeHistogram(list(counts), total_seconds)
     return totals, doc["retired"], dict(doc["late_positions"])
+
+
+# -- a partition's totals in a local checkpoint ---------------------------------------------------
+TOTALS_SNAPSHOT_VERSION = 1
+
+
+def chain_fingerprint(chain: Chain) -> bytes:
+    """What a partition's totals depend on besides its records: the chain definition (and this
+    snapshot format). Totals saved under another fingerprint are not used."""
+    spec = orjson.dumps(chain.spec.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return blake2b(b"%d\n" % TOTALS_SNAPSHOT_VERSION + spec, digest_size=16).hexdigest().encode()
+
+
+def encode_totals_snapshot(fingerprint: bytes, totals: ChainTotals) -> bytes:
+    """A partition's totals (every field, as the aggregate record encodes them)."""
+    return fingerprint + b"\n" + encode_aggregate(totals, 0, {})
+
+
+def decode_totals_snapshot(chain: Chain, fingerprint: bytes, raw: bytes) -> ChainTotals | None:
+    """The totals, or None when they were saved for another chain definition or format."""
+    saved, _, body = raw.partition(b"\n")
+    if saved != fingerprint:
+        return None
+    return decode_aggregate(chain, body)[0]
 
 
 # -- writing retirements (the worker's side) ----------------------------------------------------

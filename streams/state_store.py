@@ -4,10 +4,15 @@
     found = store.load(changelog_tp)          # Checkpoint(offset, position, table) or None
     store.save(changelog_tp, offset, position, changes)     # the records written since
 
-A checkpoint is the `cases` changelog partition as compaction would leave it at offset `offset`:
-per key its latest value (case states, retired-case markers and the retired-cases aggregate,
-streams/retirement.py), with the changelog offset it reflects. A restore then reads the checkpoint
-and only the changelog records from `offset` on (the tail), instead of the whole partition.
+A checkpoint is the `cases` changelog partition as compaction would leave it at offset `offset`,
+with the changelog offset it reflects: per key its latest value, the case states and the
+retired-cases aggregate (streams/retirement.py) as records, and the retired cases' markers as the
+sorted array of their key digests (8 bytes each; the retirement's own RetiredKeys), so that a
+restore neither reads nor hashes millions of markers. A restore reads the checkpoint and only the
+changelog records from `offset` on (the tail), instead of the whole partition. A checkpoint may
+also hold the partition's totals (ChainTotals, as the retired-cases aggregate encodes them) as of
+`offset`: a restore whose tail is empty takes them instead of folding every stored case again
+(streams/worker.py); they are dropped whenever records are added without them.
 
 The changelog stays the source of truth. A checkpoint is not used, and the partition is read from
 its beginning, when:
@@ -16,6 +21,7 @@ its beginning, when:
     deleted and created again, or the worker points at another cluster;
   - its offset is past the changelog's end (the local copy is ahead of the log: another epoch), or
     before the log's start offset (records it had not seen were deleted).
+  - it was written by an earlier version of the checkpoint format (META_VERSION).
 Compaction of records after the checkpoint's offset does not matter: compaction keeps the latest
 record of every key, which a tail read sees. The `cases` changelog has no tombstones (retired cases
 are markers), so a checkpoint older than delete.retention.ms misses nothing either.
@@ -39,20 +45,25 @@ from typing import Any
 
 import lmdb
 from aiokafka import TopicPartition
+from ketenmonitor.streams.retirement import chain_fingerprint, encode_totals_snapshot, is_marker
 
 log = logging.getLogger(__name__)
 
-META_VERSION = 1
+META_VERSION = 2  # 2: markers as a digest array, optional totals (1: markers as records)
 _META = struct.Struct(">BQQ")  # version, offset, position
 MAP_SIZE = 1 << 40  # address space only: LMDB's file grows with what is written
 MAX_PARTITION_DBS = 1024
+RETIRED_PART = "#retired"  # meta keys beside a partition's: its retired digests, its totals
+TOTALS_PART = "#totals"
 
 
 @dataclass
 class Checkpoint:
     offset: int  # the changelog offset it reflects: the tail is read from here
     position: int  # highest record position, an ownership epoch (the zombie check's floor)
-    table: dict[bytes, bytes]  # key -> latest value (states, markers, the aggregate)
+    table: dict[bytes, bytes]  # key -> latest value (states, the aggregate; no markers)
+    retired: bytes = b""  # the retired keys' digests (RetiredKeys.to_bytes)
+    totals: bytes | None = None  # the partition's totals as of `offset`, if saved with them
 
 
 class CheckpointStore:
@@ -81,8 +92,8 @@ class CheckpointStore:
         return db
 
     @staticmethod
-    def _meta_key(tp: TopicPartition) -> bytes:
-        return f"{tp.topic}/{tp.partition}".encode()
+    def _meta_key(tp: TopicPartition, part: str = "") -> bytes:
+        return f"{tp.topic}/{tp.partition}{part}".encode()
 
     def load(self, tp: TopicPartition) -> Checkpoint | None:
         """The checkpoint of changelog partition `tp` if there is one for this topic id."""
@@ -94,18 +105,27 @@ class CheckpointStore:
                     return None
                 version, offset, position = _META.unpack_from(raw)
                 topic_id = raw[_META.size :].decode()
-                if version != META_VERSION or self.topic_id is None or topic_id != self.topic_id:
+                if version != META_VERSION:
+                    log.warning(
+                        "local checkpoint of %s/%s has format version %d, not %d: not used",
+                        tp.topic, tp.partition, version, META_VERSION,
+                    )
+                    return None
+                if self.topic_id is None or topic_id != self.topic_id:
                     log.warning(
                         "local checkpoint of %s/%s is for topic id %s, not %s: not used",
                         tp.topic, tp.partition, topic_id, self.topic_id,
                     )
                     return None
                 table = dict(txn.cursor(db=db).iternext())
+                retired = txn.get(self._meta_key(tp, RETIRED_PART), db=self._meta) or b""
+                totals = txn.get(self._meta_key(tp, TOTALS_PART), db=self._meta)
         except lmdb.Error as exc:
             log.warning("local checkpoint of %s/%s unreadable (%r): not used", tp.topic,
                         tp.partition, exc)
             return None
-        return Checkpoint(offset, position, table)
+        return Checkpoint(offset, position, table, bytes(retired),
+                          None if totals is None else bytes(totals))
 
     def save(
         self,
@@ -114,24 +134,48 @@ class CheckpointStore:
         position: int,
         changes: dict[bytes, bytes],
         replace: bool = False,
+        retired: bytes | None = None,
+        totals: bytes | None = None,
     ) -> None:
         """Add the records written since the last checkpoint (`replace`: these are all of them)
-        and move the checkpoint to `offset`, in one transaction."""
+        and move the checkpoint to `offset`, in one transaction.
+
+        A marker among `changes` removes its key's record: `retired`, the digests of every key
+        the partition has retired (RetiredKeys.to_bytes), must then be given; None keeps the
+        saved digests. `totals`: the partition's totals as of `offset`; None drops saved ones
+        (they no longer match the records)."""
         if self.topic_id is None:
             return
+        gone = [key for key, value in changes.items() if is_marker(value)]
+        if gone and retired is None:
+            raise ValueError("a checkpoint with retired cases needs the retired keys' digests")
         db = self._db(tp)
         meta = _META.pack(META_VERSION, offset, max(position, 0)) + self.topic_id.encode()
+        retired_key, totals_key = self._meta_key(tp, RETIRED_PART), self._meta_key(tp, TOTALS_PART)
         with self._env.begin(write=True) as txn:
             if replace:
                 txn.drop(db, delete=False)
+                txn.delete(retired_key, db=self._meta)
             if changes:
-                txn.cursor(db=db).putmulti(changes.items())
+                kept = changes.items() if not gone else [
+                    (key, value) for key, value in changes.items() if not is_marker(value)
+                ]
+                txn.cursor(db=db).putmulti(kept)
+                for key in gone:
+                    txn.delete(key, db=db)
+            if retired is not None:
+                txn.put(retired_key, retired, db=self._meta)
+            if totals is not None:
+                txn.put(totals_key, totals, db=self._meta)
+            else:
+                txn.delete(totals_key, db=self._meta)
             txn.put(self._meta_key(tp), meta, db=self._meta)
 
     def forget(self, tp: TopicPartition) -> None:
         db = self._db(tp)
         with self._env.begin(write=True) as txn:
-            txn.delete(self._meta_key(tp), db=self._meta)
+            for part in ("", RETIRED_PART, TOTALS_PART):
+                txn.delete(self._meta_key(tp, part), db=self._meta)
             txn.drop(db, delete=False)
 
 
@@ -170,6 +214,11 @@ class Checkpointer:
         self.store = store
         self.seconds = seconds
         self._last = time.monotonic()
+        self._fingerprint: bytes | None = None
+        # Owned partitions whose checkpoint holds the totals of its offset; the others get a
+        # checkpoint at the next turn even without new records (a restore that read a tail, or
+        # folded its totals, leaves one without them).
+        self.with_totals: set[int] = set()
 
     def bind(self) -> None:
         """Learn the `cases` changelog's topic id (blocking: call it in a thread)."""
@@ -199,21 +248,34 @@ class Checkpointer:
         if worker.pipeline.failure is not None or worker._suspended:
             return  # what was written is not known: the next restore reads the changelog
         tables = worker.tables
+        if self._fingerprint is None:
+            self._fingerprint = chain_fingerprint(worker.chain)
         for partition in sorted(tables.case_partitions()):
             changes = tables.written_since_checkpoint.pop(partition, None)
-            if not changes:
+            if not changes and partition in self.with_totals:
                 continue
             tp = TopicPartition(worker.changelogs.cases, partition)
             offset = worker.changelog_end.get(tp)
             if offset is None:
                 continue
+            changes = changes or {}
             position = worker.case_position.get(partition, 0)  # what this owner writes with
             started = time.monotonic()
+            # After the drain, the totals are those of the acknowledged records: of `offset`.
+            totals = encode_totals_snapshot(self._fingerprint, worker.totals.of(partition))
+            retirement = tables.retired.get(partition)
+            retired = None
+            if retirement is not None and any(is_marker(v) for v in changes.values()):
+                retired = retirement.keys.to_bytes()
             try:
-                await asyncio.to_thread(store.save, tp, offset, position, changes)
+                await asyncio.to_thread(
+                    store.save, tp, offset, position, changes, False, retired, totals
+                )
             except lmdb.Error as exc:
                 log.warning("checkpoint of %s not written (%r)", tp, exc)
+                self.with_totals.discard(partition)
                 continue
+            self.with_totals.add(partition)
             log.info(
                 "checkpoint of %s/%s at offset %d: %d records in %.2fs", tp.topic, tp.partition,
                 offset, len(changes), time.monotonic() - started,

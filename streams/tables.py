@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,7 +29,9 @@ from ketenmonitor.streams.ingest import IngestStats
 from ketenmonitor.streams.retirement import (
     AGGREGATE_KEY,
     MARKER_PREFIX,
+    RETIRED_MARKER,
     PartitionRetirement,
+    RetiredKeys,
     key_digest,
 )
 from ketenmonitor.streams.state_store import CheckpointStore
@@ -73,6 +75,9 @@ class OwnedTables:
         # Per restored case partition: the highest record position its changelog held
         # (streams/changelog.py, next_case_position); -1 for none.
         self.highest_source: dict[int, int] = {}
+        # Per case partition restored from a local checkpoint with no tail after it: the totals
+        # the checkpoint saved (state_store.py), for the owner to take instead of a fold.
+        self.totals_snapshots: dict[int, bytes] = {}
 
     def case_partitions(self) -> set[int]:
         return set(self.cases)
@@ -95,6 +100,7 @@ class OwnedTables:
                 self.highest_source.pop(tp.partition, None)
                 self.retired.pop(tp.partition, None)
                 self.written_since_checkpoint.pop(tp.partition, None)
+                self.totals_snapshots.pop(tp.partition, None)
             else:
                 self.ingest.pop(tp, None)
 
@@ -119,28 +125,52 @@ class OwnedTables:
         started = time.monotonic()
         changelogs = {self.changelogs.of(tp, self.cases_topic) for tp in tps}
         tails = {}
+        retired_keys: dict[TopicPartition, RetiredKeys] = {}
+        saved_totals: dict[TopicPartition, bytes | None] = {}
         if self.checkpoints is not None:
             for changelog in changelogs:
                 if changelog.topic == self.changelogs.cases:
                     found = await asyncio.to_thread(self.checkpoints.load, changelog)
                     if found is not None:
                         tails[changelog] = (found.offset, found.position, found.table)
-        checked = await read_changelogs_checked(restorer, changelogs, tails)
+                        retired_keys[changelog] = RetiredKeys.from_bytes(found.retired)
+                        saved_totals[changelog] = found.totals
+        held = {tp: _holds(keys) for tp, keys in retired_keys.items() if len(keys)}
+        checked = await read_changelogs_checked(restorer, changelogs, tails, held)
         read, ends = checked.tables, checked.ends
         self.repairs.extend(checked.repairs())
+        for changelog, keys in checked.stale_held.items():  # a zombie's state after a marker
+            if keys:
+                floor = tails[changelog][1]
+                self.repairs.extend((changelog, key, RETIRED_MARKER, floor) for key in sorted(keys))
+        for changelog in changelogs:  # every retired key, the checkpoint's and the changelog's
+            if changelog.topic == self.changelogs.cases:
+                used = changelog in checked.from_checkpoint
+                keys = retired_keys[changelog] if used else RetiredKeys()
+                keys.update(key_digest(key) for key, value in read[changelog].items()
+                            if value[:2] == MARKER_PREFIX)
+                retired_keys[changelog] = keys
         if self.checkpoints is not None:
-            await self._checkpoint_restored(checked, changelogs, tails)
+            await self._checkpoint_restored(checked, changelogs, tails, retired_keys)
         for tp in tps:
             changelog = self.changelogs.of(tp, self.cases_topic)
             table = read[changelog]
             if tp.topic == self.cases_topic:
                 self.cases[tp.partition] = table
                 highest = max(checked.sources[changelog].values(), default=-1)
-                if changelog in checked.from_checkpoint:  # its keys' records are below it
+                used = changelog in checked.from_checkpoint
+                if used:  # its keys' records are below it
                     highest = max(highest, tails[changelog][1])
                 self.highest_source[tp.partition] = highest
+                self.totals_snapshots.pop(tp.partition, None)
+                snapshot = saved_totals.get(changelog)
+                if used and snapshot is not None and ends[changelog] == tails[changelog][0] \
+                        and not checked.stale[changelog] and not checked.stale_held[changelog]:
+                    self.totals_snapshots[tp.partition] = snapshot  # nothing after it
                 if self.chain is not None:
-                    self.retired[tp.partition] = _take_retired(self.chain, table)
+                    self.retired[tp.partition] = _take_retired(
+                        self.chain, table, retired_keys[changelog]
+                    )
             else:
                 raw = table.get(tp.topic.encode())
                 if raw is None:  # the key before version 2: "topic:partition"
@@ -167,11 +197,15 @@ class OwnedTables:
         return ends
 
     async def _checkpoint_restored(
-        self, checked: ChangelogRead, changelogs: set[TopicPartition], tails: dict
+        self,
+        checked: ChangelogRead,
+        changelogs: set[TopicPartition],
+        tails: dict,
+        retired_keys: dict[TopicPartition, RetiredKeys],
     ) -> None:
         """Bring the local checkpoints up to what the restore read: the tail's records onto a
         checkpoint that was used, the whole partition where none was (missing, stale, another
-        topic id)."""
+        topic id). A used checkpoint with no tail is left as it is (its totals still hold)."""
         assert self.checkpoints is not None
         for changelog in sorted(changelogs):
             if changelog.topic != self.changelogs.cases:
@@ -185,20 +219,30 @@ class OwnedTables:
                     tails[changelog][0], end,
                 )
             sources = checked.sources[changelog]
+            if used and end == tails[changelog][0]:
+                continue
             changes = {k: table[k] for k in sources if k in table} if used else dict(table)
             position = max((s for s in sources.values()), default=0)
             if used:
                 position = max(position, tails[changelog][1])
+            markers = any(value[:2] == MARKER_PREFIX for value in changes.values())
+            retired = retired_keys[changelog].to_bytes() if markers or not used else None
             await asyncio.to_thread(
-                self.checkpoints.save, changelog, end, position, changes, not used
+                self.checkpoints.save, changelog, end, position, changes, not used, retired
             )
 
 
-def _take_retired(chain: Chain, table: dict[bytes, bytes]) -> PartitionRetirement:
-    """Take the aggregate and the retired cases' markers out of a restored `cases` table."""
+def _take_retired(
+    chain: Chain, table: dict[bytes, bytes], keys: RetiredKeys
+) -> PartitionRetirement:
+    """Take the aggregate and the retired cases' markers out of a restored `cases` table; `keys`:
+    the digests of every retired key (the checkpoint's and the markers')."""
     retirement = PartitionRetirement.restored(chain, table.pop(AGGREGATE_KEY, None))
-    markers = [key for key, value in table.items() if value[:2] == MARKER_PREFIX]
-    for key in markers:
+    for key in [key for key, value in table.items() if value[:2] == MARKER_PREFIX]:
         del table[key]
-        retirement.keys.add(key_digest(key))
+    retirement.keys = keys
     return retirement
+
+
+def _holds(keys: RetiredKeys) -> Callable[[bytes], bool]:
+    return lambda key: key_digest(key) in keys

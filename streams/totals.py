@@ -100,6 +100,7 @@ def encode_case_totals(totals: ChainTotals, position: int, reference_time: float
                 gone.total_seconds if gone else 0.0,
             ]
         )
+    by_age, oldest, dormant = totals.backlog_readings(reference_time)
     doc = {
         "v": CASE_TOTALS_VERSION,
         "position": position,
@@ -111,10 +112,10 @@ def encode_case_totals(totals: ChainTotals, position: int, reference_time: float
         "outflow": pairs(totals.outflow, totals.outflow_withdrawn),
         "closed": pairs(totals.closed, totals.closed_withdrawn),
         "lead": lead,
-        "age": [[*k, n] for k, n in sorted(totals.backlog_by_age(reference_time).items()) if n],
-        "oldest": totals.oldest_active_entry(reference_time),
+        "age": [[*k, n] for k, n in sorted(by_age.items()) if n],
+        "oldest": oldest,
         "reference_time": reference_time,
-        "dormant": [[*k, n] for k, n in sorted(totals.dormant(reference_time).items()) if n],
+        "dormant": [[*k, n] for k, n in sorted(dormant.items()) if n],
         "rework": [
             [*k, totals.rework.get(k, 0), totals.rework_withdrawn.get(k, 0)]
             for k in sorted(totals.rework.keys() | totals.rework_withdrawn.keys())

@@ -68,7 +68,13 @@ from ketenmonitor.streams.processing import (
     PartitionTotals,
     Rejected,
 )
-from ketenmonitor.streams.retirement import AGGREGATE_KEY, RETIRED_REASON, RetirementWriter
+from ketenmonitor.streams.retirement import (
+    AGGREGATE_KEY,
+    RETIRED_REASON,
+    RetirementWriter,
+    chain_fingerprint,
+    decode_totals_snapshot,
+)
 from ketenmonitor.streams.state_store import Checkpointer, open_checkpoints
 from ketenmonitor.streams.store_sink import open_store_sink
 from ketenmonitor.streams.tables import Changelogs, OwnedTables
@@ -94,6 +100,9 @@ OneHop = tuple[bytes, CaseEvent, str, Any]
 MAX_BATCHES_IN_FLIGHT = 3  # handed to the producer, offsets not yet committed
 YIELD_EVERY = 5_000  # cases folded between yields to the event loop while rebuilding totals
 PROBE_SECONDS = 5.0  # how often /healthz's broker check asks the broker
+# The periodic publication spends at most about this share of the time encoding a partition's
+# totals (`_totals_records`); revocations and shutdowns publish everything at once.
+PUBLISH_COST_SHARE = 0.1
 REPUBLISH_SECONDS = 60.0  # owned partitions are published at least this often (backlog ages move)
 
 Offsets = dict[TopicPartition, int]
@@ -149,6 +158,7 @@ class Worker:
         self.position: dict[int, int] = {}
         self.acked_ingest: dict[TopicPartition, bytes] = {}  # partner partition -> acked counts
         self.dirty: set[TopicPartition] = set()  # owned partitions whose totals are unpublished
+        self._encode_after: dict[int, float] = {}  # case partition -> next paced encoding
         self.stalls = StallWatch(settings.processing_timeout_seconds)
         self.commits = CommitWatch()
         # Exactly-once: one transaction (one batch) at a time; a committed transaction ends with
@@ -829,7 +839,7 @@ class Worker:
             records: list[tuple[int, bytes, bytes]] = []
             try:
                 async with self.lock:
-                    records = self._totals_records()
+                    records = self._totals_records(paced=True)
                 await self._send_totals(records)
             except KafkaError as exc:
                 outage.failed(exc)
@@ -840,21 +850,36 @@ class Worker:
     async def _publish(self) -> None:
         await self._send_totals(self._totals_records())
 
-    def _totals_records(self) -> list[tuple[int, bytes, bytes]]:
-        """The totals of the dirty owned partitions, encoded now (under the worker's lock)."""
+    def _totals_records(self, paced: bool = False) -> list[tuple[int, bytes, bytes]]:
+        """The totals of the dirty owned partitions, encoded now (under the worker's lock).
+
+        `paced` (the periodic publication): a case partition whose last encoding took c seconds
+        is encoded again no sooner than c / PUBLISH_COST_SHARE seconds after it began, and stays
+        dirty until then. Encoding reads every open visit's entry hour (the backlog's ages and
+        dormancy move with the clock), so with a million open cases it takes a good part of a
+        second per partition; unpaced, a worker under load spent 42% of its CPU on it."""
         if not self.exporting or self._was_frozen():
             return []
         reference = self.settings.age_reference_timestamp(time.time())
         records = []
+        waiting = set()
         for tp in sorted(self.dirty & self.owned):
             if tp.topic == self.cases_topic:
+                partition = tp.partition
+                started = time.monotonic()
+                if paced and started < self._encode_after.get(partition, 0.0):
+                    waiting.add(tp)
+                    continue
                 value = encode_case_totals(
-                    self.totals.of(tp.partition), self.position[tp.partition], reference
+                    self.totals.of(partition), self.position[partition], reference
                 )
-                records.append((tp.partition, CASES_KEY, value))
+                cost = time.monotonic() - started
+                self._encode_after[partition] = started + cost / PUBLISH_COST_SHARE
+                records.append((partition, CASES_KEY, value))
             else:
                 records.append((tp.partition, ingest_key(tp.topic), self.acked_ingest[tp]))
         self.dirty.clear()
+        self.dirty |= waiting
         return records
 
     async def _send_totals(self, records: list[tuple[int, bytes, bytes]]) -> None:
@@ -997,6 +1022,7 @@ class Worker:
             self.dirty.discard(tp)
             if tp.topic == self.cases_topic:
                 self.totals.forget(tp.partition)
+                self.checkpointer.with_totals.discard(tp.partition)
                 self.position.pop(tp.partition, None)
                 self.case_position.pop(tp.partition, None)
             else:
@@ -1019,7 +1045,11 @@ class Worker:
         for tp in tps:
             if tp.topic == self.cases_topic:
                 partition = tp.partition
-                await self._rebuild_totals(partition, self.tables.cases[partition].values())
+                if self._saved_totals(partition):
+                    self.checkpointer.with_totals.add(partition)
+                else:
+                    self.checkpointer.with_totals.discard(partition)
+                    await self._rebuild_totals(partition, self.tables.cases[partition].values())
                 self.position[partition] = ends.get(self.changelogs.of(tp, self.cases_topic), 0)
                 self.case_position[partition] = next_case_position(
                     self.tables.highest_source.get(partition, -1)
@@ -1059,6 +1089,24 @@ class Worker:
                 raise
             raise KafkaTimeoutError("changelog repairs not acknowledged in time") from None
         repairs.clear()
+
+    def _saved_totals(self, partition: int) -> bool:
+        """Take the partition's totals from its local checkpoint, when the restore found one with
+        totals and nothing written after it (streams/state_store.py): exact without folding
+        every stored case again."""
+        raw = self.tables.totals_snapshots.pop(partition, None)
+        if raw is None:
+            return False
+        totals = decode_totals_snapshot(self.chain, chain_fingerprint(self.chain), raw)
+        if totals is None:
+            log.info("the checkpoint's totals of partition %d are of another chain definition: "
+                     "folded again", partition)
+            return False
+        self.totals.forget(partition)
+        self.totals.by_partition[partition] = totals
+        self.retirement.restored(partition)
+        log.info("totals of partition %d taken from its local checkpoint", partition)
+        return True
 
     async def _rebuild_totals(self, partition: int, values: Iterable[bytes]) -> None:
         values = list(values)

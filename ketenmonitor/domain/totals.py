@@ -49,7 +49,7 @@ from ketenmonitor.domain.case import (
     Fact,
 )
 from ketenmonitor.domain.chain import SECONDS_PER_HOUR, Chain
-from ketenmonitor.domain.flow import REWORK, Marks, facts_and_marks, is_dormant
+from ketenmonitor.domain.flow import REWORK, Marks, facts_and_marks
 
 StageKey = tuple[str, str, str]  # stage, case_type, district
 SegmentKey = tuple[str, str, str]  # segment, case_type, district
@@ -251,24 +251,34 @@ class ChainTotals:
         out: dict[StageKey, Counter[int]] = {}
         for key, hours in self.waiting_by_hours.items():
             limit = limits[key[0]]
+            if limit is None:
+                continue
+            entries = None
+            # is_dormant inlined (millions of entries at national scale): `last` is the start of
+            # an hour already, so hour_of(last) == last.
             for (entered, last), n in hours.items():
-                if is_dormant(limit, last, reference_time):
-                    entries = out.get(key)
+                if reference_time - last > limit:
                     if entries is None:
                         entries = out[key] = Counter()
-                    entries[entered] += n
+                    entries[entered] = entries.get(entered, 0) + n
         return out
 
-    def dormant(self, reference_time: float) -> dict[StageKey, int]:
-        """Open visits whose case has had no event for longer than the stage's limit."""
-        return {
-            key: sum(entries.values())
-            for key, entries in self.dormant_entries_by_hour(reference_time).items()
-        }
+    def dormant(
+        self, reference_time: float, entries: dict[StageKey, Counter[int]] | None = None
+    ) -> dict[StageKey, int]:
+        """Open visits whose case has had no event for longer than the stage's limit.
+        `entries`: `dormant_entries_by_hour(reference_time)` if already read."""
+        if entries is None:
+            entries = self.dormant_entries_by_hour(reference_time)
+        return {key: sum(by_hour.values()) for key, by_hour in entries.items()}
 
-    def active_entries_by_hour(self, reference_time: float) -> dict[StageKey, Counter[int]]:
-        """Open visits that are not dormant at `reference_time`, per hour they were entered."""
-        dormant = self.dormant_entries_by_hour(reference_time)
+    def active_entries_by_hour(
+        self, reference_time: float, dormant: dict[StageKey, Counter[int]] | None = None
+    ) -> dict[StageKey, Counter[int]]:
+        """Open visits that are not dormant at `reference_time`, per hour they were entered.
+        `dormant`: `dormant_entries_by_hour(reference_time)` if already read."""
+        if dormant is None:
+            dormant = self.dormant_entries_by_hour(reference_time)
         out: dict[StageKey, Counter[int]] = {}
         for key, hours in self.open_entries_by_hour.items():
             asleep = dormant.get(key)
@@ -283,29 +293,54 @@ class ChainTotals:
             out[key] = active
         return out
 
-    def backlog_by_age(self, reference_time: float) -> dict[tuple[str, str, str, str], int]:
+    def backlog_by_age(
+        self, reference_time: float, active: dict[StageKey, Counter[int]] | None = None
+    ) -> dict[tuple[str, str, str, str], int]:
         """Active (not dormant) open visits per age band at `reference_time`: the backlog gauge's
-        cases, by how long they have been in the stage (from the hour they entered)."""
+        cases, by how long they have been in the stage (from the hour they entered). `active`:
+        `active_entries_by_hour(reference_time)` if already read."""
+        if active is None:
+            active = self.active_entries_by_hour(reference_time)
         bands = self.chain.backlog_age_bands
         limits = [upper for _, upper in bands]
-        out: Counter[tuple[str, str, str, str]] = Counter()
-        for (stage, case_type, district), hours in self.active_entries_by_hour(
-            reference_time
-        ).items():
+        names = [name for name, _ in bands]
+        out: dict[tuple[str, str, str, str], int] = {}
+        for (stage, case_type, district), hours in active.items():
+            per_band = [0] * len(bands)
             for hour, n in hours.items():
-                band = bands[bisect.bisect_left(limits, reference_time - hour)][0]
-                out[(stage, case_type, district, band)] += n
-        return dict(out)
+                per_band[bisect.bisect_left(limits, reference_time - hour)] += n
+            for name, n in zip(names, per_band, strict=True):
+                if n:
+                    out[(stage, case_type, district, name)] = n
+        return out
 
-    def oldest_active_entry(self, reference_time: float) -> dict[str, int]:
+    def oldest_active_entry(
+        self, reference_time: float, active: dict[StageKey, Counter[int]] | None = None
+    ) -> dict[str, int]:
         """Per stage, the start of the hour in which its oldest active (not dormant at
-        `reference_time`) open case entered it; stages without an active case are left out."""
+        `reference_time`) open case entered it; stages without an active case are left out.
+        `active`: `active_entries_by_hour(reference_time)` if already read."""
+        if active is None:
+            active = self.active_entries_by_hour(reference_time)
         oldest: dict[str, int] = {}
-        for (stage, _, _), hours in self.active_entries_by_hour(reference_time).items():
+        for (stage, _, _), hours in active.items():
             if hours:
                 first = min(hours)
                 oldest[stage] = min(first, oldest.get(stage, first))
         return oldest
+
+    def backlog_readings(
+        self, reference_time: float
+    ) -> tuple[dict[tuple[str, str, str, str], int], dict[str, int], dict[StageKey, int]]:
+        """(backlog_by_age, oldest_active_entry, dormant) at `reference_time`, from one reading
+        of the dormant and the active visits (a publication needs all three)."""
+        dormant = self.dormant_entries_by_hour(reference_time)
+        active = self.active_entries_by_hour(reference_time, dormant)
+        return (
+            self.backlog_by_age(reference_time, active),
+            self.oldest_active_entry(reference_time, active),
+            self.dormant(reference_time, dormant),
+        )
 
 
 def _add_hour(index: dict[StageKey, Counter], key: StageKey, hour: object, sign: int) -> None:

@@ -211,6 +211,7 @@ def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
 
 TAIL = re.compile(r"local checkpoint at offset (\d+), changelog tail of (\d+) records read")
 OUTSIDE = "is outside the changelog"
+SAVED_TOTALS = "taken from its local checkpoint"
 
 
 @pytest.mark.fault_lane  # evens out the two processes of `make test`
@@ -262,6 +263,16 @@ def test_a_restart_with_local_state_reads_the_tail_and_a_stale_copy_falls_back_e
     run.assert_converges([third])
     log_text = third.log_path.read_text()
     assert log_text.count(OUTSIDE) == 5 and not TAIL.findall(log_text), log_text[-3000:]
+    assert SAVED_TOTALS not in log_text  # every partition's totals folded from its cases
+
+    # Stopped (SIGTERM) and started again with nothing written in between: each partition's
+    # totals come from its checkpoint, no case is folded, and the numbers are exact.
+    third.stop()
+    fourth = start_worker(state)
+    run.assert_converges([fourth])
+    log_text = fourth.log_path.read_text()
+    assert log_text.count(SAVED_TOTALS) == 6, log_text[-3000:]
+    assert [int(n) for _, n in TAIL.findall(log_text)] == [0] * 6
 
 
 def store_meta(raw: bytes) -> tuple[int, int, int]:

@@ -97,3 +97,122 @@ def test_a_zombie_write_in_the_tail_older_than_the_checkpoint_does_not_win(tmp_p
     tables = restore(store, consumer)
     assert tables.cases[0] == {b"a": b"checkpointed"}
     assert [(key, value) for _, key, value, _ in tables.repairs] == [(b"a", b"checkpointed")]
+
+
+# -- retired cases and totals in a checkpoint -----------------------------------------------------
+def retired_log():
+    """A changelog with states, a retirement (markers and the aggregate) and the live totals."""
+    from ketenmonitor.streams.retirement import AGGREGATE_KEY, RETIRED_MARKER, PartitionRetirement
+    from test_retirement import CHAIN, CUTOFF, simulated_table
+
+    table, live, _ = simulated_table()
+    retirement = PartitionRetirement(CHAIN)
+    retirement.sweep(table, CUTOFF)
+    plan = retirement.plan(dict(table), CUTOFF, limit=10_000)
+    assert plan is not None and len(plan.keys) > 50
+    log = [(k, v) for k, v in table.items()]
+    log += [(k, RETIRED_MARKER) for k in plan.keys] + [(AGGREGATE_KEY, plan.value)]
+    return CHAIN, log, plan.keys, live
+
+
+def restore_with_chain(store, consumer, chain) -> OwnedTables:
+    tables = OwnedTables(CASES, LOGS, chain, checkpoints=store)
+    asyncio.run(tables.restore(consumer, {TopicPartition(CASES, 0)}))
+    return tables
+
+
+def test_a_checkpoint_keeps_retired_cases_as_digests_not_records(tmp_path: Path) -> None:
+    from ketenmonitor.streams.retirement import RETIRED_MARKER, RetiredKeys, key_digest
+
+    chain, log, retired, _ = retired_log()
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    whole = restore_with_chain(store, SeekingConsumer({CHANGELOG: log}), chain)
+    found = store.load(CHANGELOG)
+    assert found is not None and found.offset == len(log)
+    assert not any(v == RETIRED_MARKER for v in found.table.values())  # no marker records
+    assert set(found.table) == set(whole.cases[0]) | {b"\x00retired-cases"}
+    assert sorted(RetiredKeys.from_bytes(found.retired)._sorted) == sorted(
+        key_digest(k) for k in retired
+    )
+    # from the checkpoint: the same table and retired keys, nothing read
+    consumer = SeekingConsumer({CHANGELOG: log})
+    again = restore_with_chain(store, consumer, chain)
+    assert consumer.read == 0 and again.cases[0] == whole.cases[0]
+    assert all(again.retired[0].is_retired(k) for k in retired)
+    assert not any(again.retired[0].is_retired(k) for k in again.cases[0])
+    # a tail that retires one more case: its marker joins the digests, its record leaves
+    more = next(iter(again.cases[0]))
+    tail = [*log, (more, RETIRED_MARKER)]
+    third = restore_with_chain(store, SeekingConsumer({CHANGELOG: tail}), chain)
+    assert more not in third.cases[0] and third.retired[0].is_retired(more)
+    found = store.load(CHANGELOG)
+    assert found is not None and more not in found.table
+    assert key_digest(more) in RetiredKeys.from_bytes(found.retired)
+
+
+def test_a_zombie_state_after_a_checkpointed_retirement_loses_and_the_marker_is_written_again(
+    tmp_path: Path,
+) -> None:
+    from ketenmonitor.streams.retirement import RETIRED_MARKER
+
+    chain, log, retired, _ = retired_log()
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    store.save(CHANGELOG, len(log), 50, dict(log), replace=True,
+               retired=_digests(retired))
+    zombie = [*log, (retired[0], dict(log)[retired[0]])]
+    consumer = SeekingConsumer({CHANGELOG: zombie})
+    consumer.logs[CHANGELOG][-1].headers = [("src", (40).to_bytes(8, "big"))]  # older than 50
+    tables = restore_with_chain(store, consumer, chain)
+    assert retired[0] not in tables.cases[0] and tables.retired[0].is_retired(retired[0])
+    assert [(k, v, p) for _, k, v, p in tables.repairs] == [(retired[0], RETIRED_MARKER, 50)]
+
+
+def _digests(keys) -> bytes:
+    from ketenmonitor.streams.retirement import RetiredKeys, key_digest
+
+    digests = RetiredKeys()
+    digests.update(key_digest(k) for k in keys)
+    return digests.to_bytes()
+
+
+def test_saved_totals_are_offered_only_with_no_tail_and_dropped_by_a_save_without_them(
+    tmp_path: Path,
+) -> None:
+    from ketenmonitor.streams.retirement import (
+        chain_fingerprint,
+        decode_totals_snapshot,
+        encode_totals_snapshot,
+    )
+
+    chain, log, retired, live = retired_log()
+    fingerprint = chain_fingerprint(chain)
+    totals = encode_totals_snapshot(fingerprint, live.of(0))
+    assert encode_totals_snapshot(
+        fingerprint, decode_totals_snapshot(chain, fingerprint, totals)
+    ) == totals  # every field round-trips
+    assert decode_totals_snapshot(chain, b"another-chain", totals) is None
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    store.save(CHANGELOG, len(log), 0, dict(log), replace=True, retired=_digests(retired),
+               totals=totals)
+    at_rest = restore_with_chain(store, SeekingConsumer({CHANGELOG: log}), chain)
+    assert at_rest.totals_snapshots == {0: totals}
+    tail = [*log, (b"new-case", log[0][1])]
+    with_tail = restore_with_chain(store, SeekingConsumer({CHANGELOG: tail}), chain)
+    assert with_tail.totals_snapshots == {}  # records after them: folded again
+    found = store.load(CHANGELOG)
+    assert found is not None and found.totals is None  # that restore's save dropped them
+
+
+def test_a_checkpoint_of_the_earlier_format_is_not_used(tmp_path: Path) -> None:
+    from ketenmonitor.streams.state_store import _META
+
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    store.save(CHANGELOG, 150, 0, dict(LOG[:150]), replace=True)
+    with store._env.begin(write=True) as txn:
+        key = f"{CHANGELOG.topic}/{CHANGELOG.partition}".encode()
+        raw = txn.get(key, db=store._meta)
+        _, offset, position = _META.unpack_from(raw)
+        txn.put(key, _META.pack(1, offset, position) + raw[_META.size :], db=store._meta)
+    assert store.load(CHANGELOG) is None
+    consumer = SeekingConsumer({CHANGELOG: LOG})
+    assert restore(store, consumer).cases[0] == full_table(LOG) and consumer.read == 200
