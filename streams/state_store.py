@@ -263,6 +263,7 @@ class Checkpointer:
             started = time.monotonic()
             # After the drain, the totals are those of the acknowledged records: of `offset`.
             totals = encode_totals_snapshot(self._fingerprint, worker.totals.of(partition))
+            encoded = time.monotonic() - started
             retirement = tables.retired.get(partition)
             retired = None
             if retirement is not None and any(is_marker(v) for v in changes.values()):
@@ -277,6 +278,6 @@ class Checkpointer:
                 continue
             self.with_totals.add(partition)
             log.info(
-                "checkpoint of %s/%s at offset %d: %d records in %.2fs", tp.topic, tp.partition,
-                offset, len(changes), time.monotonic() - started,
+                "checkpoint of %s/%s at offset %d: %d records in %.2fs (totals encoded in %.2fs)",
+                tp.topic, tp.partition, offset, len(changes), time.monotonic() - started, encoded,
             )

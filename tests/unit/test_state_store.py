@@ -187,9 +187,9 @@ def test_saved_totals_are_offered_only_with_no_tail_and_dropped_by_a_save_withou
     chain, log, retired, live = retired_log()
     fingerprint = chain_fingerprint(chain)
     totals = encode_totals_snapshot(fingerprint, live.of(0))
-    assert encode_totals_snapshot(
-        fingerprint, decode_totals_snapshot(chain, fingerprint, totals)
-    ) == totals  # every field round-trips
+    back = decode_totals_snapshot(chain, fingerprint, totals)
+    assert back == live.of(0) and back is not live.of(0)  # every field round-trips
+    assert back.waiting_by_hours and back.lead_times and back.cases == live.of(0).cases
     assert decode_totals_snapshot(chain, b"another-chain", totals) is None
     store = CheckpointStore(tmp_path, topic_id="topic-A")
     store.save(CHANGELOG, len(log), 0, dict(log), replace=True, retired=_digests(retired),
