@@ -40,6 +40,14 @@ TRACKED = ("ketenmonitor_cases_tracked", frozenset())
 RESTORED = re.compile(r"restored (\d+) cases and \d+ partner partitions for .* in ([\d.]+)s")
 
 
+RESUMED = "owned partitions now"  # streams/worker.py, once an assignment is restored and folded
+
+
+def resumed(log_path: Path) -> bool:
+    """Whether the worker's log says it took its partitions (and processes events again)."""
+    return log_path.exists() and RESUMED in log_path.read_text(errors="replace")
+
+
 def restored_cases(log_path: Path) -> tuple[int, float]:
     """Cases the worker's log says it restored, and the seconds its restores took, summed."""
     found = RESTORED.findall(log_path.read_text(errors="replace")) if log_path.exists() else []
@@ -93,12 +101,14 @@ def timed_restart(
         ready = time.monotonic() - started
         check = None
         slow_scrapes = 0
-        metrics_correct = restored_at = None
+        metrics_correct = restored_at = resumed_at = None
         while time.monotonic() - started < timeout:
             if restored_at is None and restored_cases(log_path)[0] >= cases:
                 restored_at = time.monotonic() - started
+            if restored_at is not None and resumed_at is None and resumed(log_path):
+                resumed_at = time.monotonic() - started
             if metrics_correct is not None:
-                if restored_at is not None:
+                if resumed_at is not None:
                     break
                 time.sleep(0.1)
                 continue
@@ -121,11 +131,13 @@ def timed_restart(
     finally:
         worker.stop()
     return {
-        "recovered": bool(check and check.equal) and restored_at is not None,
+        "recovered": bool(check and check.equal) and resumed_at is not None,
         "seconds_to_correct_metrics": (
             round(metrics_correct, 2) if metrics_correct is not None else None
         ),
         "seconds_to_restored_state": round(restored_at, 2) if restored_at is not None else None,
+        # the totals folded (or taken from the checkpoint), partitions owned: processing again
+        "seconds_to_processing": round(resumed_at, 2) if resumed_at is not None else None,
         "cases_restored_per_log": restored,
         "restore_seconds_per_log": round(restore_log_seconds, 2),
         "seconds_observed": round(elapsed, 2),

@@ -90,7 +90,7 @@ def run_demo(
             except BrokerStartError as exc:
                 lines = str(exc).splitlines()
                 reason = next((ln for ln in lines if "error:" in ln), lines[0]).strip()
-                if "Address already in use" in str(exc):
+                if "Address already in use" in str(exc) + _tail(data_dir / "kafka.log"):
                     reason += f"; port {kafka_port} or {kafka_port + 1} is taken"
                 raise ServiceUnreachableError(
                     f"the demo's Kafka on 127.0.0.1:{kafka_port} did not start ({reason}); "
@@ -284,3 +284,15 @@ def render_summary(chain: Chain, samples: Samples, published: int) -> Group:
         "   (Ctrl-C stops)"
     )
     return Group(header, stages, norms)
+
+
+def _tail(path: Path, size: int = 256 * 1024) -> str:
+    """The end of a log file (the JVM's bind error may be followed by many lines of shutdown,
+    more than the start error quotes), or "" when there is none."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+

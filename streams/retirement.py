@@ -169,6 +169,7 @@ class PartitionRetirement:
         # Cases that were closed when last applied (key -> time.monotonic() then; 0.0: at once);
         # checked again when planning.
         self.candidates: dict[bytes, float] = {}
+        self.sweep_due = False  # restored: every case is looked at once, between batches
 
     @classmethod
     def restored(cls, chain: Chain, aggregate: bytes | None) -> PartitionRetirement:
@@ -422,11 +423,13 @@ class RetirementWriter:
         return reference - self.retention
 
     def restored(self, partition: int) -> None:
-        """A restored partition: every case of it is a candidate if its latest event is old."""
+        """A restored partition: every case of it becomes a candidate if its latest event is old,
+        at the next `retire_due` (a sweep decodes every case: about a second per 170,000, which
+        the restore need not wait for)."""
         retired = self.worker.tables.retired.get(partition)
         if self.retention is None or retired is None:
             return
-        retired.sweep(self.worker.tables.cases[partition], self.cutoff())
+        retired.sweep_due = True
 
     async def retire_due(self) -> bool:
         """Retire what is due; False when a write failed (the pipeline's failure is set)."""
@@ -440,6 +443,12 @@ class RetirementWriter:
             cutoff = self.cutoff()
             for partition, retired in tables.retired.items():
                 retired.sweep(tables.cases[partition], cutoff)
+                retired.sweep_due = False
+        for partition, retired in sorted(tables.retired.items()):
+            if retired.sweep_due:  # one restored partition per turn: the loop keeps going
+                retired.sweep_due = False
+                retired.sweep(tables.cases[partition], self.cutoff())
+                break
         waited = now - self._last_retirement >= RETIRE_EVERY_SECONDS
         due = []
         for partition, retired in sorted(tables.retired.items()):
