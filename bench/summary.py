@@ -37,7 +37,8 @@ NATIONAL_HISTORY = 10_000_000
 
 
 def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str, Any]]]:
-    """benchmark -> (file, document, result) of the newest file that holds it."""
+    """benchmark -> (file, document, result) of the newest file that holds it (national: of
+    the largest run, the newest among equals)."""
     found: dict[str, tuple[Path, dict[str, Any], dict[str, Any]]] = {}
     documents = []
     for path in results_dir.glob("*.json"):
@@ -47,6 +48,10 @@ def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str,
             continue
     for path, doc in sorted(documents, key=lambda item: item[1].get("started_at", "")):
         for bench, result in doc.get("results", {}).items():
+            if bench == "national" and "national" in found and _scale(result) < _scale(
+                found["national"][2]
+            ):
+                continue  # the largest national run stands; smaller ones are probes
             found[bench] = (path, doc, result)
             if bench == "replay" and result.get("naive", {}).get("completed"):
                 found["replay_complete_naive"] = (path, doc, result)
@@ -60,6 +65,13 @@ def latest(results_dir: Path) -> dict[str, tuple[Path, dict[str, Any], dict[str,
         memory = {**found["memory"][2], "sizes": ordered}
         found["memory"] = (found["memory"][0], found["memory"][1], memory)
     return found
+
+
+def _scale(national: dict[str, Any]) -> tuple[int, int]:
+    """A national run's size: open cases, then cases of history (a failed run counts as none)."""
+    if national.get("error") or "load" not in national:
+        return (0, 0)
+    return (national.get("open_cases", 0), national.get("history_cases", 0))
 
 
 def _verdict(ok: bool, how: str) -> str:

@@ -254,6 +254,24 @@ def test_the_national_section_shows_the_load_both_restarts_and_the_replay(tmp_pa
     assert not checks_pass(document)
 
 
+def test_the_national_section_keeps_the_largest_run_and_not_a_newer_probe(tmp_path: Path):
+    large = json.loads((Path(__file__).parent / "samples" / "bench_national.json").read_text())
+    large = {**large, "open_cases": 1_000_000, "history_cases": 2_000_000}
+    probe = {**large, "open_cases": 2_000, "history_cases": 10_000}
+    for name, when, result in (("a-large", "2026-01-01", large), ("b-probe", "2026-01-02", probe)):
+        document = _document(f"{when}T00:00:00+00:00", {"national": result})
+        (tmp_path / f"{name}.json").write_text(json.dumps(document))
+    assert "(2,000,000 cases of history" in _section(render(tmp_path), "## National scale")
+    failed = {**large, "open_cases": 2_000_000, "error": "Traceback ..."}
+    document = _document("2026-01-03T00:00:00+00:00", {"national": failed})
+    (tmp_path / "c-failed.json").write_text(json.dumps(document))
+    assert "(2,000,000 cases of history" in _section(render(tmp_path), "## National scale")
+    bigger = {**large, "history_cases": 3_000_000}
+    document = _document("2026-01-04T00:00:00+00:00", {"national": bigger})
+    (tmp_path / "d-bigger.json").write_text(json.dumps(document))
+    assert "(3,000,000 cases of history" in _section(render(tmp_path), "## National scale")
+
+
 def test_the_exactly_once_section_lists_every_run_and_the_medians(tmp_path: Path):
     def run(round_: int, on: bool, rate: float, per_cpu: float) -> dict:
         return {"round": round_, "exactly_once": on, "completed": True, "events_per_second": rate,
