@@ -220,6 +220,13 @@ class Checkpointer:
         # folded its totals, leaves one without them).
         self.with_totals: set[int] = set()
 
+    @property
+    def fingerprint(self) -> bytes:
+        """The chain fingerprint saved with a checkpoint's totals (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = chain_fingerprint(self.worker.chain)
+        return self._fingerprint
+
     def bind(self) -> None:
         """Learn the `cases` changelog's topic id (blocking: call it in a thread)."""
         if self.store is None:
@@ -248,8 +255,6 @@ class Checkpointer:
         if worker.pipeline.failure is not None or worker._suspended:
             return  # what was written is not known: the next restore reads the changelog
         tables = worker.tables
-        if self._fingerprint is None:
-            self._fingerprint = chain_fingerprint(worker.chain)
         for partition in sorted(tables.case_partitions()):
             changes = tables.written_since_checkpoint.pop(partition, None)
             if not changes and partition in self.with_totals:
@@ -262,7 +267,7 @@ class Checkpointer:
             position = worker.case_position.get(partition, 0)  # what this owner writes with
             started = time.monotonic()
             # After the drain, the totals are those of the acknowledged records: of `offset`.
-            totals = encode_totals_snapshot(self._fingerprint, worker.totals.of(partition))
+            totals = encode_totals_snapshot(self.fingerprint, worker.totals.of(partition))
             encoded = time.monotonic() - started
             retirement = tables.retired.get(partition)
             retired = None

@@ -28,10 +28,10 @@ from ketenmonitor.streams.changelog import ChangelogRead, read_changelogs_checke
 from ketenmonitor.streams.ingest import IngestStats
 from ketenmonitor.streams.retirement import (
     AGGREGATE_KEY,
-    MARKER_PREFIX,
     RETIRED_MARKER,
     PartitionRetirement,
     RetiredKeys,
+    is_marker,
     key_digest,
 )
 from ketenmonitor.streams.state_store import CheckpointStore
@@ -148,7 +148,7 @@ class OwnedTables:
                 used = changelog in checked.from_checkpoint
                 keys = retired_keys[changelog] if used else RetiredKeys()
                 keys.update(key_digest(key) for key, value in read[changelog].items()
-                            if value[:2] == MARKER_PREFIX)
+                            if is_marker(value))
                 retired_keys[changelog] = keys
         if self.checkpoints is not None:
             await self._checkpoint_restored(checked, changelogs, tails, retired_keys)
@@ -225,7 +225,7 @@ class OwnedTables:
             position = max((s for s in sources.values()), default=0)
             if used:
                 position = max(position, tails[changelog][1])
-            markers = any(value[:2] == MARKER_PREFIX for value in changes.values())
+            markers = any(map(is_marker, changes.values()))
             retired = retired_keys[changelog].to_bytes() if markers or not used else None
             await asyncio.to_thread(
                 self.checkpoints.save, changelog, end, position, changes, not used, retired
@@ -238,7 +238,7 @@ def _take_retired(
     """Take the aggregate and the retired cases' markers out of a restored `cases` table; `keys`:
     the digests of every retired key (the checkpoint's and the markers')."""
     retirement = PartitionRetirement.restored(chain, table.pop(AGGREGATE_KEY, None))
-    for key in [key for key, value in table.items() if value[:2] == MARKER_PREFIX]:
+    for key in [key for key, value in table.items() if is_marker(value)]:
         del table[key]
     retirement.keys = keys
     return retirement

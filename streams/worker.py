@@ -72,7 +72,6 @@ from ketenmonitor.streams.retirement import (
     AGGREGATE_KEY,
     RETIRED_REASON,
     RetirementWriter,
-    chain_fingerprint,
     decode_totals_snapshot,
 )
 from ketenmonitor.streams.state_store import Checkpointer, open_checkpoints
@@ -1097,7 +1096,7 @@ class Worker:
         raw = self.tables.totals_snapshots.pop(partition, None)
         if raw is None:
             return False
-        totals = decode_totals_snapshot(self.chain, chain_fingerprint(self.chain), raw)
+        totals = decode_totals_snapshot(self.chain, self.checkpointer.fingerprint, raw)
         if totals is None:
             log.info("the checkpoint's totals of partition %d are of another chain definition: "
                      "folded again", partition)
