@@ -59,9 +59,9 @@ from aiokafka.errors import KafkaError
 from ketenmonitor.streams.changelog import source_header
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value
 
-from ketenmonitor.domain.case import closes_case, fact_tuples
+from ketenmonitor.domain.case import CaseState, closes_case
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.domain.flow import last_event_at
+from ketenmonitor.domain.flow import Marks, facts_and_marks, last_event_at
 from ketenmonitor.domain.totals import ChainTotals, LeadTimeHistogram
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400
 # Not a pseudonym (32 hex characters) nor a partner topic name: cannot collide with a case key.
 AGGREGATE_KEY = b"\x00retired-cases"
+# A decoded case walked once: (state, fact tuples, marks, withdrawn facts).
+_Walked = tuple[CaseState, set[tuple], Marks, tuple[tuple, ...]]
 MARKER_PREFIX = b"\x00R"  # a case value is JSON ("{..."): a leading NUL marks something else
 RETIRED_MARKER = MARKER_PREFIX + b"1"  # version 1 of the marker
 AGGREGATE_VERSION = 1
@@ -138,13 +140,22 @@ class RetiredKeys:
 
 def retirable(chain: Chain, stored: bytes, cutoff: float) -> bool:
     """Whether the case in `stored` is closed with its latest event before `cutoff`."""
+    return _retirable_walk(chain, stored, cutoff) is not None
+
+
+def _retirable_walk(chain: Chain, stored: bytes, cutoff: float) -> _Walked | None:
+    """The case in `stored`, decoded and walked once, if it is retirable (see `retirable`):
+    what its contribution to the aggregate is folded from (ChainTotals.add_walked_case)."""
     if is_marker(stored):
-        return False
-    state, _ = decode_case_value(stored)
+        return None
+    state, withdrawn = decode_case_value(stored)
     last = last_event_at(state)
     if last is None or last >= cutoff:
-        return False
-    return closes_case(fact_tuples(chain, state.records))
+        return None
+    facts, marks = facts_and_marks(chain, state)
+    if not closes_case(facts):
+        return None
+    return state, facts, marks, withdrawn
 
 
 @dataclass(frozen=True)
@@ -196,12 +207,13 @@ class PartitionRetirement:
     def aggregate_value(self) -> bytes:
         return encode_aggregate(self.aggregate, self.retired_cases, self.late_positions)
 
-    def note_closed(self, key: bytes) -> None:
-        """A case closed by an event just applied: planned once RETIRE_GRACE_SECONDS have passed
-        (its partners' other events, consumed from other topics, have had time to arrive)."""
+    def note_closed(self, key: bytes, now: float | None = None) -> None:
+        """A case closed by an event just applied (`now`: time.monotonic() of its batch): planned
+        once RETIRE_GRACE_SECONDS have passed (its partners' other events, consumed from other
+        topics, have had time to arrive)."""
         candidates = self.candidates
         candidates.pop(key, None)  # to the end: the dict stays in the order of noting
-        candidates[key] = time.monotonic()
+        candidates[key] = time.monotonic() if now is None else now
 
     def ready(self, grace: float) -> int:
         """How many candidates are past the grace (the oldest come first)."""
@@ -219,6 +231,7 @@ class PartitionRetirement:
         """Up to `limit` candidates noted at least `grace` seconds ago that are retirable now,
         and the aggregate with them."""
         keys = []
+        walked = []
         chain = self.chain
         candidates = self.candidates
         noted_before = time.monotonic() - grace
@@ -228,14 +241,16 @@ class PartitionRetirement:
                 break
             del candidates[key]
             stored = table.get(key)
-            if stored is not None and retirable(chain, stored, cutoff):
+            case = None if stored is None else _retirable_walk(chain, stored, cutoff)
+            if case is not None:
                 keys.append(key)
+                walked.append(case)
         if not keys:
             return None
         aggregate = ChainTotals(chain)
         aggregate.add_totals(self.aggregate)
-        for key in keys:
-            aggregate.add_case(*decode_case_value(table[key]))
+        for case in walked:  # each case decoded and walked once, for the check and the fold
+            aggregate.add_walked_case(*case)
         retired = self.retired_cases + len(keys)
         value = encode_aggregate(aggregate, retired, self.late_positions)
         return RetirementPlan(keys, aggregate, retired, value)

@@ -124,10 +124,16 @@ class ChainTotals:
 
     def add_case(self, state: CaseState, withdrawn: Iterable[tuple] = ()) -> None:
         """Fold a restored case: the facts of its state, and the facts it had withdrawn."""
+        facts, marks = facts_and_marks(self.chain, state)  # one walk (a restore folds millions)
+        self.add_walked_case(state, facts, marks, withdrawn)
+
+    def add_walked_case(
+        self, state: CaseState, facts: Iterable[tuple], marks: Marks, withdrawn: Iterable[tuple]
+    ) -> None:
+        """`add_case` with the state's facts and marks already read (`flow.facts_and_marks`)."""
         self.cases += 1
         self.duplicates += state.duplicates
         self.corrections += state.corrections
-        facts, marks = facts_and_marks(self.chain, state)  # one walk (a restore folds millions)
         for fact in facts:
             self._fold(fact, +1)
         for fact in withdrawn:
