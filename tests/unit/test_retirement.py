@@ -140,6 +140,8 @@ def test_retired_keys_merge_into_the_sorted_array_and_stay_found() -> None:
     assert len(keys) == 5000 and all(d in keys for d in digests)
     assert key_digest(b"another") not in keys
     assert keys.nbytes() < 5000 * 20  # 8 bytes per merged key, a few recent ones in a set
+    # every merge left the array sorted and whole: the digests, sorted, once each
+    assert list(RetiredKeys.from_bytes(keys.to_bytes())._sorted) == sorted(set(digests))
 
 
 def test_an_aggregate_of_a_newer_version_is_refused() -> None:
