@@ -24,7 +24,7 @@ from ketenmonitor.cli import build_parser
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import free_port
 from tests.integration.cli_helpers import REPO, error_lines, leaf_commands, run_cli, run_main
-from tests.integration.conftest import KAFKA_TEST_PORT
+from tests.integration.conftest import KAFKA_TEST_PORT, TEST_BROKER_JVM_OPTS
 
 # Prefixes that no output contains by chance (pseudonyms and ids are hex or lower case).
 KAFKA_PASSWORD = "PwQXZ" + secrets.token_urlsafe(12)
@@ -43,6 +43,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKaf
         data_dir=tmp_path_factory.mktemp("kafka-secure-cli"),
         secure=True,
         users={"admin": ADMIN_PASSWORD, "ketenmonitor": secrets.token_urlsafe(18)},
+        jvm_opts=TEST_BROKER_JVM_OPTS,
     )
     broker.start()
     try:

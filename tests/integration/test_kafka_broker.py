@@ -13,6 +13,7 @@ from kafka.admin import NewTopic
 from ketenmonitor.infra.kafka_broker import BrokerStartError, LocalKafkaBroker
 from ketenmonitor.infra.script_server import ServerStartError
 from ketenmonitor.infra.worker_process import free_port
+from tests.integration.conftest import TEST_BROKER_JVM_OPTS
 
 N_MESSAGES = 100
 N_PARTITIONS = 3
@@ -79,7 +80,8 @@ def test_produce_and_consume_round_trip(kafka_broker: LocalKafkaBroker) -> None:
 def test_a_restarted_broker_keeps_its_topics_and_a_stopped_one_is_not_running(
     tmp_path: Path,
 ) -> None:
-    broker = LocalKafkaBroker(port=free_port(), controller_port=free_port(), data_dir=tmp_path)
+    broker = LocalKafkaBroker(port=free_port(), controller_port=free_port(), data_dir=tmp_path,
+                              jvm_opts=TEST_BROKER_JVM_OPTS)
     topic = f"kept-{uuid.uuid4().hex[:8]}"
     with broker as started:
         assert started is broker

@@ -35,6 +35,7 @@ from ketenmonitor.infra.worker_process import Samples, WorkerProcess, free_port
 from ketenmonitor.kafka_io import PartnerPublisher
 from ketenmonitor.settings import Settings
 from ketenmonitor.simulator import contract_events, load_scenario, simulate_cases
+from tests.integration.conftest import TEST_BROKER_JVM_OPTS
 
 CHAIN = load_chain()
 WORKERS, OPERATOR = "ketenmonitor", "operator"
@@ -87,6 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
         data_dir=tmp_path_factory.mktemp("kafka-secure"),
         secure=True,
         users=users,
+        jvm_opts=TEST_BROKER_JVM_OPTS,
     )
     broker.start()
     try:

@@ -33,6 +33,7 @@ from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.infra.kafka_broker import LocalKafkaBroker
 from ketenmonitor.infra.worker_process import free_port
 from ketenmonitor.settings import Settings
+from tests.integration.conftest import TEST_BROKER_JVM_OPTS
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN = load_chain()
@@ -48,6 +49,7 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafk
     broker = LocalKafkaBroker(
         port=free_port(), controller_port=free_port(),
         data_dir=tmp_path_factory.mktemp("kafka-strimzi"), secure=True, users=users,
+        jvm_opts=TEST_BROKER_JVM_OPTS,
     )
     broker.start()
     try:
