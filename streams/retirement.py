@@ -1,7 +1,7 @@
 """Closed cases leave the worker's state; what they contributed to the totals stays, durably.
 
     retirement = PartitionRetirement.restored(chain, aggregate_value_or_None)
-    retirement.note_closed(key)                  # a case applied in a batch may be retirable
+    retirement.note_closed(key, now)             # a case applied in a batch may be retirable
     plan = retirement.plan(table, cutoff, limit)  # keys to retire and the aggregate after them
     retirement.retired(plan, table)               # once the plan's records are acknowledged
     key_digest(key) in retirement.keys            # a retired case (events for it: dead-lettered)
@@ -218,15 +218,15 @@ class PartitionRetirement:
     def aggregate_value(self) -> bytes:
         return encode_aggregate(self.aggregate, self.retired_cases, self.late_positions)
 
-    def note_closed(self, key: bytes, now: float | None = None) -> None:
+    def note_closed(self, key: bytes, now: float) -> None:
         """A case closed by an event just applied (`now`: time.monotonic() of its batch): planned
         once RETIRE_GRACE_SECONDS have passed (its partners' other events, consumed from other
         topics, have had time to arrive)."""
         candidates = self.candidates
         candidates.pop(key, None)  # to the end: the dict stays in the order of noting
-        candidates[key] = time.monotonic() if now is None else now
+        candidates[key] = now
 
-    def ready(self, grace: float, enough: int | None = None) -> int:
+    def ready(self, grace: float, enough: int) -> int:
         """How many candidates are past the grace (the oldest come first); counting stops at
         `enough`."""
         limit = time.monotonic() - grace
