@@ -25,10 +25,12 @@ stopped with SIGTERM (it writes its last checkpoints). Then the restart of bench
 changelog: markers, open cases, the aggregates) and with it (LMDB checkpoint + tail).
 
 Replay: a smaller log of the same mix (`replay_cases` cases) through a worker with retention and
-a state directory and one without either (in-memory state), interleaved (in-memory first),
-`rounds` of each, each run its own group and changelogs on the same produced topics; timed as
-above, /metrics compared with the batch computation of that log. A case closed by an event is
-retired no sooner than 60 s after: a replay shorter than a minute retires nothing.
+a state directory and one without either (in-memory state), interleaved (in-memory first in
+odd rounds, last in even ones), `rounds` of each, each run its own group and changelogs on the
+same produced topics; timed as above, /metrics compared with the batch computation of that
+log. A case closed by an event is retired no sooner than 60 s after: a replay shorter than a
+minute retires nothing. Besides the medians per mode, each round's state run is divided by the
+in-memory run of its round (paired ratios) and the median of those is given.
 
 RSS: at rest after the load (what a worker that consumed the history holds: Python does not give
 back all the memory of the cases it retired), and of each restarted worker once exact (what a
@@ -49,7 +51,7 @@ from typing import Any, TypeVar
 import orjson
 
 from bench.correctness import BatchResult, expected_metrics_of, settled_comparison
-from bench.interleaved import median_per_mode, throughput_ratios
+from bench.interleaved import median_per_mode, order_of_round, paired_ratios, throughput_ratios
 from bench.kafka_env import LagWatch, create_topics, run_env
 from bench.machine import CpuClock, load_average
 from bench.one_hop import path_env
@@ -330,7 +332,7 @@ def _replay(
     out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
                            "produce": _produce(broker, chain, log(), shared), "runs": []}
     for round_ in range(1, rounds + 1):
-        for mode in MODES:
+        for mode in order_of_round(MODES, round_):
             env = {**shared, "KETENMONITOR_APP_ID": f"{shared['KETENMONITOR_APP_ID']}-{mode}"
                    f"-{round_}".replace("+", "-")}
             if mode != "in-memory":
@@ -355,4 +357,5 @@ def _replay(
         out["ratio"] = throughput_ratios(
             out["median"]["retention+state"], out["median"]["in-memory"]
         )
+        out["paired"] = paired_ratios(out["runs"], "mode", "retention+state", "in-memory")
     return out

@@ -416,6 +416,12 @@ def _national(r: dict[str, Any]) -> list[str]:
             out += ["", f"Retention + local state against in-memory (medians): "
                     f"{ratio['wall_throughput_ratio']:.2f}x events/s, "
                     f"{ratio['cpu_throughput_ratio']:.2f}x events per CPU-second."]
+        paired = replay.get("paired")
+        if paired and "median_wall_throughput_ratio" in paired:
+            rounds = ", ".join(f"{p['wall_throughput_ratio']:.2f}" for p in paired["rounds"])
+            out += ["", f"Paired by round (the state run over the in-memory run of its round; "
+                    f"{rounds}): median {paired['median_wall_throughput_ratio']:.2f}x events/s, "
+                    f"{paired['median_cpu_throughput_ratio']:.2f}x events per CPU-second."]
         out.append("")
     if "error" in r:
         out += [f"Failed: `{r['error'].strip().splitlines()[-1][:300]}`", ""]

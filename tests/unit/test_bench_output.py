@@ -292,3 +292,25 @@ def test_the_exactly_once_section_lists_every_run_and_the_medians(tmp_path: Path
     assert "| 1 | false | 100 | 200 |" in section and "| 1 | true | 90 | 180 |" in section
     assert "(0.90x)" in section
     assert checks_pass(document)
+
+
+def test_rounds_alternate_their_order_and_ratios_pair_the_runs_of_a_round():
+    from bench.interleaved import order_of_round, paired_ratios
+
+    modes = ("in-memory", "retention+state")
+    assert [order_of_round(modes, n) for n in (1, 2, 3)] == [modes, modes[::-1], modes]
+
+    def run(round_, mode, wall, cpu, completed=True):
+        return {"round": round_, "mode": mode, "completed": completed,
+                "events_per_second": wall, "events_per_cpu_second": cpu}
+
+    runs = [
+        run(1, "in-memory", 100, 200), run(1, "retention+state", 90, 210),
+        run(2, "retention+state", 55, 100), run(2, "in-memory", 50, 100),
+        run(3, "in-memory", 80, 160), run(3, "retention+state", 80, 1, completed=False),
+    ]
+    paired = paired_ratios(runs, "mode", "retention+state", "in-memory")
+    assert [p["round"] for p in paired["rounds"]] == [1, 2]  # round 3 has no completed pair
+    assert [p["wall_throughput_ratio"] for p in paired["rounds"]] == [0.9, 1.1]
+    assert paired["median_wall_throughput_ratio"] == 1.0
+    assert paired["median_cpu_throughput_ratio"] == 1.025
