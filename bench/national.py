@@ -72,7 +72,7 @@ RETENTION_DAYS = 90
 HISTORY_YEARS = 3
 ISSUED_UNTIL_DAYS_BEFORE = 365  # the last fine is issued a year before the reference
 MAX_COLLECTION_DAYS = 180  # ... and closed at most 181 days later: > RETENTION_DAYS before it
-DIGEST_BYTES = 8  # a retired key in memory (streams/retirement.py RetiredKeys)
+DIGEST_BYTES = 8  # a retired key's digest (streams/retirement.py RetiredKeys)
 RETIRED = re.compile(r"retired (\d+) closed cases")
 RUNTIME = "streams/worker.py, aiokafka batches; retention + LMDB local state"
 T = TypeVar("T")
@@ -157,6 +157,21 @@ def in_child(compute: Callable[[], T]) -> Callable[[], T]:
         return value
 
     return result
+
+
+def mapped_unnamed_bytes(pid: int, directory: Path) -> int:
+    """The size of the mappings of process `pid` of files in `directory` that have no name
+    (unlinked, or made unnamed: /proc/PID/maps lists them as deleted)."""
+    total, prefix = 0, str(directory.resolve()) + "/"
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith(prefix) and fields[5].rstrip().endswith(
+                "(deleted)"
+            ):
+                start, _, end = fields[0].partition("-")
+                total += int(end, 16) - int(start, 16)
+    return total
 
 
 def retired_cases(log_path: Path) -> int:
@@ -303,6 +318,11 @@ def _load(
                 (rss_at_rest - at_ready.get("rss", 0)) / max(open_cases, 1), 1
             ),
             "retired_digest_bytes": DIGEST_BYTES * retired,
+            # With a state directory the sorted digests are unnamed files there, mapped (the
+            # page cache, not the worker's anonymous memory): what the process maps of them.
+            "retired_digests_mapped_bytes": mapped_unnamed_bytes(
+                worker.process.pid, Path(local["KETENMONITOR_STATE_DIR"])
+            ),
             "cases_tracked": reference_samples.get(TRACKED),
             "load_average_at_rest": load_average(),
             "batch_truth_cpu_seconds": round(batch.cpu_seconds, 2),

@@ -346,6 +346,10 @@ def _one_hop(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
 def _national(r: dict[str, Any]) -> list[str]:
     out = [
         f"## National scale ({_k(r['history_cases'])} cases of history: "
@@ -356,16 +360,20 @@ def _national(r: dict[str, Any]) -> list[str]:
     load = r.get("load")
     if load:
         check = load.get("check", {})
+        anonymous = (load.get("rss_parts_at_rest") or {}).get("anonymous_bytes")
+        mapped = load.get("retired_digests_mapped_bytes")
+        digests_where = "" if mapped is None else f" ({_mib(mapped)} of it mapped files)"
         out += [
-            "| load events/s (wall) | events per CPU-second | retired cases | RSS at rest | per "
-            "open case | above start per open case | retired digests | metrics equal batch | "
-            "load avg at rest |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| load events/s (wall) | events per CPU-second | retired cases | RSS at rest | of it "
+            "anonymous | per open case | above start per open case | retired digests | metrics "
+            "equal batch | load avg at rest |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| {_k(load['events_per_second'])} | {_k(load['events_per_cpu_second'])} | "
             f"{_k(load['retired_cases'])} | {load['rss_at_rest_bytes'] / 2**20:,.0f} MiB | "
+            f"{_mib(anonymous)} | "
             f"{_k(load['rss_at_rest_per_open_case_bytes'])} B | "
             f"{_k(load['rss_above_ready_per_open_case_bytes'])} B | "
-            f"{load['retired_digest_bytes'] / 2**20:,.1f} MiB | "
+            f"{load['retired_digest_bytes'] / 2**20:,.1f} MiB{digests_where} | "
             f"{'yes' if check.get('equal') else 'NO'} | {load['load_average_at_rest']} |",
             "",
         ]

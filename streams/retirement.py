@@ -44,23 +44,26 @@ import contextlib
 import importlib.util
 import logging
 import marshal
+import mmap
+import tempfile
 import time
 from array import array
 from bisect import bisect_left
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import orjson
 from aiokafka.errors import KafkaError
 from ketenmonitor.streams.changelog import source_header
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value
 
-from ketenmonitor.domain.case import CaseState, closes_case
+from ketenmonitor.domain.case import CaseState
 from ketenmonitor.domain.chain import Chain
-from ketenmonitor.domain.flow import Marks, facts_and_marks, last_event_at
+from ketenmonitor.domain.flow import Marks, last_event_at, retirable_facts
 from ketenmonitor.domain.totals import ChainTotals, LeadTimeHistogram
 
 log = logging.getLogger(__name__)
@@ -86,13 +89,21 @@ def key_digest(key: bytes) -> int:
 
 
 class RetiredKeys:
-    """A set of 64-bit key digests: a sorted array('Q') and a set of recent additions, merged
-    into the array once the set reaches an eighth of it (amortised linear merging)."""
+    """A set of 64-bit key digests: a sorted run of them and a set of recent additions, merged
+    into the run once the set reaches an eighth of it (amortised linear merging).
+
+    `directory` (the worker's state directory): the run is an unnamed file there, mapped into
+    memory. Its pages are the kernel's page cache, not the worker's own memory: clean, given
+    back under memory pressure and read again when looked at, so five years of retired cases
+    (400 MB of digests) do not stay in the worker's anonymous memory, as the open cases do.
+    Without one, the run is an array('Q') in memory.
+    """
 
     MIN_PENDING = 65_536
 
-    def __init__(self) -> None:
-        self._sorted = array("Q")
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self._sorted: array[int] | memoryview = array("Q")
         self._recent: set[int] = set()
 
     def __len__(self) -> int:
@@ -119,30 +130,68 @@ class RetiredKeys:
     def _merge(self) -> None:
         # Slices between the insertion points, copied in C: a checkpoint merges its few new
         # digests into millions (heapq.merge stepped through every one of them in Python).
-        old, merged, start = self._sorted, array("Q"), 0
-        for digest in sorted(self._recent):
-            i = bisect_left(old, digest, start)
-            merged.extend(old[start:i])
-            merged.append(digest)
-            start = i
-        merged.extend(old[start:])
-        self._sorted = merged
+        old, start = self._sorted, 0
+        if self.directory is None:
+            merged = array("Q")
+            for digest in sorted(self._recent):
+                i = bisect_left(old, digest, start)
+                merged.extend(old[start:i])  # type: ignore[arg-type]  # old is an array here
+                merged.append(digest)
+                start = i
+            merged.extend(old[start:])  # type: ignore[arg-type]
+            self._sorted = merged
+        else:
+            raw, size = memoryview(old).cast("B"), old.itemsize
+            one = array("Q", [0])
+
+            def write(out: BinaryIO) -> None:
+                start = 0
+                for digest in sorted(self._recent):
+                    i = bisect_left(old, digest, start)
+                    out.write(raw[start * size : i * size])
+                    one[0] = digest
+                    out.write(one)
+                    start = i
+                out.write(raw[start * size :])
+
+            self._sorted = self._mapped(write)
         self._recent = set()
 
-    def nbytes(self) -> int:
-        return self._sorted.itemsize * len(self._sorted) + 72 * len(self._recent)
+    def _mapped(self, write: Callable[[Any], object]) -> array[int] | memoryview:
+        """The run `write` writes, in an unnamed file of the directory, mapped read-only."""
+        with tempfile.TemporaryFile(
+            dir=self.directory, prefix="retired-keys-", buffering=1 << 20
+        ) as out:
+            write(out)
+            out.flush()
+            size = out.tell()
+            if not size:
+                return array("Q")  # an empty file cannot be mapped
+            mapped = mmap.mmap(out.fileno(), size, access=mmap.ACCESS_READ)
+        return memoryview(mapped).cast("Q")  # the map keeps its own handle of the file
 
-    def to_bytes(self) -> bytes:
+    def nbytes(self) -> int:
+        """The worker's own memory these digests take (a mapped run is the kernel's cache)."""
+        run = 0 if isinstance(self._sorted, memoryview) else len(self._sorted)
+        return 8 * run + 72 * len(self._recent)
+
+    def mapped_bytes(self) -> int:
+        return 8 * len(self._sorted) if isinstance(self._sorted, memoryview) else 0
+
+    def to_bytes(self) -> bytes | memoryview:
         """Every digest, sorted, 8 bytes each in this machine's byte order (a local checkpoint,
-        streams/state_store.py)."""
+        streams/state_store.py): a view of the run, not a copy."""
         if self._recent:
             self._merge()
-        return self._sorted.tobytes()
+        return memoryview(self._sorted).cast("B")
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> RetiredKeys:
-        keys = cls()
-        keys._sorted.frombytes(raw)
+    def from_bytes(cls, raw: bytes | memoryview, directory: Path | None = None) -> RetiredKeys:
+        keys = cls(directory)
+        if directory is None:
+            keys._sorted.frombytes(raw)  # type: ignore[union-attr]
+        elif len(raw):
+            keys._sorted = keys._mapped(lambda out: out.write(raw))
         return keys
 
 
@@ -157,13 +206,10 @@ def _retirable_walk(chain: Chain, stored: bytes, cutoff: float) -> _Walked | Non
     if is_marker(stored):
         return None
     state, withdrawn = decode_case_value(stored)
-    last = last_event_at(state)
-    if last is None or last >= cutoff:
+    walked = retirable_facts(chain, state, cutoff)
+    if walked is None:
         return None
-    facts, marks = facts_and_marks(chain, state)
-    if not closes_case(facts):
-        return None
-    return state, facts, marks, withdrawn
+    return state, walked[0], walked[1], withdrawn
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ class CheckpointStore:
         position: int,
         changes: dict[bytes, bytes],
         replace: bool = False,
-        retired: bytes | None = None,
+        retired: bytes | memoryview | None = None,
         totals: bytes | None = None,
     ) -> None:
         """Add the records written since the last checkpoint (`replace`: these are all of them)

@@ -133,7 +133,9 @@ class OwnedTables:
                     found = await asyncio.to_thread(self.checkpoints.load, changelog)
                     if found is not None:
                         tails[changelog] = (found.offset, found.position, found.table)
-                        retired_keys[changelog] = RetiredKeys.from_bytes(found.retired)
+                        retired_keys[changelog] = RetiredKeys.from_bytes(
+                            found.retired, self.checkpoints.directory
+                        )
                         saved_totals[changelog] = found.totals
         held = {tp: _holds(keys) for tp, keys in retired_keys.items() if len(keys)}
         checked = await read_changelogs_checked(restorer, changelogs, tails, held)
@@ -146,7 +148,8 @@ class OwnedTables:
         for changelog in changelogs:  # every retired key, the checkpoint's and the changelog's
             if changelog.topic == self.changelogs.cases:
                 used = changelog in checked.from_checkpoint
-                keys = retired_keys[changelog] if used else RetiredKeys()
+                directory = None if self.checkpoints is None else self.checkpoints.directory
+                keys = retired_keys[changelog] if used else RetiredKeys(directory)
                 keys.update(key_digest(key) for key, value in read[changelog].items()
                             if is_marker(value))
                 retired_keys[changelog] = keys

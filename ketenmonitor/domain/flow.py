@@ -41,6 +41,7 @@ from ketenmonitor.domain.case import (
     StageLeft,
     StageOutline,
     apply_event_outlined,
+    closes_case,
     facts_and_outline,
     facts_of,
     milestone_of,
@@ -178,6 +179,22 @@ def facts_and_marks(chain: Chain, state: CaseState) -> tuple[set[tuple], Marks]:
     """`case.fact_tuples` and `marks_of` of one state, from one walk over its occurrences."""
     facts, outline = facts_and_outline(chain, state.records)
     return facts, _marks(chain, outline)
+
+
+def retirable_facts(
+    chain: Chain, state: CaseState, cutoff: float
+) -> tuple[set[tuple], Marks] | None:
+    """`facts_and_marks` of a case that may leave the state (closed, and its latest event before
+    `cutoff`), None for any other; a case is walked only when its latest event is early enough.
+    What a retired case contributed to the totals is folded from these (ChainTotals
+    .add_walked_case), so the check and the fold read the same walk."""
+    last = last_event_at(state)
+    if last is None or last >= cutoff:
+        return None
+    facts, marks = facts_and_marks(chain, state)
+    if not closes_case(facts):
+        return None
+    return facts, marks
 
 
 def apply_event_marked(

@@ -24,8 +24,10 @@ from ketenmonitor.domain.chain import DEFAULT_CHAIN_FILE, ChainDefinitionError, 
 from ketenmonitor.domain.flow import (
     Rework,
     dormancy_counts,
+    facts_and_marks,
     last_event_at,
     open_visits,
+    retirable_facts,
     rework_counts,
     rework_of,
 )
@@ -84,6 +86,19 @@ def test_a_closed_case_reopens_when_a_later_event_arrives_and_closes_again():
     assert rework_of(CHAIN, again.state) == Rework(
         {"om_intake": 1, "om_decision": 1}, {"om_assessment": 1}
     )
+
+
+def test_a_case_may_retire_only_when_closed_and_quiet_since_the_cutoff():
+    first = [ev(0, "om_intake", 0), ev(1, "om_decision", 40, "dismissal")]
+    state, _ = apply_all(first)
+    walked = retirable_facts(CHAIN, state, 41 * DAY)
+    assert walked is not None
+    facts, marks = walked
+    assert (facts, marks) == facts_and_marks(CHAIN, state)  # the walk the totals fold
+    assert retirable_facts(CHAIN, state, 40 * DAY) is None  # its last event is not before it
+    reopened = apply_event(CHAIN, state, ev(2, "om_intake", 60, occurrence="2")).state
+    assert retirable_facts(CHAIN, reopened, 100 * DAY) is None  # open again
+    assert retirable_facts(CHAIN, apply_all(first[:1])[0], 100 * DAY) is None  # never closed
 
 
 def test_a_case_loops_back_to_an_earlier_partner_and_visits_its_stage_again():

@@ -4,6 +4,7 @@ and versioned, retired keys are remembered, and a late event is counted once."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
@@ -142,6 +143,29 @@ def test_retired_keys_merge_into_the_sorted_array_and_stay_found() -> None:
     assert keys.nbytes() < 5000 * 20  # 8 bytes per merged key, a few recent ones in a set
     # every merge left the array sorted and whole: the digests, sorted, once each
     assert list(RetiredKeys.from_bytes(keys.to_bytes())._sorted) == sorted(set(digests))
+
+
+def test_retired_keys_in_a_state_directory_are_a_mapped_file_and_not_the_workers_memory(
+    tmp_path: Path,
+) -> None:
+    keys = RetiredKeys(tmp_path)
+    keys.MIN_PENDING = 100  # type: ignore[misc]
+    digests = [key_digest(f"case-{i}".encode()) for i in range(5000)]
+    keys.update(digests[:2500])
+    keys.update(digests)  # the first half again: each digest is held once
+    assert len(keys) == 5000 and all(d in keys for d in digests)
+    assert key_digest(b"another") not in keys
+    assert keys.mapped_bytes() >= 8 * 4000  # the merged run is in the mapped file
+    # only the recent additions (in a set, 72 bytes each) are the worker's own memory
+    assert keys.nbytes() == 72 * (len(keys) - keys.mapped_bytes() // 8)
+    assert list(tmp_path.iterdir()) == []  # the file has no name: nothing to clean up
+    run = keys.to_bytes()
+    assert keys.mapped_bytes() == 8 * 5000 and keys.nbytes() == 0
+    again = RetiredKeys.from_bytes(bytes(run), tmp_path)
+    in_memory = RetiredKeys.from_bytes(bytes(run))
+    # every merge left the run sorted and whole: the digests, sorted, once each
+    assert list(again._sorted) == list(in_memory._sorted) == sorted(set(digests))
+    assert RetiredKeys.from_bytes(b"", tmp_path).to_bytes() == b""
 
 
 def test_an_aggregate_of_a_newer_version_is_refused() -> None:
