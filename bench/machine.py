@@ -123,3 +123,44 @@ class CpuClock:
             "anonymous_bytes": parts.get("Anonymous", 0),
             "file_backed_bytes": parts.get("Rss", 0) - parts.get("Anonymous", 0),
         }
+
+
+def _cpu_ticks() -> tuple[int, int, int]:
+    """(busy, total, steal) clock ticks of all CPUs since boot (/proc/stat's first line)."""
+    with open("/proc/stat", encoding="utf-8") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    steal = fields[7] if len(fields) > 7 else 0
+    total = sum(fields[:8])  # guest time is already in user
+    return total - idle - steal, total, steal
+
+
+class MachineShare:
+    """The machine's CPU over an interval: the share busy (every process, the broker included)
+    and the share the hypervisor took away (steal), from /proc/stat."""
+
+    def __init__(self) -> None:
+        self._start = _cpu_ticks()
+
+    def shares(self) -> dict[str, float]:
+        busy, total, steal = (b - a for a, b in zip(self._start, _cpu_ticks(), strict=True))
+        return {
+            "machine_busy_share": round(busy / total, 3) if total else 0.0,
+            "machine_steal_share": round(steal / total, 3) if total else 0.0,
+        }
+
+
+def settle(
+    busy_below: float = 0.15, window_seconds: float = 3.0, give_up_seconds: float = 90.0
+) -> dict[str, float]:
+    """Wait until the machine's CPU is less than `busy_below` busy over a window (what the run
+    before left behind has finished: the broker compacting its changelogs, a worker exiting),
+    at most `give_up_seconds`; returns how long it waited and the last window's shares."""
+    started = time.monotonic()
+    while True:
+        share = MachineShare()
+        time.sleep(window_seconds)
+        found = share.shares()
+        waited = time.monotonic() - started
+        if found["machine_busy_share"] < busy_below or waited >= give_up_seconds:
+            return {"settle_seconds": round(waited, 1), **found}

@@ -30,7 +30,10 @@ odd rounds, last in even ones), `rounds` of each, each run its own group and cha
 same produced topics; timed as above, /metrics compared with the batch computation of that
 log. A case closed by an event is retired no sooner than 60 s after: a replay shorter than a
 minute retires nothing. Besides the medians per mode, each round's state run is divided by the
-in-memory run of its round (paired ratios) and the median of those is given.
+in-memory run of its round (paired ratios) and the median of those is given. Before each run the
+harness waits (up to 90 s) until the machine is less than 15% busy over 3 s (the run before left
+the broker compacting its changelogs: the second run of a round was the slower one in most
+rounds), and it records the machine's busy and steal shares during each run.
 
 RSS: at rest after the load (what a worker that consumed the history holds: Python does not give
 back all the memory of the cases it retired), and of each restarted worker once exact (what a
@@ -53,7 +56,7 @@ import orjson
 from bench.correctness import BatchResult, expected_metrics_of, settled_comparison
 from bench.interleaved import median_per_mode, order_of_round, paired_ratios, throughput_ratios
 from bench.kafka_env import LagWatch, create_topics, run_env
-from bench.machine import CpuClock, load_average
+from bench.machine import CpuClock, MachineShare, load_average, settle
 from bench.one_hop import path_env
 from bench.recovery import TRACKED, timed_restart
 from bench.replay import age_reference_env
@@ -358,16 +361,20 @@ def _replay(
             if mode != "in-memory":
                 env["KETENMONITOR_CLOSED_CASE_RETENTION_DAYS"] = str(RETENTION_DAYS)
                 env["KETENMONITOR_STATE_DIR"] = str(logs / f"state-{env['KETENMONITOR_APP_ID']}")
+            settled = settle()  # the run before has finished on the machine (broker included)
             load_before = load_average()
             worker = WorkerProcess(env, log_path=logs / f"national-replay-{round_}-{mode}.log",
                                    loglevel="info")
+            share = MachineShare()
             try:
                 timing = time_catch_up(worker, watch, env["KETENMONITOR_APP_ID"], topics, events,
                                        timeout)
+                timing["machine_during_run"] = share.shares()
                 timing["check"] = settled_comparison(worker.scrape, batch.samples).as_dict()
             finally:
                 worker.stop(timeout=300)
             run = {"round": round_, "mode": mode, "load_average_before": load_before,
+                   "settled_before": settled,
                    "load_average_after": load_average(), **timing}
             out["runs"].append(run)
             print(f"[bench] national replay round {round_} {mode}: "

@@ -411,13 +411,18 @@ def _national(r: dict[str, Any]) -> list[str]:
         out += [f"Replay of {_k(replay['closed_cases'])} closed and {_k(replay['open_cases'])} "
                 "open cases, interleaved:", "",
                 "| round | state | events/s (wall) | events per CPU-second | peak RSS | metrics "
-                "equal batch | load avg before |", "|---|---|---|---|---|---|---|"]
+                "equal batch | load avg before | machine busy / steal during the run |",
+                "|---|---|---|---|---|---|---|---|"]
         for run in replay["runs"]:
             equal = "yes" if run.get("check", {}).get("equal") else "NO"
+            machine = run.get("machine_during_run")
+            during = "-" if not machine else (
+                f"{machine['machine_busy_share']:.0%} / {machine['machine_steal_share']:.0%}"
+            )
             out.append(
                 f"| {run['round']} | {run['mode']} | {_k(run['events_per_second'])} | "
                 f"{_k(run['events_per_cpu_second'])} | {run['peak_rss_bytes'] / 2**20:,.0f} MiB "
-                f"| {equal} | {run['load_average_before']} |"
+                f"| {equal} | {run['load_average_before']} | {during} |"
             )
         ratio = replay.get("ratio")
         if ratio:

@@ -314,3 +314,15 @@ def test_rounds_alternate_their_order_and_ratios_pair_the_runs_of_a_round():
     assert [p["wall_throughput_ratio"] for p in paired["rounds"]] == [0.9, 1.1]
     assert paired["median_wall_throughput_ratio"] == 1.0
     assert paired["median_cpu_throughput_ratio"] == 1.025
+
+
+def test_the_machine_share_is_read_from_proc_stat_and_settle_returns_when_quiet_enough():
+    from bench.machine import MachineShare, settle
+
+    share = MachineShare()
+    sum(i * i for i in range(200_000))  # some CPU in between
+    found = share.shares()
+    assert 0.0 <= found["machine_steal_share"] <= found["machine_busy_share"] + 1.0
+    assert 0.0 < found["machine_busy_share"] <= 1.0
+    waited = settle(busy_below=1.01, window_seconds=0.2, give_up_seconds=5.0)
+    assert waited["settle_seconds"] < 1.0  # anything is below 101% busy: one window
