@@ -164,3 +164,19 @@ def settle(
         waited = time.monotonic() - started
         if found["machine_busy_share"] < busy_below or waited >= give_up_seconds:
             return {"settle_seconds": round(waited, 1), **found}
+
+
+def mapped_unnamed_bytes(pid: int, directory: Path) -> int:
+    """The size of the mappings of process `pid` of files in `directory` that have no name
+    (unlinked, or made unnamed: /proc/PID/maps lists them as deleted): for a worker with a state
+    directory, its retired keys' digests (streams/retirement.py RetiredKeys)."""
+    total, prefix = 0, str(directory.resolve()) + "/"
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith(prefix) and fields[5].rstrip().endswith(
+                "(deleted)"
+            ):
+                start, _, end = fields[0].partition("-")
+                total += int(end, 16) - int(start, 16)
+    return total

@@ -56,7 +56,7 @@ import orjson
 from bench.correctness import BatchResult, expected_metrics_of, settled_comparison
 from bench.interleaved import median_per_mode, order_of_round, paired_ratios, throughput_ratios
 from bench.kafka_env import LagWatch, create_topics, run_env
-from bench.machine import CpuClock, MachineShare, load_average, settle
+from bench.machine import CpuClock, MachineShare, load_average, mapped_unnamed_bytes, settle
 from bench.one_hop import path_env
 from bench.recovery import TRACKED, timed_restart
 from bench.replay import age_reference_env
@@ -160,21 +160,6 @@ def in_child(compute: Callable[[], T]) -> Callable[[], T]:
         return value
 
     return result
-
-
-def mapped_unnamed_bytes(pid: int, directory: Path) -> int:
-    """The size of the mappings of process `pid` of files in `directory` that have no name
-    (unlinked, or made unnamed: /proc/PID/maps lists them as deleted)."""
-    total, prefix = 0, str(directory.resolve()) + "/"
-    with open(f"/proc/{pid}/maps") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith(prefix) and fields[5].rstrip().endswith(
-                "(deleted)"
-            ):
-                start, _, end = fields[0].partition("-")
-                total += int(end, 16) - int(start, 16)
-    return total
 
 
 def retired_cases(log_path: Path) -> int:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import io
 import logging
 import marshal
 import mmap
@@ -158,17 +159,32 @@ class RetiredKeys:
         self._recent = set()
 
     def _mapped(self, write: Callable[[Any], object]) -> array[int] | memoryview:
-        """The run `write` writes, in an unnamed file of the directory, mapped read-only."""
-        with tempfile.TemporaryFile(
-            dir=self.directory, prefix="retired-keys-", buffering=1 << 20
-        ) as out:
-            write(out)
-            out.flush()
-            size = out.tell()
-            if not size:
-                return array("Q")  # an empty file cannot be mapped
-            mapped = mmap.mmap(out.fileno(), size, access=mmap.ACCESS_READ)
-        return memoryview(mapped).cast("Q")  # the map keeps its own handle of the file
+        """The run `write` writes, in an unnamed file of the directory, mapped read-only. When
+        the directory cannot take it (full, read-only, gone), the run is kept in memory from then
+        on, with a warning: the worker goes on, as it does when a checkpoint cannot be written."""
+        if self.directory is not None:
+            try:
+                with tempfile.TemporaryFile(
+                    dir=self.directory, prefix="retired-keys-", buffering=1 << 20
+                ) as out:
+                    write(out)
+                    out.flush()
+                    size = out.tell()
+                    if not size:
+                        return array("Q")  # an empty file cannot be mapped
+                    mapped = mmap.mmap(out.fileno(), size, access=mmap.ACCESS_READ)
+                return memoryview(mapped).cast("Q")  # the map keeps its own handle of the file
+            except OSError as exc:
+                log.warning(
+                    "the retired keys' digests cannot be kept in a file in %s (%r): kept in "
+                    "memory from now on", self.directory, exc,
+                )
+                self.directory = None
+        buffer = io.BytesIO()
+        write(buffer)
+        run = array("Q")
+        run.frombytes(buffer.getbuffer())
+        return run
 
     def nbytes(self) -> int:
         """The worker's own memory these digests take (a mapped run is the kernel's cache)."""

@@ -25,6 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 from ketenmonitor.streams.retirement import AGGREGATE_KEY, RETIRED_MARKER
 from test_resilience import Run, _scrape
 
+from bench.machine import mapped_unnamed_bytes
 from ketenmonitor.domain.chain import load_chain
 from ketenmonitor.domain.pseudonym import Pseudonymiser
 from ketenmonitor.infra.consumer_progress import wait_until_caught_up
@@ -198,6 +199,7 @@ def test_closed_cases_retire_after_the_retention_and_the_numbers_stay_exact(
         # Restored from the local checkpoints, the retired digests read back into mapped files:
         # late events for other retired cases are still recognised, counted and kept.
         assert len(TAIL.findall(third.log_path.read_text())) == 6
+        assert mapped_unnamed_bytes(third.process.pid, tmp_path / "state") >= 8 * len(retired)
         more = sorted(retired)[LATE_EVENTS : LATE_EVENTS + 20]
         more_events = [
             step_event(by_key[k], len(by_key[k].steps) - 1, CHAIN, seed=run.seed,

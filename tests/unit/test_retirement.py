@@ -163,9 +163,31 @@ def test_retired_keys_in_a_state_directory_are_a_mapped_file_and_not_the_workers
     assert keys.mapped_bytes() == 8 * 5000 and keys.nbytes() == 0
     again = RetiredKeys.from_bytes(bytes(run), tmp_path)
     in_memory = RetiredKeys.from_bytes(bytes(run))
+    assert again.mapped_bytes() == 8 * 5000 and in_memory.mapped_bytes() == 0
     # every merge left the run sorted and whole: the digests, sorted, once each
     assert list(again._sorted) == list(in_memory._sorted) == sorted(set(digests))
     assert RetiredKeys.from_bytes(b"", tmp_path).to_bytes() == b""
+    # A checkpoint's view of the run (written in a thread) stays whole when later merges
+    # replace the run.
+    view = again.to_bytes()
+    again.update(key_digest(f"later-{i}".encode()) for i in range(700))
+    again.to_bytes()
+    assert bytes(view) == bytes(run)
+
+
+def test_retired_keys_stay_in_memory_when_the_state_directory_cannot_take_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = RetiredKeys(tmp_path / "gone")  # no such directory: no file can be made there
+    keys.MIN_PENDING = 100  # type: ignore[misc]
+    digests = [key_digest(f"case-{i}".encode()) for i in range(1000)]
+    keys.update(digests)
+    assert "kept in memory from now on" in caplog.text
+    assert keys.directory is None and keys.mapped_bytes() == 0
+    assert all(d in keys for d in digests)
+    assert list(keys.to_bytes().cast("Q")) == sorted(set(digests))
+    again = RetiredKeys.from_bytes(bytes(keys.to_bytes()), tmp_path / "gone")
+    assert again.mapped_bytes() == 0 and list(again._sorted) == sorted(set(digests))
 
 
 def test_an_aggregate_of_a_newer_version_is_refused() -> None:
