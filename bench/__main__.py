@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=DEFAULTS["national_replay_cases"],
                    help="national: cases of the smaller log replayed with and without retention "
                    "and local state (0: skip; default %(default)s)")
+    p.add_argument("--national-modes", default="in-memory,retention+state",
+                   help="national: the replay's worker modes, interleaved, of in-memory, "
+                   "retention+state, retention, state (default %(default)s)")
     p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
     p.add_argument("--no-ceiling", action="store_true",

@@ -108,6 +108,23 @@ class CpuClock:
     def rss_bytes(self) -> int:
         return int(self.process.memory_info().rss)
 
+    def counters(self) -> dict[str, float]:
+        """Where the process's CPU went, since boot: user and system seconds, minor and major
+        page faults (/proc/PID/stat), voluntary and involuntary context switches. Two modes
+        that differ in system time or faults differ in memory, not in Python work."""
+        t = self.process.cpu_times()
+        switches = self.process.num_ctx_switches()
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return {
+            "cpu_user_seconds": float(t.user),
+            "cpu_system_seconds": float(t.system),
+            "minor_faults": int(fields[7]),  # field 10 of proc(5), counted after the comm
+            "major_faults": int(fields[9]),
+            "voluntary_switches": int(switches.voluntary),
+            "involuntary_switches": int(switches.involuntary),
+        }
+
     def rss_parts(self) -> dict[str, int]:
         """The resident set split by what holds it (/proc/PID/smaps_rollup, bytes): anonymous
         (the Python heap and malloc arenas) and file-backed (mapped files such as the LMDB

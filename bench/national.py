@@ -80,6 +80,9 @@ RETIRED = re.compile(r"retired (\d+) closed cases")
 RUNTIME = "streams/worker.py, aiokafka batches; retention + LMDB local state"
 T = TypeVar("T")
 MODES = ("in-memory", "retention+state")
+# --national-modes: the two parts of "retention+state" alone, to split a difference between them
+MODE_PARTS = {"in-memory": (), "retention+state": ("retention", "state"),
+              "retention": ("retention",), "state": ("state",)}
 MEASURES = ("events_per_second", "events_per_cpu_second", "wall_seconds_from_start",
             "cpu_seconds_total", "peak_rss_bytes")
 
@@ -177,10 +180,15 @@ def run_national(
     logs: Path,
     replay_cases: int = 500_000,
     rounds: int = 1,
+    modes: tuple[str, ...] = MODES,
     timeout: float = 6 * 3600,  # the 10M load at ~2,000 events/s on this box takes 3 hours
 ) -> dict[str, Any]:
     if not 0 <= open_cases <= history:
         raise ValueError(f"{open_cases} open cases among {history} cases of history")
+    unknown = set(modes) - MODE_PARTS.keys()
+    if unknown or "in-memory" not in modes:
+        raise ValueError(f"replay modes {sorted(unknown)} unknown, or no in-memory baseline: "
+                         f"choose among {sorted(MODE_PARTS)}, in-memory included")
     reference = reference_time()
     closed = history - open_cases
     out: dict[str, Any] = {
@@ -216,7 +224,7 @@ def run_national(
             )
         if replay_cases:
             out["replay"] = _replay(broker, chain, closed, open_cases, replay_cases, rounds,
-                                    watch, logs, timeout)
+                                    watch, logs, timeout, modes)
     except Exception as exc:  # keep the phases measured (hours at full scale); fails the run
         out["error"] = "".join(traceback.format_exception(exc))[-3000:]
         out["check"] = {"equal": False, "series": 0, "mismatches": []}
@@ -322,7 +330,7 @@ def _load(
 
 def _replay(
     broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, cases: int,
-    rounds: int, watch: LagWatch, logs: Path, timeout: float,
+    rounds: int, watch: LagWatch, logs: Path, timeout: float, modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:
     """The same mix at a smaller size through an in-memory worker and one with retention and a
     state directory, interleaved, on one produced log."""
@@ -340,11 +348,12 @@ def _replay(
     out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
                            "produce": _produce(broker, chain, log(), shared), "runs": []}
     for round_ in range(1, rounds + 1):
-        for mode in order_of_round(MODES, round_):
+        for mode in order_of_round(modes, round_):
             env = {**shared, "KETENMONITOR_APP_ID": f"{shared['KETENMONITOR_APP_ID']}-{mode}"
                    f"-{round_}".replace("+", "-")}
-            if mode != "in-memory":
+            if "retention" in MODE_PARTS[mode]:
                 env["KETENMONITOR_CLOSED_CASE_RETENTION_DAYS"] = str(RETENTION_DAYS)
+            if "state" in MODE_PARTS[mode]:
                 env["KETENMONITOR_STATE_DIR"] = str(logs / f"state-{env['KETENMONITOR_APP_ID']}")
             settled = settle()  # the run before has finished on the machine (broker included)
             load_before = load_average()
@@ -364,7 +373,13 @@ def _replay(
             out["runs"].append(run)
             print(f"[bench] national replay round {round_} {mode}: "
                   f"{timing.get('events_per_second')} events/s", flush=True)
-    out["median"] = median_per_mode(out["runs"], "mode", MODES, MEASURES)
+    out["modes"] = list(modes)
+    out["median"] = median_per_mode(out["runs"], "mode", modes, MEASURES)
+    for mode in modes:  # every other mode against the in-memory run of its round
+        if mode not in ("in-memory", "retention+state") and mode in out["median"]:
+            out.setdefault("paired_by_mode", {})[mode] = paired_ratios(
+                out["runs"], "mode", mode, "in-memory"
+            )
     if set(MODES) <= out["median"].keys():
         out["ratio"] = throughput_ratios(
             out["median"]["retention+state"], out["median"]["in-memory"]

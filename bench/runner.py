@@ -150,6 +150,7 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
         "national": lambda broker: national.run_national(
             broker, chain, args.history_cases, args.open_cases_national, logs,
             replay_cases=args.national_replay_cases, rounds=args.rounds,
+            modes=tuple(args.national_modes.split(",")),
         ),
         "partner_publish": lambda broker: partner_publish.run_partner_publish(
             broker.bootstrap_servers,

@@ -43,6 +43,7 @@ def time_catch_up(
     worker.wait_ready(timeout=120)
     ready_at = time.monotonic() - started
     cpu_at_ready = clock.cpu_seconds()
+    counters_at_ready = clock.counters()
     if on_ready is not None:
         on_ready(worker)
     first_progress: tuple[float, int, float] | None = None  # (t, lag, cpu)
@@ -63,6 +64,7 @@ def time_catch_up(
         time.sleep(POLL_SECONDS)
     elapsed = time.monotonic() - started
     cpu_total = clock.cpu_seconds()
+    counters = clock.counters()
     done = lag == 0
     result: dict[str, Any] = {
         "events": events,
@@ -74,6 +76,10 @@ def time_catch_up(
         "cpu_seconds_processing": round(cpu_total - cpu_at_ready, 2),
         "peak_rss_bytes": peak_rss,
         "load_average": load_average(),
+        # from HTTP ready to the end: user and system CPU, page faults, context switches
+        "processing_counters": {
+            name: round(value - counters_at_ready[name], 2) for name, value in counters.items()
+        },
     }
     if done:
         processed = events
