@@ -50,7 +50,7 @@ import tempfile
 import time
 from array import array
 from bisect import bisect_left
-from collections import Counter, OrderedDict
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -236,6 +236,89 @@ class RetirementPlan:
     value: bytes  # the aggregate record's value
 
 
+class Candidates:
+    """Cases an event closed, in the order they were noted, batch by batch: per batch the
+    time.monotonic() it was noted at, and per case its key and the stored value the closing
+    event left (both the table's own objects: two list slots, 16 bytes a case; an OrderedDict
+    took about 170). A case noted again is simply noted twice; an entry whose value is no
+    longer the case's stored value is not planned from (`PartitionRetirement.plan` notes the
+    case again with its current value, so a case is never retired sooner than the grace after
+    its last change).
+
+    Taken from the front only (a deque of batches and an index into the first): the oldest
+    come first without scanning past the ones taken before (the quadratic trap of a dict's
+    first item, see PartitionRetirement).
+    """
+
+    __slots__ = ("_batches", "_count", "_head")
+
+    def __init__(self) -> None:
+        self._batches: deque[tuple[float, list[bytes], list[bytes]]] = deque()
+        self._head = 0  # entries of the first batch already taken
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def note(self, key: bytes, value: bytes, noted: float) -> None:
+        batches = self._batches
+        if batches and batches[-1][0] == noted:
+            last = batches[-1]
+        else:
+            last = (noted, [], [])
+            batches.append(last)
+        last[1].append(key)
+        last[2].append(value)
+        self._count += 1
+
+    def note_first(self, keys: list[bytes], values: list[bytes]) -> None:
+        """Cases that need no grace (a sweep found them): in front of the others."""
+        if keys:
+            if self._head:  # the first batch's taken entries go before it gets a predecessor
+                noted, batch_keys, batch_values = self._batches.popleft()
+                self._batches.appendleft(
+                    (noted, batch_keys[self._head :], batch_values[self._head :])
+                )
+                self._head = 0
+            self._batches.appendleft((0.0, keys, values))
+            self._count += len(keys)
+
+    def ready(self, noted_before: float, enough: int) -> int:
+        """How many were noted no later than `noted_before` (counting stops at `enough`)."""
+        n, head = 0, self._head
+        for noted, keys, _ in self._batches:
+            if noted > noted_before or n >= enough:
+                break
+            n += len(keys) - head
+            head = 0
+        return min(n, enough)
+
+    def take(self, noted_before: float) -> tuple[bytes, bytes] | None:
+        """The oldest entry (key, value) if it was noted no later than `noted_before`."""
+        batches = self._batches
+        if not batches or batches[0][0] > noted_before:
+            return None
+        _, keys, values = batches[0]
+        i = self._head
+        entry = keys[i], values[i]
+        if i + 1 == len(keys):
+            batches.popleft()
+            self._head = 0
+        else:
+            self._head = i + 1
+        self._count -= 1
+        return entry
+
+    def entries(self) -> list[tuple[float, bytes, bytes]]:
+        """Every entry, oldest first (tests)."""
+        out = []
+        head = self._head
+        for noted, keys, values in self._batches:
+            out.extend((noted, k, v) for k, v in zip(keys[head:], values[head:], strict=True))
+            head = 0
+        return out
+
+
 class PartitionRetirement:
     """What one `cases` partition has retired: the aggregate and the retired keys."""
 
@@ -247,12 +330,11 @@ class PartitionRetirement:
         # the offset after the last late event counted.
         self.late_positions: dict[str, int] = {}
         self.keys = RetiredKeys()
-        # Cases that were closed when last applied (key -> time.monotonic() then; 0.0: at once);
-        # checked again when planning. An OrderedDict, not a dict: planning takes the oldest
-        # from the front, and a dict's first item is found by scanning past every slot deleted
-        # before it until the dict is resized (quadratic: at national scale that scan took 58%
-        # of a loading worker's CPU); an OrderedDict's first item is a link away.
-        self.candidates: OrderedDict[bytes, float] = OrderedDict()
+        # Cases an event closed (noted at time.monotonic(); 0.0: no grace), checked again when
+        # planning. Not a dict: planning takes the oldest from the front, and a dict's first item
+        # is found by scanning past every slot deleted before it until the dict is resized
+        # (quadratic: at national scale that scan took 58% of a loading worker's CPU).
+        self.candidates = Candidates()
         self.sweep_due = False  # restored: every case is looked at once, between batches
 
     @classmethod
@@ -280,24 +362,16 @@ class PartitionRetirement:
     def aggregate_value(self) -> bytes:
         return encode_aggregate(self.aggregate, self.retired_cases, self.late_positions)
 
-    def note_closed(self, key: bytes, now: float) -> None:
-        """A case closed by an event just applied (`now`: time.monotonic() of its batch): planned
-        once RETIRE_GRACE_SECONDS have passed (its partners' other events, consumed from other
-        topics, have had time to arrive)."""
-        candidates = self.candidates
-        candidates.pop(key, None)  # to the end: the dict stays in the order of noting
-        candidates[key] = now
+    def note_closed(self, key: bytes, stored: bytes, now: float) -> None:
+        """A case closed by an event just applied, leaving `stored` (`now`: time.monotonic() of
+        its batch): planned once RETIRE_GRACE_SECONDS have passed (its partners' other events,
+        consumed from other topics, have had time to arrive)."""
+        self.candidates.note(key, stored, now)
 
     def ready(self, grace: float, enough: int) -> int:
         """How many candidates are past the grace (the oldest come first); counting stops at
         `enough`."""
-        limit = time.monotonic() - grace
-        n = 0
-        for noted in self.candidates.values():
-            if noted > limit or n == enough:
-                break
-            n += 1
-        return n
+        return self.candidates.ready(time.monotonic() - grace, enough)
 
     def plan(
         self, table: dict[bytes, bytes], cutoff: float, limit: int, grace: float = 0.0
@@ -308,15 +382,23 @@ class PartitionRetirement:
         walked = []
         chain = self.chain
         candidates = self.candidates
-        noted_before = time.monotonic() - grace
-        while candidates and len(keys) < limit:
-            key, noted = next(iter(candidates.items()))
-            if noted > noted_before:
+        now = time.monotonic()
+        noted_before = now - grace
+        planned: set[bytes] = set()
+        while len(keys) < limit:
+            entry = candidates.take(noted_before)
+            if entry is None:
                 break
-            candidates.popitem(last=False)
+            key, noted_value = entry
             stored = table.get(key)
-            case = None if stored is None else _retirable_walk(chain, stored, cutoff)
+            if stored is None or key in planned:  # retired already, or noted twice
+                continue
+            if stored is not noted_value and stored != noted_value:
+                candidates.note(key, stored, now)  # changed since: its grace starts again
+                continue
+            case = _retirable_walk(chain, stored, cutoff)
             if case is not None:
+                planned.add(key)
                 keys.append(key)
                 walked.append(case)
         if not keys:
@@ -343,11 +425,9 @@ class PartitionRetirement:
     def sweep(self, table: dict[bytes, bytes], cutoff: float) -> int:
         """Make every case of the table whose latest event is before `cutoff` a candidate (the
         closed check is made when planning); returns how many."""
-        found = [key for key, stored in table.items() if _latest_before(stored, cutoff)]
-        noted = self.candidates
-        # the swept ones first: they need no grace
-        self.candidates = OrderedDict.fromkeys(found, 0.0)
-        self.candidates.update((k, t) for k, t in noted.items() if t)
+        found = [(key, stored) for key, stored in table.items() if _latest_before(stored, cutoff)]
+        # the swept ones first: they need no grace (those noted before stay noted as well)
+        self.candidates.note_first([key for key, _ in found], [stored for _, stored in found])
         return len(found)
 
 
@@ -493,6 +573,9 @@ def decode_totals_snapshot(chain: Chain, fingerprint: bytes, raw: bytes) -> Chai
 RETIRE_BATCH = 5_000  # cases per retirement record batch (~70 bytes each: well under 1 MiB)
 RETIRE_EVERY_SECONDS = 5.0  # candidates fewer than RETIRE_BATCH wait at most this long
 RETIRE_GRACE_SECONDS = 60.0  # a case closed by an event is retired no sooner (see note_closed)
+# How often the candidates are counted (`ready` walks up to RETIRE_BATCH of them per partition):
+# not after every batch, since a case waits the grace anyway.
+RETIRE_CHECK_SECONDS = 1.0
 SWEEP_SECONDS = 3_600.0  # every case of an owned partition is checked again this often
 
 
@@ -506,6 +589,7 @@ class RetirementWriter:
         self.retention = None if retention_days is None else retention_days * SECONDS_PER_DAY
         self._last_retirement = time.monotonic()
         self._last_sweep = time.monotonic()
+        self._last_check = 0.0
 
     def cutoff(self) -> float:
         assert self.retention is not None
@@ -539,6 +623,9 @@ class RetirementWriter:
                 retired.sweep_due = False
                 retired.sweep(tables.cases[partition], self.cutoff())
                 break
+        if now - self._last_check < RETIRE_CHECK_SECONDS:
+            return True
+        self._last_check = now
         waited = now - self._last_retirement >= RETIRE_EVERY_SECONDS
         due = []
         for partition, retired in sorted(tables.retired.items()):

@@ -765,7 +765,7 @@ class Worker:
             table[key] = changed[key] = step.stored
             steps.append(step)
             if retiring and closes_case(step.applied.added):
-                retired.note_closed(key, now)  # type: ignore[union-attr]
+                retired.note_closed(key, step.stored, now)  # type: ignore[union-attr]
             if keep_states:
                 store[pseudonym] = step.state
         apply_event = self.processor.apply_event
@@ -779,7 +779,7 @@ class Worker:
             table[key] = changed[key] = step.stored
             steps.append(step)
             if retiring and closes_case(step.applied.added):
-                retired.note_closed(key, now)  # type: ignore[union-attr]
+                retired.note_closed(key, step.stored, now)  # type: ignore[union-attr]
             if keep_states:
                 store[event.case_key] = step.state  # the pseudonym
         # One changelog record per case per batch: the last state is what a restore needs.

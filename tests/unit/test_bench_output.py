@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from bench.core_loop import run_core_loop
 from bench.correctness import compare, expected_metrics, expected_metrics_of
 from bench.latency import latencies, percentile
-from bench.national import RETENTION_DAYS, national_cases, national_events
+from bench.machine import CpuClock
+from bench.national import RETENTION_DAYS, national_cases, national_events, run_national
 from bench.profile import summarise
 from bench.runner import checks_pass
 from bench.summary import render
@@ -129,6 +130,31 @@ def test_a_national_log_is_generated_one_case_at_a_time():
     # simulation behind the open cases' mix dominates both); 10M cases held would be gigabytes
     small = peak_for_first_events(100_000, 10_000)
     assert peak_for_first_events(10_000_000, 1_000_000) < small * 1.2
+
+
+def test_national_replay_modes_need_the_in_memory_baseline_and_known_names(tmp_path: Path):
+    chain = load_chain()
+    for modes in (("retention+state", "state"), ("in-memory", "on-disk")):
+        try:
+            run_national(None, chain, 10, 1, tmp_path, modes=modes)  # type: ignore[arg-type]
+        except ValueError as exc:
+            assert "in-memory" in str(exc)
+        else:
+            raise AssertionError(f"{modes} accepted")
+
+
+def test_the_cpu_clock_splits_user_and_system_time_and_counts_faults():
+    import os
+
+    clock = CpuClock(os.getpid())
+    before = clock.counters()
+    blocks = [bytearray(4096) for _ in range(2_000)]  # touched pages: minor faults, system time
+    sum(range(2_000_000))  # user time
+    after = clock.counters()
+    assert len(blocks) == 2_000
+    assert after["cpu_user_seconds"] > before["cpu_user_seconds"]
+    assert after["minor_faults"] > before["minor_faults"]
+    assert after["voluntary_switches"] >= before["voluntary_switches"]
 
 
 def test_latency_is_the_first_scrape_covering_each_event():

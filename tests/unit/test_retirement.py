@@ -4,6 +4,7 @@ and versioned, retired keys are remembered, and a late event is counted once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import orjson
@@ -15,6 +16,7 @@ from ketenmonitor.streams.processing import CaseProcessor, PartitionTotals
 from ketenmonitor.streams.retirement import (
     AGGREGATE_KEY,
     RETIRED_MARKER,
+    Candidates,
     PartitionRetirement,
     RetiredKeys,
     decode_aggregate,
@@ -116,6 +118,41 @@ def test_a_restore_takes_markers_and_the_aggregate_out_of_the_table() -> None:
     restored.of(0).add_totals(retired.aggregate)
     restored.add_stored(0, left.values())
     assert published(restored.of(0)) == published(live.of(0))
+
+
+def test_a_noted_case_retires_once_after_the_grace_since_its_last_change() -> None:
+    table, _, _ = simulated_table()
+    retirement = PartitionRetirement(CHAIN)
+    a, b, c, other = [k for k, v in table.items() if retirable(CHAIN, v, CUTOFF)][:4]
+    long_ago, now = time.monotonic() - 120, time.monotonic()
+    for key in (a, b, b, c):  # b closed twice
+        retirement.note_closed(key, table[key], long_ago)
+    retirement.note_closed(other, table[other], now)  # within the grace
+    table[a] = table[other]  # a changed after it was noted (still closed)
+    table[c] = bytes(bytearray(table[c]))  # an equal value in another object: unchanged
+    assert retirement.ready(60, 100) == 4
+    plan = retirement.plan(table, CUTOFF, limit=100, grace=60)
+    assert plan is not None and plan.keys == [b, c] and plan.retired_cases == 2
+    retirement.retired(plan, table)
+    # a waits a new grace from its change; `other` its own; nothing else is pending
+    assert retirement.ready(60, 100) == 0 and len(retirement.candidates) == 2
+    assert [k for _, k, _ in retirement.candidates.entries()] == [other, a]
+    assert retirement.plan(table, CUTOFF, limit=100, grace=60) is None
+    plan = retirement.plan(table, CUTOFF, limit=100, grace=0)
+    assert plan is not None and plan.keys == [other, a]
+
+
+def test_candidates_are_taken_oldest_first_and_a_sweep_goes_in_front() -> None:
+    candidates = Candidates()
+    for i in range(5):
+        candidates.note(b"k%d" % i, b"v%d" % i, 10.0 + (i >= 3))  # two batches: 10.0 and 11.0
+    assert candidates.ready(10.0, 100) == 3 and candidates.ready(11.0, 2) == 2
+    assert candidates.take(10.0) == (b"k0", b"v0")
+    candidates.note_first([b"s"], [b"sv"])  # a sweep's, with no grace
+    assert [k for _, k, _ in candidates.entries()] == [b"s", b"k1", b"k2", b"k3", b"k4"]
+    assert candidates.take(0.0) == (b"s", b"sv") and candidates.take(0.0) is None
+    assert [candidates.take(11.0) for _ in range(4)][-1] == (b"k4", b"v4")
+    assert len(candidates) == 0 and candidates.take(99.0) is None
 
 
 def test_a_late_event_is_counted_once_even_when_replayed() -> None:
