@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--national-modes", default="in-memory,retention+state",
                    help="national: the replay's worker modes, interleaved, of in-memory, "
                    "retention+state, retention, state (default %(default)s)")
+    p.add_argument("--national-side-by-side", action="store_true",
+                   help="national: start the replay's modes together each round and compare "
+                   "them over the same minutes, instead of one after the other")
     p.add_argument("--profile-events", type=int, default=DEFAULTS["profile_events"])
     p.add_argument("--no-naive", action="store_true", help="skip the naive per-event baseline")
     p.add_argument("--no-ceiling", action="store_true",

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -60,7 +61,7 @@ from bench.machine import CpuClock, MachineShare, load_average, mapped_unnamed_b
 from bench.one_hop import path_env
 from bench.recovery import TRACKED, timed_restart
 from bench.replay import age_reference_env
-from bench.worker_run import time_catch_up
+from bench.worker_run import race, time_catch_up
 from bench.workload import _first_steps, produce_keyed, reference_time
 from ketenmonitor.domain.chain import SECONDS_PER_DAY as DAY
 from ketenmonitor.domain.chain import Chain
@@ -181,6 +182,7 @@ def run_national(
     replay_cases: int = 500_000,
     rounds: int = 1,
     modes: tuple[str, ...] = MODES,
+    side_by_side: bool = False,
     timeout: float = 6 * 3600,  # the 10M load at ~2,000 events/s on this box takes 3 hours
 ) -> dict[str, Any]:
     if not 0 <= open_cases <= history:
@@ -223,8 +225,9 @@ def run_national(
                 (restart["rss_bytes"] - base) / max(open_cases, 1), 1
             )
         if replay_cases:
-            out["replay"] = _replay(broker, chain, closed, open_cases, replay_cases, rounds,
-                                    watch, logs, timeout, modes)
+            replay = _replay_side_by_side if side_by_side else _replay
+            out["replay"] = replay(broker, chain, closed, open_cases, replay_cases, rounds,
+                                   watch, logs, timeout, modes)
     except Exception as exc:  # keep the phases measured (hours at full scale); fails the run
         out["error"] = "".join(traceback.format_exception(exc))[-3000:]
         out["check"] = {"equal": False, "series": 0, "mismatches": []}
@@ -328,6 +331,87 @@ def _load(
     return load, reference_samples, env, local
 
 
+def _mode_env(shared: dict[str, str], mode: str, round_: int, logs: Path) -> dict[str, str]:
+    env = {**shared, "KETENMONITOR_APP_ID": f"{shared['KETENMONITOR_APP_ID']}-{mode}"
+           f"-{round_}".replace("+", "-")}
+    if "retention" in MODE_PARTS[mode]:
+        env["KETENMONITOR_CLOSED_CASE_RETENTION_DAYS"] = str(RETENTION_DAYS)
+    if "state" in MODE_PARTS[mode]:
+        env["KETENMONITOR_STATE_DIR"] = str(logs / f"state-{env['KETENMONITOR_APP_ID']}")
+    return env
+
+
+def _replay_side_by_side(
+    broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, cases: int,
+    rounds: int, watch: LagWatch, logs: Path, timeout: float, modes: tuple[str, ...] = MODES,
+) -> dict[str, Any]:
+    """The replay's modes started together, each its own group on the same produced log, and
+    compared over the same minutes (bench/worker_run.py `race`): per round, each mode's events
+    committed and events per CPU-second when the first worker had the whole log, against the
+    in-memory worker's."""
+    replay_history = round(cases * closed / max(closed + open_cases, 1))
+    replay_open = cases - replay_history
+    reference = reference_time()
+
+    def log() -> Iterator[SimulatedCase]:
+        return national_cases(chain, replay_history, replay_open, reference)
+
+    events = 2 * replay_history + replay_open
+    batch = expected_metrics_of(chain, log(), reference, events)
+    shared = _national_env(broker, chain, "national-side-by-side", reference)
+    topics = _topics(broker, chain, shared)
+    out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
+                           "events": events, "modes": list(modes), "side_by_side": True,
+                           "produce": _produce(broker, chain, log(), shared), "rounds": []}
+    for round_ in range(1, rounds + 1):
+        order = order_of_round(modes, round_)  # who is started first alternates
+        envs = {mode: _mode_env(shared, mode, round_, logs) for mode in order}
+        workers = {
+            mode: WorkerProcess(envs[mode], log_path=logs / f"side-by-side-{round_}-{mode}.log",
+                                loglevel="info")
+            for mode in order
+        }
+        settled = settle()
+        load_before = load_average()
+        share = MachineShare()
+        try:
+            timing = race(workers, watch, {m: e["KETENMONITOR_APP_ID"] for m, e in envs.items()},
+                          topics, events, timeout)
+            timing["machine_during_run"] = share.shares()
+            timing["checks"] = {
+                mode: {"check": settled_comparison(worker.scrape, batch.samples).as_dict()}
+                for mode, worker in workers.items()
+            }
+        finally:
+            for worker in workers.values():
+                worker.stop(timeout=300)
+        base = timing["in_window"]["in-memory"]
+        timing["ratios_to_in_memory"] = {
+            mode: {
+                "wall_throughput_ratio": round(
+                    figures["events_committed"] / max(base["events_committed"], 1), 3),
+                "cpu_throughput_ratio": round(
+                    figures["events_per_cpu_second"] / max(base["events_per_cpu_second"], 1e-9),
+                    3),
+            }
+            for mode, figures in timing["in_window"].items() if mode != "in-memory"
+        }
+        out["rounds"].append({"round": round_, "started_first": order[0],
+                              "load_average_before": load_before, "settled_before": settled,
+                              **timing})
+        print(f"[bench] national side by side round {round_}: {timing['ratios_to_in_memory']}",
+              flush=True)
+    out["median_ratios_to_in_memory"] = {
+        mode: {
+            measure: round(statistics.median(
+                r["ratios_to_in_memory"][mode][measure] for r in out["rounds"]), 3)
+            for measure in ("wall_throughput_ratio", "cpu_throughput_ratio")
+        }
+        for mode in modes if mode != "in-memory"
+    }
+    return out
+
+
 def _replay(
     broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, cases: int,
     rounds: int, watch: LagWatch, logs: Path, timeout: float, modes: tuple[str, ...] = MODES,
@@ -349,12 +433,7 @@ def _replay(
                            "produce": _produce(broker, chain, log(), shared), "runs": []}
     for round_ in range(1, rounds + 1):
         for mode in order_of_round(modes, round_):
-            env = {**shared, "KETENMONITOR_APP_ID": f"{shared['KETENMONITOR_APP_ID']}-{mode}"
-                   f"-{round_}".replace("+", "-")}
-            if "retention" in MODE_PARTS[mode]:
-                env["KETENMONITOR_CLOSED_CASE_RETENTION_DAYS"] = str(RETENTION_DAYS)
-            if "state" in MODE_PARTS[mode]:
-                env["KETENMONITOR_STATE_DIR"] = str(logs / f"state-{env['KETENMONITOR_APP_ID']}")
+            env = _mode_env(shared, mode, round_, logs)
             settled = settle()  # the run before has finished on the machine (broker included)
             load_before = load_average()
             worker = WorkerProcess(env, log_path=logs / f"national-replay-{round_}-{mode}.log",

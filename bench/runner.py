@@ -151,6 +151,7 @@ def _steps(args: argparse.Namespace, chain: Any, logs: Path) -> dict[str, Callab
             broker, chain, args.history_cases, args.open_cases_national, logs,
             replay_cases=args.national_replay_cases, rounds=args.rounds,
             modes=tuple(args.national_modes.split(",")),
+            side_by_side=args.national_side_by_side,
         ),
         "partner_publish": lambda broker: partner_publish.run_partner_publish(
             broker.bootstrap_servers,

@@ -102,3 +102,61 @@ def time_catch_up(
         result["first_commit_after_seconds"] = round(first_progress[0], 2)
     return result
 
+
+
+def race(
+    workers: dict[str, WorkerProcess],
+    watch: LagWatch,
+    groups: dict[str, str],
+    topics: list[str],
+    events: int,
+    timeout: float,
+) -> dict[str, Any]:
+    """Start every worker at once on the same log (each its own group) and compare them over the
+    same minutes: when the first has committed the whole log, how many events each has committed
+    and what CPU each has used. The machine's slow and fast moments fall on all of them alike; a
+    worker's run after the first has finished (the others then have the machine to themselves)
+    is not compared. Workers are left running (the caller scrapes and stops them)."""
+    started = time.monotonic()
+    for worker in workers.values():
+        worker.start()
+    clocks = {}
+    for mode, worker in workers.items():
+        assert worker.process is not None
+        clocks[mode] = CpuClock(worker.process.pid)
+    for worker in workers.values():
+        worker.wait_ready(timeout=120)
+    finished: dict[str, float] = {}
+    window: dict[str, dict[str, Any]] = {}
+    deadline = started + timeout
+    while len(finished) < len(workers) and time.monotonic() < deadline:
+        now = time.monotonic() - started
+        lags = {mode: watch.lag(groups[mode], topics) for mode in workers}
+        cpu = {mode: clock.cpu_seconds() for mode, clock in clocks.items()}
+        for mode, lag in lags.items():
+            if lag == 0 and mode not in finished:
+                finished[mode] = round(now, 2)
+        if finished and not window:
+            window = {
+                mode: {
+                    "events_committed": events - lags[mode] if lags[mode] >= 0 else 0,
+                    "cpu_seconds": round(cpu[mode], 2),
+                }
+                for mode in workers
+            }
+            for figures in window.values():
+                figures["events_per_cpu_second"] = round(
+                    figures["events_committed"] / max(figures["cpu_seconds"], 1e-9), 1
+                )
+            window_seconds = now
+        time.sleep(POLL_SECONDS)
+    if not window:
+        raise NotCaughtUp(f"no worker committed the {events} events within {timeout} s")
+    return {
+        "window_seconds": round(window_seconds, 2),
+        "first_finished": min(finished, key=finished.__getitem__),
+        "finished_after_seconds": finished,
+        "completed": len(finished) == len(workers),
+        "in_window": window,
+        "load_average": load_average(),
+    }
