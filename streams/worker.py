@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -81,7 +82,7 @@ from ketenmonitor.streams.topics import prepare_topics
 from ketenmonitor.streams.totals import CASES_KEY, TotalsView, encode_case_totals, ingest_key
 from ketenmonitor.streams.totals_io import TotalsPublisher, TotalsReader
 from ketenmonitor.streams.web import CachedPart, MetricsServer
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import InfoMetricFamily
 
 from ketenmonitor import __version__
@@ -221,6 +222,7 @@ class Worker:
         registry.register(WorkerCollector(self.worker_health))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+        GCCollector(registry=registry)  # python_gc_collections_total: the threshold's effect
         registry.register(_BuildInfo())
         return registry
 
@@ -1238,11 +1240,28 @@ async def _report_stalls(worker: Worker) -> None:
             )
 
 
+def tune_garbage_collector(young_threshold: int) -> None:
+    """Fit CPython's cyclic garbage collector to a stream worker, once it has started.
+
+    Every event makes dozens of container objects (the case state, its facts, the step) that
+    stay alive until Kafka acknowledges their batch. With Python's default threshold (a young
+    collection every 700 new objects) they are traversed by many young collections, promoted,
+    and then trigger full collections, which traverse every live object: measured on the
+    national replay, 36 full collections took 6 of the worker's 19 CPU-seconds. Collecting the
+    young generation every `young_threshold` new objects lets most of them die before they are
+    looked at. `gc.freeze()` first moves what start-up made (modules, classes, the chain, the
+    settings: ~80,000 objects) out of every later collection."""
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, oldest)
+
+
 def run_worker(settings: Settings, chain: Chain) -> None:
     """Run one worker until SIGTERM/SIGINT."""
 
     async def main() -> None:
         worker = Worker(settings, chain)
+        tune_garbage_collector(settings.gc_young_threshold)
         watch = asyncio.create_task(_report_stalls(worker))
         try:
             await worker.run()
