@@ -83,7 +83,9 @@ T = TypeVar("T")
 MODES = ("in-memory", "retention+state")
 # --national-modes: the two parts of "retention+state" alone, to split a difference between them
 MODE_PARTS = {"in-memory": (), "retention+state": ("retention", "state"),
-              "retention": ("retention",), "state": ("state",)}
+              "retention": ("retention",), "state": ("state",),
+              # in-memory state with Python's own garbage-collector settings (before 2026-12-01)
+              "untuned-gc": ("untuned-gc",)}
 MEASURES = ("events_per_second", "events_per_cpu_second", "wall_seconds_from_start",
             "cpu_seconds_total", "peak_rss_bytes")
 
@@ -338,6 +340,8 @@ def _mode_env(shared: dict[str, str], mode: str, round_: int, logs: Path) -> dic
         env["KETENMONITOR_CLOSED_CASE_RETENTION_DAYS"] = str(RETENTION_DAYS)
     if "state" in MODE_PARTS[mode]:
         env["KETENMONITOR_STATE_DIR"] = str(logs / f"state-{env['KETENMONITOR_APP_ID']}")
+    if "untuned-gc" in MODE_PARTS[mode]:
+        env["KETENMONITOR_GC_YOUNG_THRESHOLD"] = "0"
     return env
 
 

@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     # new container objects (Python's default is 700). A batch's events live until Kafka has
     # acknowledged it, so at 700 they are traversed again and again and promoted, and full
     # collections of them took a third of the worker's CPU (streams/worker.py
-    # `tune_garbage_collector`; bench/analysis.md).
-    gc_young_threshold: int = Field(default=100_000, ge=1)
+    # `tune_garbage_collector`; bench/analysis.md). 0: Python's own settings, nothing frozen.
+    gc_young_threshold: int = Field(default=100_000, ge=0)
     # Changelogs this worker creates: a record superseded by a later one of its key (a case's
     # earlier state, the state of a case since retired) is compacted away at most this long
     # after it was written (Kafka max.compaction.lag.ms; the active segment rolls by then too).

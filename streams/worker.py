@@ -1250,7 +1250,9 @@ def tune_garbage_collector(young_threshold: int) -> None:
     national replay, 36 full collections took 6 of the worker's 19 CPU-seconds. Collecting the
     young generation every `young_threshold` new objects lets most of them die before they are
     looked at. `gc.freeze()` first moves what start-up made (modules, classes, the chain, the
-    settings: ~80,000 objects) out of every later collection."""
+    settings: ~80,000 objects) out of every later collection. 0: Python's own settings."""
+    if young_threshold == 0:
+        return
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(young_threshold, middle, oldest)

@@ -36,6 +36,12 @@ def test_the_default_threshold_and_a_setting_that_names_it(monkeypatch) -> None:
     assert Settings().gc_young_threshold == 100_000
     monkeypatch.setenv("KETENMONITOR_GC_YOUNG_THRESHOLD", "20000")
     assert Settings().gc_young_threshold == 20_000
-    monkeypatch.setenv("KETENMONITOR_GC_YOUNG_THRESHOLD", "0")
+    monkeypatch.setenv("KETENMONITOR_GC_YOUNG_THRESHOLD", "-1")
     with pytest.raises(ValueError, match="gc_young_threshold"):
         Settings()
+
+
+def test_zero_leaves_python_s_own_collector_settings(restored_collector) -> None:
+    before = gc.get_threshold()
+    tune_garbage_collector(0)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
