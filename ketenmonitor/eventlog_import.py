@@ -557,11 +557,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.gc_tuning import tune_garbage_collector
     from ketenmonitor.kafka_io import PublishError
     from ketenmonitor.progress import progress_display
     from ketenmonitor.settings import Settings
 
     settings = Settings()
+    tune_garbage_collector(settings.gc_young_threshold)
     chain = load_chain(settings.chain_file)
     try:
         mapping = load_mapping(args.mapping, chain)

@@ -316,11 +316,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.gc_tuning import tune_garbage_collector
     from ketenmonitor.kafka_io import PublishError
     from ketenmonitor.partitioning import kafka_partition
     from ketenmonitor.settings import Settings
 
     settings = Settings()
+    tune_garbage_collector(settings.gc_young_threshold)
     chain = load_chain(settings.chain_file)
     if args.organisation not in chain.partner_ids:
         print(

@@ -164,9 +164,11 @@ def pacer(args: argparse.Namespace, start: float, now: float) -> Callable[[float
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ketenmonitor.domain.chain import load_chain
+    from ketenmonitor.gc_tuning import tune_garbage_collector
     from ketenmonitor.settings import Settings
 
     settings = Settings()
+    tune_garbage_collector(settings.gc_young_threshold)
     chain = load_chain(settings.chain_file)
     scenario = load_scenario(args.scenario)
     scenario.check_against(chain)

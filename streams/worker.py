@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import time
@@ -90,6 +89,7 @@ from ketenmonitor import metric_names as names
 from ketenmonitor.core_build import core_build
 from ketenmonitor.domain.case import CaseEvent, closes_case
 from ketenmonitor.domain.chain import Chain
+from ketenmonitor.gc_tuning import tune_garbage_collector
 from ketenmonitor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -1238,24 +1238,6 @@ async def _report_stalls(worker: Worker) -> None:
                 "%s done with the batch that took more than %.0fs (about %.0fs)",
                 stage, worker.stalls.timeout, time.monotonic() - overdue.pop(stage),
             )
-
-
-def tune_garbage_collector(young_threshold: int) -> None:
-    """Fit CPython's cyclic garbage collector to a stream worker, once it has started.
-
-    Every event makes dozens of container objects (the case state, its facts, the step) that
-    stay alive until Kafka acknowledges their batch. With Python's default threshold (a young
-    collection every 700 new objects) they are traversed by many young collections, promoted,
-    and then trigger full collections, which traverse every live object: measured on the
-    national replay, 36 full collections took 6 of the worker's 19 CPU-seconds. Collecting the
-    young generation every `young_threshold` new objects lets most of them die before they are
-    looked at. `gc.freeze()` first moves what start-up made (modules, classes, the chain, the
-    settings: ~80,000 objects) out of every later collection. 0: Python's own settings."""
-    if young_threshold == 0:
-        return
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(young_threshold, middle, oldest)
 
 
 def run_worker(settings: Settings, chain: Chain) -> None:

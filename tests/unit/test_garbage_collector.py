@@ -1,12 +1,12 @@
-"""The worker's garbage-collector tuning (streams/worker.py `tune_garbage_collector`)."""
+"""Garbage-collector tuning of the worker and partner commands (ketenmonitor/gc_tuning.py)."""
 
 from __future__ import annotations
 
 import gc
 
 import pytest
-from ketenmonitor.streams.worker import tune_garbage_collector
 
+from ketenmonitor.gc_tuning import tune_garbage_collector
 from ketenmonitor.settings import Settings
 
 
