@@ -45,7 +45,13 @@ from typing import Any
 
 import lmdb
 from aiokafka import TopicPartition
-from ketenmonitor.streams.retirement import chain_fingerprint, encode_totals_snapshot, is_marker
+from ketenmonitor.streams.retirement import (
+    AGGREGATE_KEY,
+    RETIRED_MARKER,
+    chain_fingerprint,
+    encode_totals_snapshot,
+    is_marker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +225,7 @@ class Checkpointer:
         # checkpoint at the next turn even without new records (a restore that read a tail, or
         # folded its totals, leaves one without them).
         self.with_totals: set[int] = set()
+        self._writing: asyncio.Task[None] | None = None  # the checkpoint being written
 
     @property
     def fingerprint(self) -> bytes:
@@ -241,20 +248,41 @@ class Checkpointer:
                         self.worker.changelogs.cases)
 
     async def due(self) -> None:
+        """Checkpoint if `seconds` have passed: the records are taken now (after the batches in
+        flight are acknowledged) and written to LMDB in a thread while the worker goes on, one
+        checkpoint at a time."""
         if self.store is None or time.monotonic() - self._last < self.seconds:
             return
-        await self.now()
+        if self._writing is not None and not self._writing.done():
+            return  # the last one is still being written: at the next turn
+        jobs = await self._take()
+        if jobs:
+            self._writing = asyncio.create_task(self._write(jobs))
 
     async def now(self) -> None:
-        """Checkpoint every owned partition with records written since its last checkpoint."""
+        """Checkpoint every owned partition with records written since its last checkpoint, and
+        return once it is written (a revocation, the worker's stop)."""
+        await self.wait()
+        await self._write(await self._take())
+
+    async def wait(self) -> None:
+        """Until the checkpoint being written (if any) is written: before a restore reads the
+        checkpoints, or another is taken."""
+        if self._writing is not None:
+            await self._writing
+            self._writing = None
+
+    async def _take(self) -> list[_Job]:
         worker, store = self.worker, self.store
         if store is None:
-            return
+            return []
         self._last = time.monotonic()
+        await self.wait()
         await worker.pipeline.drain()
         if worker.pipeline.failure is not None or worker._suspended:
-            return  # what was written is not known: the next restore reads the changelog
+            return []  # what was written is not known: the next restore reads the changelog
         tables = worker.tables
+        jobs = []
         for partition in sorted(tables.case_partitions()):
             changes = tables.written_since_checkpoint.pop(partition, None)
             if not changes and partition in self.with_totals:
@@ -262,6 +290,8 @@ class Checkpointer:
             tp = TopicPartition(worker.changelogs.cases, partition)
             offset = worker.changelog_end.get(tp)
             if offset is None:
+                if changes:  # not known yet: kept for the next checkpoint
+                    tables.written_since_checkpoint[partition] = changes
                 continue
             changes = changes or {}
             position = worker.case_position.get(partition, 0)  # what this owner writes with
@@ -271,18 +301,50 @@ class Checkpointer:
             encoded = time.monotonic() - started
             retirement = tables.retired.get(partition)
             retired = None
-            if retirement is not None and any(is_marker(v) for v in changes.values()):
-                retired = retirement.keys.to_bytes()
+            # A worker writes markers only with the aggregate (a retirement, streams/
+            # retirement.py) or as repairs of markers read back: both are looked for in C.
+            if retirement is not None and (
+                AGGREGATE_KEY in changes or RETIRED_MARKER in changes.values()
+            ):
+                retired = retirement.keys.to_bytes()  # taken now: a later merge makes a new run
+            jobs.append(_Job(tp, offset, position, changes, retired, totals, encoded))
+        return jobs
+
+    async def _write(self, jobs: list[_Job]) -> None:
+        store, tables = self.store, self.worker.tables
+        assert store is not None or not jobs
+        for job in jobs:
+            started = time.monotonic()
+            partition = job.tp.partition
             try:
                 await asyncio.to_thread(
-                    store.save, tp, offset, position, changes, False, retired, totals
+                    store.save, job.tp, job.offset, job.position, job.changes, False, job.retired,
+                    job.totals,
                 )
-            except lmdb.Error as exc:
-                log.warning("checkpoint of %s not written (%r)", tp, exc)
+            except (lmdb.Error, ValueError) as exc:
+                log.warning("checkpoint of %s not written (%r)", job.tp, exc)
                 self.with_totals.discard(partition)
+                if partition in tables.cases:  # its records go into the next checkpoint, under
+                    newer = tables.written_since_checkpoint.get(partition, {})  # newer ones
+                    tables.written_since_checkpoint[partition] = {**job.changes, **newer}
                 continue
-            self.with_totals.add(partition)
+            if partition in tables.cases:
+                self.with_totals.add(partition)
             log.info(
                 "checkpoint of %s/%s at offset %d: %d records in %.2fs (totals encoded in %.2fs)",
-                tp.topic, tp.partition, offset, len(changes), time.monotonic() - started, encoded,
+                job.tp.topic, partition, job.offset, len(job.changes),
+                time.monotonic() - started, job.encoded_seconds,
             )
+
+
+@dataclass
+class _Job:
+    """One partition's checkpoint, taken (streams/worker.py holds its lock) and to be written."""
+
+    tp: TopicPartition
+    offset: int
+    position: int
+    changes: dict[bytes, bytes]
+    retired: bytes | memoryview | None
+    totals: bytes
+    encoded_seconds: float

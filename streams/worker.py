@@ -229,7 +229,9 @@ class Worker:
     async def run(self) -> None:
         settings = self.settings
         await asyncio.to_thread(prepare_topics, settings, self.chain)
-        await asyncio.to_thread(self.checkpointer.bind)
+        # The changelog's topic id (a local checkpoint's check) is asked for while the clients
+        # start: it is needed at the first restore, after the group's first assignment.
+        binding = asyncio.create_task(asyncio.to_thread(self.checkpointer.bind))
         security = settings.kafka_python_security()
         session_ms = int(settings.session_timeout_seconds * 1000)
         self._producer = self._new_producer(transactional=self.exactly_once)
@@ -273,6 +275,7 @@ class Worker:
         )
         await self._reader.consumer.start()
         await self._consumer.start()
+        await binding
         self._tick = time.monotonic()  # starting (topics, producer id) is not a frozen loop
         background = [
             asyncio.create_task(self._reader.run()),
@@ -1041,6 +1044,7 @@ class Worker:
 
     async def _restore(self, tps: set[TopicPartition]) -> None:
         assert self._restorer is not None
+        await self.checkpointer.wait()  # a checkpoint being written lands before one is read
         ends = await self.tables.restore(self._restorer, tps)
         self.changelog_end.update(ends)
         await self._write_repairs()

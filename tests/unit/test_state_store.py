@@ -4,6 +4,7 @@ tail only; a missing, foreign or out-of-range checkpoint falls back to the whole
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 from aiokafka import TopicPartition
@@ -216,3 +217,76 @@ def test_a_checkpoint_of_the_earlier_format_is_not_used(tmp_path: Path) -> None:
     assert store.load(CHANGELOG) is None
     consumer = SeekingConsumer({CHANGELOG: LOG})
     assert restore(store, consumer).cases[0] == full_table(LOG) and consumer.read == 200
+
+
+class _Pipeline:
+    failure = None
+
+    async def drain(self) -> None:
+        return None
+
+
+class _Worker:
+    """What Checkpointer reads of streams/worker.py's Worker."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        from ketenmonitor.streams.processing import PartitionTotals
+
+        from ketenmonitor.domain.chain import load_chain
+
+        self.chain = load_chain()
+        self.pipeline = _Pipeline()
+        self._suspended = False
+        self.tables = OwnedTables(CASES, LOGS, self.chain, store)
+        self.tables.cases[0] = {}
+        self.changelogs = LOGS
+        self.changelog_end: dict[TopicPartition, int] = {}
+        self.case_position = {0: 1}
+        self.totals = PartitionTotals(self.chain)
+
+    def write(self, records: dict[bytes, bytes]) -> None:
+        """A batch acknowledged on partition 0's changelog."""
+        self.tables.cases[0].update(records)
+        self.tables.note_written(0, records)
+        end = self.changelog_end.get(CHANGELOG, 0)
+        self.changelog_end[CHANGELOG] = end + len(records)
+
+
+def test_a_due_checkpoint_is_written_while_the_worker_goes_on_and_a_failed_one_is_not_lost(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import lmdb
+    from ketenmonitor.streams.state_store import Checkpointer
+
+    store = CheckpointStore(tmp_path, topic_id="t1")
+    worker = _Worker(store)
+    checkpointer = Checkpointer(worker, store, seconds=0.0)
+    saved = store.save
+    started, release = threading.Event(), threading.Event()
+
+    def slow_then_failing_save(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        raise lmdb.Error("disk full")
+
+    async def scenario() -> None:
+        worker.write({b"k1": b"v1", b"k2": b"v2"})
+        monkeypatch.setattr(store, "save", slow_then_failing_save)
+        await checkpointer.due()  # taken, and written in a thread: due() does not wait for it
+        await asyncio.to_thread(started.wait, 10)
+        worker.write({b"k2": b"v2b", b"k3": b"v3"})  # the worker goes on meanwhile
+        await checkpointer.due()  # still writing: nothing taken
+        assert worker.tables.written_since_checkpoint[0] == {b"k2": b"v2b", b"k3": b"v3"}
+        release.set()
+        await checkpointer.wait()  # failed: its records go back, under the newer ones
+        assert worker.tables.written_since_checkpoint[0] == {
+            b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"
+        }
+        monkeypatch.setattr(store, "save", saved)
+        await checkpointer.now()
+
+    asyncio.run(scenario())
+    found = store.load(CHANGELOG)
+    assert found is not None and found.offset == 4
+    assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
+    assert worker.tables.written_since_checkpoint == {}
