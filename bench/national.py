@@ -389,31 +389,44 @@ def _replay_side_by_side(
         finally:
             for worker in workers.values():
                 worker.stop(timeout=300)
-        base = timing["in_window"]["in-memory"]
+        window = timing["in_window"]
         timing["ratios_to_in_memory"] = {
-            mode: {
-                "wall_throughput_ratio": round(
-                    figures["events_committed"] / max(base["events_committed"], 1), 3),
-                "cpu_throughput_ratio": round(
-                    figures["events_per_cpu_second"] / max(base["events_per_cpu_second"], 1e-9),
-                    3),
-            }
-            for mode, figures in timing["in_window"].items() if mode != "in-memory"
+            mode: _window_ratios(figures, window["in-memory"])
+            for mode, figures in window.items() if mode != "in-memory"
+        }
+        # local state alone: each state mode against the mode that differs only in the state
+        timing["state_over_memory"] = {
+            mode: _window_ratios(window[mode], window[baseline])
+            for mode, baseline in STATE_BASELINES.items() if mode in window and baseline in window
         }
         out["rounds"].append({"round": round_, "started_first": order[0],
                               "load_average_before": load_before, "settled_before": settled,
                               **timing})
-        print(f"[bench] national side by side round {round_}: {timing['ratios_to_in_memory']}",
-              flush=True)
-    out["median_ratios_to_in_memory"] = {
-        mode: {
-            measure: round(statistics.median(
-                r["ratios_to_in_memory"][mode][measure] for r in out["rounds"]), 3)
-            for measure in ("wall_throughput_ratio", "cpu_throughput_ratio")
+        print(f"[bench] national side by side round {round_}: {timing['ratios_to_in_memory']} "
+              f"state over memory {timing['state_over_memory']}", flush=True)
+    for key in ("ratios_to_in_memory", "state_over_memory"):
+        compared = out["rounds"][0][key] if out["rounds"] else {}
+        out[f"median_{key}"] = {
+            mode: {
+                measure: round(statistics.median(r[key][mode][measure] for r in out["rounds"]), 3)
+                for measure in ("wall_throughput_ratio", "cpu_throughput_ratio")
+            }
+            for mode in compared
         }
-        for mode in modes if mode != "in-memory"
-    }
     return out
+
+
+# A mode with local state, and the mode that is the same without it.
+STATE_BASELINES = {"state": "in-memory", "retention+state": "retention"}
+
+
+def _window_ratios(figures: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
+    return {
+        "wall_throughput_ratio": round(
+            figures["events_committed"] / max(base["events_committed"], 1), 3),
+        "cpu_throughput_ratio": round(
+            figures["events_per_cpu_second"] / max(base["events_per_cpu_second"], 1e-9), 3),
+    }
 
 
 def _replay(
