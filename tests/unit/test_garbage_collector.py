@@ -13,6 +13,7 @@ from ketenmonitor.settings import Settings
 @pytest.fixture
 def restored_collector():
     threshold = gc.get_threshold()
+    gc.unfreeze()  # a command run earlier in this process may have frozen it
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
