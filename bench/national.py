@@ -333,6 +333,27 @@ def _load(
     return load, reference_samples, env, local
 
 
+def _replay_log(
+    broker: LocalKafkaBroker, chain: Chain, closed: int, open_cases: int, cases: int, name: str
+) -> tuple[dict[str, str], list[str], int, BatchResult, dict[str, Any]]:
+    """The replay's log (the national mix at `cases` cases) produced to its own topics, with its
+    batch computation: (env, topics, events, batch, the result's first fields)."""
+    replay_history = round(cases * closed / max(closed + open_cases, 1))
+    replay_open = cases - replay_history
+    reference = reference_time()
+
+    def log() -> Iterator[SimulatedCase]:
+        return national_cases(chain, replay_history, replay_open, reference)
+
+    events = 2 * replay_history + replay_open
+    batch = expected_metrics_of(chain, log(), reference, events)
+    shared = _national_env(broker, chain, name, reference)
+    topics = _topics(broker, chain, shared)
+    out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
+                           "produce": _produce(broker, chain, log(), shared)}
+    return shared, topics, events, batch, out
+
+
 def _mode_env(shared: dict[str, str], mode: str, round_: int, logs: Path) -> dict[str, str]:
     env = {**shared, "KETENMONITOR_APP_ID": f"{shared['KETENMONITOR_APP_ID']}-{mode}"
            f"-{round_}".replace("+", "-")}
@@ -353,20 +374,10 @@ def _replay_side_by_side(
     compared over the same minutes (bench/worker_run.py `race`): per round, each mode's events
     committed and events per CPU-second when the first worker had the whole log, against the
     in-memory worker's."""
-    replay_history = round(cases * closed / max(closed + open_cases, 1))
-    replay_open = cases - replay_history
-    reference = reference_time()
-
-    def log() -> Iterator[SimulatedCase]:
-        return national_cases(chain, replay_history, replay_open, reference)
-
-    events = 2 * replay_history + replay_open
-    batch = expected_metrics_of(chain, log(), reference, events)
-    shared = _national_env(broker, chain, "national-side-by-side", reference)
-    topics = _topics(broker, chain, shared)
-    out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
-                           "events": events, "modes": list(modes), "side_by_side": True,
-                           "produce": _produce(broker, chain, log(), shared), "rounds": []}
+    shared, topics, events, batch, out = _replay_log(
+        broker, chain, closed, open_cases, cases, "national-side-by-side"
+    )
+    out.update(events=events, modes=list(modes), side_by_side=True, rounds=[])
     for round_ in range(1, rounds + 1):
         order = order_of_round(modes, round_)  # who is started first alternates
         envs = {mode: _mode_env(shared, mode, round_, logs) for mode in order}
@@ -435,19 +446,10 @@ def _replay(
 ) -> dict[str, Any]:
     """The same mix at a smaller size through an in-memory worker and one with retention and a
     state directory, interleaved, on one produced log."""
-    replay_history = round(cases * closed / max(closed + open_cases, 1))
-    replay_open = cases - replay_history
-    reference = reference_time()
-
-    def log() -> Iterator[SimulatedCase]:
-        return national_cases(chain, replay_history, replay_open, reference)
-
-    events = 2 * replay_history + replay_open
-    batch = expected_metrics_of(chain, log(), reference, events)
-    shared = _national_env(broker, chain, "national-replay", reference)
-    topics = _topics(broker, chain, shared)
-    out: dict[str, Any] = {"closed_cases": replay_history, "open_cases": replay_open,
-                           "produce": _produce(broker, chain, log(), shared), "runs": []}
+    shared, topics, events, batch, out = _replay_log(
+        broker, chain, closed, open_cases, cases, "national-replay"
+    )
+    out["runs"] = []
     for round_ in range(1, rounds + 1):
         for mode in order_of_round(modes, round_):
             env = _mode_env(shared, mode, round_, logs)

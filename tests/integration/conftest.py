@@ -8,7 +8,6 @@ that two suites can run side by side.
 
 from __future__ import annotations
 
-import gc
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,16 +28,6 @@ TEST_PSEUDONYM_KEY = "integration-test-key-0123456789"
 # measured side by side, a broker took 3.6 instead of 5.2 CPU-seconds to be ready and 6.9 instead
 # of 10.3 after 60,000 records and 20 s idle; test traffic never pays back C2's compilations.
 TEST_BROKER_JVM_OPTS = DEFAULT_JVM_OPTS
-
-
-@pytest.fixture(autouse=True)
-def python_garbage_collector_as_it_was() -> Iterator[None]:
-    """A command run in this process (`main([...])`) tunes the garbage collector for the rest of
-    the process (ketenmonitor/gc_tuning.py): the next test gets Python's collector back."""
-    threshold = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*threshold)
 
 
 @pytest.fixture(scope="session")

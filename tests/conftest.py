@@ -1,4 +1,4 @@
-"""Shared by the unit tests."""
+"""Shared by every test (unit and integration)."""
 
 from __future__ import annotations
 
