@@ -26,17 +26,25 @@ Compaction of records after the checkpoint's offset does not matter: compaction 
 record of every key, which a tail read sees. The `cases` changelog has no tombstones (retired cases
 are markers), so a checkpoint older than delete.retention.ms misses nothing either.
 
-Storage: LMDB (`lmdb`), one environment per state directory with one database per changelog
-partition, chosen by measurement (bench/state_store_micro.py, bench/analysis.md): of SQLite,
-LMDB and RocksDB (rocksdict) it wrote and read a whole partition fastest. A checkpoint is written in
-one LMDB transaction (all of it or nothing); the positions a restore needs for the changelog's
-zombie check (streams/changelog.py) are the checkpoint's `position` for every key it holds.
+Storage: LMDB (`lmdb`), one environment per state directory, chosen by measurement
+(bench/state_store_micro.py, bench/analysis.md): of SQLite, LMDB and RocksDB (rocksdict) it wrote
+and read a whole partition fastest. A partition's records are not one LMDB record per key but a
+few large values: a base (the partition's table as of some earlier checkpoint) and the deltas
+written since (each checkpoint's new records), each a `marshal`led dict. A checkpoint is then a
+single put that LMDB copies without Python's lock, where a put per record took the lock for every
+record and slowed the worker beside it by a third (bench/checkpoint_layout.py). When the deltas
+outgrow the base (or there are MAX_DELTAS of them) they are merged into a new base in the same
+transaction, so a restore reads at most about twice the partition, and a record is rewritten a
+bounded number of times. A checkpoint is written in one LMDB transaction (all of it or nothing);
+the positions a restore needs for the changelog's zombie check (streams/changelog.py) are the
+checkpoint's `position` for every key it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import marshal
 import struct
 import time
 from dataclasses import dataclass
@@ -55,12 +63,18 @@ from ketenmonitor.streams.retirement import (
 
 log = logging.getLogger(__name__)
 
-META_VERSION = 2  # 2: markers as a digest array, optional totals (1: markers as records)
+META_VERSION = 3  # 3: records as marshalled base and deltas (2: a record per key, 1: markers too)
 _META = struct.Struct(">BQQ")  # version, offset, position
 MAP_SIZE = 1 << 40  # address space only: LMDB's file grows with what is written
-MAX_PARTITION_DBS = 1024
-RETIRED_PART = "#retired"  # meta keys beside a partition's: its retired digests, its totals
+MAX_DBS = 1024  # named databases: `checkpoints`, and those of earlier layouts (dropped on open)
+CHECKPOINTS_DB = b"checkpoints"
+RETIRED_PART = "#retired"  # keys beside a partition's meta: its retired digests, its totals,
 TOTALS_PART = "#totals"
+BASE_PART = "#records"  # its records' base, and its deltas (DELTA_PART + a 10-digit sequence)
+DELTA_PART = "#records+"
+MAX_DELTAS = 64  # deltas kept before they are merged into the base whatever their size
+MERGE_MIN_BYTES = 16 << 20  # deltas smaller than this (and the base) are not merged yet
+MARSHAL_VERSION = 4  # marshal's format (Python 3.4+); a value it cannot read: not used
 
 
 @dataclass
@@ -72,6 +86,21 @@ class Checkpoint:
     totals: bytes | None = None  # the partition's totals as of `offset`, if saved with them
 
 
+def _records(value: Any) -> dict[bytes, bytes]:
+    if not isinstance(value, dict):
+        raise ValueError(f"a checkpoint's records are a {type(value).__name__}, not a dict")
+    return value
+
+
+def _merge(table: dict[bytes, bytes], records: Any) -> dict[bytes, bytes]:
+    """`records` (a key -> value dict) written over `table`: a marker removes its key."""
+    table.update(_records(records))
+    if RETIRED_MARKER in records.values():  # looked for in C; the loop only with retirements
+        for key in [key for key, value in records.items() if is_marker(value)]:
+            del table[key]
+    return table
+
+
 class CheckpointStore:
     def __init__(self, directory: Path, topic_id: str | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -80,37 +109,56 @@ class CheckpointStore:
         self._env = lmdb.open(
             str(directory / "cases-checkpoints.lmdb"),
             map_size=MAP_SIZE,
-            max_dbs=MAX_PARTITION_DBS + 1,
+            max_dbs=MAX_DBS,
             subdir=True,
             sync=True,
         )
-        self._meta = self._env.open_db(b"meta")
-        self._dbs: dict[str, Any] = {}
+        self._drop_earlier_layouts()
+        self._db = self._env.open_db(CHECKPOINTS_DB)
 
     def close(self) -> None:
         self._env.close()
 
-    def _db(self, tp: TopicPartition) -> Any:
-        name = f"{tp.topic}/{tp.partition}"
-        db = self._dbs.get(name)
-        if db is None:
-            db = self._dbs[name] = self._env.open_db(name.encode())
-        return db
+    def _drop_earlier_layouts(self) -> None:
+        """Version 2 kept a database per partition and one for the metadata: their space is
+        given back (those checkpoints are not used; the changelog is read instead)."""
+        with self._env.begin() as txn:
+            names = [bytes(name) for name, _ in txn.cursor()]
+        for name in names:
+            if name != CHECKPOINTS_DB:
+                try:
+                    db = self._env.open_db(name, create=False)
+                except lmdb.Error:
+                    continue  # not a named database
+                with self._env.begin(write=True) as txn:
+                    txn.drop(db, delete=True)
+                log.info("local checkpoints of an earlier format removed: %s", name.decode())
 
     @staticmethod
-    def _meta_key(tp: TopicPartition, part: str = "") -> bytes:
+    def _key(tp: TopicPartition, part: str = "") -> bytes:
         return f"{tp.topic}/{tp.partition}{part}".encode()
+
+    def _deltas(self, txn: Any, tp: TopicPartition) -> list[tuple[bytes, int]]:
+        """The partition's delta keys in the order written, with their sizes."""
+        prefix = self._key(tp, DELTA_PART)
+        cursor = txn.cursor(db=self._db)
+        found = []
+        if cursor.set_range(prefix):
+            for key, value in cursor:
+                if not bytes(key).startswith(prefix):
+                    break
+                found.append((bytes(key), len(value)))
+        return found
 
     def load(self, tp: TopicPartition) -> Checkpoint | None:
         """The checkpoint of changelog partition `tp` if there is one for this topic id."""
         try:
-            db = self._db(tp)  # opened outside the read transaction (LMDB: EINVAL inside one)
-            with self._env.begin() as txn:
-                raw = txn.get(self._meta_key(tp), db=self._meta)
+            with self._env.begin(db=self._db, buffers=True) as txn:
+                raw = txn.get(self._key(tp))
                 if raw is None:
                     return None
                 version, offset, position = _META.unpack_from(raw)
-                topic_id = raw[_META.size :].decode()
+                topic_id = bytes(raw[_META.size :]).decode()
                 if version != META_VERSION:
                     log.warning(
                         "local checkpoint of %s/%s has format version %d, not %d: not used",
@@ -123,15 +171,24 @@ class CheckpointStore:
                         tp.topic, tp.partition, topic_id, self.topic_id,
                     )
                     return None
-                table = dict(txn.cursor(db=db).iternext())
-                retired = txn.get(self._meta_key(tp, RETIRED_PART), db=self._meta) or b""
-                totals = txn.get(self._meta_key(tp, TOTALS_PART), db=self._meta)
-        except lmdb.Error as exc:
+                table = self._table(txn, tp)
+                retired = txn.get(self._key(tp, RETIRED_PART))
+                totals = txn.get(self._key(tp, TOTALS_PART))
+                return Checkpoint(offset, position, table,
+                                  b"" if retired is None else bytes(retired),
+                                  None if totals is None else bytes(totals))
+        except (lmdb.Error, ValueError, EOFError, TypeError) as exc:
             log.warning("local checkpoint of %s/%s unreadable (%r): not used", tp.topic,
                         tp.partition, exc)
             return None
-        return Checkpoint(offset, position, table, bytes(retired),
-                          None if totals is None else bytes(totals))
+
+    def _table(self, txn: Any, tp: TopicPartition) -> dict[bytes, bytes]:
+        """The base with every delta written over it, in order."""
+        base = txn.get(self._key(tp, BASE_PART))
+        table = {} if base is None else _records(marshal.loads(base))
+        for key, _ in self._deltas(txn, tp):
+            _merge(table, marshal.loads(txn.get(key)))
+        return table
 
     def save(
         self,
@@ -152,37 +209,44 @@ class CheckpointStore:
         (they no longer match the records)."""
         if self.topic_id is None:
             return
-        gone = [key for key, value in changes.items() if is_marker(value)]
-        if gone and retired is None:
+        if retired is None and RETIRED_MARKER in changes.values():
             raise ValueError("a checkpoint with retired cases needs the retired keys' digests")
-        db = self._db(tp)
         meta = _META.pack(META_VERSION, offset, max(position, 0)) + self.topic_id.encode()
-        retired_key, totals_key = self._meta_key(tp, RETIRED_PART), self._meta_key(tp, TOTALS_PART)
-        with self._env.begin(write=True) as txn:
+        base_key = self._key(tp, BASE_PART)
+        with self._env.begin(write=True, db=self._db, buffers=True) as txn:
+            deltas = self._deltas(txn, tp)
             if replace:
-                txn.drop(db, delete=False)
-                txn.delete(retired_key, db=self._meta)
-            if changes:
-                kept = changes.items() if not gone else [
-                    (key, value) for key, value in changes.items() if not is_marker(value)
-                ]
-                txn.cursor(db=db).putmulti(kept)
-                for key in gone:
-                    txn.delete(key, db=db)
+                for key, _ in deltas:
+                    txn.delete(key)
+                txn.delete(self._key(tp, RETIRED_PART))
+                txn.put(base_key, marshal.dumps(_merge({}, changes), MARSHAL_VERSION))
+            elif changes:
+                sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
+                value = marshal.dumps(changes, MARSHAL_VERSION)
+                txn.put(self._key(tp, f"{DELTA_PART}{sequence:010d}"), value)
+                deltas.append((b"", len(value)))
+                base = txn.get(base_key)
+                base_size = 0 if base is None else len(base)
+                if len(deltas) > MAX_DELTAS or \
+                        sum(size for _, size in deltas) > max(base_size, MERGE_MIN_BYTES):
+                    table = self._table(txn, tp)
+                    for key, _ in self._deltas(txn, tp):
+                        txn.delete(key)
+                    txn.put(base_key, marshal.dumps(table, MARSHAL_VERSION))
             if retired is not None:
-                txn.put(retired_key, retired, db=self._meta)
+                txn.put(self._key(tp, RETIRED_PART), retired)
             if totals is not None:
-                txn.put(totals_key, totals, db=self._meta)
+                txn.put(self._key(tp, TOTALS_PART), totals)
             else:
-                txn.delete(totals_key, db=self._meta)
-            txn.put(self._meta_key(tp), meta, db=self._meta)
+                txn.delete(self._key(tp, TOTALS_PART))
+            txn.put(self._key(tp), meta)
 
     def forget(self, tp: TopicPartition) -> None:
-        db = self._db(tp)
-        with self._env.begin(write=True) as txn:
-            for part in ("", RETIRED_PART, TOTALS_PART):
-                txn.delete(self._meta_key(tp, part), db=self._meta)
-            txn.drop(db, delete=False)
+        with self._env.begin(write=True, db=self._db) as txn:
+            for key, _ in self._deltas(txn, tp):
+                txn.delete(key)
+            for part in ("", RETIRED_PART, TOTALS_PART, BASE_PART):
+                txn.delete(self._key(tp, part))
 
 
 def changelog_topic_id(bootstrap: str, topic: str, security: dict[str, Any]) -> str | None:

@@ -292,13 +292,13 @@ def test_a_restart_with_local_state_reads_the_tail_and_a_stale_copy_falls_back_e
     with store._env.begin(write=True) as txn:
         for partition in range(6):
             key = f"{changelog}/{partition}".encode()
-            raw = txn.get(key, db=store._meta)
+            raw = txn.get(key, db=store._db)
             assert raw is not None
             version, offset, position = store_meta(raw)
             if partition == 0:
-                txn.delete(key, db=store._meta)
+                txn.delete(key, db=store._db)
             else:
-                txn.put(key, pack_meta(version, offset + 10_000, position, raw), db=store._meta)
+                txn.put(key, pack_meta(version, offset + 10_000, position, raw), db=store._db)
     store.close()
     third = start_worker(state)
     run.assert_converges([third])

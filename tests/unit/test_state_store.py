@@ -211,9 +211,9 @@ def test_a_checkpoint_of_the_earlier_format_is_not_used(tmp_path: Path) -> None:
     store.save(CHANGELOG, 150, 0, dict(LOG[:150]), replace=True)
     with store._env.begin(write=True) as txn:
         key = f"{CHANGELOG.topic}/{CHANGELOG.partition}".encode()
-        raw = txn.get(key, db=store._meta)
+        raw = txn.get(key, db=store._db)
         _, offset, position = _META.unpack_from(raw)
-        txn.put(key, _META.pack(1, offset, position) + raw[_META.size :], db=store._meta)
+        txn.put(key, _META.pack(1, offset, position) + raw[_META.size :], db=store._db)
     assert store.load(CHANGELOG) is None
     consumer = SeekingConsumer({CHANGELOG: LOG})
     assert restore(store, consumer).cases[0] == full_table(LOG) and consumer.read == 200
@@ -290,3 +290,93 @@ def test_a_due_checkpoint_is_written_while_the_worker_goes_on_and_a_failed_one_i
     assert found is not None and found.offset == 4
     assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
     assert worker.tables.written_since_checkpoint == {}
+
+
+# -- the records as a base and deltas --------------------------------------------------------------
+def test_deltas_and_their_merges_into_the_base_load_as_the_records_written_in_order(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import random
+
+    from ketenmonitor.streams import state_store
+    from ketenmonitor.streams.retirement import RETIRED_MARKER
+
+    monkeypatch.setattr(state_store, "MAX_DELTAS", 5)
+    monkeypatch.setattr(state_store, "MERGE_MIN_BYTES", 2_000)
+    rng = random.Random(17)
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    expected: dict[bytes, bytes] = {}  # the partition as compaction would leave it
+    merges = deltas_seen = 0
+    for offset in range(1, 120):
+        if offset % 40 == 0:  # a restore that read the whole partition: replaces everything
+            changes = {f"k{rng.randrange(300)}".encode(): rng.randbytes(8) for _ in range(50)}
+            expected = dict(changes)
+            store.save(CHANGELOG, offset, 0, changes, replace=True, retired=b"")
+        else:
+            changes = {}
+            for _ in range(rng.randrange(0, 30)):
+                key = f"k{rng.randrange(300)}".encode()
+                changes[key] = RETIRED_MARKER if rng.random() < 0.1 else rng.randbytes(8)
+            markers = RETIRED_MARKER in changes.values()
+            store.save(CHANGELOG, offset, 0, changes, retired=b"" if markers else None)
+            for key, value in changes.items():
+                if value == RETIRED_MARKER:
+                    expected.pop(key, None)
+                else:
+                    expected[key] = value
+        with store._env.begin(db=store._db) as txn:
+            now = len(store._deltas(txn, CHANGELOG))
+        merges += now < deltas_seen
+        deltas_seen = now
+        assert now <= state_store.MAX_DELTAS
+        found = store.load(CHANGELOG)
+        assert found is not None and found.offset == offset
+        assert found.table == expected, offset
+    assert merges >= 5  # by count and by size; replaced twice
+
+
+def test_a_checkpoint_with_retired_cases_and_no_digests_is_refused(tmp_path: Path) -> None:
+    import pytest
+    from ketenmonitor.streams.retirement import RETIRED_MARKER
+
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    with pytest.raises(ValueError, match="retired keys' digests"):
+        store.save(CHANGELOG, 1, 0, {b"k1": RETIRED_MARKER})
+    assert store.load(CHANGELOG) is None
+
+
+def test_an_unreadable_delta_or_the_layout_before_version_3_falls_back_to_the_changelog(
+    tmp_path: Path, caplog
+) -> None:
+    import lmdb
+    from ketenmonitor.streams.state_store import DELTA_PART
+
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    restore(store, SeekingConsumer({CHANGELOG: LOG[:150]}))
+    store.save(CHANGELOG, 160, 0, dict(LOG[150:160]))
+    with store._env.begin(write=True, db=store._db) as txn:
+        (key, _), = store._deltas(txn, CHANGELOG)
+        assert key.startswith(store._key(CHANGELOG, DELTA_PART))
+        txn.put(key, b"\x00not marshal")
+    assert store.load(CHANGELOG) is None
+    assert "unreadable" in caplog.text
+    consumer = SeekingConsumer({CHANGELOG: LOG})
+    assert restore(store, consumer).cases[0] == full_table(LOG) and consumer.read == 200
+    store.close()
+
+    # Version 2's layout: a database per partition and one for the metadata. They are dropped
+    # when the store opens, and the changelog is read.
+    old = tmp_path / "v2"
+    old.mkdir()
+    env = lmdb.open(str(old / "cases-checkpoints.lmdb"), max_dbs=8, subdir=True)
+    with env.begin(write=True) as txn:
+        txn.put(b"k1", b"v1", db=env.open_db(f"{CHANGELOG.topic}/0".encode(), txn=txn))
+        txn.put(f"{CHANGELOG.topic}/0".encode(), b"\x02" + bytes(16) + b"topic-A",
+                db=env.open_db(b"meta", txn=txn))
+    env.close()
+    reopened = CheckpointStore(old, topic_id="topic-A")
+    with reopened._env.begin() as txn:
+        assert [bytes(name) for name, _ in txn.cursor()] == [b"checkpoints"]
+    assert reopened.load(CHANGELOG) is None
+    consumer = SeekingConsumer({CHANGELOG: LOG})
+    assert restore(reopened, consumer).cases[0] == full_table(LOG) and consumer.read == 200
