@@ -90,6 +90,7 @@ def test_every_minute_of_two_years_equals_strptime_after_the_hour_offsets_are_ca
         assert parser(cell) == parse_time(cell, spec), cell
         at += timedelta(minutes=7)
     assert 0 < len(parser._offsets) <= 366 * 24
+    assert 0 < len(parser._hours) <= len(parser._offsets)  # most came as hour start + minutes
 
 
 @pytest.mark.parametrize(
@@ -104,3 +105,30 @@ def test_simple_formats_take_the_fast_path(fmt, fast):
 def test_orjson_writes_an_imported_time_as_isoformat_did(at):
     # import_rows hands the UTC datetime to orjson instead of calling isoformat() itself.
     assert orjson.dumps(at) == json.dumps(at.isoformat()).encode()
+
+
+# Cells that share their local hour often (the fast parser keeps an hour's start in UTC and adds
+# the minutes): days around both DST switches of 2024, and the first and last hours of the
+# calendar, where the hour's start or its times fall outside years 1-9999 in UTC.
+same_hours = st.builds(
+    "{:02d}-{:02d}-{:04d} {:02d}:{:02d}".format,
+    st.sampled_from([1, 6, 7, 27, 31]),
+    st.sampled_from([1, 3, 4, 10, 12]),
+    st.sampled_from([1, 2024, 9999]),
+    st.integers(0, 3) | st.just(23),
+    st.integers(0, 61),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fmt=st.sampled_from(["%d-%m-%Y %H:%M", "%d-%m-%Y"]),
+    zone=st.sampled_from(["Europe/Amsterdam", "America/St_Johns", "Australia/Lord_Howe"]),
+    cells=st.lists(same_hours | st.builds("{:02d}-{:02d}-{:04d}".format,
+                                          st.integers(1, 3), st.just(1), st.just(1)), max_size=40),
+)
+def test_one_parser_over_many_cells_of_the_same_hours_equals_strptime(fmt, zone, cells):
+    spec = TimestampSpec(column="t", format=fmt, timezone=zone)
+    parser = TimeParser(spec)
+    for cell in cells:
+        assert outcome(parser, cell) == outcome(parse_time, cell, spec), cell
