@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "and local state (0: skip; default %(default)s)")
     p.add_argument("--national-modes", default="in-memory,retention+state",
                    help="national: the replay's worker modes, interleaved, of in-memory, "
-                   "retention+state, retention, state, untuned-gc (default %(default)s)")
+                   "retention+state, retention, state, untuned-gc, in-memory-again (a control) "
+                   "(default %(default)s)")
     p.add_argument("--national-side-by-side", action="store_true",
                    help="national: start the replay's modes together each round and compare "
                    "them over the same minutes, instead of one after the other")
