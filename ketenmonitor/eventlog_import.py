@@ -25,11 +25,17 @@ fine for logs of a few million rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import gc
+import os
+import pickle
 import re
+import signal
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -43,12 +49,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ketenmonitor.domain.chain import Chain
 from ketenmonitor.publish import (
     PROGRESS_EVERY,
+    Problem,
     PublishReport,
     Row,
     add_quiet,
     check_and_send,
     print_problems,
 )
+from ketenmonitor.schemas.events import EventRejected, check_event
 
 
 class MappingError(ValueError):
@@ -566,17 +574,23 @@ def _map_csv_compiled(
 _AT, _TIE, _LINE = itemgetter(3), itemgetter(4), itemgetter(5)  # _Mapped's at, tie, line
 
 
-def import_rows(
-    path: Path, mapping: Mapping, chain: Chain, progress: Any = None, *, compiled: bool = True
-) -> Iterator[Row]:
-    """The log's events as publish.Row objects: problems first, then events in replay order.
+class SortedLog(NamedTuple):
+    """A log read, mapped and put in replay order: what is left is checking and encoding."""
 
-    `progress` (a tqdm bar, optional) counts the rows read, then is reset to the number of events
-    to replay; each event Row has size 1, so check_and_send advances the same bar.
-    `compiled=False` reads CSV with csv.DictReader and maps every row through _map_row: the
-    definition the compiled CSV path is tested against.
+    source: str
+    problems: list[tuple[int, tuple[str, str]]]  # (line, (reason, detail)), in the log's order
+    events: list[_Mapped]  # in replay order
+    keep_every: bool  # repeated_milestone "all": the second and later get an occurrence
+
+
+def read_sorted(
+    path: Path, mapping: Mapping, chain: Chain, progress: Any = None, *, compiled: bool = True
+) -> SortedLog:
+    """Read and map the log, keep the rows repeated_milestone says, sort into replay order.
+
+    `progress` counts the rows read, then is reset to the number of events to replay.
+    `compiled=False`: csv.DictReader and _map_row for every row (see import_rows).
     """
-    source = str(path)
     tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
     parse = TimeParser(mapping.timestamp)
     specs: dict[str, ActivitySpec | None] = {}
@@ -591,8 +605,7 @@ def import_rows(
         )
     else:
         found = _map_csv_compiled(path, mapping, chain, tie_of, parse, specs, mapped, progress)
-    for line, problem in found:
-        yield Row(source, line, None, problem)
+    problems = list(found)
     events: list[_Mapped]
     keep_every = mapping.repeated_milestone == "all"
     if keep_every:
@@ -618,10 +631,33 @@ def import_rows(
     if progress is not None:
         progress.reset(total=len(events))
         progress.set_description(f"{path.name}: publishing")
+    return SortedLog(str(path), problems, events, keep_every)
+
+
+def import_rows(
+    path: Path, mapping: Mapping, chain: Chain, progress: Any = None, *, compiled: bool = True
+) -> Iterator[Row]:
+    """The log's events as publish.Row objects: problems first, then events in replay order.
+
+    `progress` (a tqdm bar, optional) counts the rows read, then is reset to the number of events
+    to replay; each event Row has size 1, so check_and_send advances the same bar.
+    `compiled=False` reads CSV with csv.DictReader and maps every row through _map_row: the
+    definition the compiled CSV path is tested against.
+    """
+    log = read_sorted(path, mapping, chain, progress, compiled=compiled)
+    yield from sorted_rows(log, mapping, chain)
+
+
+def sorted_rows(log: SortedLog, mapping: Mapping, chain: Chain) -> Iterator[Row]:
+    """import_rows of a log read_sorted has read: problems first, then the events as Rows."""
+    source = log.source
+    for line, problem in log.problems:
+        yield Row(source, line, None, problem)
+    keep_every = log.keep_every
     organisation_of = {name: m.organisation for name, m in chain.milestones.items()}
     prefix = mapping.event_id_prefix
     times: dict[tuple[str, str], int] = {}  # occurrences so far per case and milestone ("all")
-    for m in events:
+    for m in log.events:
         event: dict[str, Any] = {
             "schema_version": 1,
             "event_id": f"{prefix}{m.line}",
@@ -642,6 +678,275 @@ def import_rows(
         yield Row(source, m.line, orjson.dumps(event), None, 1)  # compact, as json.dumps did
 
 
+# -- checking and encoding in a second process ------------------------------------------------
+CHUNK_EVENTS = 2000  # events a process checks and encodes at a time (~0.5 MB encoded)
+DRAIN_EVERY = 500  # events the parent encodes between looks for the children's finished chunks
+# Of every 1 + child_chunks chunks, the parent does the first (see _Encoder._owner). The parent
+# sends every event, ~1 us each to a file, ~4 us to Kafka (its client thread included), and
+# checks and encodes its own chunks (~10 us an event): measured, 2 and 3 share the work evenly.
+CHILD_CHUNKS_TO_FILE = 2
+CHILD_CHUNKS_TO_KAFKA = 3
+FORK_MIN_EVENTS = 2 * CHUNK_EVENTS  # fewer events: no second process
+_EXIT_CHILD_FAILED = 3  # as a failed send: some events may have been sent already
+
+
+class SecondProcessError(Exception):
+    """import-log's second process failed: a one-line reason, for cmd_import to print."""
+
+
+class _Chunk(NamedTuple):
+    """Events [lo, hi) of the replay order, checked and encoded: what is sent, in order."""
+
+    raws: list[bytes]  # the accepted events' JSON, in replay order
+    keys: list[bytes]  # their event ids (the message keys)
+    organisations: list[str]  # their organisations (whose topic)
+    problems: list[tuple[int, str, str]]  # (line, reason, detail) of the rejected, in order
+
+
+class _Encoder:
+    """What check_and_send does to sorted_rows' rows, by chunks of CHUNK_EVENTS events, split
+    between this process and `processes - 1` forked ones; chunks come back in replay order.
+
+    The children are forked when the encoder is made: after the log is read and sorted (they
+    inherit the events, nothing is pickled) and before any Kafka client thread exists (forking a
+    process with a running client thread is unsafe). Chunk k is the parent's when _owner(k) is 0,
+    else child _owner(k)'s; a child sends its chunks through its own pipe, in order, as a pickled
+    (raws joined by newlines, keys likewise, organisation indices, problems): orjson writes no
+    newline and an event id has none. The parent sends every event, so the children take
+    `child_chunks` of every 1 + child_chunks chunks; while encoding its own, the parent takes in
+    the chunks the children have finished (DRAIN_EVERY), so that they need not wait for it.
+
+    Rejections are the contract's (schemas.events.check_event) as in check_and_send; its
+    `duplicate_in_file` cannot occur here (each event id is the prefix and its own line).
+    """
+
+    def __init__(
+        self,
+        log: SortedLog,
+        mapping: Mapping,
+        chain: Chain,
+        processes: int,
+        child_chunks: int = CHILD_CHUNKS_TO_FILE,
+    ) -> None:
+        self.log, self.chain, self.child_chunks = log, chain, child_chunks
+        self.organisation_of = {name: m.organisation for name, m in chain.milestones.items()}
+        self.names = sorted(set(self.organisation_of.values()))
+        self.prefix = mapping.event_id_prefix
+        self.occurrences: list[int] | None = None
+        if log.keep_every:  # the n-th occurrence of each event's case and milestone, in order
+            times: dict[tuple[str, str], int] = {}
+            occurrences = self.occurrences = []
+            for m in log.events:
+                key = (m.case_key, m.milestone)
+                n = times[key] = times.get(key, 0) + 1
+                occurrences.append(n)
+        self.chunks = -(-len(log.events) // CHUNK_EVENTS)
+        self.children = max(0, processes - 1) if len(log.events) >= FORK_MIN_EVENTS else 0
+        self._processes: list[Any] = []
+        self._pipes: list[Any] = []
+        self._received: list[deque[bytes]] = [deque() for _ in range(self.children)]
+        if self.children:
+            self._fork()
+
+    def _owner(self, k: int) -> int:
+        """0: the parent checks and encodes chunk k; i > 0: child i does."""
+        if not self.children:
+            return 0
+        position = k % (1 + self.children * self.child_chunks)
+        return 0 if position == 0 else 1 + (position - 1) % self.children
+
+    def encode(self, k: int, drain: bool = False) -> _Chunk:
+        """Check and encode chunk k; `drain`: take in the children's finished chunks meanwhile
+        (a child blocks once its pipe is full)."""
+        events, chain, prefix = self.log.events, self.chain, self.prefix
+        organisation_of, occurrences = self.organisation_of, self.occurrences
+        raws: list[bytes] = []
+        keys: list[bytes] = []
+        organisations: list[str] = []
+        problems: list[tuple[int, str, str]] = []
+        lo = k * CHUNK_EVENTS
+        for i in range(lo, min(lo + CHUNK_EVENTS, len(events))):
+            if drain and i % DRAIN_EVERY == 0:
+                self._drain()
+            m = events[i]
+            event: dict[str, Any] = {  # exactly as sorted_rows
+                "schema_version": 1,
+                "event_id": f"{prefix}{m.line}",
+                "case_key": m.case_key,
+                "organisation": organisation_of[m.milestone],
+                "milestone": m.milestone,
+                "occurred_at": m.at,
+                "case_type": m.case_type,
+                "district": m.district,
+            }
+            if m.outcome:
+                event["outcome"] = m.outcome
+            if occurrences is not None and occurrences[i] > 1:
+                event["occurrence"] = str(occurrences[i])
+            raw = orjson.dumps(event)
+            try:
+                checked = check_event(raw, chain, None)
+            except EventRejected as exc:
+                problems.append((m.line, exc.reason, exc.detail))
+                continue
+            raws.append(raw)
+            keys.append(checked.event_id.encode())
+            organisations.append(checked.organisation)
+        return _Chunk(raws, keys, organisations, problems)
+
+    # -- the children
+    def _fork(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        gc.freeze()  # the inherited objects: out of both processes' collections (fewer copies)
+        try:
+            for index in range(1, self.children + 1):
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=self._child, args=(index, writer), name=f"import-log-{index}",
+                    daemon=True,
+                )
+                process.start()
+                writer.close()  # the child's end: the parent sees EOF when the child is gone
+                self._processes.append(process)
+                self._pipes.append(reader)
+        except BaseException:
+            self.close()
+            raise
+
+    def _child(self, index: int, pipe: Any) -> None:
+        """In child `index`: encode its chunks, in order, into `pipe`; a failure: one line."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends us
+        for other in self._pipes:
+            other.close()
+        _grow_pipe(pipe.fileno())
+        try:
+            number = {name: i for i, name in enumerate(self.names)}
+            for k in range(self.chunks):
+                if self._owner(k) != index:
+                    continue
+                chunk = self.encode(k)
+                pipe.send_bytes(
+                    pickle.dumps(
+                        (
+                            b"\n".join(chunk.raws),
+                            b"\n".join(chunk.keys),
+                            bytes([number[o] for o in chunk.organisations]),
+                            chunk.problems,
+                        ),
+                        protocol=pickle.HIGHEST_PROTOCOL,
+                    )
+                )
+        except BrokenPipeError:
+            sys.exit(1)  # the parent is gone or gave up: nothing to tell
+        except BaseException as exc:  # anything else: one line to the parent, which says it
+            reason = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+            with contextlib.suppress(OSError):
+                pipe.send_bytes(pickle.dumps(reason))
+            sys.exit(1)
+
+    def _drain(self) -> None:
+        for pipe, received in zip(self._pipes, self._received, strict=True):
+            while pipe.poll():
+                try:
+                    received.append(pipe.recv_bytes())
+                except (EOFError, OSError):
+                    break  # the child is gone: _receive says so when its chunk is due
+
+    def _receive(self, owner: int) -> _Chunk:
+        received = self._received[owner - 1]
+        try:
+            data = received.popleft() if received else self._pipes[owner - 1].recv_bytes()
+            message = pickle.loads(data)
+        except (EOFError, OSError):
+            process = self._processes[owner - 1]
+            process.join(timeout=5)
+            raise SecondProcessError(
+                f"the second process ended unexpectedly (exit code {process.exitcode})"
+            ) from None
+        if isinstance(message, str):
+            raise SecondProcessError(f"the second process failed: {message}")
+        raws, keys, numbers, problems = message
+        count = len(numbers)
+        names = self.names
+        return _Chunk(
+            raws.split(b"\n") if count else [],
+            keys.split(b"\n") if count else [],
+            [names[n] for n in numbers],
+            problems,
+        )
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        for k in range(self.chunks):
+            owner = self._owner(k)
+            yield self.encode(k, drain=self.children > 0) if owner == 0 else self._receive(owner)
+
+    def close(self) -> None:
+        """End the children (at once if they are not done) and close the pipes."""
+        for pipe in self._pipes:
+            pipe.close()
+        for process in self._processes:
+            process.join(timeout=0.5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        self._pipes, self._processes = [], []
+
+    def __enter__(self) -> _Encoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _grow_pipe(fd: int) -> None:
+    """A pipe of 1 MiB (Linux; 64 KiB by default) lets a child encode further ahead."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def send_chunks(
+    log: SortedLog,
+    encoder: _Encoder,
+    send: Callable[[str, bytes, bytes], None],
+    report: PublishReport,
+    progress: Any = None,
+) -> PublishReport:
+    """check_and_send(sorted_rows(log)) by chunks: `send(organisation, raw, key)` for each valid
+    event in replay order, the same report (rows, sent, rejections in order)."""
+    source = log.source
+    for line, (reason, detail) in log.problems:
+        report.rejected[reason] += 1
+        report.problems.append(Problem(source, line, reason, detail))
+    report.rows += len(log.problems)
+    tells_sent = hasattr(progress, "sent")
+    try:
+        for chunk in encoder:
+            for raw, key, organisation in zip(
+                chunk.raws, chunk.keys, chunk.organisations, strict=True
+            ):
+                send(organisation, raw, key)
+            report.sent += len(chunk.raws)
+            report.sent_by_organisation.update(chunk.organisations)
+            report.rows += len(chunk.raws) + len(chunk.problems)
+            for line, reason, detail in chunk.problems:
+                report.rejected[reason] += 1
+                report.problems.append(Problem(source, line, reason, detail))
+            if progress is not None:
+                if tells_sent:
+                    progress.sent = report.sent
+                progress.update(len(chunk.raws) + len(chunk.problems))
+    finally:
+        if tells_sent:
+            progress.sent = report.sent
+    return report
+
+
 # -- command ----------------------------------------------------------------------------------
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -653,15 +958,42 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="map and validate only")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default from settings)")
     p.add_argument("--max-report", type=int, default=1000, help="rejected rows to list")
+    p.add_argument(
+        "--processes",
+        type=_processes,
+        default=None,
+        metavar="N",
+        help="processes that check and encode the events, after the log is read and sorted: "
+        "2 lets a second one do most of it (the same messages, in the same order); 1: one "
+        "process (default: 2 where two CPUs are available, else 1)",
+    )
     add_quiet(p, lines=True)
     p.set_defaults(func=cmd_import)
+
+
+def _processes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 8, got {text!r}")
+    return value
+
+
+def default_processes() -> int:
+    """2 where this process may run on two CPUs or more, else 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return 2 if cpus >= 2 else 1
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError as AIOKafkaError
     from kafka.errors import KafkaError
 
-    from ketenmonitor.batch_publish import BatchPublisher
     from ketenmonitor.domain.chain import load_chain
     from ketenmonitor.gc_tuning import tune_garbage_collector
     from ketenmonitor.kafka_io import PublishError
@@ -686,38 +1018,106 @@ def cmd_import(args: argparse.Namespace) -> int:
         verb="valid" if args.dry_run else "written" if args.output else "sent",
         command="ketenmonitor import-log",
     )
-    rows = import_rows(args.log, mapping, chain, progress=bar)
+    processes = args.processes or default_processes()
     report = PublishReport()
     try:
-        with bar:
-            if args.dry_run:
-                check_and_send(rows, chain, lambda event, raw: None, report=report, progress=bar)
-                where = "(dry run, nothing sent)"
-            elif args.output:
-                with args.output.open("wb") as out:
-                    check_and_send(
-                        rows,
-                        chain,
-                        lambda e, raw: out.write(raw + b"\n"),
-                        report=report,
-                        progress=bar,
-                    )
-                where = f"to {args.output}"
-            else:
-                topics = {p: settings.partner_topic(p) for p in chain.partner_ids}
-                with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
-                    send = publisher.send_raw
-                    check_and_send(
-                        rows,
-                        chain,
-                        lambda e, raw: send(topics[e.organisation], raw, e.event_id.encode()),
-                        report=report,
-                        progress=bar,
-                    )
-                where = f"to the partner topics {settings.partner_topic('<organisation>')}"
+        if processes > 1:
+            where = _import_in_processes(args, settings, chain, mapping, processes, bar, report)
+        else:
+            where = _import_in_one_process(args, settings, chain, mapping, bar, report)
     except (PublishError, KafkaError, AIOKafkaError) as exc:
         print(f"ketenmonitor import-log: sending failed: {exc}", file=sys.stderr)
         return 3
+    except SecondProcessError as exc:
+        print(
+            f"ketenmonitor import-log: {exc}; stopped (what was sent before stays sent; "
+            "--processes 1 imports in one process)",
+            file=sys.stderr,
+        )
+        return _EXIT_CHILD_FAILED
     print_problems(report, args.max_report)
     print(f"{args.log}: {report.summary('valid' if args.dry_run else 'sent')} {where}")
     return 1 if report.rejected else 0
+
+
+def _import_in_one_process(
+    args: argparse.Namespace,
+    settings: Any,
+    chain: Chain,
+    mapping: Mapping,
+    bar: Any,
+    report: PublishReport,
+) -> str:
+    """--processes 1: check_and_send over import_rows, the log read as the first row is asked."""
+    from ketenmonitor.batch_publish import BatchPublisher
+
+    rows = import_rows(args.log, mapping, chain, progress=bar)
+    with bar:
+        if args.dry_run:
+            check_and_send(rows, chain, lambda event, raw: None, report=report, progress=bar)
+            return "(dry run, nothing sent)"
+        if args.output:
+            with args.output.open("wb") as out:
+                check_and_send(
+                    rows,
+                    chain,
+                    lambda e, raw: out.write(raw + b"\n"),
+                    report=report,
+                    progress=bar,
+                )
+            return f"to {args.output}"
+        topics = {p: settings.partner_topic(p) for p in chain.partner_ids}
+        with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+            send = publisher.send_raw
+            check_and_send(
+                rows,
+                chain,
+                lambda e, raw: send(topics[e.organisation], raw, e.event_id.encode()),
+                report=report,
+                progress=bar,
+            )
+        return f"to the partner topics {settings.partner_topic('<organisation>')}"
+
+
+def _import_in_processes(
+    args: argparse.Namespace,
+    settings: Any,
+    chain: Chain,
+    mapping: Mapping,
+    processes: int,
+    bar: Any,
+    report: PublishReport,
+) -> str:
+    """--processes 2 or more: read and sort here, then fork (before any Kafka client thread
+    exists) the processes that check and encode most chunks (_Encoder), and send in order."""
+    from ketenmonitor.batch_publish import BatchPublisher
+
+    with bar:
+        log = read_sorted(args.log, mapping, chain, progress=bar)
+        to_kafka = not args.dry_run and not args.output
+        child_chunks = CHILD_CHUNKS_TO_KAFKA if to_kafka else CHILD_CHUNKS_TO_FILE
+        with _Encoder(log, mapping, chain, processes, child_chunks) as encoder:
+            if args.dry_run:
+                send_chunks(log, encoder, lambda organisation, raw, key: None, report, bar)
+                return "(dry run, nothing sent)"
+            if args.output:
+                with args.output.open("wb") as out:
+                    send_chunks(
+                        log,
+                        encoder,
+                        lambda organisation, raw, key: out.write(raw + b"\n"),
+                        report,
+                        bar,
+                    )
+                return f"to {args.output}"
+            topics = {p: settings.partner_topic(p) for p in chain.partner_ids}
+            with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+                send = publisher.send_raw
+                send_chunks(
+                    log,
+                    encoder,
+                    lambda organisation, raw, key: send(topics[organisation], raw, key),
+                    report,
+                    bar,
+                )
+            return f"to the partner topics {settings.partner_topic('<organisation>')}"
