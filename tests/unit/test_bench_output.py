@@ -359,3 +359,23 @@ def test_the_machine_share_is_read_from_proc_stat_and_settle_returns_when_quiet_
     assert 0.0 < found["machine_busy_share"] <= 1.0
     waited = settle(busy_below=1.01, window_seconds=0.2, give_up_seconds=5.0)
     assert waited["settle_seconds"] < 1.0  # anything is below 101% busy: one window
+
+
+def test_the_checkpoint_layout_probe_writes_the_same_records_both_ways(tmp_path: Path):
+    import marshal
+
+    import lmdb
+
+    from bench.checkpoint_layout import LAYOUTS, measure
+
+    records = {f"case-{i:05d}".encode(): bytes([i % 256]) * 130 for i in range(2_000)}
+    for layout in LAYOUTS:
+        run = measure(layout, records, tmp_path / layout)
+        assert run["layout"] == layout and run["write_seconds"] > 0
+        assert run["main_rate_alone"] > 0 and run["main_rate_while_writing"] > 0
+        env = lmdb.open(str(tmp_path / layout), max_dbs=2, readonly=True)
+        with env.begin(db=env.open_db(b"records", create=False)) as txn:
+            stored = dict(txn.cursor())
+        env.close()
+        found = stored if layout == "put-per-record" else marshal.loads(stored[b"delta"])
+        assert found == records
