@@ -223,14 +223,15 @@ class CheckpointStore:
             elif changes:
                 sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
                 value = marshal.dumps(changes, MARSHAL_VERSION)
-                txn.put(self._key(tp, f"{DELTA_PART}{sequence:010d}"), value)
-                deltas.append((b"", len(value)))
+                key = self._key(tp, f"{DELTA_PART}{sequence:010d}")
+                txn.put(key, value)
+                deltas.append((key, len(value)))
                 base = txn.get(base_key)
                 base_size = 0 if base is None else len(base)
                 if len(deltas) > MAX_DELTAS or \
                         sum(size for _, size in deltas) > max(base_size, MERGE_MIN_BYTES):
                     table = self._table(txn, tp)
-                    for key, _ in self._deltas(txn, tp):
+                    for key, _ in deltas:
                         txn.delete(key)
                     txn.put(base_key, marshal.dumps(table, MARSHAL_VERSION))
             if retired is not None:
