@@ -25,9 +25,11 @@ fine for logs of a few million rows.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import csv
 import gc
+import io
 import os
 import pickle
 import re
@@ -457,6 +459,7 @@ class _CsvRowMapper:
                 tie = tie_of.get(name, len(tie_of))
             self.activities[name] = (spec.milestone, spec.outcome, tie)
         self.parse = parse
+        self.last_row: list[str] = []
 
     def as_dict(self, row: list[str]) -> dict[str, Any]:
         """The row as csv.DictReader gives it, less the None key of surplus cells."""
@@ -471,20 +474,27 @@ class _CsvRowMapper:
         mapped: list[_Mapped],
         specs: dict[str, ActivitySpec | None],
         progress: Any = None,
+        before: int = 1,
+        offset: int = 0,
     ) -> Iterator[tuple[int, tuple[str, str]]]:
         """Map the rows of `reader` (a csv.reader past the header) into `mapped`, numbered as
-        read_csv_log numbers them; yield (line, (reason, detail)) for each row with a problem."""
+        read_csv_log numbers them; yield (line, (reason, detail)) for each row with a problem.
+
+        A part of a log (_SplitPlan): `offset` lines before the reader's first, `before` the
+        last line of the row before its first. The last row read is kept in `self.last_row`.
+        """
         mapping, chain, tie_of, parse = self.mapping, self.chain, self.tie_of, self.parse
         ok, width, ignore, activities = self.ok, self.width, self.ignore, self.activities
         a_col, k_col, t_col = self.activity, self.case_key, self.timestamp
         (ct_col, ct_values, ct_default), (d_col, d_values, d_default) = self.attributes
         append = mapped.append
-        before = 1  # as read_csv_log: a row's line is one after the previous row's last line
+        # As read_csv_log: a row's line is one after the previous row's last line.
+        row: list[str] = []
         for row in reader:
             if not row:
                 continue  # csv.DictReader skips blank rows
             line = before + 1
-            before = reader.line_num
+            before = offset + reader.line_num
             if progress is not None and line % PROGRESS_EVERY == 0:
                 progress.update(PROGRESS_EVERY)
             if ok and len(row) == width:
@@ -528,6 +538,7 @@ class _CsvRowMapper:
                 append(found)
             elif found is not None:
                 yield line, found
+        self.last_row = row
 
 
 def _map_dict_rows(
@@ -606,13 +617,26 @@ def read_sorted(
     else:
         found = _map_csv_compiled(path, mapping, chain, tie_of, parse, specs, mapped, progress)
     problems = list(found)
+    events = _keep_and_sort(mapped, mapping)
+    del mapped
+    if progress is not None:
+        progress.reset(total=len(events))
+        progress.set_description(f"{path.name}: publishing")
+    return SortedLog(str(path), problems, events, mapping.repeated_milestone == "all")
+
+
+def _keep_and_sort(
+    mapped: list[_Mapped], mapping: Mapping, kept: dict[tuple[str, str], _Mapped] | None = None
+) -> list[_Mapped]:
+    """The rows repeated_milestone keeps (`mapped` in the log's order), in replay order;
+    `kept` (first | last): filled with (case key, milestone) -> the event kept."""
     events: list[_Mapped]
-    keep_every = mapping.repeated_milestone == "all"
-    if keep_every:
+    if mapping.repeated_milestone == "all":
         events = mapped
     else:
         keep_first = mapping.repeated_milestone == "first"
-        kept: dict[tuple[str, str], _Mapped] = {}
+        if kept is None:
+            kept = {}
         for m in mapped:
             key = (m.case_key, m.milestone)
             current = kept.setdefault(key, m)
@@ -622,16 +646,12 @@ def read_sorted(
             if earlier == keep_first:
                 kept[key] = m
         events = list(kept.values())
-    del mapped
     # In replay order: by (at, tie, line), as three stable sorts on one field each (C key
     # functions, no tuple per event: half the time of one sort by a tuple key).
     events.sort(key=_LINE)
     events.sort(key=_TIE)
     events.sort(key=_AT)
-    if progress is not None:
-        progress.reset(total=len(events))
-        progress.set_description(f"{path.name}: publishing")
-    return SortedLog(str(path), problems, events, keep_every)
+    return events
 
 
 def import_rows(
@@ -947,6 +967,419 @@ def send_chunks(
     return report
 
 
+# -- a CSV log in parts, each mapped, sorted, checked and encoded by its own process ----------
+SPLIT_MIN_BYTES = 2 << 20  # smaller CSV logs: read and sorted here, then _Encoder
+# The first process's share of the log's characters: it also receives the others' parts, merges
+# them and sends every event, so it takes less than an equal share (measured, see docs/partners.md).
+FIRST_SHARE = 0.5
+_SPLIT_TRIES = 10_000  # line ends looked at for a part's start before giving up on splitting
+
+
+class _SplitPlan(NamedTuple):
+    """A CSV log cut at record boundaries: part 0 (with the header) here, each other part in a
+    forked process. Each part is (start, end, lines before start) in characters of `text`."""
+
+    text: str  # the whole log, decoded
+    header: list[str]
+    parts: list[tuple[int, int, int]]
+
+
+def _line_ends(text: str, end: int) -> int:
+    """The lines that end before `end`, as a file read with newline="" splits them."""
+    return text.count("\n", 0, end) + text.count("\r", 0, end) - text.count("\r\n", 0, end)
+
+
+def plan_split(path: Path, mapping: Mapping, processes: int) -> _SplitPlan | None:
+    """Where to cut the log for `processes` processes, or None: read it as one.
+
+    Only a CSV log of SPLIT_MIN_BYTES or more with repeated_milestone first or last (with `all`,
+    an event's occurrence depends on every other part). A part starts after a line end that is
+    not inside a quoted cell as far as the quotes before it tell (an even number of them), and
+    not after a blank line (a row's line number counts from the last row before it). Whether
+    the cut really was at a record's end is known once the part before it is read
+    (_PartResult.clean_end); if not, the log is read again as one (read_sorted).
+    """
+    if processes < 2 or mapping.format != "csv" or mapping.repeated_milestone == "all":
+        return None
+    try:
+        if path.stat().st_size < SPLIT_MIN_BYTES:
+            return None
+        text = path.read_bytes().decode(mapping.csv.encoding)
+    except (OSError, UnicodeError, LookupError):
+        return None  # read as one, which says what is wrong
+    handle = io.StringIO(text, newline="")
+    try:
+        header = next(csv.reader(handle, delimiter=mapping.csv.delimiter), None)
+    except (csv.Error, TypeError):
+        return None
+    if header is None:
+        return None
+    body = handle.tell()
+    quoted = '"' in text
+    weights = [FIRST_SHARE] + [1.0 - FIRST_SHARE] * (processes - 1)
+    total, reached = sum(weights), 0.0
+    starts = [body]
+    quotes, counted = 0, 0  # quote characters in text[:counted]
+    for weight in weights[:-1]:
+        reached += weight
+        at = text.find("\n", max(int(body + (len(text) - body) * reached / total), starts[-1]))
+        for _ in range(_SPLIT_TRIES):
+            if at < 0 or at + 1 >= len(text):
+                at = -1
+                break
+            cut = at + 1
+            if quoted:
+                quotes += text.count('"', counted, cut)
+                counted = cut
+            last = at - 2 if text[at - 1] == "\r" else at - 1  # the line's last character
+            if text[last] not in "\r\n" and quotes % 2 == 0:
+                starts.append(cut)
+                break
+            at = text.find("\n", cut)
+        else:
+            at = -1
+        if at < 0:
+            break
+    if len(starts) < 2:
+        return None
+    ends = [*starts[1:], len(text)]
+    parts = [(0, ends[0], 0)]
+    parts += [
+        (start, end, _line_ends(text, start))
+        for start, end in zip(starts[1:], ends[1:], strict=True)
+    ]
+    return _SplitPlan(text, header, parts)
+
+
+_INDEX_BITS = 32  # an event's index in the merged log: the low bits of its order key
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _tie_bits(mapping: Mapping, chain: Chain) -> int:
+    """Bits for any tie of `mapping` in an order key."""
+    most = max([len(mapping.activities), *(m.rank for m in chain.milestones.values())])
+    return max(most, 1).bit_length()
+
+
+def _rank(m: _Mapped, tie_bits: int) -> int:
+    """(at, tie) as one integer in the same order."""
+    return ((m.at - _EPOCH) // _MICROSECOND) << tie_bits | m.tie
+
+
+class _PartResult(NamedTuple):
+    """One part of a split log, mapped, kept (repeated_milestone), sorted, checked, encoded."""
+
+    problems: list[tuple[int, tuple[str, str]]]  # the rows that could not be mapped, in order
+    rows: int  # lines read (for progress)
+    clean_end: bool  # the part ended at a record's end (else the cut before the next was wrong)
+    # Of the kept events, in replay order: _rank << _INDEX_BITS | the event's index in the part.
+    orders: list[int]
+    case_keys: list[str]
+    milestones: list[str]
+    lines: list[int]
+    raws: bytes  # the events' JSON, each followed by a newline but the last; none if refused
+    keys: list[bytes]  # event ids
+    refused: dict[int, tuple[str, str]]  # index -> (reason, detail) from the contract
+    kept: dict[tuple[str, str], _Mapped]  # (case key, milestone) -> its event (part 0 only)
+
+
+def map_part(
+    plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, progress: Any = None
+) -> _PartResult:
+    """Part `number` of `plan`: read_sorted's work and _Encoder's on that part alone."""
+    start, end, offset = plan.parts[number]
+    tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
+    parse = TimeParser(mapping.timestamp)
+    mapped: list[_Mapped] = []
+    reader = csv.reader(
+        io.StringIO(plan.text[start:end], newline=""), delimiter=mapping.csv.delimiter
+    )
+    if number == 0:
+        next(reader)  # the header
+    mapper = _CsvRowMapper(mapping, chain, plan.header, tie_of, parse)
+    before = 1 if number == 0 else offset
+    problems = list(mapper.map_rows(reader, mapped, {}, progress, before, offset))
+    last = mapper.last_row
+    clean_end = not (last and last[-1].endswith(("\n", "\r")))
+    kept: dict[tuple[str, str], _Mapped] = {}
+    events = _keep_and_sort(mapped, mapping, kept)
+    del mapped
+    gc.freeze()  # what stays until the end: out of the collections while encoding
+    organisation_of = {name: m.organisation for name, m in chain.milestones.items()}
+    prefix = mapping.event_id_prefix
+    tie_bits = _tie_bits(mapping, chain)
+    epoch, microsecond = _EPOCH, _MICROSECOND
+    orders: list[int] = []
+    raws: list[bytes] = []
+    blobs: list[bytes] = []
+    keys: list[bytes] = []
+    refused: dict[int, tuple[str, str]] = {}
+    for i, m in enumerate(events):
+        if len(raws) == CHUNK_EVENTS:
+            # Joined as they come: orjson's buffers (kept whole until freed) then reuse memory
+            # instead of a fresh page an event (one page fault each).
+            blobs.append(b"\n".join(raws))
+            raws.clear()
+        orders.append(((((m.at - epoch) // microsecond) << tie_bits | m.tie) << _INDEX_BITS) | i)
+        event: dict[str, Any] = {  # exactly as sorted_rows
+            "schema_version": 1,
+            "event_id": f"{prefix}{m.line}",
+            "case_key": m.case_key,
+            "organisation": organisation_of[m.milestone],
+            "milestone": m.milestone,
+            "occurred_at": m.at,
+            "case_type": m.case_type,
+            "district": m.district,
+        }
+        if m.outcome:
+            event["outcome"] = m.outcome
+        raw = orjson.dumps(event)
+        try:
+            checked = check_event(raw, chain, None)
+        except EventRejected as exc:
+            refused[i] = (exc.reason, exc.detail)
+            raws.append(b"")
+            keys.append(b"")
+            continue
+        raws.append(raw)
+        keys.append(checked.event_id.encode())
+    if raws:
+        blobs.append(b"\n".join(raws))
+    return _PartResult(
+        problems,
+        reader.line_num,
+        clean_end,
+        orders,
+        list(map(_CASE_KEY, events)),
+        list(map(_MILESTONE, events)),
+        list(map(_LINE, events)),
+        b"\n".join(blobs),
+        keys,
+        refused,
+        kept if number == 0 else {},
+    )
+
+
+_CASE_KEY, _MILESTONE = itemgetter(0), itemgetter(1)
+
+
+def _part_child(plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, pipe: Any) -> None:
+    """In a forked process: map_part(number), pickled into `pipe`; a failure: one line."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends us
+    _grow_pipe(pipe.fileno())
+    try:
+        part = map_part(plan, number, mapping, chain)
+        names = {name: i for i, name in enumerate(chain.milestones)}
+        message = (
+            part.problems,
+            part.rows,
+            part.clean_end,
+            part.orders,
+            part.case_keys,
+            bytes([names[m] for m in part.milestones]),
+            part.lines,
+            part.raws,
+            b"\n".join(part.keys),  # an event id has no newline
+            part.refused,
+        )
+        pipe.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    except BrokenPipeError:
+        sys.exit(1)  # the parent is gone or gave up: nothing to tell
+    except BaseException as exc:  # anything else: one line to the parent, which says it
+        reason = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+        with contextlib.suppress(OSError):
+            pipe.send_bytes(pickle.dumps(reason))
+        sys.exit(1)
+
+
+def _receive_part(pipe: Any, process: Any, chain: Chain) -> _PartResult:
+    try:
+        message = pickle.loads(pipe.recv_bytes())
+    except (EOFError, OSError):
+        process.join(timeout=5)
+        raise SecondProcessError(
+            f"the second process ended unexpectedly (exit code {process.exitcode})"
+        ) from None
+    if isinstance(message, str):
+        raise SecondProcessError(f"the second process failed: {message}")
+    problems, rows, clean_end, orders, case_keys, numbers, lines, raws, keys, refused = message
+    names = list(chain.milestones)
+    count = len(numbers)
+    return _PartResult(
+        problems,
+        rows,
+        clean_end,
+        orders,
+        case_keys,
+        [names[n] for n in numbers],
+        lines,
+        raws,
+        keys.split(b"\n") if count else [],
+        refused,
+        {},
+    )
+
+
+class _SplitImport:
+    """A split log (plan_split) read by `len(plan.parts)` processes: this one maps part 0 while
+    forked ones map the others, each keeping, sorting, checking and encoding its own events;
+    then this one takes their results in, keeps one event per case and milestone across parts
+    (repeated_milestone), merges them into replay order, and yields them as _Encoder's chunks.
+
+    Fork before any Kafka client thread exists. `run` returns None when a cut turned out not to
+    be at a record's end: the caller reads the log as one then.
+    """
+
+    def __init__(
+        self, path: Path, plan: _SplitPlan, mapping: Mapping, chain: Chain, progress: Any = None
+    ) -> None:
+        self.path, self.plan, self.mapping, self.chain = path, plan, mapping, chain
+        self.progress = progress
+        self._processes: list[Any] = []
+        self._pipes: list[Any] = []
+        self._order: list[int] = []
+        self._columns: tuple[list[bytes], list[bytes], list[str]] = ([], [], [])
+        self._refused: dict[int, tuple[int, str, str]] = {}
+
+    def run(self) -> SortedLog | None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        gc.freeze()  # the inherited objects: out of both processes' collections (fewer copies)
+        try:
+            for number in range(1, len(self.plan.parts)):
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_part_child,
+                    args=(self.plan, number, self.mapping, self.chain, writer),
+                    name=f"import-log-{number}",
+                    daemon=True,
+                )
+                process.start()
+                writer.close()
+                self._processes.append(process)
+                self._pipes.append(reader)
+        except BaseException:
+            self.close()
+            raise
+        parts = [map_part(self.plan, 0, self.mapping, self.chain, self.progress)]
+        for pipe, process in zip(self._pipes, self._processes, strict=True):
+            parts.append(_receive_part(pipe, process, self.chain))
+            if self.progress is not None:
+                self.progress.update(parts[-1].rows)
+        self.close()
+        if not all(part.clean_end for part in parts[:-1]):
+            return None
+        return self._merge(parts)
+
+    def _merge(self, parts: list[_PartResult]) -> SortedLog:
+        keep_first = self.mapping.repeated_milestone == "first"
+        tie_bits = _tie_bits(self.mapping, self.chain)
+        mask = (1 << _INDEX_BITS) - 1
+        orders: list[int] = []
+        lines: list[int] = []
+        raws: list[bytes] = []
+        keys: list[bytes] = []
+        milestones: list[str] = []
+        problems: list[tuple[int, tuple[str, str]]] = []
+        refused: dict[int, tuple[int, str, str]] = {}
+        # One event per case and milestone across parts: part 0's are in its `kept`; the events
+        # of later parts with a key seen before are compared with the one kept so far.
+        kept0 = parts[0].kept
+        later: dict[tuple[str, str], tuple[int, int, int]] = {}  # key -> (rank, line, index)
+        dropped: set[int] = set()
+        for number, part in enumerate(parts):
+            base = len(lines)
+            problems += part.problems
+            orders += [k + base for k in part.orders] if base else part.orders
+            lines += part.lines
+            if part.lines:  # orjson writes no newline
+                raws += part.raws.split(b"\n")
+            keys += part.keys
+            milestones += part.milestones
+            for i, (reason, detail) in part.refused.items():
+                refused[base + i] = (lines[base + i], reason, detail)
+            if not number:
+                continue
+            remember = number < len(parts) - 1
+            for j, key in enumerate(zip(part.case_keys, part.milestones, strict=True)):
+                if key not in kept0 and key not in later:
+                    if remember:
+                        later[key] = (part.orders[j] >> _INDEX_BITS, part.lines[j], base + j)
+                    continue
+                mine = (part.orders[j] >> _INDEX_BITS, part.lines[j], base + j)
+                current = later.get(key)
+                if current is None:  # part 0's
+                    m = kept0[key]
+                    rank = _rank(m, tie_bits)
+                    current = (rank, m.line, self._index_in(parts[0].orders, rank, m.line, lines))
+                if ((mine[0], mine[1]) < (current[0], current[1])) == keep_first:
+                    dropped.add(current[2])
+                    later[key] = mine
+                else:
+                    dropped.add(mine[2])
+                    later[key] = current
+        del later
+        # Replay order, (at, tie, line): each part's orders ascend, and an event's index in the
+        # merged log orders those of the same (at, tie) by line (parts are in the log's order).
+        orders.sort()
+        order = [k & mask for k in orders]
+        del orders
+        if dropped:
+            order = [i for i in order if i not in dropped]
+        organisation_of = {name: m.organisation for name, m in self.chain.milestones.items()}
+        organisations = list(map(organisation_of.__getitem__, milestones))
+        self._order = order
+        self._columns = (raws, keys, organisations)
+        self._refused = refused
+        if self.progress is not None:
+            self.progress.reset(total=len(order))
+            self.progress.set_description(f"{self.path.name}: publishing")
+        return SortedLog(str(self.path), problems, [], False)
+
+    @staticmethod
+    def _index_in(orders: list[int], rank: int, line: int, lines: list[int]) -> int:
+        """The index of part 0's event of (rank, line) (orders ascend; lines: part 0's first)."""
+        i = bisect.bisect_left(orders, rank << _INDEX_BITS)
+        while lines[i] != line:
+            i += 1
+        return i
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        raws, keys, organisations = self._columns
+        order, refused = self._order, self._refused
+        for lo in range(0, len(order), CHUNK_EVENTS):
+            chunk = order[lo : lo + CHUNK_EVENTS]
+            problems: list[tuple[int, str, str]] = []
+            if refused and any(i in refused for i in chunk):
+                problems = [refused[i] for i in chunk if i in refused]
+                chunk = [i for i in chunk if i not in refused]
+            yield _Chunk(
+                list(map(raws.__getitem__, chunk)),
+                list(map(keys.__getitem__, chunk)),
+                list(map(organisations.__getitem__, chunk)),
+                problems,
+            )
+
+    def close(self) -> None:
+        """End the children (at once if they are not done) and close the pipes."""
+        for pipe in self._pipes:
+            pipe.close()
+        for process in self._processes:
+            process.join(timeout=0.5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        self._pipes, self._processes = [], []
+
+    def __enter__(self) -> _SplitImport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # -- command ----------------------------------------------------------------------------------
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -1092,32 +1525,42 @@ def _import_in_processes(
     exists) the processes that check and encode most chunks (_Encoder), and send in order."""
     from ketenmonitor.batch_publish import BatchPublisher
 
-    with bar:
-        log = read_sorted(args.log, mapping, chain, progress=bar)
-        to_kafka = not args.dry_run and not args.output
-        child_chunks = CHILD_CHUNKS_TO_KAFKA if to_kafka else CHILD_CHUNKS_TO_FILE
-        with _Encoder(log, mapping, chain, processes, child_chunks) as encoder:
-            if args.dry_run:
-                send_chunks(log, encoder, lambda organisation, raw, key: None, report, bar)
-                return "(dry run, nothing sent)"
-            if args.output:
-                with args.output.open("wb") as out:
-                    send_chunks(
-                        log,
-                        encoder,
-                        lambda organisation, raw, key: out.write(raw + b"\n"),
-                        report,
-                        bar,
-                    )
-                return f"to {args.output}"
-            topics = {p: settings.partner_topic(p) for p in chain.partner_ids}
-            with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
-                send = publisher.send_raw
+    with bar, contextlib.ExitStack() as stack:
+        log: SortedLog | None = None
+        encoder: Any = None
+        plan = plan_split(args.log, mapping, processes)
+        if plan is not None:
+            encoder = stack.enter_context(_SplitImport(args.log, plan, mapping, chain, bar))
+            log = encoder.run()
+            del plan
+        if log is None:  # not split, or a cut was not at a record's end: read as one
+            log = read_sorted(args.log, mapping, chain, progress=bar)
+            to_kafka = not args.dry_run and not args.output
+            child_chunks = CHILD_CHUNKS_TO_KAFKA if to_kafka else CHILD_CHUNKS_TO_FILE
+            encoder = stack.enter_context(
+                _Encoder(log, mapping, chain, processes, child_chunks)
+            )
+        if args.dry_run:
+            send_chunks(log, encoder, lambda organisation, raw, key: None, report, bar)
+            return "(dry run, nothing sent)"
+        if args.output:
+            with args.output.open("wb") as out:
                 send_chunks(
                     log,
                     encoder,
-                    lambda organisation, raw, key: send(topics[organisation], raw, key),
+                    lambda organisation, raw, key: out.write(raw + b"\n"),
                     report,
                     bar,
                 )
-            return f"to the partner topics {settings.partner_topic('<organisation>')}"
+            return f"to {args.output}"
+        topics = {p: settings.partner_topic(p) for p in chain.partner_ids}
+        with BatchPublisher(args.bootstrap or settings.kafka_bootstrap) as publisher:
+            send = publisher.send_raw
+            send_chunks(
+                log,
+                encoder,
+                lambda organisation, raw, key: send(topics[organisation], raw, key),
+                report,
+                bar,
+            )
+        return f"to the partner topics {settings.partner_topic('<organisation>')}"
