@@ -969,9 +969,12 @@ def send_chunks(
 
 # -- a CSV log in parts, each mapped, sorted, checked and encoded by its own process ----------
 SPLIT_MIN_BYTES = 2 << 20  # smaller CSV logs: read and sorted here, then _Encoder
-# The first process's share of the log's characters: it also receives the others' parts, merges
-# them and sends every event, so it takes less than an equal share (measured, see docs/partners.md).
+# The first process's share of the log's characters (the others' shares are equal). It also
+# merges the parts and sends every event, ~1 us an event to a file, ~4 us to Kafka (its client
+# thread included), so to Kafka it takes less; the children encode while it sends (a probe on
+# the benchmark log to Kafka: at 0.4 it waited ~1.5 s for the child, at 0.5 ~0.1 s).
 FIRST_SHARE = 0.5
+FIRST_SHARE_TO_KAFKA = 0.45
 _SPLIT_TRIES = 10_000  # line ends looked at for a part's start before giving up on splitting
 
 
@@ -989,7 +992,9 @@ def _line_ends(text: str, end: int) -> int:
     return text.count("\n", 0, end) + text.count("\r", 0, end) - text.count("\r\n", 0, end)
 
 
-def plan_split(path: Path, mapping: Mapping, processes: int) -> _SplitPlan | None:
+def plan_split(
+    path: Path, mapping: Mapping, processes: int, first_share: float | None = None
+) -> _SplitPlan | None:
     """Where to cut the log for `processes` processes, or None: read it as one.
 
     Only a CSV log of SPLIT_MIN_BYTES or more with repeated_milestone first or last (with `all`,
@@ -1016,7 +1021,8 @@ def plan_split(path: Path, mapping: Mapping, processes: int) -> _SplitPlan | Non
         return None
     body = handle.tell()
     quoted = '"' in text
-    weights = [FIRST_SHARE] + [1.0 - FIRST_SHARE] * (processes - 1)
+    share = FIRST_SHARE if first_share is None else first_share
+    weights = [share] + [1.0 - share] * (processes - 1)
     total, reached = sum(weights), 0.0
     starts = [body]
     quotes, counted = 0, 0  # quote characters in text[:counted]
@@ -1054,6 +1060,7 @@ def plan_split(path: Path, mapping: Mapping, processes: int) -> _SplitPlan | Non
 _INDEX_BITS = 32  # an event's index in the merged log: the low bits of its order key
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_CASE_KEY, _MILESTONE = itemgetter(0), itemgetter(1)
 
 
 def _tie_bits(mapping: Mapping, chain: Chain) -> int:
@@ -1062,32 +1069,26 @@ def _tie_bits(mapping: Mapping, chain: Chain) -> int:
     return max(most, 1).bit_length()
 
 
-def _rank(m: _Mapped, tie_bits: int) -> int:
-    """(at, tie) as one integer in the same order."""
-    return ((m.at - _EPOCH) // _MICROSECOND) << tie_bits | m.tie
-
-
-class _PartResult(NamedTuple):
-    """One part of a split log, mapped, kept (repeated_milestone), sorted, checked, encoded."""
+class _Part(NamedTuple):
+    """One part of a split log, mapped, kept (repeated_milestone) and sorted: what the merge
+    needs. Its events are then checked and encoded by chunks (_encode_part), in that order."""
 
     problems: list[tuple[int, tuple[str, str]]]  # the rows that could not be mapped, in order
     rows: int  # lines read (for progress)
     clean_end: bool  # the part ended at a record's end (else the cut before the next was wrong)
-    # Of the kept events, in replay order: _rank << _INDEX_BITS | the event's index in the part.
+    # Of the kept events, in replay order: (at, tie) as one integer << _INDEX_BITS | the event's
+    # index in the part.
     orders: list[int]
     case_keys: list[str]
     milestones: list[str]
     lines: list[int]
-    raws: bytes  # the events' JSON, each followed by a newline but the last; none if refused
-    keys: list[bytes]  # event ids
-    refused: dict[int, tuple[str, str]]  # index -> (reason, detail) from the contract
-    kept: dict[tuple[str, str], _Mapped]  # (case key, milestone) -> its event (part 0 only)
 
 
-def map_part(
+def read_part(
     plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, progress: Any = None
-) -> _PartResult:
-    """Part `number` of `plan`: read_sorted's work and _Encoder's on that part alone."""
+) -> tuple[_Part, list[_Mapped], dict[tuple[str, str], _Mapped]]:
+    """Part `number` of `plan` as read_sorted reads a log: the part, its events in replay order,
+    and (case key, milestone) -> the event kept."""
     start, end, offset = plan.parts[number]
     tie_of = {a: i for i, a in enumerate(mapping.ties)} if isinstance(mapping.ties, list) else {}
     parse = TimeParser(mapping.timestamp)
@@ -1105,23 +1106,41 @@ def map_part(
     kept: dict[tuple[str, str], _Mapped] = {}
     events = _keep_and_sort(mapped, mapping, kept)
     del mapped
-    gc.freeze()  # what stays until the end: out of the collections while encoding
-    organisation_of = {name: m.organisation for name, m in chain.milestones.items()}
-    prefix = mapping.event_id_prefix
     tie_bits = _tie_bits(mapping, chain)
     epoch, microsecond = _EPOCH, _MICROSECOND
-    orders: list[int] = []
+    orders = [
+        ((((m.at - epoch) // microsecond) << tie_bits | m.tie) << _INDEX_BITS) | i
+        for i, m in enumerate(events)
+    ]
+    part = _Part(
+        problems,
+        reader.line_num,
+        clean_end,
+        orders,
+        list(map(_CASE_KEY, events)),
+        list(map(_MILESTONE, events)),
+        list(map(_LINE, events)),
+    )
+    return part, events, kept
+
+
+def _encode_part(
+    events: list[_Mapped], lo: int, hi: int, chain: Chain, prefix: str, drain: Any = None
+) -> tuple[bytes, bytes, dict[int, tuple[str, str]]]:
+    """Check and encode events[lo:hi] as check_and_send would sorted_rows' rows: their JSON
+    joined by newlines (b"" for one the contract refused), likewise their event ids, and
+    {index: (reason, detail)} of the refused. `drain`: called every DRAIN_EVERY events.
+
+    Joined at once: orjson's buffers are kept whole until freed, so events kept one by one
+    would each hold a fresh page (a page fault and ~4 KiB an event)."""
+    organisation_of = {name: m.organisation for name, m in chain.milestones.items()}
     raws: list[bytes] = []
-    blobs: list[bytes] = []
     keys: list[bytes] = []
     refused: dict[int, tuple[str, str]] = {}
-    for i, m in enumerate(events):
-        if len(raws) == CHUNK_EVENTS:
-            # Joined as they come: orjson's buffers (kept whole until freed) then reuse memory
-            # instead of a fresh page an event (one page fault each).
-            blobs.append(b"\n".join(raws))
-            raws.clear()
-        orders.append(((((m.at - epoch) // microsecond) << tie_bits | m.tie) << _INDEX_BITS) | i)
+    for i in range(lo, hi):
+        if drain is not None and i % DRAIN_EVERY == 0:
+            drain()
+        m = events[i]
         event: dict[str, Any] = {  # exactly as sorted_rows
             "schema_version": 1,
             "event_id": f"{prefix}{m.line}",
@@ -1144,46 +1163,26 @@ def map_part(
             continue
         raws.append(raw)
         keys.append(checked.event_id.encode())
-    if raws:
-        blobs.append(b"\n".join(raws))
-    return _PartResult(
-        problems,
-        reader.line_num,
-        clean_end,
-        orders,
-        list(map(_CASE_KEY, events)),
-        list(map(_MILESTONE, events)),
-        list(map(_LINE, events)),
-        b"\n".join(blobs),
-        keys,
-        refused,
-        kept if number == 0 else {},
-    )
-
-
-_CASE_KEY, _MILESTONE = itemgetter(0), itemgetter(1)
+    return b"\n".join(raws), b"\n".join(keys), refused  # orjson writes no newline, nor an id
 
 
 def _part_child(plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, pipe: Any) -> None:
-    """In a forked process: map_part(number), pickled into `pipe`; a failure: one line."""
+    """In a forked process: read part `number`, send the _Part, then its events checked and
+    encoded, CHUNK_EVENTS at a time, in order, into `pipe`; a failure: one line."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends us
     _grow_pipe(pipe.fileno())
     try:
-        part = map_part(plan, number, mapping, chain)
+        part, events, _ = read_part(plan, number, mapping, chain)
         names = {name: i for i, name in enumerate(chain.milestones)}
-        message = (
-            part.problems,
-            part.rows,
-            part.clean_end,
-            part.orders,
-            part.case_keys,
-            bytes([names[m] for m in part.milestones]),
-            part.lines,
-            part.raws,
-            b"\n".join(part.keys),  # an event id has no newline
-            part.refused,
-        )
-        pipe.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        head = (*part[:-2], bytes([names[m] for m in part.milestones]), part.lines)
+        pipe.send_bytes(pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL))
+        if not part.clean_end:
+            return  # the parent reads the log as one
+        gc.freeze()  # what stays until the end: out of the collections while encoding
+        for lo in range(0, len(events), CHUNK_EVENTS):
+            hi = min(lo + CHUNK_EVENTS, len(events))
+            encoded = _encode_part(events, lo, hi, chain, mapping.event_id_prefix)
+            pipe.send_bytes(pickle.dumps(encoded, protocol=pickle.HIGHEST_PROTOCOL))
     except BrokenPipeError:
         sys.exit(1)  # the parent is gone or gave up: nothing to tell
     except BaseException as exc:  # anything else: one line to the parent, which says it
@@ -1193,39 +1192,14 @@ def _part_child(plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, p
         sys.exit(1)
 
 
-def _receive_part(pipe: Any, process: Any, chain: Chain) -> _PartResult:
-    try:
-        message = pickle.loads(pipe.recv_bytes())
-    except (EOFError, OSError):
-        process.join(timeout=5)
-        raise SecondProcessError(
-            f"the second process ended unexpectedly (exit code {process.exitcode})"
-        ) from None
-    if isinstance(message, str):
-        raise SecondProcessError(f"the second process failed: {message}")
-    problems, rows, clean_end, orders, case_keys, numbers, lines, raws, keys, refused = message
-    names = list(chain.milestones)
-    count = len(numbers)
-    return _PartResult(
-        problems,
-        rows,
-        clean_end,
-        orders,
-        case_keys,
-        [names[n] for n in numbers],
-        lines,
-        raws,
-        keys.split(b"\n") if count else [],
-        refused,
-        {},
-    )
-
-
 class _SplitImport:
-    """A split log (plan_split) read by `len(plan.parts)` processes: this one maps part 0 while
-    forked ones map the others, each keeping, sorting, checking and encoding its own events;
-    then this one takes their results in, keeps one event per case and milestone across parts
-    (repeated_milestone), merges them into replay order, and yields them as _Encoder's chunks.
+    """A split log (plan_split) read by `len(plan.parts)` processes: this one reads part 0 while
+    forked ones read the others, each keeping and sorting its own events (read_part); the
+    children send their parts' order keys first, and this one merges them into replay order
+    (one event per case and milestone across parts, as repeated_milestone says) while they go
+    on checking and encoding their events, which they send in their own order, CHUNK_EVENTS at
+    a time. Iterating yields _Encoder's chunks in replay order: this process encodes part 0's
+    events as they are due, takes in the children's as they come, and sends.
 
     Fork before any Kafka client thread exists. `run` returns None when a cut turned out not to
     be at a record's end: the caller reads the log as one then.
@@ -1238,9 +1212,19 @@ class _SplitImport:
         self.progress = progress
         self._processes: list[Any] = []
         self._pipes: list[Any] = []
+        self._received: list[deque[bytes]] = []
+        self._events: list[_Mapped] = []  # part 0's
         self._order: list[int] = []
-        self._columns: tuple[list[bytes], list[bytes], list[str]] = ([], [], [])
+        self._bases: list[int] = []  # the merged index of each part's first event, and the end
+        self._ready: list[int] = []  # each part's events encoded (here) or received so far
+        self._raws: list[bytes] = []  # by merged index
+        self._keys: list[bytes] = []
+        self._organisations: list[str] = []
         self._refused: dict[int, tuple[int, str, str]] = {}
+        self._lines: list[int] = []
+        # Part 0's chunks encoded before the merge: (first index, raws, keys, refused).
+        self._ahead: list[tuple[int, bytes, bytes, dict[int, tuple[str, str]]]] = []
+        self._ahead_done = 0
 
     def run(self) -> SortedLog | None:
         import multiprocessing
@@ -1260,46 +1244,59 @@ class _SplitImport:
                 writer.close()
                 self._processes.append(process)
                 self._pipes.append(reader)
+                self._received.append(deque())
         except BaseException:
             self.close()
             raise
-        parts = [map_part(self.plan, 0, self.mapping, self.chain, self.progress)]
-        for pipe, process in zip(self._pipes, self._processes, strict=True):
-            parts.append(_receive_part(pipe, process, self.chain))
+        part, self._events, kept = read_part(self.plan, 0, self.mapping, self.chain, self.progress)
+        parts = [part]
+        names = list(self.chain.milestones)
+        for number in range(1, len(self.plan.parts)):
+            # Until a child's part has come, this process encodes its own events ahead.
+            while not (self._received[number - 1] or self._pipes[number - 1].poll()):
+                if not part.clean_end or not self._encode_ahead():
+                    break
+            head = self._receive(number)
+            parts.append(_Part(*head[:-2], [names[n] for n in head[-2]], head[-1]))
             if self.progress is not None:
                 self.progress.update(parts[-1].rows)
-        self.close()
         if not all(part.clean_end for part in parts[:-1]):
+            self.close()
             return None
-        return self._merge(parts)
+        gc.freeze()  # what stays until the end: out of the collections while encoding
+        return self._merge(parts, kept)
 
-    def _merge(self, parts: list[_PartResult]) -> SortedLog:
+    def _encode_ahead(self) -> bool:
+        """Before the merge: check and encode part 0's next chunk; False if none is left."""
+        lo = self._ahead_done
+        if lo >= len(self._events):
+            return False
+        if not self._ahead:
+            gc.freeze()  # part 0's events: out of the collections while encoding
+        hi = min(lo + CHUNK_EVENTS, len(self._events))
+        prefix = self.mapping.event_id_prefix
+        self._ahead.append((lo, *_encode_part(self._events, lo, hi, self.chain, prefix)))
+        self._ahead_done = hi
+        return True
+
+    def _merge(self, parts: list[_Part], kept0: dict[tuple[str, str], _Mapped]) -> SortedLog:
         keep_first = self.mapping.repeated_milestone == "first"
-        tie_bits = _tie_bits(self.mapping, self.chain)
-        mask = (1 << _INDEX_BITS) - 1
         orders: list[int] = []
         lines: list[int] = []
-        raws: list[bytes] = []
-        keys: list[bytes] = []
         milestones: list[str] = []
         problems: list[tuple[int, tuple[str, str]]] = []
-        refused: dict[int, tuple[int, str, str]] = {}
-        # One event per case and milestone across parts: part 0's are in its `kept`; the events
-        # of later parts with a key seen before are compared with the one kept so far.
-        kept0 = parts[0].kept
+        # One event per case and milestone across parts: part 0's are in `kept0`; an event of a
+        # later part with a key seen before is compared with the one kept so far.
         later: dict[tuple[str, str], tuple[int, int, int]] = {}  # key -> (rank, line, index)
         dropped: set[int] = set()
+        bases = []
         for number, part in enumerate(parts):
             base = len(lines)
+            bases.append(base)
             problems += part.problems
             orders += [k + base for k in part.orders] if base else part.orders
             lines += part.lines
-            if part.lines:  # orjson writes no newline
-                raws += part.raws.split(b"\n")
-            keys += part.keys
             milestones += part.milestones
-            for i, (reason, detail) in part.refused.items():
-                refused[base + i] = (lines[base + i], reason, detail)
             if not number:
                 continue
             remember = number < len(parts) - 1
@@ -1311,9 +1308,8 @@ class _SplitImport:
                 mine = (part.orders[j] >> _INDEX_BITS, part.lines[j], base + j)
                 current = later.get(key)
                 if current is None:  # part 0's
-                    m = kept0[key]
-                    rank = _rank(m, tie_bits)
-                    current = (rank, m.line, self._index_in(parts[0].orders, rank, m.line, lines))
+                    i = self._index_in(parts[0], kept0[key])
+                    current = (parts[0].orders[i] >> _INDEX_BITS, parts[0].lines[i], i)
                 if ((mine[0], mine[1]) < (current[0], current[1])) == keep_first:
                     dropped.add(current[2])
                     later[key] = mine
@@ -1321,38 +1317,99 @@ class _SplitImport:
                     dropped.add(mine[2])
                     later[key] = current
         del later
+        bases.append(len(lines))
         # Replay order, (at, tie, line): each part's orders ascend, and an event's index in the
         # merged log orders those of the same (at, tie) by line (parts are in the log's order).
         orders.sort()
+        mask = (1 << _INDEX_BITS) - 1
         order = [k & mask for k in orders]
         del orders
         if dropped:
             order = [i for i in order if i not in dropped]
         organisation_of = {name: m.organisation for name, m in self.chain.milestones.items()}
-        organisations = list(map(organisation_of.__getitem__, milestones))
-        self._order = order
-        self._columns = (raws, keys, organisations)
-        self._refused = refused
+        self._organisations = list(map(organisation_of.__getitem__, milestones))
+        self._order, self._bases, self._lines = order, bases, lines
+        self._ready = [0] * len(parts)
+        self._raws = [b""] * len(lines)
+        self._keys = [b""] * len(lines)
+        for lo, raws, keys, refused in self._ahead:
+            self._store(0, lo, raws, keys, refused)
+        self._ahead = []
         if self.progress is not None:
             self.progress.reset(total=len(order))
             self.progress.set_description(f"{self.path.name}: publishing")
         return SortedLog(str(self.path), problems, [], False)
 
-    @staticmethod
-    def _index_in(orders: list[int], rank: int, line: int, lines: list[int]) -> int:
-        """The index of part 0's event of (rank, line) (orders ascend; lines: part 0's first)."""
-        i = bisect.bisect_left(orders, rank << _INDEX_BITS)
-        while lines[i] != line:
+    def _index_in(self, part: _Part, m: _Mapped) -> int:
+        """The index of part 0's event `m` in its replay order (`part`: part 0)."""
+        rank = ((m.at - _EPOCH) // _MICROSECOND) << _tie_bits(self.mapping, self.chain) | m.tie
+        i = bisect.bisect_left(part.orders, rank << _INDEX_BITS)
+        while part.lines[i] != m.line:  # among the events of the same (at, tie)
             i += 1
         return i
 
+    def _ensure(self, number: int, upto: int) -> None:
+        """Events [0, upto) of part `number` encoded (part 0, here) or received."""
+        while self._ready[number] < upto:
+            lo = self._ready[number]
+            if number == 0:
+                hi = min(lo + CHUNK_EVENTS, len(self._events))
+                raws, keys, refused = _encode_part(
+                    self._events, lo, hi, self.chain, self.mapping.event_id_prefix, self._drain
+                )
+            else:
+                raws, keys, refused = self._receive(number)
+            self._store(number, lo, raws, keys, refused)
+
+    def _store(
+        self, number: int, lo: int, raws: bytes, keys: bytes, refused: dict[int, tuple[str, str]]
+    ) -> None:
+        """Keep part `number`'s events from `lo` on, encoded (_encode_part)."""
+        base = self._bases[number]
+        raw_list = raws.split(b"\n")
+        hi = lo + len(raw_list)
+        self._raws[base + lo : base + hi] = raw_list
+        self._keys[base + lo : base + hi] = keys.split(b"\n")
+        for i, (reason, detail) in refused.items():
+            self._refused[base + i] = (self._lines[base + i], reason, detail)
+        self._ready[number] = hi
+
+    def _drain(self) -> None:
+        for pipe, received in zip(self._pipes, self._received, strict=True):
+            while pipe.poll():
+                try:
+                    received.append(pipe.recv_bytes())
+                except (EOFError, OSError):
+                    break  # the child is gone: _receive says so when its chunk is due
+
+    def _receive(self, number: int) -> Any:
+        received = self._received[number - 1]
+        try:
+            data = received.popleft() if received else self._pipes[number - 1].recv_bytes()
+            message = pickle.loads(data)
+        except (EOFError, OSError):
+            process = self._processes[number - 1]
+            process.join(timeout=5)
+            raise SecondProcessError(
+                f"the second process ended unexpectedly (exit code {process.exitcode})"
+            ) from None
+        if isinstance(message, str):
+            raise SecondProcessError(f"the second process failed: {message}")
+        return message
+
     def __iter__(self) -> Iterator[_Chunk]:
-        raws, keys, organisations = self._columns
-        order, refused = self._order, self._refused
+        raws, keys, organisations = self._raws, self._keys, self._organisations
+        order, refused, bases = self._order, self._refused, self._bases
         for lo in range(0, len(order), CHUNK_EVENTS):
             chunk = order[lo : lo + CHUNK_EVENTS]
+            ascending = sorted(chunk)
+            for number in range(len(bases) - 1):
+                first = bisect.bisect_left(ascending, bases[number])
+                end = bisect.bisect_left(ascending, bases[number + 1])
+                if end > first:
+                    self._ensure(number, ascending[end - 1] - bases[number] + 1)
             problems: list[tuple[int, str, str]] = []
-            if refused and any(i in refused for i in chunk):
+            if refused and not refused.keys().isdisjoint(chunk):
                 problems = [refused[i] for i in chunk if i in refused]
                 chunk = [i for i in chunk if i not in refused]
             yield _Chunk(
@@ -1528,14 +1585,15 @@ def _import_in_processes(
     with bar, contextlib.ExitStack() as stack:
         log: SortedLog | None = None
         encoder: Any = None
-        plan = plan_split(args.log, mapping, processes)
+        to_kafka = not args.dry_run and not args.output
+        share = FIRST_SHARE_TO_KAFKA if to_kafka else FIRST_SHARE
+        plan = plan_split(args.log, mapping, processes, share)
         if plan is not None:
             encoder = stack.enter_context(_SplitImport(args.log, plan, mapping, chain, bar))
             log = encoder.run()
             del plan
         if log is None:  # not split, or a cut was not at a record's end: read as one
             log = read_sorted(args.log, mapping, chain, progress=bar)
-            to_kafka = not args.dry_run and not args.output
             child_chunks = CHILD_CHUNKS_TO_KAFKA if to_kafka else CHILD_CHUNKS_TO_FILE
             encoder = stack.enter_context(
                 _Encoder(log, mapping, chain, processes, child_chunks)
