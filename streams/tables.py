@@ -224,6 +224,8 @@ class OwnedTables:
             sources = checked.sources[changelog]
             if used and end == tails[changelog][0]:
                 continue
+            if not used and end == 0 and not self.checkpoints.holds(changelog):
+                continue  # an empty changelog and nothing saved: the first checkpoint writes it
             changes = {k: table[k] for k in sources if k in table} if used else dict(table)
             position = max((s for s in sources.values()), default=0)
             if used:

@@ -380,3 +380,22 @@ def test_an_unreadable_delta_or_the_layout_before_version_3_falls_back_to_the_ch
     assert reopened.load(CHANGELOG) is None
     consumer = SeekingConsumer({CHANGELOG: LOG})
     assert restore(reopened, consumer).cases[0] == full_table(LOG) and consumer.read == 200
+
+
+def test_an_empty_changelog_leaves_no_checkpoint_and_a_stale_one_is_replaced(
+    tmp_path: Path,
+) -> None:
+    """Restoring an empty changelog partition with nothing saved writes nothing (an LMDB commit
+    per partition at every start for no gain); one with a checkpoint of another topic id still
+    gets it replaced, so that its records cannot come back under the new id."""
+    store = CheckpointStore(tmp_path, topic_id="topic-A")
+    restore(store, SeekingConsumer({CHANGELOG: []}))
+    assert not store.holds(CHANGELOG) and store.load(CHANGELOG) is None
+    store.save(CHANGELOG, 150, 149, dict(LOG[:150]), replace=True)
+    assert store.holds(CHANGELOG)
+    store.topic_id = "topic-B"  # the changelog was deleted and made again: empty, another id
+    assert restore(store, SeekingConsumer({CHANGELOG: []})).cases[0] == {}
+    found = store.load(CHANGELOG)
+    assert found is not None and found.offset == 0 and found.table == {}
+    store.forget(CHANGELOG)
+    assert not store.holds(CHANGELOG)
