@@ -1453,9 +1453,10 @@ def register(subparsers: Any) -> None:
         type=_processes,
         default=None,
         metavar="N",
-        help="processes that check and encode the events, after the log is read and sorted: "
-        "2 lets a second one do most of it (the same messages, in the same order); 1: one "
-        "process (default: 2 where two CPUs are available, else 1)",
+        help="processes that read, check and encode the log (a CSV log of 2 MiB or more, "
+        "repeated_milestone first or last, cut into parts; else they check and encode once it "
+        "is read and sorted): the same messages, in the same order; 1: one process (default: 2 "
+        "where two CPUs are available, else 1)",
     )
     add_quiet(p, lines=True)
     p.set_defaults(func=cmd_import)
@@ -1578,8 +1579,10 @@ def _import_in_processes(
     bar: Any,
     report: PublishReport,
 ) -> str:
-    """--processes 2 or more: read and sort here, then fork (before any Kafka client thread
-    exists) the processes that check and encode most chunks (_Encoder), and send in order."""
+    """--processes 2 or more: a CSV log cut into parts (plan_split) read, checked and encoded
+    by as many processes (_SplitImport); else read and sort here, then fork the processes that
+    check and encode most chunks (_Encoder). Forked before any Kafka client thread exists;
+    this process sends in order."""
     from ketenmonitor.batch_publish import BatchPublisher
 
     with bar, contextlib.ExitStack() as stack:
