@@ -1249,6 +1249,7 @@ class _SplitImport:
             self.close()
             raise
         part, self._events, kept = read_part(self.plan, 0, self.mapping, self.chain, self.progress)
+        self.plan = self.plan._replace(text="")  # read (the children have their own copies)
         parts = [part]
         names = list(self.chain.milestones)
         for number in range(1, len(self.plan.parts)):
