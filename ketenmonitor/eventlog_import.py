@@ -1520,6 +1520,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     except (PublishError, KafkaError, AIOKafkaError) as exc:
         print(f"ketenmonitor import-log: sending failed: {exc}", file=sys.stderr)
         return 3
+    except UnicodeDecodeError as exc:  # read before anything is sent: nothing was
+        print(f"ketenmonitor import-log: {args.log}: not UTF-8 text ({exc}); nothing sent",
+              file=sys.stderr)
+        return 2
+    except ET.ParseError as exc:
+        print(f"ketenmonitor import-log: {args.log}: not well-formed XES XML ({exc}); "
+              "nothing sent", file=sys.stderr)
+        return 2
     except SecondProcessError as exc:
         print(
             f"ketenmonitor import-log: {exc}; stopped (what was sent before stays sent; "

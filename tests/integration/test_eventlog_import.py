@@ -258,3 +258,27 @@ def test_an_xes_log_gives_the_same_events_as_the_csv_it_was_made_from(tmp_path):
         )
 
     assert content(tmp_path / "x.jsonl") == content(tmp_path / "c.jsonl")
+
+
+def test_a_log_that_is_not_utf8_or_not_xml_is_one_line_and_exit_2_with_nothing_written(tmp_path):
+    """A user reads what is wrong with the file in one line, not a traceback."""
+    latin1 = tmp_path / "latin1.csv"
+    text = (MAPPING.parent / "sample_log.csv").read_text(encoding="utf-8")
+    latin1.write_bytes(text.replace("Amsterdam", "Den Haag é").encode("latin-1"))
+    mapping = yaml.safe_load(MAPPING.read_text())
+    mapping.update(format="xes", case_key="case:concept:name", activity="concept:name",
+                   timestamp={"column": "time:timestamp"})
+    xes_mapping = tmp_path / "xes-mapping.yaml"
+    xes_mapping.write_text(yaml.safe_dump(mapping, allow_unicode=True))
+    broken = tmp_path / "broken.xes"
+    broken.write_text('<?xml version="1.0"?>\n<log><trace><event>\n', encoding="utf-8")
+    for log, mapping_file, what in ((latin1, MAPPING, "not UTF-8 text"),
+                                    (broken, xes_mapping, "not well-formed XES XML")):
+        out = tmp_path / f"{log.stem}.jsonl"
+        result = import_to_file(log, mapping_file, out)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            f"ketenmonitor import-log: {log}: {what} ("
+        ), result.stderr
+        assert not out.exists() or out.read_text() == ""
