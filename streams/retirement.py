@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from ketenmonitor.streams.changelog import source_header
 from ketenmonitor.streams.codec import FormatVersionError, decode_case_value
@@ -685,4 +686,7 @@ class RetirementWriter:
                     await worker._settle_transaction()
             raise
         worker._changelog_written(topic, partition, metadata.offset + count - 1)
+        # The batches were drained before: nothing else of this partition is in flight.
+        end = worker.changelog_end[TopicPartition(topic, partition)]
+        worker.acked_changelog_end[partition] = end
         worker.tables.note_written(partition, dict(records))

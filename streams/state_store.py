@@ -283,8 +283,11 @@ def open_checkpoints(settings: Any) -> CheckpointStore | None:
 class Checkpointer:
     """Writes the owned `cases` partitions' checkpoints (streams/worker.py calls it under its
     lock): every `seconds` between batches, and when partitions are revoked or the worker stops.
-    The batches in flight are drained first, so a checkpoint holds acknowledged records only and
-    its offset is the changelog's end as this worker wrote it."""
+    A checkpoint holds acknowledged records only, and the totals they fold, at the changelog end
+    they reach: the worker notes all three together when a batch is acknowledged
+    (`tables.written_since_checkpoint`, `worker.totals`, `worker.acked_changelog_end`), so a
+    periodic checkpoint takes them without waiting for the batches in flight; one at a
+    revocation or stop drains them first, so that it holds everything written."""
 
     def __init__(self, worker: Any, store: CheckpointStore | None, seconds: float) -> None:
         self.worker = worker
@@ -327,7 +330,7 @@ class Checkpointer:
             return
         if self._writing is not None and not self._writing.done():
             return  # the last one is still being written: at the next turn
-        jobs = await self._take()
+        jobs = await self._take(drain=False)
         if jobs:
             self._writing = asyncio.create_task(self._write(jobs))
 
@@ -335,7 +338,7 @@ class Checkpointer:
         """Checkpoint every owned partition with records written since its last checkpoint, and
         return once it is written (a revocation, the worker's stop)."""
         await self.wait()
-        await self._write(await self._take())
+        await self._write(await self._take(drain=True))
 
     async def wait(self) -> None:
         """Until the checkpoint being written (if any) is written: before a restore reads the
@@ -344,14 +347,15 @@ class Checkpointer:
             await self._writing
             self._writing = None
 
-    async def _take(self) -> list[_Job]:
+    async def _take(self, drain: bool) -> list[_Job]:
         worker, store = self.worker, self.store
         if store is None:
             return []
         self._last = time.monotonic()
         await self.wait()
         started = time.monotonic()
-        await worker.pipeline.drain()
+        if drain:
+            await worker.pipeline.drain()
         self.drained_seconds = time.monotonic() - started  # the pipeline stood still this long
         if worker.pipeline.failure is not None or worker._suspended:
             return []  # what was written is not known: the next restore reads the changelog
@@ -362,7 +366,7 @@ class Checkpointer:
             if not changes and partition in self.with_totals:
                 continue
             tp = TopicPartition(worker.changelogs.cases, partition)
-            offset = worker.changelog_end.get(tp)
+            offset = worker.acked_changelog_end.get(partition)
             if offset is None:
                 if changes:  # not known yet: kept for the next checkpoint
                     tables.written_since_checkpoint[partition] = changes
@@ -370,7 +374,7 @@ class Checkpointer:
             changes = changes or {}
             position = worker.case_position.get(partition, 0)  # what this owner writes with
             started = time.monotonic()
-            # After the drain, the totals are those of the acknowledged records: of `offset`.
+            # The totals are those of the acknowledged records: of `offset`.
             totals = encode_totals_snapshot(self.fingerprint, worker.totals.of(partition))
             encoded = time.monotonic() - started
             retirement = tables.retired.get(partition)

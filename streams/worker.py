@@ -151,6 +151,10 @@ class Worker:
         # Where each changelog partition ended after this worker's last write or restore; only
         # compared for partitions kept across a rebalance (a restore sets it anew).
         self.changelog_end: dict[TopicPartition, int] = {}
+        # Per owned case partition: where its changelog ends as far as acknowledged batches go,
+        # set together with the totals they fold and the records noted for the next checkpoint
+        # (`written` in _process): what a checkpoint takes without draining the batches in flight.
+        self.acked_changelog_end: dict[int, int] = {}
         # Exactly-once: the offsets this worker committed in its transactions (what an offset
         # fetch must return before the partitions are handed over: _await_commits_visible).
         self.txn_committed: dict[TopicPartition, int] = {}
@@ -561,6 +565,7 @@ class Worker:
         steps: dict[int, list[CaseStep]] = {}
         store_states: dict[str, Any] = {}
         one_hop: dict[int, list[OneHop]] = {}  # partition -> (pseudonym, event, topic, message)
+        changes: dict[int, dict[bytes, bytes]] = {}  # partition -> changelog records of the batch
         with self.stalls.busy("ingest"):
             for tp, messages in records.items():
                 if tp.topic != self.cases_topic:
@@ -575,7 +580,7 @@ class Worker:
             for partition in sorted(case_messages.keys() | here):
                 steps[partition] = self._apply(
                     partition, case_messages.get(partition, ()), one_hop.get(partition, ()),
-                    sender, store_states,
+                    sender, store_states, changes,
                 )
             try:
                 futures = await sender.send()
@@ -603,6 +608,12 @@ class Worker:
                     self.totals.of(partition).retired_case_events += late.get(partition, 0)
                     end = case_ends.get(partition, 0)
                     self.position[partition] = max(self.position[partition], end)
+                    if partition in case_ends:
+                        acked = self.acked_changelog_end
+                        acked[partition] = max(acked.get(partition, 0), end + self._marker)
+                    records = changes.get(partition)
+                    if records:  # acknowledged: in the partition's next checkpoint
+                        self.tables.note_written(partition, records)
                     self.dirty.add(TopicPartition(self.cases_topic, partition))
             for tp, counts in ingest_counts.items():
                 if tp in self.acked_ingest:
@@ -739,8 +750,10 @@ class Worker:
         one_hop: Iterable[OneHop],
         sender: BatchSender,
         store: dict[str, Any],
+        changes: dict[int, dict[bytes, bytes]],
     ) -> list[CaseStep]:
-        """Apply the case-topic records, then the one-hop events, of one case partition."""
+        """Apply the case-topic records, then the one-hop events, of one case partition; the
+        changelog records it sends go into `changes` too (noted once acknowledged)."""
         table = self.tables.cases[partition]
         apply = self.processor.apply
         keep_states = self.sink is not None
@@ -791,13 +804,13 @@ class Worker:
         header = source_header(self.case_position[partition])
         for key, stored in changed.items():
             sender.add(self.changelogs.cases, partition, key, stored, header)
-        self.tables.note_written(partition, changed)
+        changes[partition] = changed
         if late:
             assert retired is not None
             self._late_in_batch[partition] = late
             aggregate = retired.aggregate_value()
             sender.add(self.changelogs.cases, partition, AGGREGATE_KEY, aggregate, header)
-            self.tables.note_written(partition, {AGGREGATE_KEY: aggregate})
+            changed[AGGREGATE_KEY] = aggregate  # sent after the cases' records: noted after them
         return steps
 
     def _dead_letter_retired(
@@ -1029,6 +1042,7 @@ class Worker:
                 self.totals.forget(tp.partition)
                 self.checkpointer.with_totals.discard(tp.partition)
                 self.position.pop(tp.partition, None)
+                self.acked_changelog_end.pop(tp.partition, None)
                 self.case_position.pop(tp.partition, None)
             else:
                 self.acked_ingest.pop(tp, None)
@@ -1056,7 +1070,10 @@ class Worker:
                 else:
                     self.checkpointer.with_totals.discard(partition)
                     await self._rebuild_totals(partition, self.tables.cases[partition].values())
-                self.position[partition] = ends.get(self.changelogs.of(tp, self.cases_topic), 0)
+                changelog = self.changelogs.of(tp, self.cases_topic)
+                self.position[partition] = ends.get(changelog, 0)
+                # After the repairs, acknowledged before this point: the end as written.
+                self.acked_changelog_end[partition] = self.changelog_end.get(changelog, 0)
                 self.case_position[partition] = next_case_position(
                     self.tables.highest_source.get(partition, -1)
                 )

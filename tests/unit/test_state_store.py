@@ -222,8 +222,15 @@ def test_a_checkpoint_of_the_earlier_format_is_not_used(tmp_path: Path) -> None:
 class _Pipeline:
     failure = None
 
+    def __init__(self) -> None:
+        self.in_flight: list = []  # (worker, records) of batches sent, not yet acknowledged
+        self.drains = 0
+
     async def drain(self) -> None:
-        return None
+        self.drains += 1
+        for worker, records in self.in_flight:
+            worker.write(records)
+        self.in_flight.clear()
 
 
 class _Worker:
@@ -241,6 +248,7 @@ class _Worker:
         self.tables.cases[0] = {}
         self.changelogs = LOGS
         self.changelog_end: dict[TopicPartition, int] = {}
+        self.acked_changelog_end: dict[int, int] = {}
         self.case_position = {0: 1}
         self.totals = PartitionTotals(self.chain)
 
@@ -249,7 +257,11 @@ class _Worker:
         self.tables.cases[0].update(records)
         self.tables.note_written(0, records)
         end = self.changelog_end.get(CHANGELOG, 0)
-        self.changelog_end[CHANGELOG] = end + len(records)
+        self.changelog_end[CHANGELOG] = self.acked_changelog_end[0] = end + len(records)
+
+    def send(self, records: dict[bytes, bytes]) -> None:
+        """A batch sent, not acknowledged yet (the worker notes nothing of it until then)."""
+        self.pipeline.in_flight.append((self, records))
 
 
 def test_a_due_checkpoint_is_written_while_the_worker_goes_on_and_a_failed_one_is_not_lost(
@@ -399,3 +411,33 @@ def test_an_empty_changelog_leaves_no_checkpoint_and_a_stale_one_is_replaced(
     assert found is not None and found.offset == 0 and found.table == {}
     store.forget(CHANGELOG)
     assert not store.holds(CHANGELOG)
+
+
+def test_a_periodic_checkpoint_takes_the_acknowledged_batches_without_waiting_for_the_others(
+    tmp_path: Path,
+) -> None:
+    """Between batches, a periodic checkpoint holds what is acknowledged, at the changelog end
+    that reaches, and leaves the batches in flight to the next one; a checkpoint at a
+    revocation or stop drains them first."""
+    from ketenmonitor.streams.state_store import Checkpointer
+
+    store = CheckpointStore(tmp_path, topic_id="t1")
+    worker = _Worker(store)
+    checkpointer = Checkpointer(worker, store, seconds=0.0)
+
+    async def scenario() -> None:
+        worker.write({b"k1": b"v1", b"k2": b"v2"})
+        worker.send({b"k2": b"v2b", b"k3": b"v3"})  # in flight
+        await checkpointer.due()
+        await checkpointer.wait()
+        assert worker.pipeline.drains == 0
+        found = store.load(CHANGELOG)
+        assert found is not None and found.offset == 2
+        assert found.table == {b"k1": b"v1", b"k2": b"v2"}
+        await checkpointer.now()
+        assert worker.pipeline.drains == 1
+
+    asyncio.run(scenario())
+    found = store.load(CHANGELOG)
+    assert found is not None and found.offset == 4
+    assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
