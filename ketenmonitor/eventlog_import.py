@@ -1065,7 +1065,8 @@ _CASE_KEY, _MILESTONE = itemgetter(0), itemgetter(1)
 
 def _tie_bits(mapping: Mapping, chain: Chain) -> int:
     """Bits for any tie of `mapping` in an order key."""
-    most = max([len(mapping.activities), *(m.rank for m in chain.milestones.values())])
+    ties = len(mapping.ties) if isinstance(mapping.ties, list) else 0  # indices into the list
+    most = max([len(mapping.activities), ties, *(m.rank for m in chain.milestones.values())])
     return max(most, 1).bit_length()
 
 
@@ -1257,7 +1258,16 @@ class _SplitImport:
             while not (self._received[number - 1] or self._pipes[number - 1].poll()):
                 if not part.clean_end or not self._encode_ahead():
                     break
-            head = self._receive(number)
+            try:
+                head = self._receive(number)
+            except SecondProcessError:
+                if parts[-1].clean_end:
+                    raise
+                # The cut before this part lay inside a quoted cell (a stray quote fooled the
+                # count): the child read from the middle of a cell, and its failure says only
+                # that. The log is read as one, which reports what is really there.
+                self.close()
+                return None
             parts.append(_Part(*head[:-2], [names[n] for n in head[-2]], head[-1]))
             if self.progress is not None:
                 self.progress.update(parts[-1].rows)

@@ -19,7 +19,14 @@ import pytest
 from ketenmonitor import eventlog_import as ei
 from ketenmonitor.cli import main
 from ketenmonitor.publish import PublishReport, check_and_send
-from tests.unit.test_eventlog_output import BEFORE, CHAIN, digest, mapping_for, write_log
+from tests.unit.test_eventlog_output import (
+    BEFORE,
+    CHAIN,
+    MAPPING,
+    digest,
+    mapping_for,
+    write_log,
+)
 from tests.unit.test_eventlog_processes import REFUSED, write_refused_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,6 +181,65 @@ def test_a_cut_inside_a_quoted_cell_reads_the_log_as_one(tmp_path, monkeypatch):
                        str(out), "--quiet", "--processes", n])
         assert status == 1
     assert out1.read_bytes() == out2.read_bytes() == b"".join(raw + b"\n" for _, raw, _ in single)
+
+
+def test_a_child_that_fails_after_a_cut_inside_a_quoted_cell_reads_the_log_as_one(
+    tmp_path, monkeypatch
+):
+    """The same stray quote, and the cut right after a line end inside the first cell of a row:
+    the child's part starts with that cell's closing quote, opens a quoted field that runs to
+    the end, and fails (here on a small field limit; in a large log on the 128 KiB one). The
+    part before did not end cleanly, so the log is read as one instead of the command failing."""
+    log = tmp_path / "log.csv"
+    rows = [f"{n:02d}-000{n:03d}-24;Aangifte opgenomen;03-03-2024 10:{n:02d};Jeugd;Amsterdam"
+            for n in range(40)]
+    rows[3] = 'ab"c;Verdachte gehoord;03-03-2024 11:00;Jeugd;Amsterdam'  # a stray quote
+    rows[30] = '"31-000031-24\n";Betaald;03-03-2024 12:00;Jeugd;Amsterdam'
+    log.write_text(";".join(HEADER) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.setattr(ei, "FIRST_SHARE", 0.2)
+    mapping = mapping_for("first", "chain")
+    plan = ei.plan_split(log, mapping, 2)
+    assert plan is not None
+    cut = plan.parts[1][0]
+    assert plan.text[cut - 14 : cut + 2] == '"31-000031-24\n";'  # inside the quoted cell
+    limit = csv.field_size_limit(200)
+    try:
+        with ei._SplitImport(log, plan, mapping, CHAIN) as parts:
+            assert parts.run() is None
+        single, _ = one_process(log, mapping)
+        out1, out2 = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+        statuses = [
+            main(["import-log", str(log), "--mapping", str(MAPPING_FILE), "--output",
+                  str(out), "--quiet", "--processes", n])
+            for out, n in ((out1, "1"), (out2, "2"))
+        ]
+    finally:
+        csv.field_size_limit(limit)
+    assert statuses[0] == statuses[1] == 1  # the stray-quoted row's case key is rejected
+    assert single and out1.read_bytes() == out2.read_bytes() == b"".join(
+        raw + b"\n" for _, raw, _ in single
+    )
+
+
+def test_repeated_ties_entries_keep_the_replay_order_of_one_process(tmp_path):
+    """A tie is an index into `ties`: with an activity listed more than once, the index can
+    exceed the number of activities, and the order key must still have room for it."""
+    log = tmp_path / "log.csv"
+    rows = [f"{n:02d}-000{n:03d}-24;Sepot;2024-03-03T10:00:00.000000+01:00;Jeugd;Amsterdam"
+            if n % 2 else
+            f"{n:02d}-000{n:03d}-24;Aangifte opgenomen;2024-03-03T10:00:00.000001+01:00;Jeugd;"
+            "Amsterdam" for n in range(40)]
+    log.write_text(";".join(HEADER) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    mapping = ei.Mapping.model_validate(dict(
+        MAPPING, repeated_milestone="first", timestamp={"column": "tijdstip"},  # ISO 8601
+        ties=["Aangifte opgenomen"] * (len(MAPPING["activities"]) + 40) + ["Sepot"],
+    ))
+    single, single_report = one_process(log, mapping)
+    assert single
+    sent, report, n = split(log, mapping, 2)
+    assert n == 2
+    assert sent == single
+    same_report(report, single_report)
 
 
 def test_the_command_writes_the_same_file_and_report_split(tmp_path, capsys):
