@@ -1538,6 +1538,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"ketenmonitor import-log: {args.log}: not well-formed XES XML ({exc}); "
               "nothing sent", file=sys.stderr)
         return 2
+    except csv.Error as exc:  # a NUL byte, a cell over csv's field limit (an unclosed quote)
+        print(f"ketenmonitor import-log: {args.log}: not a readable CSV log ({exc}); "
+              "nothing sent", file=sys.stderr)
+        return 2
     except SecondProcessError as exc:
         print(
             f"ketenmonitor import-log: {exc}; stopped (what was sent before stays sent; "

@@ -260,7 +260,7 @@ def test_an_xes_log_gives_the_same_events_as_the_csv_it_was_made_from(tmp_path):
     assert content(tmp_path / "x.jsonl") == content(tmp_path / "c.jsonl")
 
 
-def test_a_log_that_is_not_utf8_or_not_xml_is_one_line_and_exit_2_with_nothing_written(tmp_path):
+def test_an_unreadable_log_is_one_line_and_exit_2_with_nothing_written(tmp_path):
     """A user reads what is wrong with the file in one line, not a traceback."""
     latin1 = tmp_path / "latin1.csv"
     text = (MAPPING.parent / "sample_log.csv").read_text(encoding="utf-8")
@@ -272,8 +272,12 @@ def test_a_log_that_is_not_utf8_or_not_xml_is_one_line_and_exit_2_with_nothing_w
     xes_mapping.write_text(yaml.safe_dump(mapping, allow_unicode=True))
     broken = tmp_path / "broken.xes"
     broken.write_text('<?xml version="1.0"?>\n<log><trace><event>\n', encoding="utf-8")
+    unclosed = tmp_path / "unclosed.csv"  # a quote opened and never closed: one huge cell
+    unclosed.write_text(text.replace(";Amsterdam\n", ';"Amsterdam\n', 1) + "x" * 200_000 + "\n",
+                        encoding="utf-8")
     for log, mapping_file, what in ((latin1, MAPPING, "not UTF-8 text"),
-                                    (broken, xes_mapping, "not well-formed XES XML")):
+                                    (broken, xes_mapping, "not well-formed XES XML"),
+                                    (unclosed, MAPPING, "not a readable CSV log")):
         out = tmp_path / f"{log.stem}.jsonl"
         result = import_to_file(log, mapping_file, out)
         assert result.returncode == 2, result.stderr
