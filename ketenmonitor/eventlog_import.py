@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -723,7 +723,73 @@ class _Chunk(NamedTuple):
     problems: list[tuple[int, str, str]]  # (line, reason, detail) of the rejected, in order
 
 
-class _Encoder:
+class _Children:
+    """The forked processes of an import and the pipes they send through, one each, in order:
+    messages are pickled; a str is a child's failure in one line (_failures_to_parent)."""
+
+    def __init__(self) -> None:
+        self._processes: list[Any] = []
+        self._pipes: list[Any] = []
+        self._received: list[deque[bytes]] = []
+
+    def _drain(self) -> None:
+        """Take in what the children have sent so far, so that they need not wait for us."""
+        for pipe, received in zip(self._pipes, self._received, strict=True):
+            while pipe.poll():
+                try:
+                    received.append(pipe.recv_bytes())
+                except (EOFError, OSError):
+                    break  # the child is gone: _message says so when its message is due
+
+    def _message(self, child: int) -> Any:
+        """Child `child`'s next message (1: the first child); its failure raises."""
+        received = self._received[child - 1]
+        try:
+            data = received.popleft() if received else self._pipes[child - 1].recv_bytes()
+            message = pickle.loads(data)
+        except (EOFError, OSError):
+            process = self._processes[child - 1]
+            process.join(timeout=5)
+            raise SecondProcessError(
+                f"the second process ended unexpectedly (exit code {process.exitcode})"
+            ) from None
+        if isinstance(message, str):
+            raise SecondProcessError(f"the second process failed: {message}")
+        return message
+
+    def close(self) -> None:
+        """End the children (at once if they are not done) and close the pipes."""
+        for pipe in self._pipes:
+            pipe.close()
+        for process in self._processes:
+            process.join(timeout=0.5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        self._pipes, self._processes = [], []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def _failures_to_parent(pipe: Any) -> Iterator[None]:
+    """In a child: any failure is one line to the parent (which says it), then exit 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        sys.exit(1)  # the parent is gone or gave up: nothing to tell
+    except BaseException as exc:
+        reason = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
+        with contextlib.suppress(OSError):
+            pipe.send_bytes(pickle.dumps(reason))
+        sys.exit(1)
+
+
+class _Encoder(_Children):
     """What check_and_send does to sorted_rows' rows, by chunks of CHUNK_EVENTS events, split
     between this process and `processes - 1` forked ones; chunks come back in replay order.
 
@@ -762,9 +828,8 @@ class _Encoder:
                 occurrences.append(n)
         self.chunks = -(-len(log.events) // CHUNK_EVENTS)
         self.children = max(0, processes - 1) if len(log.events) >= FORK_MIN_EVENTS else 0
-        self._processes: list[Any] = []
-        self._pipes: list[Any] = []
-        self._received: list[deque[bytes]] = [deque() for _ in range(self.children)]
+        super().__init__()
+        self._received = [deque() for _ in range(self.children)]
         if self.children:
             self._fork()
 
@@ -841,7 +906,7 @@ class _Encoder:
         for other in self._pipes:
             other.close()
         _grow_pipe(pipe.fileno())
-        try:
+        with _failures_to_parent(pipe):
             number = {name: i for i, name in enumerate(self.names)}
             for k in range(self.chunks):
                 if self._owner(k) != index:
@@ -858,36 +923,9 @@ class _Encoder:
                         protocol=pickle.HIGHEST_PROTOCOL,
                     )
                 )
-        except BrokenPipeError:
-            sys.exit(1)  # the parent is gone or gave up: nothing to tell
-        except BaseException as exc:  # anything else: one line to the parent, which says it
-            reason = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
-            with contextlib.suppress(OSError):
-                pipe.send_bytes(pickle.dumps(reason))
-            sys.exit(1)
-
-    def _drain(self) -> None:
-        for pipe, received in zip(self._pipes, self._received, strict=True):
-            while pipe.poll():
-                try:
-                    received.append(pipe.recv_bytes())
-                except (EOFError, OSError):
-                    break  # the child is gone: _receive says so when its chunk is due
 
     def _receive(self, owner: int) -> _Chunk:
-        received = self._received[owner - 1]
-        try:
-            data = received.popleft() if received else self._pipes[owner - 1].recv_bytes()
-            message = pickle.loads(data)
-        except (EOFError, OSError):
-            process = self._processes[owner - 1]
-            process.join(timeout=5)
-            raise SecondProcessError(
-                f"the second process ended unexpectedly (exit code {process.exitcode})"
-            ) from None
-        if isinstance(message, str):
-            raise SecondProcessError(f"the second process failed: {message}")
-        raws, keys, numbers, problems = message
+        raws, keys, numbers, problems = self._message(owner)
         count = len(numbers)
         names = self.names
         return _Chunk(
@@ -901,23 +939,6 @@ class _Encoder:
         for k in range(self.chunks):
             owner = self._owner(k)
             yield self.encode(k, drain=self.children > 0) if owner == 0 else self._receive(owner)
-
-    def close(self) -> None:
-        """End the children (at once if they are not done) and close the pipes."""
-        for pipe in self._pipes:
-            pipe.close()
-        for process in self._processes:
-            process.join(timeout=0.5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-        self._pipes, self._processes = [], []
-
-    def __enter__(self) -> _Encoder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _grow_pipe(fd: int) -> None:
@@ -1172,7 +1193,7 @@ def _part_child(plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, p
     encoded, CHUNK_EVENTS at a time, in order, into `pipe`; a failure: one line."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends us
     _grow_pipe(pipe.fileno())
-    try:
+    with _failures_to_parent(pipe):
         part, events, _ = read_part(plan, number, mapping, chain)
         names = {name: i for i, name in enumerate(chain.milestones)}
         head = (*part[:-2], bytes([names[m] for m in part.milestones]), part.lines)
@@ -1184,16 +1205,9 @@ def _part_child(plan: _SplitPlan, number: int, mapping: Mapping, chain: Chain, p
             hi = min(lo + CHUNK_EVENTS, len(events))
             encoded = _encode_part(events, lo, hi, chain, mapping.event_id_prefix)
             pipe.send_bytes(pickle.dumps(encoded, protocol=pickle.HIGHEST_PROTOCOL))
-    except BrokenPipeError:
-        sys.exit(1)  # the parent is gone or gave up: nothing to tell
-    except BaseException as exc:  # anything else: one line to the parent, which says it
-        reason = (f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]
-        with contextlib.suppress(OSError):
-            pipe.send_bytes(pickle.dumps(reason))
-        sys.exit(1)
 
 
-class _SplitImport:
+class _SplitImport(_Children):
     """A split log (plan_split) read by `len(plan.parts)` processes: this one reads part 0 while
     forked ones read the others, each keeping and sorting its own events (read_part); the
     children send their parts' order keys first, and this one merges them into replay order
@@ -1211,9 +1225,7 @@ class _SplitImport:
     ) -> None:
         self.path, self.plan, self.mapping, self.chain = path, plan, mapping, chain
         self.progress = progress
-        self._processes: list[Any] = []
-        self._pipes: list[Any] = []
-        self._received: list[deque[bytes]] = []
+        super().__init__()
         self._events: list[_Mapped] = []  # part 0's
         self._order: list[int] = []
         self._bases: list[int] = []  # the merged index of each part's first event, and the end
@@ -1259,7 +1271,7 @@ class _SplitImport:
                 if not part.clean_end or not self._encode_ahead():
                     break
             try:
-                head = self._receive(number)
+                head = self._message(number)
             except SecondProcessError:
                 if parts[-1].clean_end:
                     raise
@@ -1369,7 +1381,7 @@ class _SplitImport:
                     self._events, lo, hi, self.chain, self.mapping.event_id_prefix, self._drain
                 )
             else:
-                raws, keys, refused = self._receive(number)
+                raws, keys, refused = self._message(number)
             self._store(number, lo, raws, keys, refused)
 
     def _store(
@@ -1384,29 +1396,6 @@ class _SplitImport:
         for i, (reason, detail) in refused.items():
             self._refused[base + i] = (self._lines[base + i], reason, detail)
         self._ready[number] = hi
-
-    def _drain(self) -> None:
-        for pipe, received in zip(self._pipes, self._received, strict=True):
-            while pipe.poll():
-                try:
-                    received.append(pipe.recv_bytes())
-                except (EOFError, OSError):
-                    break  # the child is gone: _receive says so when its chunk is due
-
-    def _receive(self, number: int) -> Any:
-        received = self._received[number - 1]
-        try:
-            data = received.popleft() if received else self._pipes[number - 1].recv_bytes()
-            message = pickle.loads(data)
-        except (EOFError, OSError):
-            process = self._processes[number - 1]
-            process.join(timeout=5)
-            raise SecondProcessError(
-                f"the second process ended unexpectedly (exit code {process.exitcode})"
-            ) from None
-        if isinstance(message, str):
-            raise SecondProcessError(f"the second process failed: {message}")
-        return message
 
     def __iter__(self) -> Iterator[_Chunk]:
         raws, keys, organisations = self._raws, self._keys, self._organisations
@@ -1430,22 +1419,6 @@ class _SplitImport:
                 problems,
             )
 
-    def close(self) -> None:
-        """End the children (at once if they are not done) and close the pipes."""
-        for pipe in self._pipes:
-            pipe.close()
-        for process in self._processes:
-            process.join(timeout=0.5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-        self._pipes, self._processes = [], []
-
-    def __enter__(self) -> _SplitImport:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # -- command ----------------------------------------------------------------------------------

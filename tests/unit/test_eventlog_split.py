@@ -27,7 +27,7 @@ from tests.unit.test_eventlog_output import (
     mapping_for,
     write_log,
 )
-from tests.unit.test_eventlog_processes import REFUSED, write_refused_log
+from tests.unit.test_eventlog_processes import REFUSED, _fail_in_child, write_refused_log
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING_FILE = ROOT / "examples" / "eventlog" / "mapping.yaml"
@@ -155,16 +155,22 @@ def test_line_ends_blank_lines_and_quoted_cells(tmp_path, monkeypatch, newline, 
     assert split_at_least_once
 
 
-def test_a_cut_inside_a_quoted_cell_reads_the_log_as_one(tmp_path, monkeypatch):
-    """A quote inside an unquoted cell makes the quotes' parity wrong: the only line end with
-    an even number of quotes before it is inside a quoted cell; the part before it then ends
-    in that cell, and the log is read as one, with the same result."""
+def stray_quote_log(tmp_path: Path, row_31: str) -> Path:
+    """40 rows, the fourth with a quote inside an unquoted cell, the 31st `row_31`."""
     log = tmp_path / "log.csv"
     rows = [f"{n:02d}-000{n:03d}-24;Aangifte opgenomen;03-03-2024 10:{n:02d};Jeugd;Amsterdam"
             for n in range(40)]
     rows[3] = 'ab"c;Verdachte gehoord;03-03-2024 11:00;Jeugd;Amsterdam'  # a stray quote
-    rows[30] = '31-000031-24;Betaald;03-03-2024 12:00;Jeugd;"Noord-\nHolland"'
+    rows[30] = row_31
     log.write_text(";".join(HEADER) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return log
+
+
+def test_a_cut_inside_a_quoted_cell_reads_the_log_as_one(tmp_path, monkeypatch):
+    """A quote inside an unquoted cell makes the quotes' parity wrong: the only line end with
+    an even number of quotes before it is inside a quoted cell; the part before it then ends
+    in that cell, and the log is read as one, with the same result."""
+    log = stray_quote_log(tmp_path, '31-000031-24;Betaald;03-03-2024 12:00;Jeugd;"Noord-\nHolland"')
     monkeypatch.setattr(ei, "FIRST_SHARE", 0.2)
     mapping = mapping_for("first", "chain")
     plan = ei.plan_split(log, mapping, 2)
@@ -190,12 +196,7 @@ def test_a_child_that_fails_after_a_cut_inside_a_quoted_cell_reads_the_log_as_on
     the child's part starts with that cell's closing quote, opens a quoted field that runs to
     the end, and fails (here on a small field limit; in a large log on the 128 KiB one). The
     part before did not end cleanly, so the log is read as one instead of the command failing."""
-    log = tmp_path / "log.csv"
-    rows = [f"{n:02d}-000{n:03d}-24;Aangifte opgenomen;03-03-2024 10:{n:02d};Jeugd;Amsterdam"
-            for n in range(40)]
-    rows[3] = 'ab"c;Verdachte gehoord;03-03-2024 11:00;Jeugd;Amsterdam'  # a stray quote
-    rows[30] = '"31-000031-24\n";Betaald;03-03-2024 12:00;Jeugd;Amsterdam'
-    log.write_text(";".join(HEADER) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    log = stray_quote_log(tmp_path, '"31-000031-24\n";Betaald;03-03-2024 12:00;Jeugd;Amsterdam')
     monkeypatch.setattr(ei, "FIRST_SHARE", 0.2)
     mapping = mapping_for("first", "chain")
     plan = ei.plan_split(log, mapping, 2)
@@ -255,19 +256,6 @@ def test_the_command_writes_the_same_file_and_report_split(tmp_path, capsys):
         outputs.append((status, out.read_bytes(), printed.err, summary))
     assert outputs[0] == outputs[1] == outputs[2]
     assert outputs[0][0] == 1 and "future_timestamp" in outputs[0][2]
-
-
-def _fail_in_child(parent: int, how: str):
-    real = ei.check_event
-
-    def check(raw, chain, organisation=None):
-        if os.getpid() != parent:
-            if how == "raise":
-                raise RuntimeError("boom\nsecond line")
-            os._exit(9)
-        return real(raw, chain, organisation)
-
-    return check
 
 
 @pytest.mark.parametrize(
