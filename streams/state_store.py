@@ -300,7 +300,6 @@ class Checkpointer:
         # folded its totals, leaves one without them).
         self.with_totals: set[int] = set()
         self._writing: asyncio.Task[None] | None = None  # the checkpoint being written
-        self.drained_seconds = 0.0  # how long the last checkpoint waited for batches in flight
 
     @property
     def fingerprint(self) -> bytes:
@@ -356,7 +355,7 @@ class Checkpointer:
         started = time.monotonic()
         if drain:
             await worker.pipeline.drain()
-        self.drained_seconds = time.monotonic() - started  # the pipeline stood still this long
+        drained = time.monotonic() - started  # the pipeline stood still this long
         if worker.pipeline.failure is not None or worker._suspended:
             return []  # what was written is not known: the next restore reads the changelog
         tables = worker.tables
@@ -385,7 +384,7 @@ class Checkpointer:
                 AGGREGATE_KEY in changes or RETIRED_MARKER in changes.values()
             ):
                 retired = retirement.keys.to_bytes()  # taken now: a later merge makes a new run
-            jobs.append(_Job(tp, offset, position, changes, retired, totals, encoded))
+            jobs.append(_Job(tp, offset, position, changes, retired, totals, encoded, drained))
         return jobs
 
     async def _write(self, jobs: list[_Job]) -> None:
@@ -412,7 +411,7 @@ class Checkpointer:
                 "checkpoint of %s/%s at offset %d: %d records in %.2fs, %.3f CPU-s in its thread "
                 "(totals encoded in %.2fs; batches drained in %.2fs)",
                 job.tp.topic, partition, job.offset, len(job.changes),
-                time.monotonic() - started, cpu, job.encoded_seconds, self.drained_seconds,
+                time.monotonic() - started, cpu, job.encoded_seconds, job.drained_seconds,
             )
 
 
@@ -442,3 +441,4 @@ class _Job:
     retired: bytes | memoryview | None
     totals: bytes
     encoded_seconds: float
+    drained_seconds: float  # how long the batches in flight took to drain before it was taken
