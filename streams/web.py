@@ -33,6 +33,10 @@ the age reference to the second) and reused by every collection until the key ch
 reader (the live-latency benchmark, two Prometheus servers) then costs the worker little more than
 the worker's own few series.
 
+`/metrics?name[]=a&name[]=b` (prometheus_client's own parameter) answers with only the families
+and samples named, collected for that reader alone: a frequent reader of one series costs the
+worker a collect, not an encoding of the chain.
+
 /healthz answers 200 while the worker is healthy and 503 otherwise, with the reasons as JSON; the
 same fact is the gauge `up`-like `ketenmonitor_worker_healthy` (docs/operations.md).
 """
@@ -46,12 +50,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Metric
 from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
@@ -153,6 +158,20 @@ class Exposition:
                 latest = self._latest[content_type]
             return content_type, latest[1]
 
+    def restricted(self, accept: str, names: list[str]) -> tuple[str, bytes]:
+        """(content type, body) of only the metric families and samples named (the `name[]`
+        parameters of prometheus_client's own handler), collected now for this reader: neither
+        shared nor kept. A frequent reader of one series (the live-latency benchmark) costs the
+        worker the collect, not an encoding of the whole chain."""
+        encoder, content_type = choose_encoder(accept)
+        wanted = frozenset(names)
+        body = b""
+        if self.cached is not None:
+            body = encoder(_Named(self.cached.registry, wanted))
+            if body.endswith(_OPENMETRICS_EOF):
+                body = body[: -len(_OPENMETRICS_EOF)]
+        return content_type, body + encoder(_Named(self.registry, wanted))
+
     def _raise_if_failed(self, content_type: str, started: float) -> None:
         with self._lock:
             latest = self._latest.get(content_type)
@@ -189,6 +208,24 @@ class Exposition:
             with self._lock:
                 self._cached_body[content_type] = (key, body)
         return body
+
+
+class _Named:
+    """A registry's collection with only the samples named (prometheus_client's own
+    `restricted_registry` leaves out collectors that do not describe themselves, as the
+    worker's do not)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self.registry = registry
+        self.names = names
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            samples = [sample for sample in family.samples if sample.name in self.names]
+            if samples:
+                named = Metric(family.name, family.documentation, family.type, family.unit)
+                named.samples = samples
+                yield named
 
 
 class MetricsServer:
@@ -256,6 +293,13 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "text/plain", b"not found\n")
 
         def _metrics(self) -> None:
+            names = parse_qs(urlsplit(self.path).query).get("name[]")
+            if names:
+                content_type, raw = server.exposition.restricted(
+                    self.headers.get("Accept", ""), names
+                )
+                self._send(200, content_type, raw)
+                return
             announced = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
             try:
                 wait = float(announced) / 2 if announced else None

@@ -114,8 +114,11 @@ class WorkerProcess(StartStopContext):
                 time.sleep(0.3)
         raise TimeoutError(f"worker not ready after {timeout}s: {self._tail()}")
 
-    def scrape_text(self) -> str:
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+    def scrape_text(self, names: tuple[str, ...] = ()) -> str:
+        """/metrics; only the samples `names` (the `name[]` parameter) when given."""
+        query = "&".join(f"name[]={name}" for name in names)
+        url = f"{self.metrics_url}?{query}" if query else self.metrics_url
+        with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
     def scrape(self) -> Samples:

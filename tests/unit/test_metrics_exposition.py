@@ -209,3 +209,26 @@ def test_a_reader_that_accepts_gzip_gets_the_same_body_compressed(served_with_ca
         assert response.headers["Content-Encoding"] == "gzip"
         text = gzip.decompress(response.read()).decode()
     assert "chain_events_total 1.0" in text and "probe_events_total 0.0" in text
+
+
+def test_a_reader_that_names_series_gets_only_those_read_after_it_asked(served_with_cached_part):
+    # prometheus_client's own `name[]` parameter: a frequent reader of one series (the live-
+    # latency benchmark) gets that series from a collection of its own, never a cached encoding.
+    port, chain, _version = served_with_cached_part
+    assert "chain_events_total 1.0" in body(port)  # the chain part encoded and kept
+    url = f"http://127.0.0.1:{port}/metrics?name[]=chain_events_total"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    assert "chain_events_total 1.0" in text and "probe_events" not in text
+    chain.value = 2  # changed, its key not (yet): the named read sees it, the cached body not
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert "chain_events_total 2.0" in response.read().decode()
+    assert "chain_events_total 1.0" in body(port)
+    both = url + "&name[]=probe_events_total"
+    request = urllib.request.Request(
+        both, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    assert "chain_events_total 2.0" in text and "probe_events_total 0.0" in text
+    assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
