@@ -872,15 +872,18 @@ class Worker:
         """The totals of the dirty owned partitions, encoded now (under the worker's lock).
 
         `paced` (the periodic publication): a case partition whose last encoding took c seconds
-        is encoded again no sooner than c / PUBLISH_COST_SHARE seconds after it began, and stays
-        dirty until then. Encoding reads every open visit's entry hour (the backlog's ages and
-        dormancy move with the clock), so with a million open cases it takes a good part of a
-        second per partition; unpaced, a worker under load spent 42% of its CPU on it."""
+        is encoded again no sooner than c * (owned case partitions) / PUBLISH_COST_SHARE seconds
+        after it began, and stays dirty until then: all of them together take at most about that
+        share of the time. Encoding reads the backlog readings kept since the last one, but once
+        an hour (domain/totals.py `BacklogReadings`) every open visit's entry hour, which with a
+        million open cases takes a good part of a second per partition; unpaced, a worker under
+        load spent 42% of its CPU on it."""
         if not self.exporting or self._was_frozen():
             return []
         reference = self.settings.age_reference_timestamp(time.time())
         records = []
         waiting = set()
+        shares = max(1, sum(1 for tp in self.owned if tp.topic == self.cases_topic))
         for tp in sorted(self.dirty & self.owned):
             if tp.topic == self.cases_topic:
                 partition = tp.partition
@@ -892,7 +895,7 @@ class Worker:
                     self.totals.of(partition), self.position[partition], reference
                 )
                 cost = time.monotonic() - started
-                self._encode_after[partition] = started + cost / PUBLISH_COST_SHARE
+                self._encode_after[partition] = started + cost * shares / PUBLISH_COST_SHARE
                 records.append((partition, CASES_KEY, value))
             else:
                 records.append((tp.partition, ingest_key(tp.topic), self.acked_ingest[tp]))

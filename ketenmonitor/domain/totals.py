@@ -30,6 +30,14 @@ taken out of the open visits' entry hours: what is left are the active visits, t
 dormant() of the backlog gauge, and the age bands and the oldest age describe exactly those
 (`backlog_by_age`, `oldest_active_entry`). A dormant case's next event moves its latest-event hour,
 and it counts in the ages again at the age it has in the stage.
+
+Those readings (`backlog_readings`, what a publication of the totals needs) are kept up to date as
+the totals change instead of read from every open visit each time (`BacklogReadings`): whether a
+visit is dormant, and which age band it is in, changes only when the reference time crosses an
+hour boundary or a band limit's or dormancy limit's offset within the hour (`reading_phase`), so
+within one such phase each change moves a few counts. A new phase reads every visit once. The
+scan (`dormant`, `backlog_by_age`, `oldest_active_entry`) stays the definition the kept readings
+are tested against.
 """
 
 from __future__ import annotations
@@ -100,6 +108,9 @@ class ChainTotals:
     # Events that arrived for a case after it had been retired (closed and past the retention,
     # streams/retirement.py): not applied, kept on the dead-letter topic.
     retired_case_events: int = 0
+    # The backlog readings of the last reading's phase, kept up to date by every change of the
+    # hour indexes below (None: read afresh at the next reading).
+    _readings: BacklogReadings | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._bounds = self.chain.lead_time_buckets_seconds
@@ -158,6 +169,7 @@ class ChainTotals:
         ):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
+        self._readings = None  # many hours change at once: read afresh
         for mine_index, their_index in (
             (self.open_entries_by_hour, other.open_entries_by_hour),
             (self.waiting_by_hours, other.waiting_by_hours),
@@ -189,10 +201,19 @@ class ChainTotals:
             gone_rework = before.rework - after.rework
             new_rework = after.rework - before.rework
         waiting = self.waiting_by_hours
+        readings = self._readings
         for stage, case_type, district, entered, last in gone_waiting:
             _add_hour(waiting, (stage, case_type, district), (entered, last), -1)
+            if readings is not None:
+                readings.waiting_changed(
+                    (stage, case_type, district), entered, last, -1, self.open_entries_by_hour
+                )
         for stage, case_type, district, entered, last in new_waiting:
             _add_hour(waiting, (stage, case_type, district), (entered, last), +1)
+            if readings is not None:
+                readings.waiting_changed(
+                    (stage, case_type, district), entered, last, +1, self.open_entries_by_hour
+                )
         for item in gone_rework:
             self.rework[item[:2]] -= 1
             self._count_withdrawn(item)
@@ -246,6 +267,8 @@ class ChainTotals:
     def _open(self, key: StageKey, entered_at: float, sign: int) -> None:
         hour = int(entered_at // SECONDS_PER_HOUR) * SECONDS_PER_HOUR
         _add_hour(self.open_entries_by_hour, key, hour, sign)
+        if self._readings is not None:
+            self._readings.active_changed(key, hour, sign, self.open_entries_by_hour)
 
     # -- reading ------------------------------------------------------------------------------
     def backlog(self) -> dict[StageKey, int]:
@@ -338,15 +361,143 @@ class ChainTotals:
     def backlog_readings(
         self, reference_time: float
     ) -> tuple[dict[tuple[str, str, str, str], int], dict[str, int], dict[StageKey, int]]:
-        """(backlog_by_age, oldest_active_entry, dormant) at `reference_time`, from one reading
-        of the dormant and the active visits (a publication needs all three)."""
-        dormant = self.dormant_entries_by_hour(reference_time)
-        active = self.active_entries_by_hour(reference_time, dormant)
-        return (
-            self.backlog_by_age(reference_time, active),
-            self.oldest_active_entry(reference_time, active),
-            self.dormant(reference_time, dormant),
-        )
+        """(backlog_by_age, oldest_active_entry, dormant) at `reference_time` (a publication
+        needs all three): equal to the scans of the same names, from the readings kept since
+        the last reading when the reference time is still in its phase (`BacklogReadings`)."""
+        readings = self._readings
+        if readings is None or readings.phase != readings.phase_of(reference_time):
+            readings = self._readings = BacklogReadings(self, reference_time)
+        return readings.by_age(), readings.oldest_by_stage(self.open_entries_by_hour), \
+            readings.dormant_by_key()
+
+
+class BacklogReadings:
+    """The active (not dormant) open visits per age band, the dormant ones, and the oldest
+    active entry hour per stage key, as of one reference time, kept up to date by the changes
+    of a `ChainTotals`' hour indexes (`active_changed`, `waiting_changed`).
+
+    They hold for every reference time of the same phase (`phase_of`). A visit's entry hour h
+    and its case's latest-event hour l are whole hours; a band limit or a dormancy limit L is
+    passed when t - h > L (or t - l > L). With t = 3600 q + r (0 <= r < 3600) and L = 3600 a + b,
+    that is q - h/3600 - a >= 1, or = 0 and r > b: it depends only on q and on which of the
+    limits' offsets b within the hour lie below r. So the phase is (q, the number of those
+    offsets below r); at t in a phase, every visit's band and dormancy are those at the time the
+    readings were made (`reference_time`), which is what each change is sorted by."""
+
+    def __init__(self, totals: ChainTotals, reference_time: float) -> None:
+        chain = totals.chain
+        self.reference_time = reference_time
+        self.names = [name for name, _ in chain.backlog_age_bands]
+        self.limits = [upper for _, upper in chain.backlog_age_bands]
+        self.dormant_after = chain.fact_plan.dormant_after
+        finite = [limit for limit in (*self.limits, *self.dormant_after.values())
+                  if limit != float("inf")]
+        self.offsets = sorted({limit % SECONDS_PER_HOUR for limit in finite})
+        self.phase = self.phase_of(reference_time)
+        # stage key -> entry hour -> dormant visits; stage key -> dormant visits
+        self.dormant_entries: dict[StageKey, dict[int, int]] = {}
+        self.dormant: dict[StageKey, int] = {}
+        self.bands: dict[StageKey, list[int]] = {}  # stage key -> active visits per band
+        self.oldest: dict[StageKey, int] = {}  # stage key -> oldest active entry hour
+        self.stale: set[StageKey] = set()  # keys whose oldest entry must be looked for again
+        for key, pairs in totals.waiting_by_hours.items():
+            limit = self.dormant_after.get(key[0])
+            if limit is None:
+                continue
+            for (entered, last), n in pairs.items():
+                if reference_time - last > limit:
+                    self._add_dormant(key, entered, n)
+        limits, width = self.limits, len(self.limits)
+        for key, hours in totals.open_entries_by_hour.items():
+            asleep = self.dormant_entries.get(key, {})
+            counts = [0] * width
+            oldest = None
+            for hour, n in hours.items():
+                active = n - asleep.get(hour, 0)
+                if active:
+                    counts[bisect.bisect_left(limits, reference_time - hour)] += active
+                    if oldest is None or hour < oldest:
+                        oldest = hour
+            self.bands[key] = counts
+            if oldest is not None:
+                self.oldest[key] = oldest
+
+    def phase_of(self, reference_time: float) -> tuple[float, int]:
+        q, r = divmod(reference_time, SECONDS_PER_HOUR)
+        return q, bisect.bisect_left(self.offsets, r)
+
+    def active_changed(
+        self, key: StageKey, hour: int, n: int, open_index: dict[StageKey, Counter[int]]
+    ) -> None:
+        """`n` more active visits of `key` entered in `hour` (the indexes already changed)."""
+        counts = self.bands.get(key)
+        if counts is None:
+            counts = self.bands[key] = [0] * len(self.limits)
+        counts[bisect.bisect_left(self.limits, self.reference_time - hour)] += n
+        if key in self.stale:
+            return
+        hours = open_index.get(key)  # as the scan: only the hours of open visits count
+        active = hours[hour] - self.dormant_entries.get(key, {}).get(hour, 0) \
+            if hours is not None and hour in hours else 0
+        oldest = self.oldest.get(key)
+        if active:
+            if oldest is None or hour < oldest:
+                self.oldest[key] = hour
+        elif hour == oldest:
+            self.stale.add(key)
+
+    def waiting_changed(
+        self, key: StageKey, entered: int, last: int, n: int,
+        open_index: dict[StageKey, Counter[int]],
+    ) -> None:
+        """`n` more waiting visits of `key` (entered, latest event in those hours): if they are
+        dormant at this phase, `n` more dormant and `n` fewer active ones."""
+        limit = self.dormant_after.get(key[0])
+        if limit is None or not self.reference_time - last > limit:
+            return
+        self._add_dormant(key, entered, n)
+        self.active_changed(key, entered, -n, open_index)
+
+    def _add_dormant(self, key: StageKey, entered: int, n: int) -> None:
+        entries = self.dormant_entries.get(key)
+        if entries is None:
+            entries = self.dormant_entries[key] = {}
+        total = entries.get(entered, 0) + n
+        if total:
+            entries[entered] = total
+        else:
+            del entries[entered]
+        total = self.dormant.get(key, 0) + n
+        if total:
+            self.dormant[key] = total
+        else:
+            del self.dormant[key]
+
+    def by_age(self) -> dict[tuple[str, str, str, str], int]:
+        names = self.names
+        return {
+            (stage, case_type, district, name): n
+            for (stage, case_type, district), counts in self.bands.items()
+            for name, n in zip(names, counts, strict=True) if n
+        }
+
+    def dormant_by_key(self) -> dict[StageKey, int]:
+        return dict(self.dormant)
+
+    def oldest_by_stage(self, open_index: dict[StageKey, Counter[int]]) -> dict[str, int]:
+        for key in self.stale:
+            asleep = self.dormant_entries.get(key, {})
+            active = [hour for hour, n in open_index.get(key, {}).items()
+                      if n - asleep.get(hour, 0)]
+            if active:
+                self.oldest[key] = min(active)
+            else:
+                self.oldest.pop(key, None)
+        self.stale.clear()
+        oldest: dict[str, int] = {}
+        for (stage, _, _), hour in self.oldest.items():
+            oldest[stage] = min(hour, oldest.get(stage, hour))
+        return oldest
 
 
 def _add_hour(index: dict[StageKey, Counter], key: StageKey, hour: object, sign: int) -> None:

@@ -188,6 +188,46 @@ def test_arrival_order_never_changes_dormant_cases_the_ages_or_the_oldest_age(da
         assert +per_key == +Counter({k: n - dormant.get(k, 0) for k, n in a.backlog().items()})
 
 
+# Reference times around band limits and the dormancy limit of the court stage, on and off the
+# hour: some in one reading phase (the kept readings are updated), some across phases.
+READ_AT = [t for day in (100, 380, 420, 500, 766, 800, 1000, 1300) for t in
+           (day * DAY, day * DAY + 1, day * DAY + 0.5 * HOUR, day * DAY + HOUR - 1)] + \
+          [10 * DAY + 7 * DAY + 0.7 * HOUR, 30 * DAY + 0.7 * HOUR + LIMIT]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_kept_backlog_readings_equal_the_scans_whatever_the_order_of_events_and_reads(data):
+    # A publication reads backlog_readings (kept up to date between reads); the scans read every
+    # open visit. Reads between events, at times in the same phase and across phases.
+    events = data.draw(st.lists(st.sampled_from(ORDER_EVENTS), min_size=1,
+                                max_size=len(ORDER_EVENTS) + 3))
+    totals, states = ChainTotals(CHAIN), {}
+    for event in data.draw(st.permutations(events)):
+        state = states.get(event.case_key)
+        applied = apply_event(CHAIN, state, event)
+        totals.record(applied, new_case=state is None)
+        totals.mark(None if state is None else marks_of(CHAIN, state),
+                    marks_of(CHAIN, applied.state))
+        states[event.case_key] = applied.state
+        for t in data.draw(st.lists(st.sampled_from(READ_AT), max_size=3)):
+            by_age, oldest, dormant = totals.backlog_readings(t)
+            assert by_age == {k: n for k, n in totals.backlog_by_age(t).items() if n}, t
+            assert oldest == totals.oldest_active_entry(t), t
+            assert dormant == {k: n for k, n in totals.dormant(t).items() if n}, t
+
+
+def test_a_reading_phase_holds_the_limits_offsets_within_the_hour():
+    totals = ChainTotals(CHAIN)
+    Case(totals).send("court_intake", 10 * DAY)
+    totals.backlog_readings(400 * DAY + 1)
+    readings = totals._readings
+    assert readings is not None
+    assert readings.phase_of(400 * DAY + 1) == readings.phase_of(400 * DAY + HOUR - 1)
+    assert readings.phase_of(400 * DAY) != readings.phase_of(400 * DAY + 1)  # limits end on 0:00
+    assert readings.phase_of(400 * DAY + HOUR) != readings.phase_of(400 * DAY + 1)
+
+
 def test_is_dormant_counts_from_the_start_of_the_hour_of_the_latest_event():
     assert not is_dormant(None, 0.0, 10**12)
     assert not is_dormant(DAY, 0.5 * HOUR, DAY)
