@@ -138,15 +138,7 @@ def produce_paced(
     kafka-python's sends one at a time took a good part of a core at 5,000 events/s. Every topic's
     metadata is fetched before the first event. Returns the count; raises if any event was not
     acknowledged."""
-    from confluent_kafka import Producer
-
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    producer = Producer({
+    producer, delivered, failures = _confluent_producer({
         "bootstrap.servers": bootstrap,
         "client.id": "ketenmonitor-bench-live",
         "acks": 1,
@@ -164,11 +156,7 @@ def produce_paced(
         pace(n - 1)
         producer.produce(topics[organisation], value, on_delivery=delivered)
         producer.poll(0)
-    left = producer.flush(300)
-    if left:
-        raise RuntimeError(f"{left} benchmark events still unsent after 300 s")
-    if failures:
-        raise RuntimeError(f"{len(failures)} benchmark events were not produced: {failures[0]}")
+    _flush(producer, failures, 300)
     return n
 
 
@@ -184,15 +172,7 @@ def produce_keyed(
     key), so each event lands in its case's partition as with kafka-python's default and as the
     one-hop path checks. Prints a line every `progress_every` events. Returns the count; raises
     if any event was not acknowledged."""
-    from confluent_kafka import Producer
-
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    producer = Producer({
+    producer, delivered, failures = _confluent_producer({
         "bootstrap.servers": bootstrap,
         "client.id": "ketenmonitor-bench",
         "acks": 1,
@@ -220,9 +200,29 @@ def produce_keyed(
         if progress_every and n % progress_every == 0:
             rate = n / (time.monotonic() - started)
             print(f"[bench] produced {n:,} events ({rate:,.0f}/s)", flush=True)
-    left = producer.flush(600)
+    _flush(producer, failures, 600)
+    return n
+
+
+def _confluent_producer(
+    config: dict[str, Any],
+) -> tuple[Any, Callable[[Any, Any], None], list[str]]:
+    """A confluent-kafka producer, its delivery callback, and the failures that one collects."""
+    from confluent_kafka import Producer
+
+    failures: list[str] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    return Producer(config), delivered, failures
+
+
+def _flush(producer: Any, failures: list[str], seconds: float) -> None:
+    """Wait until every event is acknowledged; raise if one is unsent or was refused."""
+    left = producer.flush(seconds)
     if left:
-        raise RuntimeError(f"{left} benchmark events still unsent after 600 s")
+        raise RuntimeError(f"{left} benchmark events still unsent after {seconds:.0f} s")
     if failures:
         raise RuntimeError(f"{len(failures)} benchmark events were not produced: {failures[0]}")
-    return n

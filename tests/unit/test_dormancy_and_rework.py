@@ -135,7 +135,7 @@ def test_a_dormant_case_leaves_the_age_bands_and_the_oldest_age_and_comes_back_w
         assert rebuild(CHAIN, states).oldest_active_entry(t) == totals.oldest_active_entry(t)
 
 
-def _fold_with_marks(events) -> tuple[ChainTotals, dict]:
+def _fold_with_marks(events, after_each=None) -> tuple[ChainTotals, dict]:
     totals, states = ChainTotals(CHAIN), {}
     for event in events:
         state = states.get(event.case_key)
@@ -144,6 +144,8 @@ def _fold_with_marks(events) -> tuple[ChainTotals, dict]:
         totals.mark(None if state is None else marks_of(CHAIN, state),
                     marks_of(CHAIN, applied.state))
         states[event.case_key] = applied.state
+        if after_each is not None:
+            after_each(totals)
     return totals, states
 
 
@@ -202,19 +204,15 @@ def test_kept_backlog_readings_equal_the_scans_whatever_the_order_of_events_and_
     # open visit. Reads between events, at times in the same phase and across phases.
     events = data.draw(st.lists(st.sampled_from(ORDER_EVENTS), min_size=1,
                                 max_size=len(ORDER_EVENTS) + 3))
-    totals, states = ChainTotals(CHAIN), {}
-    for event in data.draw(st.permutations(events)):
-        state = states.get(event.case_key)
-        applied = apply_event(CHAIN, state, event)
-        totals.record(applied, new_case=state is None)
-        totals.mark(None if state is None else marks_of(CHAIN, state),
-                    marks_of(CHAIN, applied.state))
-        states[event.case_key] = applied.state
+
+    def read_both_ways(totals: ChainTotals) -> None:
         for t in data.draw(st.lists(st.sampled_from(READ_AT), max_size=3)):
             by_age, oldest, dormant = totals.backlog_readings(t)
             assert by_age == {k: n for k, n in totals.backlog_by_age(t).items() if n}, t
             assert oldest == totals.oldest_active_entry(t), t
             assert dormant == {k: n for k, n in totals.dormant(t).items() if n}, t
+
+    _fold_with_marks(data.draw(st.permutations(events)), after_each=read_both_ways)
 
 
 def test_a_reading_phase_holds_the_limits_offsets_within_the_hour():
