@@ -13,6 +13,7 @@ from ketenmonitor.streams.processing import CaseProcessor, PartitionTotals, deco
 from ketenmonitor.streams.totals import (
     CASES_KEY,
     TotalsView,
+    case_totals_position,
     decode_case_totals,
     encode_case_totals,
     ingest_key,
@@ -101,6 +102,34 @@ def test_the_view_keeps_the_newest_position_per_partition_and_key() -> None:
     assert not view.apply(3, key, IngestStats(next_offset=4, accepted=4).encode())
     assert [(t, s.accepted) for t, s in view.ingest_records()] == [("p.events.om", 9)]
     assert not view.apply(3, b"unknown", b"{}")
+
+
+def test_a_view_reads_a_records_position_from_its_start_and_decodes_it_when_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ketenmonitor.streams import totals as published
+
+    totals = ChainTotals(CHAIN)
+    totals.record(apply_event(CHAIN, None, event(1, "court_intake", 0.0)), new_case=True)
+    raw = encode_case_totals(totals, position=1234, reference_time=100 * DAY)
+    assert case_totals_position(raw) == 1234 == decode_case_totals(raw).position
+    # Written otherwise (other key order, spaces): decoded whole, the same position.
+    sorted_keys = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
+    assert case_totals_position(sorted_keys) == 1234
+    assert case_totals_position(raw.replace(b'{"v":3,', b'{ "v": 3, ', 1)) == 1234
+    with pytest.raises(FormatVersionError, match="format version"):  # refused where it arrives
+        TotalsView().apply(0, CASES_KEY, raw.replace(b'{"v":3,', b'{"v":9,', 1))
+    decoded = []
+    real_decode = published.decode_case_totals
+    monkeypatch.setattr(published, "decode_case_totals",
+                        lambda b: decoded.append(b) or real_decode(b))
+    view = TotalsView()
+    for position in (5, 6, 7):  # three publications between two reads
+        assert view.apply(0, CASES_KEY, encode_case_totals(totals, position, 100 * DAY))
+    assert decoded == []
+    assert [r.position for r in view.case_records()] == [7] and len(decoded) == 1
+    assert view.case_records()[0].inflow == view.case_records()[0].inflow
+    assert len(decoded) == 1  # read again, not decoded again
 
 
 def test_version_1_records_are_read() -> None:
