@@ -34,7 +34,7 @@ and it counts in the ages again at the age it has in the stage.
 Those readings (`backlog_readings`, what a publication of the totals needs) are kept up to date as
 the totals change instead of read from every open visit each time (`BacklogReadings`): whether a
 visit is dormant, and which age band it is in, changes only when the reference time crosses an
-hour boundary or a band limit's or dormancy limit's offset within the hour (`reading_phase`), so
+hour boundary or a band limit's or dormancy limit's offset within the hour (`phase_of`), so
 within one such phase each change moves a few counts. A new phase reads every visit once. The
 scan (`dormant`, `backlog_by_age`, `oldest_active_entry`) stays the definition the kept readings
 are tested against.
@@ -400,27 +400,21 @@ class BacklogReadings:
         self.bands: dict[StageKey, list[int]] = {}  # stage key -> active visits per band
         self.oldest: dict[StageKey, int] = {}  # stage key -> oldest active entry hour
         self.stale: set[StageKey] = set()  # keys whose oldest entry must be looked for again
-        for key, pairs in totals.waiting_by_hours.items():
-            limit = self.dormant_after.get(key[0])
-            if limit is None:
-                continue
-            for (entered, last), n in pairs.items():
-                if reference_time - last > limit:
-                    self._add_dormant(key, entered, n)
+        # A new phase starts from the scans that define the readings.
+        asleep = totals.dormant_entries_by_hour(reference_time)
+        for key, entries in asleep.items():
+            self.dormant_entries[key] = dict(entries)
+            total = sum(entries.values())
+            if total:
+                self.dormant[key] = total
         limits, width = self.limits, len(self.limits)
-        for key, hours in totals.open_entries_by_hour.items():
-            asleep = self.dormant_entries.get(key, {})
+        for key, hours in totals.active_entries_by_hour(reference_time, asleep).items():
             counts = [0] * width
-            oldest = None
             for hour, n in hours.items():
-                active = n - asleep.get(hour, 0)
-                if active:
-                    counts[bisect.bisect_left(limits, reference_time - hour)] += active
-                    if oldest is None or hour < oldest:
-                        oldest = hour
+                counts[bisect.bisect_left(limits, reference_time - hour)] += n
             self.bands[key] = counts
-            if oldest is not None:
-                self.oldest[key] = oldest
+            if hours:
+                self.oldest[key] = min(hours)
 
     def phase_of(self, reference_time: float) -> tuple[float, int]:
         q, r = divmod(reference_time, SECONDS_PER_HOUR)
