@@ -167,9 +167,7 @@ class Exposition:
         wanted = frozenset(names)
         body = b""
         if self.cached is not None:
-            body = encoder(_Named(self.cached.registry, wanted))
-            if body.endswith(_OPENMETRICS_EOF):
-                body = body[: -len(_OPENMETRICS_EOF)]
+            body = _without_eof(encoder(_Named(self.cached.registry, wanted)))
         return content_type, body + encoder(_Named(self.registry, wanted))
 
     def _raise_if_failed(self, content_type: str, started: float) -> None:
@@ -201,13 +199,17 @@ class Exposition:
             held = self._cached_body.get(content_type)
         if held is not None and held[0] == key:
             return held[1]
-        body = encoder(self.cached.registry)
-        if body.endswith(_OPENMETRICS_EOF):  # one EOF, at the end of the whole body
-            body = body[: -len(_OPENMETRICS_EOF)]
+        body = _without_eof(encoder(self.cached.registry))
         if self.cached.key() == key:  # kept only if its inputs held during the collection
             with self._lock:
                 self._cached_body[content_type] = (key, body)
         return body
+
+
+def _without_eof(body: bytes) -> bytes:
+    """The cached part's encoding without OpenMetrics' EOF line: one EOF, at the end of the
+    whole body."""
+    return body[: -len(_OPENMETRICS_EOF)] if body.endswith(_OPENMETRICS_EOF) else body
 
 
 class _Named:
