@@ -353,8 +353,14 @@ def test_the_machine_share_is_read_from_proc_stat_and_settle_returns_when_quiet_
     from bench.machine import MachineShare, settle
 
     share = MachineShare()
-    sum(i * i for i in range(200_000))  # some CPU in between
-    found = share.shares()
+    # Some CPU in between, until /proc/stat has counted a few ticks (10 ms each at the usual
+    # USER_HZ; a fixed amount of work ended inside one tick on a fast machine).
+    deadline = time.monotonic() + 5.0
+    while True:
+        sum(i * i for i in range(50_000))
+        found = share.shares()
+        if found["machine_busy_share"] > 0.0 or time.monotonic() > deadline:
+            break
     assert 0.0 <= found["machine_steal_share"] <= found["machine_busy_share"] + 1.0
     assert 0.0 < found["machine_busy_share"] <= 1.0
     waited = settle(busy_below=1.01, window_seconds=0.2, give_up_seconds=5.0)
