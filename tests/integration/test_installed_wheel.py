@@ -1,6 +1,7 @@
 """An installed wheel works outside the source tree.
 
-The wheel is built from a copy of this checkout, installed with pip into a fresh virtualenv, and
+The wheel is built from a copy of this checkout (with the suite's virtualenv's setuptools, no build
+isolation: pinned in pyproject's dev extra), installed with pip into a fresh virtualenv, and
 run from an empty directory without PYTHONPATH. Offline: the dependencies are not downloaded but
 taken from the suite's own virtualenv, whose site-packages the fresh one reads through a .pth
 line (appended after its own, so the installed wheel wins over the development install).
@@ -24,24 +25,6 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
                           check=False)
 
 
-def _with_wheel(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """setuptools 65 builds wheels with the `wheel` package, which the virtualenv lacks: offline,
-    Debian's python3-wheel (pure Python) is put on the build's path."""
-    try:
-        import wheel  # noqa: F401
-
-        return env
-    except ImportError:
-        debian = Path("/usr/lib/python3/dist-packages/wheel")
-        assert debian.is_dir(), "no `wheel` package to build with (apt-get install python3-wheel)"
-        extra = tmp_path / "build-path"
-        extra.mkdir()
-        (extra / "wheel").symlink_to(debian)
-        for info in debian.parent.glob("wheel-*-info"):  # its bdist_wheel entry point
-            (extra / info.name).symlink_to(info)
-        return {**env, "PYTHONPATH": str(extra)}
-
-
 def test_the_installed_wheel_runs_from_another_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("KETENMONITOR_", "PYTHON", "VIRTUAL_ENV"))}
@@ -50,7 +33,7 @@ def test_the_installed_wheel_runs_from_another_directory(tmp_path: Path) -> None
         ".git", ".venv", ".cache", "build", "*.egg-info", "__pycache__", "bench", "tests"))
     dist = tmp_path / "dist"
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                  "--no-index", "-w", str(dist), str(source)], tmp_path, _with_wheel(env, tmp_path))
+                  "--no-index", "-w", str(dist), str(source)], tmp_path, env)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     (wheel,) = dist.glob("ketenmonitor-*.whl")
     # One installed name: streams/, schemas/ and dashboards/ are ketenmonitor's subpackages.
