@@ -45,8 +45,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import marshal
+import os
 import struct
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,9 @@ DELTA_PART = "#records+"
 MAX_DELTAS = 64  # deltas kept before they are merged into the base whatever their size
 MERGE_MIN_BYTES = 16 << 20  # deltas smaller than this (and the base) are not merged yet
 MARSHAL_VERSION = 4  # marshal's format (Python 3.4+); a value it cannot read: not used
+# The nice value of the thread that writes periodic checkpoints to LMDB (Linux: per thread): the
+# write yields the CPU to event processing (like RocksDB's lowered background-thread priority).
+WRITER_NICE = 19
 
 
 @dataclass
@@ -99,6 +105,18 @@ def _merge(table: dict[bytes, bytes], records: Any) -> dict[bytes, bytes]:
         for key in [key for key, value in records.items() if is_marker(value)]:
             del table[key]
     return table
+
+
+def encode_records(
+    changes: dict[bytes, bytes], retired: bytes | memoryview | None = None
+) -> bytes | None:
+    """A delta's value: the records marshalled (None for no records). Records with a retired
+    case's marker need the retired keys' digests (`retired`) in the same checkpoint."""
+    if not changes:
+        return None
+    if retired is None and RETIRED_MARKER in changes.values():
+        raise ValueError("a checkpoint with retired cases needs the retired keys' digests")
+    return marshal.dumps(changes, MARSHAL_VERSION)
 
 
 class CheckpointStore:
@@ -207,7 +225,8 @@ class CheckpointStore:
         totals: bytes | None = None,
     ) -> None:
         """Add the records written since the last checkpoint (`replace`: these are all of them)
-        and move the checkpoint to `offset`, in one transaction.
+        and move the checkpoint to `offset`, in one transaction (and merge the deltas into the
+        base in a second one when they are due: the records are the same before and after).
 
         A marker among `changes` removes its key's record: `retired`, the digests of every key
         the partition has retired (RetiredKeys.to_bytes), must then be given; None keeps the
@@ -215,38 +234,93 @@ class CheckpointStore:
         (they no longer match the records)."""
         if self.topic_id is None:
             return
-        if retired is None and RETIRED_MARKER in changes.values():
-            raise ValueError("a checkpoint with retired cases needs the retired keys' digests")
-        meta = _META.pack(META_VERSION, offset, max(position, 0)) + self.topic_id.encode()
-        base_key = self._key(tp, BASE_PART)
+        if replace:
+            self._replace(tp, offset, position, changes, retired, totals)
+        elif self.add_delta(tp, offset, position, encode_records(changes, retired),
+                            retired, totals):
+            self.merge(tp)
+
+    def _meta(self, offset: int, position: int) -> bytes:
+        assert self.topic_id is not None
+        return _META.pack(META_VERSION, offset, max(position, 0)) + self.topic_id.encode()
+
+    def _replace(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        position: int,
+        changes: dict[bytes, bytes],
+        retired: bytes | memoryview | None,
+        totals: bytes | None,
+    ) -> None:
+        if self.topic_id is None:
+            return
+        encode_records(changes, retired)  # refuses markers without digests
+        with self._env.begin(write=True, db=self._db, buffers=True) as txn:
+            for key, _ in self._deltas(txn, tp):
+                txn.delete(key)
+            txn.delete(self._key(tp, RETIRED_PART))
+            txn.put(self._key(tp, BASE_PART),
+                    marshal.dumps(_merge({}, changes), MARSHAL_VERSION))
+            self._finish(txn, tp, offset, position, retired, totals)
+
+    def _finish(
+        self,
+        txn: Any,
+        tp: TopicPartition,
+        offset: int,
+        position: int,
+        retired: bytes | memoryview | None,
+        totals: bytes | None,
+    ) -> None:
+        if retired is not None:
+            txn.put(self._key(tp, RETIRED_PART), retired)
+        if totals is not None:
+            txn.put(self._key(tp, TOTALS_PART), totals)
+        else:
+            txn.delete(self._key(tp, TOTALS_PART))
+        txn.put(self._key(tp), self._meta(offset, position))
+
+    def add_delta(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        position: int,
+        delta: bytes | None,
+        retired: bytes | memoryview | None = None,
+        totals: bytes | None = None,
+    ) -> bool:
+        """`save` of records already encoded (`encode_records`; None: no records) without the
+        merge: only LMDB calls, which run without Python's lock, so a thread of low priority can
+        write it (`Checkpointer`). Returns whether the deltas are due to be merged (`merge`)."""
+        if self.topic_id is None:
+            return False
+        due = False
+        with self._env.begin(write=True, db=self._db, buffers=True) as txn:
+            if delta is not None:
+                deltas = self._deltas(txn, tp)
+                sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
+                key = self._key(tp, f"{DELTA_PART}{sequence:010d}")
+                txn.put(key, delta)
+                deltas.append((key, len(delta)))
+                base = txn.get(self._key(tp, BASE_PART))
+                base_size = 0 if base is None else len(base)
+                due = len(deltas) > MAX_DELTAS or \
+                    sum(size for _, size in deltas) > max(base_size, MERGE_MIN_BYTES)
+            self._finish(txn, tp, offset, position, retired, totals)
+        return due
+
+    def merge(self, tp: TopicPartition) -> None:
+        """The partition's deltas merged into a new base, in one transaction (the checkpoint
+        holds the same records before and after)."""
         with self._env.begin(write=True, db=self._db, buffers=True) as txn:
             deltas = self._deltas(txn, tp)
-            if replace:
-                for key, _ in deltas:
-                    txn.delete(key)
-                txn.delete(self._key(tp, RETIRED_PART))
-                txn.put(base_key, marshal.dumps(_merge({}, changes), MARSHAL_VERSION))
-            elif changes:
-                sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
-                value = marshal.dumps(changes, MARSHAL_VERSION)
-                key = self._key(tp, f"{DELTA_PART}{sequence:010d}")
-                txn.put(key, value)
-                deltas.append((key, len(value)))
-                base = txn.get(base_key)
-                base_size = 0 if base is None else len(base)
-                if len(deltas) > MAX_DELTAS or \
-                        sum(size for _, size in deltas) > max(base_size, MERGE_MIN_BYTES):
-                    table = self._table(txn, tp)
-                    for key, _ in deltas:
-                        txn.delete(key)
-                    txn.put(base_key, marshal.dumps(table, MARSHAL_VERSION))
-            if retired is not None:
-                txn.put(self._key(tp, RETIRED_PART), retired)
-            if totals is not None:
-                txn.put(self._key(tp, TOTALS_PART), totals)
-            else:
-                txn.delete(self._key(tp, TOTALS_PART))
-            txn.put(self._key(tp), meta)
+            if not deltas:
+                return
+            table = self._table(txn, tp)
+            for key, _ in deltas:
+                txn.delete(key)
+            txn.put(self._key(tp, BASE_PART), marshal.dumps(table, MARSHAL_VERSION))
 
     def forget(self, tp: TopicPartition) -> None:
         with self._env.begin(write=True, db=self._db) as txn:
@@ -287,7 +361,11 @@ class Checkpointer:
     they reach: the worker notes all three together when a batch is acknowledged
     (`tables.written_since_checkpoint`, `worker.totals`, `worker.acked_changelog_end`), so a
     periodic checkpoint takes them without waiting for the batches in flight; one at a
-    revocation or stop drains them first, so that it holds everything written."""
+    revocation or stop drains them first, so that it holds everything written.
+
+    A periodic checkpoint's LMDB transaction is written by a thread of low priority (nice
+    WRITER_NICE): on a busy machine it yields the CPU to event processing and lands a little
+    later; one the worker waits for is written at normal priority."""
 
     def __init__(self, worker: Any, store: CheckpointStore | None, seconds: float) -> None:
         self.worker = worker
@@ -300,6 +378,7 @@ class Checkpointer:
         # folded its totals, leaves one without them).
         self.with_totals: set[int] = set()
         self._writing: asyncio.Task[None] | None = None  # the checkpoint being written
+        self._writer_thread: ThreadPoolExecutor | None = None
 
     @property
     def fingerprint(self) -> bytes:
@@ -331,13 +410,13 @@ class Checkpointer:
             return  # the last one is still being written: at the next turn
         jobs = await self._take(drain=False)
         if jobs:
-            self._writing = asyncio.create_task(self._write(jobs))
+            self._writing = asyncio.create_task(self._write(jobs, background=True))
 
     async def now(self) -> None:
         """Checkpoint every owned partition with records written since its last checkpoint, and
         return once it is written (a revocation, the worker's stop)."""
         await self.wait()
-        await self._write(await self._take(drain=True))
+        await self._write(await self._take(drain=True), background=False)
 
     async def wait(self) -> None:
         """Until the checkpoint being written (if any) is written: before a restore reads the
@@ -387,17 +466,38 @@ class Checkpointer:
             jobs.append(_Job(tp, offset, position, changes, retired, totals, encoded, drained))
         return jobs
 
-    async def _write(self, jobs: list[_Job]) -> None:
+    def _writer(self) -> ThreadPoolExecutor:
+        """The thread that writes checkpoints' LMDB transactions, at low priority (WRITER_NICE).
+        Only LMDB's own calls, which run without Python's lock, run there (`add_delta`): what
+        holds the lock (marshalling, merging) runs in a thread of normal priority, since the
+        worker waits for the lock that a starved low-priority thread would hold."""
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="checkpoint-writer", initializer=_lower_priority
+            )
+        return self._writer_thread
+
+    async def _write(self, jobs: list[_Job], background: bool) -> None:
+        """`background`: a periodic checkpoint, written by the low-priority thread; else one
+        the worker waits for (a revocation, its stop), written at normal priority."""
         store, tables = self.store, self.worker.tables
         assert store is not None or not jobs
+        loop = asyncio.get_running_loop()
         for job in jobs:
             started = time.monotonic()
             partition = job.tp.partition
             try:
-                cpu = await asyncio.to_thread(
-                    _timed_save, store, job.tp, job.offset, job.position, job.changes,
-                    job.retired, job.totals,
+                assert store is not None
+                delta, cpu = await asyncio.to_thread(_timed, encode_records, job.changes,
+                                                     job.retired)
+                due, written = await loop.run_in_executor(
+                    self._writer() if background else None, _timed, store.add_delta, job.tp,
+                    job.offset, job.position, delta, job.retired, job.totals,
                 )
+                cpu += written
+                if due:
+                    _, merged = await asyncio.to_thread(_timed, store.merge, job.tp)
+                    cpu += merged
             except (lmdb.Error, ValueError) as exc:
                 log.warning("checkpoint of %s not written (%r)", job.tp, exc)
                 self.with_totals.discard(partition)
@@ -408,26 +508,27 @@ class Checkpointer:
             if partition in tables.cases:
                 self.with_totals.add(partition)
             log.info(
-                "checkpoint of %s/%s at offset %d: %d records in %.2fs, %.3f CPU-s in its thread "
-                "(totals encoded in %.2fs; batches drained in %.2fs)",
+                "checkpoint of %s/%s at offset %d: %d records in %.2fs, %.3f CPU-s in its threads "
+                "(totals encoded in %.2fs; batches drained in %.2fs%s)",
                 job.tp.topic, partition, job.offset, len(job.changes),
                 time.monotonic() - started, cpu, job.encoded_seconds, job.drained_seconds,
+                "; deltas merged" if due else "",
             )
 
 
-def _timed_save(
-    store: CheckpointStore,
-    tp: TopicPartition,
-    offset: int,
-    position: int,
-    changes: dict[bytes, bytes],
-    retired: bytes | memoryview | None,
-    totals: bytes,
-) -> float:
-    """`store.save` in the writer thread; returns the CPU-seconds the thread used."""
+def _lower_priority() -> None:
+    """Lower the calling thread's priority (on Linux a thread id is a PRIO_PROCESS target)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+    except (OSError, AttributeError) as exc:  # not Linux, or not allowed: normal priority
+        log.info("checkpoint writer keeps its priority (%r)", exc)
+
+
+def _timed(call: Any, *args: Any) -> tuple[Any, float]:
+    """`call(*args)` and the CPU-seconds its thread used."""
     started = time.thread_time()
-    store.save(tp, offset, position, changes, False, retired, totals)
-    return time.thread_time() - started
+    result = call(*args)
+    return result, time.thread_time() - started
 
 
 @dataclass

@@ -273,7 +273,7 @@ def test_a_due_checkpoint_is_written_while_the_worker_goes_on_and_a_failed_one_i
     store = CheckpointStore(tmp_path, topic_id="t1")
     worker = _Worker(store)
     checkpointer = Checkpointer(worker, store, seconds=0.0)
-    saved = store.save
+    saved = store.add_delta
     started, release = threading.Event(), threading.Event()
 
     def slow_then_failing_save(*args, **kwargs):
@@ -283,7 +283,7 @@ def test_a_due_checkpoint_is_written_while_the_worker_goes_on_and_a_failed_one_i
 
     async def scenario() -> None:
         worker.write({b"k1": b"v1", b"k2": b"v2"})
-        monkeypatch.setattr(store, "save", slow_then_failing_save)
+        monkeypatch.setattr(store, "add_delta", slow_then_failing_save)
         await checkpointer.due()  # taken, and written in a thread: due() does not wait for it
         await asyncio.to_thread(started.wait, 10)
         worker.write({b"k2": b"v2b", b"k3": b"v3"})  # the worker goes on meanwhile
@@ -294,7 +294,7 @@ def test_a_due_checkpoint_is_written_while_the_worker_goes_on_and_a_failed_one_i
         assert worker.tables.written_since_checkpoint[0] == {
             b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"
         }
-        monkeypatch.setattr(store, "save", saved)
+        monkeypatch.setattr(store, "add_delta", saved)
         await checkpointer.now()
 
     asyncio.run(scenario())
@@ -438,6 +438,52 @@ def test_a_periodic_checkpoint_takes_the_acknowledged_batches_without_waiting_fo
         assert worker.pipeline.drains == 1
 
     asyncio.run(scenario())
+    found = store.load(CHANGELOG)
+    assert found is not None and found.offset == 4
+    assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
+
+
+def test_a_periodic_checkpoint_is_written_at_low_priority_and_merged_and_one_waited_for_is_not(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The LMDB transaction of a periodic checkpoint runs in a thread of nice WRITER_NICE; the
+    marshalling and a merge due (both hold Python's lock) and a checkpoint at a revocation or
+    stop (the worker waits for it) run at the process's own priority. The records load the same."""
+    import os
+
+    from ketenmonitor.streams import state_store
+    from ketenmonitor.streams.state_store import WRITER_NICE, Checkpointer
+
+    monkeypatch.setattr(state_store, "MAX_DELTAS", 1)  # the second delta is due for a merge
+    store = CheckpointStore(tmp_path, topic_id="t1")
+    worker = _Worker(store)
+    checkpointer = Checkpointer(worker, store, seconds=0.0)
+    nice_of: dict[str, list[int]] = {"add_delta": [], "merge": [], "encode_records": []}
+
+    def recorded(name, call):
+        def wrapper(*args, **kwargs):
+            nice_of[name].append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return call(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(store, "add_delta", recorded("add_delta", store.add_delta))
+    monkeypatch.setattr(store, "merge", recorded("merge", store.merge))
+    monkeypatch.setattr(state_store, "encode_records",
+                        recorded("encode_records", state_store.encode_records))
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+
+    async def scenario() -> None:
+        for records in ({b"k1": b"v1", b"k2": b"v2"}, {b"k2": b"v2b"}):
+            worker.write(records)
+            await checkpointer.due()
+            await checkpointer.wait()
+        worker.write({b"k3": b"v3"})
+        await checkpointer.now()
+
+    asyncio.run(scenario())
+    assert nice_of["add_delta"] == [max(own, WRITER_NICE), max(own, WRITER_NICE), own]
+    assert nice_of["encode_records"] == [own, own, own]
+    assert nice_of["merge"] == [own]  # after the second delta; the third is not due yet
     found = store.load(CHANGELOG)
     assert found is not None and found.offset == 4
     assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
