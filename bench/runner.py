@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import time
 import traceback
@@ -61,7 +62,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     document: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
-        "command": shlex.join(argv),
+        # The worker settings the run's environment sets (every worker it starts inherits them).
+        "command": shlex.join([*(f"{k}={v}" for k, v in settings_in_environment().items()),
+                               *argv]),
         "machine": machine_facts(),
         "results": {},
         "errors": {},
@@ -94,6 +97,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 def checks_pass(document: dict[str, Any]) -> bool:
     """Every correctness check in the document found the worker equal to the batch numbers."""
     return all(check["equal"] for check in iter_checks(document["results"]))
+
+
+def settings_in_environment() -> dict[str, str]:
+    """KETENMONITOR_* variables of this process's environment (the test suite's own
+    KETENMONITOR_TEST_* and secrets left out)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith("KETENMONITOR_") and not k.startswith("KETENMONITOR_TEST_") and not any(
+                word in k for word in ("KEY", "PASSWORD", "SECRET", "TOKEN"))}
 
 
 def iter_checks(node: Any) -> Any:

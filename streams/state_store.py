@@ -452,8 +452,12 @@ class Checkpointer:
             changes = changes or {}
             position = worker.case_position.get(partition, 0)  # what this owner writes with
             started = time.monotonic()
-            # The totals are those of the acknowledged records: of `offset`.
-            totals = encode_totals_snapshot(self.fingerprint, worker.totals.of(partition))
+            # The totals are those of the acknowledged records: of `offset`. A restore takes saved
+            # totals only when no record follows the checkpoint, so a periodic checkpoint of a
+            # partition that is being written leaves them out (a tail will follow it); the next
+            # turn without new records, and one the worker waits for, saves them.
+            totals = encode_totals_snapshot(self.fingerprint, worker.totals.of(partition)) \
+                if drain or not changes else None
             encoded = time.monotonic() - started
             retirement = tables.retired.get(partition)
             retired = None
@@ -505,8 +509,10 @@ class Checkpointer:
                     newer = tables.written_since_checkpoint.get(partition, {})  # newer ones
                     tables.written_since_checkpoint[partition] = {**job.changes, **newer}
                 continue
-            if partition in tables.cases:
+            if partition in tables.cases and job.totals is not None:
                 self.with_totals.add(partition)
+            else:
+                self.with_totals.discard(partition)
             log.info(
                 "checkpoint of %s/%s at offset %d: %d records in %.2fs, %.3f CPU-s in its threads "
                 "(totals encoded in %.2fs; batches drained in %.2fs%s)",
@@ -540,6 +546,6 @@ class _Job:
     position: int
     changes: dict[bytes, bytes]
     retired: bytes | memoryview | None
-    totals: bytes
+    totals: bytes | None  # None: left out (a partition being written, see `_take`)
     encoded_seconds: float
     drained_seconds: float  # how long the batches in flight took to drain before it was taken

@@ -6,6 +6,7 @@ Starts its own broker (python -m bench run does) on a free port; asserts no timi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,14 +29,20 @@ def test_a_small_replay_run_writes_machine_facts_command_figures_and_passing_che
         "--no-naive", "--kafka-port", str(port), "--results-dir", str(tmp_path),
         "--no-summary", "--name", "test",
     ]
+    # A worker setting in the environment: every worker the run starts inherits it, and the
+    # command recorded says so.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KETENMONITOR_")}
+    env["KETENMONITOR_CHECKPOINT_SECONDS"] = "30"
     done = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     (path,) = tmp_path.glob("*-test.json")
     document = json.loads(path.read_text())
-    assert document["command"].startswith("python -m bench run --events 2000")
+    assert document["command"].startswith(
+        "KETENMONITOR_CHECKPOINT_SECONDS=30 python -m bench run --events 2000"
+    ), document["command"]
     machine = document["machine"]
     assert machine["nproc"] >= 1 and machine["memory_total_bytes"] > 0
     assert machine["kafka_broker"] and machine["packages"]["aiokafka"]

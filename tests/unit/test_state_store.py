@@ -487,3 +487,38 @@ def test_a_periodic_checkpoint_is_written_at_low_priority_and_merged_and_one_wai
     found = store.load(CHANGELOG)
     assert found is not None and found.offset == 4
     assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
+
+
+def test_a_periodic_checkpoint_of_a_partition_being_written_leaves_its_totals_to_a_quiet_turn(
+    tmp_path: Path,
+) -> None:
+    """Saved totals serve only a restore with no tail after the checkpoint: a periodic
+    checkpoint with new records leaves them out (and drops older ones); the next turn without
+    new records writes them; a checkpoint the worker waits for always holds them."""
+    from ketenmonitor.streams.state_store import Checkpointer
+
+    store = CheckpointStore(tmp_path, topic_id="t1")
+    worker = _Worker(store)
+    checkpointer = Checkpointer(worker, store, seconds=0.0)
+    saved: list[tuple[int, bool]] = []
+
+    async def checkpoint(wait: bool) -> None:
+        await (checkpointer.now() if wait else checkpointer.due())
+        await checkpointer.wait()
+        found = store.load(CHANGELOG)
+        assert found is not None
+        saved.append((found.offset, found.totals is not None))
+
+    async def scenario() -> None:
+        worker.write({b"k1": b"v1", b"k2": b"v2"})
+        await checkpoint(wait=False)  # new records: no totals
+        await checkpoint(wait=False)  # a quiet turn: the totals of offset 2
+        await checkpoint(wait=False)  # nothing new, totals saved: no checkpoint at all
+        worker.write({b"k3": b"v3"})
+        await checkpoint(wait=False)  # new records: the saved totals are dropped
+        worker.write({b"k4": b"v4"})
+        await checkpoint(wait=True)  # a stop: totals with the records
+
+    asyncio.run(scenario())
+    assert saved == [(2, False), (2, True), (2, True), (3, False), (4, True)]
+    assert 0 in checkpointer.with_totals
