@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     state_dir: Path | None = None
     # How often a worker with a state directory checkpoints its partitions (between batches).
     checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # While the worker is catching up (its last batch was full: more input is waiting), a periodic
+    # checkpoint waits until this many changelog records were written since the last one (what a
+    # restart would read as the tail, ~10 s at a restore's rate): its metrics are behind anyway,
+    # and writing every state once more would slow the catch-up. 0: never wait.
+    checkpoint_catch_up_records: int = Field(default=1_000_000, ge=0)
     # The worker's cyclic garbage collector: its youngest generation is collected after this many
     # new container objects (Python's default is 700). A batch's events live until Kafka has
     # acknowledged it, so at 700 they are traversed again and again and promoted, and full

@@ -367,10 +367,14 @@ class Checkpointer:
     WRITER_NICE): on a busy machine it yields the CPU to event processing and lands a little
     later; one the worker waits for is written at normal priority."""
 
-    def __init__(self, worker: Any, store: CheckpointStore | None, seconds: float) -> None:
+    def __init__(
+        self, worker: Any, store: CheckpointStore | None, seconds: float,
+        catch_up_records: int = 0,
+    ) -> None:
         self.worker = worker
         self.store = store
         self.seconds = seconds
+        self.catch_up_records = catch_up_records
         self._last = time.monotonic()
         self._fingerprint: bytes | None = None
         # Owned partitions whose checkpoint holds the totals of its offset; the others get a
@@ -400,11 +404,15 @@ class Checkpointer:
             log.warning("the broker gave no topic id for %s: local checkpoints are not used",
                         self.worker.changelogs.cases)
 
-    async def due(self) -> None:
-        """Checkpoint if `seconds` have passed: the records are taken now (after the batches in
-        flight are acknowledged) and written to LMDB in a thread while the worker goes on, one
-        checkpoint at a time."""
+    async def due(self, catching_up: bool = False) -> None:
+        """Checkpoint if `seconds` have passed: the records are taken now (the acknowledged
+        ones) and written to LMDB in a thread while the worker goes on, one checkpoint at a
+        time. `catching_up` (the worker's last batch was full): not before `catch_up_records`
+        changelog records were written since the last checkpoint."""
         if self.store is None or time.monotonic() - self._last < self.seconds:
+            return
+        if catching_up and \
+                self.worker.tables.records_since_checkpoint < self.catch_up_records:
             return
         if self._writing is not None and not self._writing.done():
             return  # the last one is still being written: at the next turn
@@ -438,6 +446,7 @@ class Checkpointer:
         if worker.pipeline.failure is not None or worker._suspended:
             return []  # what was written is not known: the next restore reads the changelog
         tables = worker.tables
+        tables.records_since_checkpoint = 0  # taken now (those of a failed write come back)
         jobs = []
         for partition in sorted(tables.case_partitions()):
             changes = tables.written_since_checkpoint.pop(partition, None)
@@ -508,6 +517,7 @@ class Checkpointer:
                 if partition in tables.cases:  # its records go into the next checkpoint, under
                     newer = tables.written_since_checkpoint.get(partition, {})  # newer ones
                     tables.written_since_checkpoint[partition] = {**job.changes, **newer}
+                    tables.records_since_checkpoint += len(job.changes)
                 continue
             if partition in tables.cases and job.totals is not None:
                 self.with_totals.add(partition)

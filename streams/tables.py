@@ -64,6 +64,7 @@ class OwnedTables:
         self.checkpoints = checkpoints
         # Per case partition, what was written to its changelog since its last checkpoint.
         self.written_since_checkpoint: dict[int, dict[bytes, bytes]] = {}
+        self.records_since_checkpoint = 0  # changelog records noted since the last checkpoint
         self.chain = chain  # None: no retirement (tests of the tables alone)
         self.retired: dict[int, PartitionRetirement] = {}
         self.changelogs = changelogs
@@ -86,6 +87,7 @@ class OwnedTables:
         """Records handed to the `cases` changelog: in the partition's next checkpoint."""
         if self.checkpoints is not None:
             self.written_since_checkpoint.setdefault(partition, {}).update(records)
+            self.records_since_checkpoint += len(records)
 
     def ingest_stats(self, tp: TopicPartition) -> IngestStats:
         stats = self.ingest.get(tp)

@@ -140,7 +140,9 @@ class Worker:
         self.processor = CaseProcessor(chain)
         checkpoints = open_checkpoints(settings)  # local state (KETENMONITOR_STATE_DIR) or None
         self.tables = OwnedTables(self.cases_topic, self.changelogs, chain, checkpoints)
-        self.checkpointer = Checkpointer(self, checkpoints, settings.checkpoint_seconds)
+        self.checkpointer = Checkpointer(
+            self, checkpoints, settings.checkpoint_seconds, settings.checkpoint_catch_up_records
+        )
         # Closed cases past the retention leave the state (streams/retirement.py).
         self.retirement = RetirementWriter(self, settings.closed_case_retention_days)
         self._late_in_batch: dict[int, int] = {}  # partition -> events counted for retired cases
@@ -163,6 +165,7 @@ class Worker:
         self.position: dict[int, int] = {}
         self.acked_ingest: dict[TopicPartition, bytes] = {}  # partner partition -> acked counts
         self.dirty: set[TopicPartition] = set()  # owned partitions whose totals are unpublished
+        self._catching_up = False  # the last batch fetched was full (Checkpointer.due)
         self._encode_after: dict[int, float] = {}  # case partition -> next paced encoding
         self.stalls = StallWatch(settings.processing_timeout_seconds)
         self.commits = CommitWatch()
@@ -451,6 +454,8 @@ class Worker:
                         outage.recovered()
                     continue
                 owned = {tp: msgs for tp, msgs in records.items() if tp in self.owned and msgs}
+                # A full batch: more input is waiting (a periodic checkpoint may wait, above).
+                self._catching_up = sum(map(len, records.values())) >= max_records
                 if owned:
                     await self._process(owned)
 
@@ -557,7 +562,7 @@ class Worker:
                 return
         if not await self.retirement.retire_due():
             return  # failed: read again after the recovery's seek
-        await self.checkpointer.due()
+        await self.checkpointer.due(self._catching_up)
         sender = BatchSender(self._producer)
         case_ends: dict[int, int] = {}
 

@@ -522,3 +522,44 @@ def test_a_periodic_checkpoint_of_a_partition_being_written_leaves_its_totals_to
     asyncio.run(scenario())
     assert saved == [(2, False), (2, True), (2, True), (3, False), (4, True)]
     assert 0 in checkpointer.with_totals
+
+
+def test_a_worker_catching_up_defers_its_periodic_checkpoint_until_the_tail_is_long_enough(
+    tmp_path: Path,
+) -> None:
+    """While catching up, a periodic checkpoint waits until `catch_up_records` changelog records
+    were noted since the last one; a worker that is not catching up checkpoints on time, and one
+    the worker waits for is never deferred."""
+    from ketenmonitor.streams.state_store import Checkpointer
+
+    store = CheckpointStore(tmp_path, topic_id="t1")
+    worker = _Worker(store)
+    checkpointer = Checkpointer(worker, store, seconds=0.0, catch_up_records=4)
+
+    def offset() -> int | None:
+        found = store.load(CHANGELOG)
+        return None if found is None else found.offset
+
+    async def scenario() -> list[int | None]:
+        seen = []
+        worker.write({b"k1": b"v1", b"k2": b"v2", b"k3": b"v3"})
+        await checkpointer.due(catching_up=True)  # 3 of 4: deferred
+        await checkpointer.wait()
+        seen.append(offset())
+        worker.write({b"k4": b"v4"})
+        await checkpointer.due(catching_up=True)  # 4: written
+        await checkpointer.wait()
+        seen.append(offset())
+        worker.write({b"k5": b"v5"})
+        await checkpointer.due(catching_up=True)  # 1 of 4 since: deferred
+        await checkpointer.wait()
+        seen.append(offset())
+        await checkpointer.due(catching_up=False)  # caught up: on time
+        await checkpointer.wait()
+        seen.append(offset())
+        worker.write({b"k6": b"v6"})
+        await checkpointer.now()  # a stop
+        seen.append(offset())
+        return seen
+
+    assert asyncio.run(scenario()) == [None, 4, 4, 5, 6]
