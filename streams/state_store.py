@@ -237,7 +237,7 @@ class CheckpointStore:
         if replace:
             self._replace(tp, offset, position, changes, retired, totals)
         elif self.add_delta(tp, offset, position, encode_records(changes, retired),
-                            retired, totals):
+                            retired, totals, RETIRED_MARKER in changes.values()):
             self.merge(tp)
 
     def _meta(self, offset: int, position: int) -> bytes:
@@ -289,15 +289,22 @@ class CheckpointStore:
         delta: bytes | None,
         retired: bytes | memoryview | None = None,
         totals: bytes | None = None,
+        markers: bool = True,
     ) -> bool:
         """`save` of records already encoded (`encode_records`; None: no records) without the
         merge: only LMDB calls, which run without Python's lock, so a thread of low priority can
-        write it (`Checkpointer`). Returns whether the deltas are due to be merged (`merge`)."""
+        write it (`Checkpointer`). Returns whether the deltas are due to be merged (`merge`).
+        `markers`: whether the records may hold retired cases' markers; a partition's first
+        records without any are its base at once (a first delta that large would be merged
+        into an empty base right away: read back and written again)."""
         if self.topic_id is None:
             return False
         due = False
         with self._env.begin(write=True, db=self._db, buffers=True) as txn:
-            if delta is not None:
+            if delta is not None and not markers and txn.get(self._key(tp, BASE_PART)) is None \
+                    and not self._deltas(txn, tp):
+                txn.put(self._key(tp, BASE_PART), delta)
+            elif delta is not None:
                 deltas = self._deltas(txn, tp)
                 sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
                 key = self._key(tp, f"{DELTA_PART}{sequence:010d}")
@@ -503,9 +510,10 @@ class Checkpointer:
                 assert store is not None
                 delta, cpu = await asyncio.to_thread(_timed, encode_records, job.changes,
                                                      job.retired)
+                markers = RETIRED_MARKER in job.changes.values()  # looked for in C
                 due, written = await loop.run_in_executor(
                     self._writer() if background else None, _timed, store.add_delta, job.tp,
-                    job.offset, job.position, delta, job.retired, job.totals,
+                    job.offset, job.position, delta, job.retired, job.totals, markers,
                 )
                 cpu += written
                 if due:

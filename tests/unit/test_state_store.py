@@ -483,7 +483,8 @@ def test_a_periodic_checkpoint_is_written_at_low_priority_and_merged_and_one_wai
     asyncio.run(scenario())
     assert nice_of["add_delta"] == [max(own, WRITER_NICE), max(own, WRITER_NICE), own]
     assert nice_of["encode_records"] == [own, own, own]
-    assert nice_of["merge"] == [own]  # after the second delta; the third is not due yet
+    # The first records are the base at once; the second delta (at the stop) is due for a merge.
+    assert nice_of["merge"] == [own]
     found = store.load(CHANGELOG)
     assert found is not None and found.offset == 4
     assert found.table == {b"k1": b"v1", b"k2": b"v2b", b"k3": b"v3"}
@@ -563,3 +564,23 @@ def test_a_worker_catching_up_defers_its_periodic_checkpoint_until_the_tail_is_l
         return seen
 
     assert asyncio.run(scenario()) == [None, 4, 4, 5, 6]
+
+
+def test_a_partitions_first_records_without_markers_are_its_base_at_once(tmp_path: Path) -> None:
+    """No delta to merge into an empty base later: the first records go straight to the base;
+    first records with retired cases' markers are a delta (a base holds no markers)."""
+    from ketenmonitor.streams.retirement import RETIRED_MARKER
+
+    store = CheckpointStore(tmp_path, topic_id="t1")
+    other = TopicPartition(LOGS.cases, 1)
+    store.save(CHANGELOG, 2, 0, {b"k1": b"v1", b"k2": b"v2"})
+    store.save(other, 2, 0, {b"k1": b"v1", b"k2": RETIRED_MARKER}, retired=b"")
+    store.save(CHANGELOG, 3, 0, {b"k3": b"v3"})
+    with store._env.begin(db=store._db) as txn:
+        deltas = {tp.partition: len(store._deltas(txn, tp)) for tp in (CHANGELOG, other)}
+        based = {tp.partition: txn.get(store._key(tp, "#records")) is not None
+                 for tp in (CHANGELOG, other)}
+    assert deltas == {0: 1, 1: 1} and based == {0: True, 1: False}
+    found, found_other = store.load(CHANGELOG), store.load(other)
+    assert found is not None and found.table == {b"k1": b"v1", b"k2": b"v2", b"k3": b"v3"}
+    assert found_other is not None and found_other.table == {b"k1": b"v1"}
