@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.machine import load_average, machine_facts
+from bench.machine import load_average, standalone_record
 from bench.workload import _first_steps, reference_time
 from ketenmonitor.domain.case import Applied, CaseEvent, apply_event
 from ketenmonitor.domain.chain import Chain, load_chain
@@ -131,12 +131,10 @@ def main() -> None:
             fold(fresh, cases, FOLD_CASES)
             rows[f"fold_us_{way}"].append(1e6 * (time.process_time() - started) / FOLD_CASES)
     medians = {k: round(statistics.median(v), 4) for k, v in rows.items()}
+    command = (f"python -m bench.backlog_readings --cases {args.cases} --between "
+               f"{args.between} --rounds {args.rounds} --name {args.name}")
     result = {
-        "command": f"python -m bench.backlog_readings --cases {args.cases} --between "
-                   f"{args.between} --rounds {args.rounds} --name {args.name}",
-        "machine": {**machine_facts(), "load_average_at_start": started_load,
-                    "load_average_at_end": load_average()},
-        "method": __doc__.split("\n\n", 2)[2].strip(),
+        **standalone_record(command, started_load, __doc__),
         "open_cases_at_end": sum(totals.backlog().values()),
         "rounds": rows,
         "medians": medians,

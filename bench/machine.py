@@ -67,6 +67,18 @@ def git_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": dirty.splitlines()}
 
 
+def standalone_record(command: str, started_load: Any, doc: str | None) -> dict[str, Any]:
+    """The head of a standalone benchmark's results file (`python -m bench.<name>`): its
+    command, the machine with the load average at its start and now, and its method (the
+    module docstring after its first two paragraphs)."""
+    return {
+        "command": command,
+        "machine": {**machine_facts(), "load_average_at_start": started_load,
+                    "load_average_at_end": load_average()},
+        "method": (doc or "").split("\n\n", 2)[2].strip(),
+    }
+
+
 def machine_facts() -> dict[str, Any]:
     return {
         "nproc": os.cpu_count(),

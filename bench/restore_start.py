@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.kafka_env import bench_broker, run_env
-from bench.machine import load_average, machine_facts
+from bench.machine import load_average, standalone_record
 from ketenmonitor.infra.worker_process import WorkerProcess
 
 RESTORED = re.compile(r"restored \d+ cases and \d+ partner partitions for .* in ([0-9.]+)s")
@@ -62,12 +62,10 @@ def main() -> None:
                 seconds[mode].append(
                     first_restore_seconds(env, work / f"{mode}-{start}.log")
                 )
+    command = (f"python -m bench.restore_start --starts {args.starts} --kafka-port "
+               f"{args.kafka_port} --name {args.name}")
     result = {
-        "command": f"python -m bench.restore_start --starts {args.starts} --kafka-port "
-                   f"{args.kafka_port} --name {args.name}",
-        "machine": {**machine_facts(), "load_average_at_start": started_load,
-                    "load_average_at_end": load_average()},
-        "method": __doc__.split("\n\n", 2)[2].strip(),
+        **standalone_record(command, started_load, __doc__),
         "restore_seconds": seconds,
         "medians": {mode: statistics.median(v) for mode, v in seconds.items()},
     }
