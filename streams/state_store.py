@@ -107,16 +107,22 @@ def _merge(table: dict[bytes, bytes], records: Any) -> dict[bytes, bytes]:
     return table
 
 
+def _holds_markers(changes: dict[bytes, bytes], retired: bytes | memoryview | None) -> bool:
+    """Whether `changes` hold retired cases' markers (looked for in C); those need the retired
+    keys' digests (`retired`) in the same checkpoint."""
+    markers = RETIRED_MARKER in changes.values()
+    if markers and retired is None:
+        raise ValueError("a checkpoint with retired cases needs the retired keys' digests")
+    return markers
+
+
 def encode_records(
     changes: dict[bytes, bytes], retired: bytes | memoryview | None = None
-) -> bytes | None:
-    """A delta's value: the records marshalled (None for no records). Records with a retired
-    case's marker need the retired keys' digests (`retired`) in the same checkpoint."""
-    if not changes:
-        return None
-    if retired is None and RETIRED_MARKER in changes.values():
-        raise ValueError("a checkpoint with retired cases needs the retired keys' digests")
-    return marshal.dumps(changes, MARSHAL_VERSION)
+) -> tuple[bytes | None, bool]:
+    """A delta's value, the records marshalled (None for no records), and whether they hold
+    retired cases' markers (`_holds_markers`)."""
+    markers = _holds_markers(changes, retired)
+    return (marshal.dumps(changes, MARSHAL_VERSION) if changes else None), markers
 
 
 class CheckpointStore:
@@ -236,8 +242,9 @@ class CheckpointStore:
             return
         if replace:
             self._replace(tp, offset, position, changes, retired, totals)
-        elif self.add_delta(tp, offset, position, encode_records(changes, retired),
-                            retired, totals, RETIRED_MARKER in changes.values()):
+            return
+        delta, markers = encode_records(changes, retired)
+        if self.add_delta(tp, offset, position, delta, retired, totals, markers):
             self.merge(tp)
 
     def _meta(self, offset: int, position: int) -> bytes:
@@ -253,9 +260,7 @@ class CheckpointStore:
         retired: bytes | memoryview | None,
         totals: bytes | None,
     ) -> None:
-        if self.topic_id is None:
-            return
-        encode_records(changes, retired)  # refuses markers without digests
+        _holds_markers(changes, retired)  # refuses markers without digests
         with self._env.begin(write=True, db=self._db, buffers=True) as txn:
             for key, _ in self._deltas(txn, tp):
                 txn.delete(key)
@@ -301,19 +306,20 @@ class CheckpointStore:
             return False
         due = False
         with self._env.begin(write=True, db=self._db, buffers=True) as txn:
-            if delta is not None and not markers and txn.get(self._key(tp, BASE_PART)) is None \
-                    and not self._deltas(txn, tp):
-                txn.put(self._key(tp, BASE_PART), delta)
-            elif delta is not None:
+            if delta is not None:
+                base_key = self._key(tp, BASE_PART)
                 deltas = self._deltas(txn, tp)
-                sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
-                key = self._key(tp, f"{DELTA_PART}{sequence:010d}")
-                txn.put(key, delta)
-                deltas.append((key, len(delta)))
-                base = txn.get(self._key(tp, BASE_PART))
-                base_size = 0 if base is None else len(base)
-                due = len(deltas) > MAX_DELTAS or \
-                    sum(size for _, size in deltas) > max(base_size, MERGE_MIN_BYTES)
+                base = txn.get(base_key)
+                base_size = 0 if base is None else len(base)  # a buffer: read before a write
+                if base is None and not deltas and not markers:
+                    txn.put(base_key, delta)
+                else:
+                    sequence = int(deltas[-1][0][-10:]) + 1 if deltas else 0
+                    key = self._key(tp, f"{DELTA_PART}{sequence:010d}")
+                    txn.put(key, delta)
+                    deltas.append((key, len(delta)))
+                    due = len(deltas) > MAX_DELTAS or \
+                        sum(size for _, size in deltas) > max(base_size, MERGE_MIN_BYTES)
             self._finish(txn, tp, offset, position, retired, totals)
         return due
 
@@ -508,9 +514,9 @@ class Checkpointer:
             partition = job.tp.partition
             try:
                 assert store is not None
-                delta, cpu = await asyncio.to_thread(_timed, encode_records, job.changes,
-                                                     job.retired)
-                markers = RETIRED_MARKER in job.changes.values()  # looked for in C
+                (delta, markers), cpu = await asyncio.to_thread(
+                    _timed, encode_records, job.changes, job.retired
+                )
                 due, written = await loop.run_in_executor(
                     self._writer() if background else None, _timed, store.add_delta, job.tp,
                     job.offset, job.position, delta, job.retired, job.totals, markers,
